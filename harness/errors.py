@@ -1,0 +1,42 @@
+"""Errors the CLI reports as one clear line (exit code 2 for bad input)."""
+
+from __future__ import annotations
+
+
+class HarnessError(Exception):
+    """Base class for errors shown to the user as one line, never a traceback."""
+
+    exit_code = 2
+
+    def one_line(self) -> str:
+        """The message on a single line."""
+        return " ".join(str(self).split())
+
+
+class PlanError(HarnessError):
+    """A plan is malformed: names the file, the key path and (where known) the YAML line."""
+
+    def __init__(self, message: str, *, key: str | None = None, line: int | None = None,
+                 source: str | None = None) -> None:
+        self.key, self.line, self.source, self.detail = key, line, source, message
+        where = []
+        if source:
+            where.append(f"{source}" + (f":{line}" if line else ""))
+        elif line:
+            where.append(f"line {line}")
+        if key:
+            where.append(f"key '{key}'")
+        prefix = ", ".join(where)
+        super().__init__(f"{prefix}: {message}" if prefix else message)
+
+
+class DataError(HarnessError):
+    """Input data is unreadable or inconsistent; the message names the file or sample."""
+
+
+class ModelError(HarnessError):
+    """A model cannot be built, loaded or run; the message names the file or architecture."""
+
+
+class AttackError(HarnessError):
+    """An attack failed or produced an invalid adversarial example."""

@@ -1,0 +1,1 @@
+"""Placeholder while this plugin is being written (replaced before landing)."""
