@@ -13,7 +13,6 @@ from torch import nn
 
 Norm = Literal["linf", "l2"]
 AttackKind = Literal["fixed_epsilon", "minimal"]
-SPLITS = ("train", "val", "test")
 
 
 @runtime_checkable

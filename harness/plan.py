@@ -111,10 +111,15 @@ def plan_from_document(doc: YamlDocument, base_dir: Path, overrides: list[str],
                        registry: Registry | None = None) -> Plan:
     """Validate a parsed document into a Plan."""
     registry = registry or default_registry()
-    data = expand_env(doc.data, doc)
-    for assignment in overrides:
-        data = apply_override(data, assignment, doc.source)
-    return _PlanBuilder(doc, data, registry, base_dir, overrides).build()
+    try:
+        data = expand_env(doc.data, doc)
+        for assignment in overrides:
+            data = apply_override(data, assignment, doc.source)
+        return _PlanBuilder(doc, data, registry, base_dir, overrides).build()
+    except PlanError as exc:
+        if exc.source is None:  # raised by a shared validator that does not know the file
+            raise PlanError(exc.detail, key=exc.key, line=exc.line, source=doc.source) from None
+        raise
 
 
 class _PlanBuilder:
@@ -211,6 +216,10 @@ class _PlanBuilder:
             raise self.error(f"unknown {kind} plugin {name!r} (available: {known})", f"{section}.plugin")
         plugin = self.registry.get(kind, name)
         params = build_dataclass(plugin.Params, raw, section, self.line, ignore=("plugin",))
+        architecture = getattr(params, "architecture", None)
+        if isinstance(architecture, str) and not self.registry.has("architecture", architecture):
+            known = ", ".join(self.registry.names("architecture")) or "none installed"
+            raise self.error(f"unknown architecture {architecture!r} (available: {known})", f"{section}.architecture")
         return PluginRef(plugin=name, params=params)
 
     def attacks(self, default_epsilons: list[float]) -> list[AttackSpec]:

@@ -8,6 +8,7 @@ import numpy as np
 
 from .errors import DataError
 
+SPLIT_NAMES = ("train", "val", "test")
 DEFAULT_FRACTIONS = {"train": 0.7, "val": 0.15, "test": 0.15}
 
 

@@ -1,0 +1,48 @@
+"""What the numbers depend on: library versions, device, threads and determinism settings."""
+
+from __future__ import annotations
+
+import platform
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import torch
+
+LIBRARIES = ("harness", "torch", "foolbox", "eagerpy", "numpy", "scipy", "pydicom", "monai", "scikit-learn",
+             "pluggy", "pyyaml", "jinja2", "weasyprint", "matplotlib", "pillow")
+
+
+def library_versions() -> dict[str, str | None]:
+    """Installed version of every library that can affect a number or the report."""
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def resolve_device(requested: str) -> torch.device:
+    """'auto' → CUDA when available, else CPU; otherwise the named device."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def device_info(device: torch.device) -> dict[str, Any]:
+    """The device a run used, with GPU name and CUDA/cuDNN versions where relevant."""
+    info: dict[str, Any] = {"type": device.type, "name": str(device), "cpu": platform.processor() or platform.machine(),
+                            "torch_threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        info.update({"gpu_name": torch.cuda.get_device_name(index), "cuda": torch.version.cuda,
+                     "cudnn": torch.backends.cudnn.version()})
+    return info
+
+
+def platform_info() -> dict[str, str]:
+    """Operating system and interpreter."""
+    return {"system": platform.system(), "release": platform.release(), "machine": platform.machine(),
+            "python_implementation": platform.python_implementation(), "executable": sys.executable}

@@ -1,0 +1,234 @@
+"""The runner: sequences data → model → clean metrics → attack sweep → criteria, writing the run directory."""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from . import __version__
+from .atomic import write_json_atomic, write_text_atomic
+from .contracts import DatasetBundle, DatasetContext, ModelBundle, ModelContext
+from .criteria import evaluate, verdict
+from .environment import device_info, library_versions, platform_info, resolve_device
+from .errors import DataError, HarnessError
+from .evaluation import predict_logits, run_attack
+from .metrics import clean_metrics
+from .plan import Plan
+from .plugin_manager import Registry
+from .progress import ProgressReporter
+from .results import attack_summary, new_results, sample_rows, write_samples
+from .rundir import create_run_dir, default_cache_dir, deid_salt
+from .splits import SPLIT_NAMES, check_no_group_crosses
+
+
+@dataclass
+class RunConfig:
+    """How to run a plan: where outputs go, device override, cache, and console output."""
+
+    out_root: Path = Path("runs")
+    device: str | None = None
+    cache_dir: Path | None = None
+    progress: bool | None = None
+    echo: Callable[[str], None] = field(default=lambda message: print(message, file=sys.stderr))
+
+
+@dataclass
+class RunResult:
+    """What a finished run produced."""
+
+    run_dir: Path
+    results: dict[str, Any]
+    manifest: dict[str, Any]
+
+    @property
+    def passed(self) -> bool:
+        """Whether every acceptance criterion passed."""
+        return bool(self.results["verdict"]["passed"])
+
+
+class Runner:
+    """Runs one plan end to end; each stage's work lives in its own module."""
+
+    def __init__(self, plan: Plan, registry: Registry, config: RunConfig | None = None) -> None:
+        self.plan, self.registry, self.config = plan, registry, config or RunConfig()
+        self.device = resolve_device(self.config.device or plan.device)
+        self.cache_dir = self.config.cache_dir or default_cache_dir()
+        self.timings: dict[str, float] = {}
+        self.sample_rows: list[dict[str, Any]] = []
+
+    # -- stages --------------------------------------------------------------------------------------------
+    def run(self) -> RunResult:
+        """Run every stage; results and manifest are rewritten atomically after each one."""
+        plan = self.plan
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise HarnessError(f"device {self.device} was requested but CUDA is not available")
+        self.run_dir = create_run_dir(self.config.out_root, plan.name, plan.sha256)
+        self.results = new_results(plan.name, plan.sha256)
+        self.manifest = self._initial_manifest()
+        self._save()
+        write_text_atomic(self.run_dir / "plan.resolved.yaml", yaml.safe_dump(plan.resolved, sort_keys=False))
+        self.registry.pm.hook.harness_run_start(plan=plan, run_dir=str(self.run_dir))
+        self._seed(plan.seed)
+        with ProgressReporter(self.config.progress) as progress:
+            self.progress = progress
+            dataset = self._stage("dataset", self._load_dataset)
+            naive = self._stage("model", lambda: self._provide_model(dataset))
+            self._evaluate_model("naive", naive, dataset)
+        self._stage("criteria", self._check_criteria)
+        self.results["status"] = "complete"
+        self._save()
+        self.registry.pm.hook.harness_run_end(plan=plan, run_dir=str(self.run_dir), results=self.results)
+        return RunResult(self.run_dir, self.results, self.manifest)
+
+    def _load_dataset(self) -> DatasetBundle:
+        plugin = self.registry.get("dataset", self.plan.dataset.plugin)
+        context = DatasetContext(seed=self.plan.seed, salt=deid_salt(self.cache_dir), base_dir=self.plan.base_dir,
+                                 cache_dir=self.cache_dir)
+        self.config.echo(f"harness: loading data set '{self.plan.dataset.plugin}'")
+        dataset = plugin.load(self.plan.dataset.params, context)
+        validate_dataset(dataset)
+        self.manifest["dataset"] = {"plugin": self.plan.dataset.plugin, "name": dataset.name,
+                                    "class_names": dataset.class_names, "positive_class": dataset.positive_class,
+                                    "image_shape": list(dataset.image_shape),
+                                    "native_units": _native(dataset), "provenance": dataset.provenance}
+        self.results["dataset"] = {"name": dataset.name, "class_names": dataset.class_names,
+                                   "positive_class": dataset.positive_class,
+                                   "content_sha256": dataset.provenance.get("content_sha256"),
+                                   "n_test": len(dataset.splits["test"]), "native_units": _native(dataset)}
+        return dataset
+
+    def _provide_model(self, dataset: DatasetBundle) -> ModelBundle:
+        plugin = self.registry.get("model", self.plan.model.plugin)
+        context = ModelContext(dataset=dataset, device=self.device, seed=self.plan.seed, base_dir=self.plan.base_dir,
+                               cache_dir=self.cache_dir, architectures=self.registry.of_kind("architecture"),
+                               progress=self.progress, log=self.config.echo)
+        self.config.echo(f"harness: preparing model '{self.plan.model.plugin}' on {self.device}")
+        bundle = plugin.provide(self.plan.model.params, context)
+        bundle.module.eval()
+        self.manifest["models"] = {"naive": {"plugin": self.plan.model.plugin, **bundle.provenance}}
+        return bundle
+
+    def _evaluate_model(self, role: str, bundle: ModelBundle, dataset: DatasetBundle) -> None:
+        """Clean metrics and the full attack sweep for one model, saved after each attack."""
+        test = dataset.splits["test"]
+        labels = test.labels
+        bar = self.progress(f"{role}: clean test", len(test))
+        logits = self._stage(f"{role}:clean", lambda: predict_logits(bundle.module, test, self.plan.batch_size,
+                                                                      self.device, bar.advance))
+        bar.close()
+        clean_pred = logits.argmax(axis=1)
+        clean_correct = clean_pred == labels
+        section = {"weights_sha256": bundle.provenance.get("weights_sha256"),
+                   "clean": clean_metrics(labels, logits, dataset.positive_class), "attacks": {}}
+        self.results["models"][role] = section
+        self._save()
+        for spec in self.plan.attacks:
+            plugin = self.registry.get("attack", spec.attack)
+            bar = self.progress(f"{role}: {spec.id}", len(test))
+            outcome = self._stage(f"{role}:attack:{spec.id}", lambda spec=spec, plugin=plugin, bar=bar: run_attack(
+                bundle.module, test, spec, plugin, clean_correct, self.plan.batch_size, self.device,
+                self.plan.seed, role, bar.advance))
+            bar.close()
+            summary = attack_summary(spec, outcome, labels, clean_correct, dataset.positive_class,
+                                     dataset.native_units)
+            section["attacks"][spec.id] = summary
+            for point in summary["points"]:
+                if point["bound_violations"]:
+                    self.results["warnings"].append(
+                        f"{role}/{spec.id} at eps={point['epsilon']:g}: {point['bound_violations']} adversarial "
+                        "examples were outside their epsilon bound and were not counted")
+                self.registry.pm.hook.harness_attack_result(
+                    plan=self.plan, model_role=role, attack_id=spec.id, epsilon=point["epsilon"],
+                    robust_accuracy=point["robust_accuracy"])
+            self.sample_rows += sample_rows(role, spec, outcome, test.sample_ids, labels, clean_pred)
+            write_samples(self.run_dir / "samples.csv", self.sample_rows, self._all_epsilons())
+            self._save()
+
+    def _check_criteria(self) -> None:
+        entries = evaluate(self.plan.acceptance, self.results)
+        self.results["criteria"] = entries
+        self.results["verdict"] = verdict(entries)
+
+    # -- helpers -------------------------------------------------------------------------------------------
+    def _stage(self, name: str, work: Callable[[], Any]) -> Any:
+        start = time.perf_counter()
+        try:
+            return work()
+        finally:
+            self.timings[name] = round(time.perf_counter() - start, 3)
+            self.manifest["timings_seconds"] = dict(self.timings)
+            self._save()
+
+    def _all_epsilons(self) -> list[float]:
+        return sorted({eps for spec in self.plan.attacks for eps in spec.epsilons})
+
+    def _seed(self, seed: int) -> None:
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+
+    def _initial_manifest(self) -> dict[str, Any]:
+        plan = self.plan
+        return {
+            "schema": "harness.manifest", "schema_version": 1,
+            "harness_version": __version__,
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "command": sys.argv,
+            "plan": {"name": plan.name, "source": plan.source, "sha256": plan.sha256, "resolved": plan.resolved,
+                     "overrides": plan.overrides},
+            "seeds": {"plan": plan.seed, "attack_batches": "sha256(seed:model:attack:batch) per batch"},
+            "device": device_info(self.device),
+            "versions": library_versions(),
+            "platform": platform_info(),
+            "determinism": {"torch_deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+                            "cudnn_benchmark": torch.backends.cudnn.benchmark},
+            "plugins": [{"kind": e.kind, "name": e.name, "provider": e.provider, "version": e.version}
+                        for e in self.registry.all() if self._used(e.kind, e.name)],
+            "timings_seconds": {},
+        }
+
+    def _used(self, kind: str, name: str) -> bool:
+        plan = self.plan
+        used = {("dataset", plan.dataset.plugin), ("model", plan.model.plugin)}
+        used |= {("attack", spec.attack) for spec in plan.attacks}
+        if plan.defence:
+            used.add(("defence", plan.defence.plugin))
+        architecture = getattr(plan.model.params, "architecture", None)
+        if architecture:
+            used.add(("architecture", architecture))
+        return (kind, name) in used
+
+    def _save(self) -> None:
+        write_json_atomic(self.run_dir / "results.json", self.results)
+        write_json_atomic(self.run_dir / "manifest.json", self.manifest)
+
+
+def validate_dataset(dataset: DatasetBundle) -> None:
+    """The core's own checks on any dataset plugin's output: splits present, shapes, ranges, no patient leak."""
+    for name in SPLIT_NAMES:
+        if name not in dataset.splits:
+            raise DataError(f"data set '{dataset.name}' has no {name} split")
+    if len(dataset.splits["test"]) == 0:
+        raise DataError(f"data set '{dataset.name}' has an empty test split")
+    if len(dataset.splits["train"]) == 0:
+        raise DataError(f"data set '{dataset.name}' has an empty train split")
+    k = len(dataset.class_names)
+    for name, split in dataset.splits.items():
+        labels = np.asarray(split.labels)
+        if len(labels) and (labels.min() < 0 or labels.max() >= k):
+            raise DataError(f"data set '{dataset.name}' split {name} has labels outside 0..{k - 1}")
+    check_no_group_crosses({name: split.group_ids for name, split in dataset.splits.items()})
+
+
+def _native(dataset: DatasetBundle) -> dict[str, Any] | None:
+    units = dataset.native_units
+    return None if units is None else {"per_unit": units.per_unit, "unit": units.unit, "note": units.note}

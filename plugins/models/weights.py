@@ -1,0 +1,112 @@
+"""Weights I/O: deterministic state-dict bytes and hashes, atomic writes, safe loading."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import re
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from harness.errors import ModelError
+
+
+def cpu_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
+    """A plain dict copy of the module's state dict, every tensor detached, contiguous and on CPU."""
+    return {k: v.detach().to("cpu").clone().contiguous() for k, v in module.state_dict().items()}
+
+
+def state_dict_bytes(state: Mapping[str, torch.Tensor]) -> bytes:
+    """The bytes torch.save writes for `state` (stable: equal tensors give equal bytes)."""
+    buffer = io.BytesIO()
+    torch.save(dict(state), buffer)
+    return buffer.getvalue()
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex sha256 of some bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def state_dict_sha256(state: Mapping[str, torch.Tensor]) -> str:
+    """A content hash of a state dict (names, dtypes, shapes and values in key order), format-independent."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().to("cpu").contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` via a temporary file in the same directory and os.replace."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
+    """Load a state dict with weights_only=True; a file that needs arbitrary code is refused, never run."""
+    if not path.is_file():
+        raise ModelError(f"weights file not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ModelError(f"{path}: refused to load: the file needs arbitrary code to unpickle "
+                         f"({_unsupported_global(exc)}); save model.state_dict() instead") from None
+    except Exception as exc:  # corrupt zip, truncated file, not a torch file at all
+        raise ModelError(f"{path}: not a readable torch state dict ({_first_line(exc)})") from None
+    return _as_state_dict(obj, path)
+
+
+def _as_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+    """Unwrap {'state_dict': ...} checkpoints and 'module.' prefixes; check every value is a tensor."""
+    if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
+        obj = obj["state_dict"]
+    if not isinstance(obj, Mapping) or not obj:
+        raise ModelError(f"{path}: expected a state dict (a mapping of names to tensors), "
+                         f"got {type(obj).__name__}")
+    state = {}
+    for key, value in obj.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise ModelError(f"{path}: entry {key!r} is not a tensor ({type(value).__name__})")
+        state[key] = value
+    if all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
+def _unsupported_global(exc: Exception) -> str:
+    """The 'Unsupported global: ...' part of a weights-only refusal, or a generic note."""
+    match = re.search(r"GLOBAL (\S+)", str(exc))
+    return f"it imports {match.group(1)}" if match else "it holds more than plain tensors"
+
+
+def _first_line(exc: Exception) -> str:
+    """The first non-empty line of an exception message."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0][:200] if lines else type(exc).__name__
