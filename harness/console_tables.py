@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -42,7 +43,7 @@ def print_summary(console: Console, results: dict[str, Any], run_dir: str) -> No
             cells = [_pct(by_eps[e]["robust_accuracy"]) if e in by_eps else "" for e in epsilons]
             median = attack.get("min_epsilon", {}).get("median") if attack.get("min_epsilon") else None
             cells.append(_value(median, "epsilon") if attack.get("min_epsilon") else "")
-            table.add_row(attack_id, *cells)
+            table.add_row(escape(attack_id), *cells)
         console.print(table)
     criteria = results.get("criteria") or []
     if criteria:
@@ -51,7 +52,7 @@ def print_summary(console: Console, results: dict[str, Any], run_dir: str) -> No
             table.add_column(column, justify="left" if column == "criterion" else "right")
         for entry in criteria:
             mark = "[green]PASS[/green]" if entry["passed"] else "[red]FAIL[/red]"
-            table.add_row(entry["id"], f"{entry['op']} {entry['threshold']:g}",
+            table.add_row(escape(entry["id"]), f"{entry['op']} {entry['threshold']:g}",
                           _value(entry["measured"], entry["metric"]), mark)
         console.print(table)
     v = results.get("verdict") or {}
@@ -59,5 +60,5 @@ def print_summary(console: Console, results: dict[str, Any], run_dir: str) -> No
         word = "[bold green]PASS[/bold green]" if v["passed"] else "[bold red]FAIL[/bold red]"
         console.print(f"Verdict: {word} ({v['n_passed']}/{v['n_criteria']} criteria passed)")
     for warning in results.get("warnings", []):
-        console.print(f"[yellow]warning:[/yellow] {warning}")
-    console.print(f"Run directory: {run_dir}")
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
+    console.print(f"Run directory: {escape(run_dir)}")

@@ -175,3 +175,31 @@ class Architecture(Protocol):
     description: str
 
     def build(self, in_channels: int, num_classes: int, image_size: tuple[int, int]) -> nn.Module: ...
+
+
+@dataclass
+class DefenceContext:
+    """What a defence plugin may use: data, device, seed, a checkpoint folder for resuming, and progress."""
+
+    dataset: DatasetBundle
+    device: torch.device
+    seed: int
+    cache_dir: Path
+    checkpoint_dir: Path  # run_dir/checkpoints/<defence>: rounds finished so far survive an interruption
+    progress: Callable[[str, int], Any] = field(default=lambda description, total: _NullProgress())
+    log: Callable[[str], None] = field(default=lambda message: None)
+
+
+@runtime_checkable
+class DefencePlugin(Protocol):
+    """A defence: fine-tunes a copy of the naive model and returns the hardened model with its training log.
+
+    The returned ModelBundle's provenance holds at least: weights_sha256, selected_round, training_log
+    (one dict per round: round, epsilon, loss, train_accuracy, val_clean_accuracy, val_robust_accuracy, seconds).
+    """
+
+    name: str
+    description: str
+    Params: type
+
+    def harden(self, model: ModelBundle, params: Any, context: DefenceContext) -> ModelBundle: ...

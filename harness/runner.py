@@ -16,7 +16,7 @@ import yaml
 
 from . import __version__
 from .atomic import write_json_atomic, write_text_atomic
-from .contracts import DatasetBundle, DatasetContext, ModelBundle, ModelContext
+from .contracts import DatasetBundle, DatasetContext, DefenceContext, ModelBundle, ModelContext
 from .criteria import evaluate, verdict
 from .environment import device_info, library_versions, platform_info, resolve_device
 from .errors import DataError, HarnessError
@@ -83,6 +83,9 @@ class Runner:
             dataset = self._stage("dataset", self._load_dataset)
             naive = self._stage("model", lambda: self._provide_model(dataset))
             self._evaluate_model("naive", naive, dataset)
+            if plan.defence is not None:
+                hardened = self._stage("defence", lambda: self._harden(naive, dataset))
+                self._evaluate_model("hardened", hardened, dataset)
         self._stage("criteria", self._check_criteria)
         self.results["status"] = "complete"
         self._save()
@@ -115,6 +118,23 @@ class Runner:
         bundle = plugin.provide(self.plan.model.params, context)
         bundle.module.eval()
         self.manifest["models"] = {"naive": {"plugin": self.plan.model.plugin, **bundle.provenance}}
+        return bundle
+
+    def _harden(self, naive: ModelBundle, dataset: DatasetBundle) -> ModelBundle:
+        ref = self.plan.defence
+        plugin = self.registry.get("defence", ref.plugin)
+        context = DefenceContext(dataset=dataset, device=self.device, seed=self.plan.seed, cache_dir=self.cache_dir,
+                                 checkpoint_dir=self.run_dir / "checkpoints" / ref.plugin, progress=self.progress,
+                                 log=self.config.echo)
+        self.config.echo(f"harness: hardening the model with defence '{ref.plugin}'")
+        bundle = plugin.harden(naive, ref.params, context)
+        bundle.module.eval()
+        provenance = bundle.provenance
+        self.manifest["models"]["hardened"] = {"plugin": ref.plugin, **provenance}
+        self.results["defence"] = {"plugin": ref.plugin, "params": ref.params_dict(),
+                                   "selected_round": provenance.get("selected_round"),
+                                   "selected_weights_sha256": provenance.get("weights_sha256"),
+                                   "training_log": provenance.get("training_log", [])}
         return bundle
 
     def _evaluate_model(self, role: str, bundle: ModelBundle, dataset: DatasetBundle) -> None:

@@ -29,3 +29,6 @@ def isolated_cache(session_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(session_cache))
     monkeypatch.setenv("HARNESS_DEID_SALT", "test-salt")
     return session_cache
+
+# Plans used by the suite's own tests are run by those tests, not collected by the harness pytest plugin.
+collect_ignore = ["plans"]

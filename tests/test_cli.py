@@ -78,7 +78,7 @@ def test_second_run_reuses_cached_weights(tiny_run, tmp_path, session_cache):
 
 
 BAD_PLANS = {
-    "unknown top-level key": ("seed: 7", "seed: 7\ncolour: blue", "line 5, key 'colour'"),
+    "unknown top-level key": ("seed: 7", "seed: 7\ncolour: blue", "bad.yaml:5, key 'colour'"),
     "wrong type": ("  n_patients: 80", "  n_patients: eighty", "key 'dataset.n_patients': expected an integer"),
     "unknown dataset plugin": ("  plugin: phantom_ct", "  plugin: mri_magic", "unknown dataset plugin 'mri_magic'"),
     "unknown attack": ("  - attack: fgsm", "  - attack: fgsm_plus", "unknown attack 'fgsm_plus'"),
@@ -87,8 +87,8 @@ BAD_PLANS = {
     "unknown attack parameter": ("    steps: 5", "    steps: 5\n    stepz: 3", "key 'attacks.1.stepz': unknown key"),
     "bad architecture": ("  architecture: small_cnn", "  architecture: vgg99", "vgg99"),
     "bad model parameter": ("  epochs: 4", "  epochs: 0", "key 'model.epochs'"),
-    "criterion on missing attack": ("    attack: pgd_linf\n    epsilon: 0.03", "    attack: bim_linf\n    epsilon: 0.03",
-                                    "key 'acceptance.1.attack'"),
+    "criterion on missing attack": ("    attack: pgd_linf\n    epsilon: 0.03",
+                                    "    attack: bim_linf\n    epsilon: 0.03", "key 'acceptance.1.attack'"),
     "not YAML": ("name: tiny_phantom", "name: [tiny", "invalid YAML"),
     "not a plan": ("harness: 1\n", "", "not a harness plan"),
 }

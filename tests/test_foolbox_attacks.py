@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 from torch import nn
@@ -35,8 +37,17 @@ def toy_data(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Te
     return (brightness + offset + noise).clamp(0, 1), labels
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny tensors: one intra-op thread avoids oversubscribing the shared cores (restored after)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
-def toy() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+def toy(one_thread: None) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     """A small MLP trained on the toy task, in eval mode, with a held-out batch of 48 images."""
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)
@@ -124,12 +135,12 @@ def test_pgd_robust_accuracy_non_increasing_in_epsilon(toy: tuple) -> None:
 
 def test_pgd_restarts_at_least_as_strong_and_keep_first_success(toy: tuple) -> None:
     model, x, y = toy
-    settings = {"steps": 1, "rel_stepsize": 0.5}
-    (one,) = run_pgd(toy, 7, [0.1], restarts=1, **settings)
-    (three,) = run_pgd(toy, 7, [0.1], restarts=3, **settings)
+    settings = {"steps": 1, "rel_stepsize": 0.25}  # a weak attack, so the random start matters
+    (one,) = run_pgd(toy, 7, [0.05], restarts=1, **settings)
+    (three,) = run_pgd(toy, 7, [0.05], restarts=3, **settings)
     broken_one, broken_three = ~correct(model, one, y), ~correct(model, three, y)
     assert bool((broken_three | ~broken_one).all())  # every sample broken with 1 restart stays broken
-    assert broken_three.sum() >= broken_one.sum() and broken_one.any()
+    assert 0 < broken_one.sum() < broken_three.sum() < len(y)  # seed 7: the extra restarts break more
     assert torch.equal(three[broken_one], one[broken_one])  # the first success is kept verbatim
 
 

@@ -56,9 +56,10 @@ def test_failed_criterion_gives_fail_verdict(tmp_path):
 
 
 def test_patient_crossing_splits_is_refused():
-    from harness.contracts import DatasetBundle, TensorSplit
     import numpy as np
     import torch
+
+    from harness.contracts import DatasetBundle, TensorSplit
 
     def split(groups):
         n = len(groups)

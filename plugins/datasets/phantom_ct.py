@@ -20,8 +20,7 @@ from harness.errors import DataError, PlanError
 from harness.hookspecs import hookimpl
 from harness.splits import check_no_group_crosses, grouped_stratified_split
 
-from .common import build_splits, class_counts, content_sha256, describe_fractions, fractions_from_list, \
-    group_counts
+from .common import build_splits, class_counts, content_sha256, describe_fractions, fractions_from_list, group_counts
 
 GENERATOR_VERSION = 1
 CLASS_NAMES = ["benign", "malignant"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,7 +109,7 @@ class TrainProvider:
             else:
                 record, cache_hit = self._train(model, params, context, arch.name, seed, train, val,
                                                 num_classes), False
-                record["cache_key"] = key
+                record.update(cache_key=key, key_material=material)
                 if use_cache:
                     save_cache(context.cache_dir, key, record.pop("_bytes"), record)
                 record.pop("_bytes", None)
@@ -241,8 +242,13 @@ def _reshape_norm_buffers(state: dict[str, torch.Tensor], channels: int) -> dict
 
 def check_state_dict(target: nn.Module, state: dict[str, torch.Tensor], path: Path, arch_name: str,
                      strict: bool) -> tuple[list[str], list[str]]:
-    """Raise ModelError naming the file and first mismatching key; return (missing, unexpected) keys."""
+    """Raise ModelError naming the file and first mismatching key; return (missing, unexpected) keys.
+
+    Fills in BatchNorm `num_batches_tracked` counters missing from `state` (in place)."""
     expected = target.state_dict()
+    for key, tensor in expected.items():  # BatchNorm counters absent from older files do not affect eval
+        if key.endswith("num_batches_tracked") and key not in state:
+            state[key] = tensor.detach().clone()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     for key, tensor in expected.items():
@@ -282,7 +288,9 @@ class TorchScriptProvider:
         if not path.is_file():
             raise ModelError(f"TorchScript file not found: {path}")
         try:
-            module = torch.jit.load(str(path), map_location="cpu")
+            with warnings.catch_warnings():  # torch ≥ 2.10 marks TorchScript deprecated; loading still works
+                warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*torch.jit")
+                module = torch.jit.load(str(path), map_location="cpu")
         except Exception as exc:
             raise ModelError(f"{path}: not a loadable TorchScript module ({_first_line(exc)})") from None
         module.eval()

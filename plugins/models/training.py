@@ -19,7 +19,7 @@ from torch import nn
 
 from harness.errors import DataError
 
-from .weights import atomic_write_bytes, cpu_state_dict, file_sha256, sha256_bytes, state_dict_bytes
+from .weights import atomic_write_bytes, cpu_state_dict, file_sha256, sha256_bytes
 
 # Bump whenever a change here could change the trained weights for the same inputs (invalidates caches).
 TRAINING_CODE_VERSION = 1

@@ -50,7 +50,7 @@ def state_dict_sha256(state: Mapping[str, torch.Tensor]) -> str:
     for name in sorted(state):
         tensor = state[name].detach().to("cpu").contiguous()
         digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
 
@@ -76,8 +76,13 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise ModelError(f"{path}: refused to load: the file needs arbitrary code to unpickle "
-                         f"({_unsupported_global(exc)}); save model.state_dict() instead") from None
+        imported = re.search(r"GLOBAL (\S+)", str(exc))
+        if imported:
+            raise ModelError(f"{path}: refused to load: the file needs arbitrary code to unpickle (it "
+                             f"imports {imported.group(1)}); save model.state_dict() instead") from None
+        detail = re.search(r"WeightsUnpickler error:\s*(.+)", str(exc))
+        reason = detail.group(1).strip() if detail else _first_line(exc)
+        raise ModelError(f"{path}: not a readable torch state dict (weights-only unpickler: {reason})") from None
     except Exception as exc:  # corrupt zip, truncated file, not a torch file at all
         raise ModelError(f"{path}: not a readable torch state dict ({_first_line(exc)})") from None
     return _as_state_dict(obj, path)
@@ -98,12 +103,6 @@ def _as_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
     if all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
     return state
-
-
-def _unsupported_global(exc: Exception) -> str:
-    """The 'Unsupported global: ...' part of a weights-only refusal, or a generic note."""
-    match = re.search(r"GLOBAL (\S+)", str(exc))
-    return f"it imports {match.group(1)}" if match else "it holds more than plain tensors"
 
 
 def _first_line(exc: Exception) -> str:
