@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
@@ -32,11 +33,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", help="override the plan's device (cpu, cuda, cuda:N)")
     run.add_argument("--cache-dir", type=Path, help="trained-weight cache (default $HARNESS_CACHE_DIR or "
                                                     "~/.cache/harness)")
+    run.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                     help="continue an interrupted run in RUN_DIR (same plan and overrides); finished work is kept")
     run.add_argument("--no-progress", action="store_true", help="never show progress bars")
+    run.add_argument("--no-report", action="store_true", help="skip report.html/report.pdf (render later with "
+                                                             "`harness report RUN_DIR`)")
 
     validate = sub.add_parser("validate", help="check a plan without running it")
     validate.add_argument("plan", type=Path)
     _plan_options(validate)
+
+    report = sub.add_parser("report", help="re-render report.html and report.pdf of a run directory")
+    report.add_argument("run_dir", type=Path)
 
     plugins = sub.add_parser("plugins", help="list installed plugins")
     plugins.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -58,8 +66,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     registry = default_registry()
     plan = load_plan(args.plan, args.overrides, registry)
     config = RunConfig(out_root=args.out, device=args.device, cache_dir=args.cache_dir,
-                       progress=False if args.no_progress else None)
-    result = Runner(plan, registry, config).run()
+                       progress=False if args.no_progress else None, report=not args.no_report)
+    result = Runner(plan, registry, config, resume_dir=args.resume).run()
     print_summary(console, result.results, str(result.run_dir))
     return EXIT_PASS if result.passed else EXIT_FAIL
 
@@ -69,8 +77,17 @@ def cmd_validate(args: argparse.Namespace, console: Console) -> int:
     from .plan import load_plan
 
     plan = load_plan(args.plan, args.overrides)
-    console.print(f"{args.plan}: valid plan '{plan.name}': data set {plan.dataset.plugin}, model "
-                  f"{plan.model.plugin}, {len(plan.attacks)} attacks, {len(plan.acceptance)} criteria")
+    console.print(escape(f"{args.plan}: valid plan '{plan.name}': data set {plan.dataset.plugin}, model "
+                         f"{plan.model.plugin}, {len(plan.attacks)} attacks, {len(plan.acceptance)} criteria"))
+    return EXIT_PASS
+
+
+def cmd_report(args: argparse.Namespace, console: Console) -> int:
+    """Re-render a run directory's report from its results and manifest, without re-running anything."""
+    from .report import render_report
+
+    html, pdf = render_report(args.run_dir)
+    console.print(f"wrote {escape(str(html))} and {escape(str(pdf))}")
     return EXIT_PASS
 
 
@@ -93,7 +110,7 @@ def cmd_plugins(args: argparse.Namespace, console: Console) -> int:
     return EXIT_PASS
 
 
-COMMANDS = {"run": cmd_run, "validate": cmd_validate, "plugins": cmd_plugins}
+COMMANDS = {"run": cmd_run, "validate": cmd_validate, "report": cmd_report, "plugins": cmd_plugins}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
+from .atomic import write_bytes_atomic
 from .contracts import AttackPlugin, Split
 from .errors import AttackError, ModelError
 from .plan import AttackSpec
@@ -70,16 +73,22 @@ def batch_seed(seed: int, *parts: object) -> int:
 
 def run_attack(model: nn.Module, split: Split, spec: AttackSpec, plugin: AttackPlugin, clean_correct: np.ndarray,
                batch_size: int, device: torch.device, seed: int, model_role: str,
-               on_batch: Callable[[int], None] | None = None) -> AttackOutcome:
-    """Attack every image of a split; each adversarial is checked against its bound before it counts."""
+               on_batch: Callable[[int], None] | None = None, checkpoint: Path | None = None) -> AttackOutcome:
+    """Attack every image of a split; each adversarial is checked against its bound before it counts.
+
+    With `checkpoint`, the per-sample state is saved atomically after every batch and a rerun continues from
+    the first unfinished batch; per-batch seeds make the continued result equal to an uninterrupted one.
+    """
     minimal = spec.kind == "minimal"
     epsilons = list(spec.epsilons)
-    n = len(split)
-    success = np.zeros((len(epsilons), n), dtype=bool)
-    violations = np.zeros(len(epsilons), dtype=np.int64)
-    min_eps = np.full(n, np.inf) if minimal else None
-    start = 0
-    for batch_index, (images, labels) in enumerate(batches(split, batch_size)):
+    state = _AttackState.load(checkpoint, len(split), epsilons, minimal, batch_size)
+    first = state.next_batch * batch_size
+    remaining = Subset(split, range(first, len(split))) if first else split
+    if on_batch and first:
+        on_batch(first)
+    start = first
+    for images, labels in batches(remaining, batch_size):
+        batch_index = state.next_batch
         images, labels = images.to(device), labels.to(device)
         stop = start + len(images)
         torch.manual_seed(batch_seed(seed, model_role, spec.id, batch_index))
@@ -95,21 +104,57 @@ def run_attack(model: nn.Module, split: Split, spec: AttackSpec, plugin: AttackP
         if minimal:
             fooled, distance, valid = _judge(model, images, labels, output.adversarials[0], spec.norm, None)
             found = np.where(fooled & valid, distance, np.inf)
-            min_eps[start:stop] = np.where(wrong_clean, 0.0, found)
+            state.min_eps[start:stop] = np.where(wrong_clean, 0.0, found)
             for k, eps in enumerate(epsilons):
-                success[k, start:stop] = min_eps[start:stop] <= eps + BOUND_TOLERANCE
+                state.success[k, start:stop] = state.min_eps[start:stop] <= eps + BOUND_TOLERANCE
         else:
             for k, eps in enumerate(epsilons):
                 fooled, _, valid = _judge(model, images, labels, output.adversarials[k], spec.norm, eps)
-                violations[k] += int((~valid).sum())
-                success[k, start:stop] = wrong_clean | (fooled & valid)
+                state.violations[k] += int((~valid).sum())
+                state.success[k, start:stop] = wrong_clean | (fooled & valid)
+        state.next_batch += 1
+        state.save(checkpoint)
         if on_batch:
             on_batch(len(images))
         start = stop
+    success = state.success
     if not minimal:
         # An adversarial valid at a smaller epsilon is valid at every larger one: worst case over the grid.
         success = np.logical_or.accumulate(success, axis=0)
-    return AttackOutcome(epsilons=epsilons, success=success, violations=violations, min_epsilon=min_eps)
+    return AttackOutcome(epsilons=epsilons, success=success, violations=state.violations,
+                         min_epsilon=state.min_eps if minimal else None)
+
+
+@dataclass
+class _AttackState:
+    """Per-sample progress of one attack, saved after each batch so an interrupted sweep can continue."""
+
+    next_batch: int
+    success: np.ndarray
+    violations: np.ndarray
+    min_eps: np.ndarray
+    fingerprint: str
+
+    @classmethod
+    def load(cls, path: Path | None, n: int, epsilons: list[float], minimal: bool, batch_size: int) -> _AttackState:
+        fingerprint = f"n={n};eps={epsilons!r};minimal={minimal};batch={batch_size}"
+        fresh = cls(0, np.zeros((len(epsilons), n), dtype=bool), np.zeros(len(epsilons), dtype=np.int64),
+                    np.full(n, np.inf), fingerprint)
+        if path is None or not path.exists():
+            return fresh
+        with np.load(path, allow_pickle=False) as saved:
+            if str(saved["fingerprint"]) != fingerprint:
+                return fresh  # made with other settings: start this attack again
+            return cls(int(saved["next_batch"]), saved["success"].copy(), saved["violations"].copy(),
+                       saved["min_eps"].copy(), fingerprint)
+
+    def save(self, path: Path | None) -> None:
+        if path is None:
+            return
+        buffer = io.BytesIO()
+        np.savez(buffer, next_batch=self.next_batch, success=self.success, violations=self.violations,
+                 min_eps=self.min_eps, fingerprint=self.fingerprint)
+        write_bytes_atomic(path, buffer.getvalue())
 
 
 @torch.no_grad()

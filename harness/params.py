@@ -55,6 +55,9 @@ def coerce(value: Any, tp: Any, key: str, lines: LineLookup = _no_line) -> Any:
                 return coerce(value, arg, key, lines)
             except PlanError as exc:
                 errors.append(exc)
+        deeper = [e for e in errors if e.key and e.key != key]
+        if deeper:  # the value had the right shape for one option but a nested value was wrong: say which
+            raise deeper[0]
         raise fail(f"expected {describe_type(tp)}, got {_show(value)}")
     if origin is Literal:
         allowed = typing.get_args(tp)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import sys
 import time
@@ -21,6 +22,7 @@ from .criteria import evaluate, verdict
 from .environment import device_info, library_versions, platform_info, resolve_device
 from .errors import DataError, HarnessError
 from .evaluation import predict_logits, run_attack
+from .examples import save_examples
 from .metrics import clean_metrics
 from .plan import Plan
 from .plugin_manager import Registry
@@ -38,6 +40,7 @@ class RunConfig:
     device: str | None = None
     cache_dir: Path | None = None
     progress: bool | None = None
+    report: bool = False  # also render report.html and report.pdf at the end
     echo: Callable[[str], None] = field(default=lambda message: print(message, file=sys.stderr))
 
 
@@ -58,8 +61,10 @@ class RunResult:
 class Runner:
     """Runs one plan end to end; each stage's work lives in its own module."""
 
-    def __init__(self, plan: Plan, registry: Registry, config: RunConfig | None = None) -> None:
+    def __init__(self, plan: Plan, registry: Registry, config: RunConfig | None = None,
+                 resume_dir: Path | None = None) -> None:
         self.plan, self.registry, self.config = plan, registry, config or RunConfig()
+        self.resume_dir = resume_dir
         self.device = resolve_device(self.config.device or plan.device)
         self.cache_dir = self.config.cache_dir or default_cache_dir()
         self.timings: dict[str, float] = {}
@@ -71,9 +76,13 @@ class Runner:
         plan = self.plan
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise HarnessError(f"device {self.device} was requested but CUDA is not available")
-        self.run_dir = create_run_dir(self.config.out_root, plan.name, plan.sha256)
         self.results = new_results(plan.name, plan.sha256)
         self.manifest = self._initial_manifest()
+        if self.resume_dir is not None:
+            self.run_dir = self.resume_dir
+            self.manifest["started_at"], self.manifest["resumed_at"] = self._previous_start()
+        else:
+            self.run_dir = create_run_dir(self.config.out_root, plan.name, plan.sha256)
         self._save()
         write_text_atomic(self.run_dir / "plan.resolved.yaml", yaml.safe_dump(plan.resolved, sort_keys=False))
         self.registry.pm.hook.harness_run_start(plan=plan, run_dir=str(self.run_dir))
@@ -89,8 +98,16 @@ class Runner:
         self._stage("criteria", self._check_criteria)
         self.results["status"] = "complete"
         self._save()
+        if self.config.report:
+            self._stage("report", self._render_report)
         self.registry.pm.hook.harness_run_end(plan=plan, run_dir=str(self.run_dir), results=self.results)
         return RunResult(self.run_dir, self.results, self.manifest)
+
+    def _render_report(self) -> None:
+        from .report import render_report
+
+        self.config.echo("harness: rendering report.html and report.pdf")
+        render_report(self.run_dir)
 
     def _load_dataset(self) -> DatasetBundle:
         plugin = self.registry.get("dataset", self.plan.dataset.plugin)
@@ -156,7 +173,7 @@ class Runner:
             bar = self.progress(f"{role}: {spec.id}", len(test))
             outcome = self._stage(f"{role}:attack:{spec.id}", lambda spec=spec, plugin=plugin, bar=bar: run_attack(
                 bundle.module, test, spec, plugin, clean_correct, self.plan.batch_size, self.device,
-                self.plan.seed, role, bar.advance))
+                self.plan.seed, role, bar.advance, self.run_dir / "checkpoints" / "attacks" / f"{role}__{spec.id}.npz"))
             bar.close()
             summary = attack_summary(spec, outcome, labels, clean_correct, dataset.positive_class,
                                      dataset.native_units)
@@ -172,6 +189,10 @@ class Runner:
             self.sample_rows += sample_rows(role, spec, outcome, test.sample_ids, labels, clean_pred)
             write_samples(self.run_dir / "samples.csv", self.sample_rows, self._all_epsilons())
             self._save()
+        settings = self.plan.report
+        self._stage(f"{role}:examples", lambda: save_examples(
+            self.run_dir, role, bundle.module, test, self.plan.attacks, self.registry, self.device,
+            self.plan.batch_size, settings.n_examples, settings.susceptibility_cutoff, self.plan.seed))
 
     def _check_criteria(self) -> None:
         entries = evaluate(self.plan.acceptance, self.results)
@@ -187,6 +208,20 @@ class Runner:
             self.timings[name] = round(time.perf_counter() - start, 3)
             self.manifest["timings_seconds"] = dict(self.timings)
             self._save()
+
+    def _previous_start(self) -> tuple[str, list[str]]:
+        """Check a run directory to resume belongs to this plan; its start time and earlier resumptions."""
+        path = self.resume_dir / "manifest.json"
+        try:
+            previous = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise HarnessError(f"cannot resume {self.resume_dir}: no readable manifest.json ({exc})") from None
+        sha = previous.get("plan", {}).get("sha256")
+        if sha != self.plan.sha256:
+            raise HarnessError(f"cannot resume {self.resume_dir}: it was made by another plan or other overrides "
+                               f"(plan sha256 {str(sha)[:12]}, this plan {self.plan.sha256[:12]})")
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        return previous.get("started_at", now), [*previous.get("resumed_at", []), now]
 
     def _all_epsilons(self) -> list[float]:
         return sorted({eps for spec in self.plan.attacks for eps in spec.epsilons})

@@ -31,4 +31,4 @@ def isolated_cache(session_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path
     return session_cache
 
 # Plans used by the suite's own tests are run by those tests, not collected by the harness pytest plugin.
-collect_ignore = ["plans"]
+collect_ignore = ["plans", "real_plans"]
