@@ -56,7 +56,7 @@ class AttackOutcome:
     epsilons: list[float]
     success: np.ndarray  # bool [n_eps, N]: misclassified by a valid adversarial within epsilon (or clean)
     violations: np.ndarray  # int [n_eps]: adversarials outside their bound or [0,1], not counted
-    min_epsilon: np.ndarray | None  # float [N] for minimal attacks: smallest flipping norm (0 if clean-wrong, inf)
+    min_epsilon: np.ndarray | None  # float [N], minimal attacks: smallest norm that changes the decision (inf: none)
 
 
 def perturbation_norm(delta: torch.Tensor, norm: str) -> torch.Tensor:
@@ -71,14 +71,17 @@ def batch_seed(seed: int, *parts: object) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") & 0x7FFFFFFFFFFFFFFF
 
 
-def run_attack(model: nn.Module, split: Split, spec: AttackSpec, plugin: AttackPlugin, clean_correct: np.ndarray,
+def run_attack(model: nn.Module, split: Split, spec: AttackSpec, plugin: AttackPlugin, clean_pred: np.ndarray,
                batch_size: int, device: torch.device, seed: int, model_role: str,
                on_batch: Callable[[int], None] | None = None, checkpoint: Path | None = None) -> AttackOutcome:
     """Attack every image of a split; each adversarial is checked against its bound before it counts.
 
+    Fixed-epsilon attacks aim at the true label. Minimal attacks aim at the clean prediction, so every image
+    (misclassified ones too) gets its smallest perturbation that changes the model's decision.
     With `checkpoint`, the per-sample state is saved atomically after every batch and a rerun continues from
     the first unfinished batch; per-batch seeds make the continued result equal to an uninterrupted one.
     """
+    clean_correct = clean_pred == np.asarray(split.labels)
     minimal = spec.kind == "minimal"
     epsilons = list(spec.epsilons)
     state = _AttackState.load(checkpoint, len(split), epsilons, minimal, batch_size)
@@ -92,6 +95,8 @@ def run_attack(model: nn.Module, split: Split, spec: AttackSpec, plugin: AttackP
         images, labels = images.to(device), labels.to(device)
         stop = start + len(images)
         torch.manual_seed(batch_seed(seed, model_role, spec.id, batch_index))
+        if minimal:
+            labels = torch.as_tensor(clean_pred[start:stop], dtype=torch.int64, device=device)
         try:
             output = plugin.run(model, images, labels, None if minimal else epsilons, spec.params)
         except (RuntimeError, ValueError, AssertionError) as exc:
@@ -102,11 +107,10 @@ def run_attack(model: nn.Module, split: Split, spec: AttackSpec, plugin: AttackP
                               f"expected {expected}")
         wrong_clean = ~clean_correct[start:stop]
         if minimal:
-            fooled, distance, valid = _judge(model, images, labels, output.adversarials[0], spec.norm, None)
-            found = np.where(fooled & valid, distance, np.inf)
-            state.min_eps[start:stop] = np.where(wrong_clean, 0.0, found)
+            flipped, distance, valid = _judge(model, images, labels, output.adversarials[0], spec.norm, None)
+            state.min_eps[start:stop] = np.where(flipped & valid, distance, np.inf)
             for k, eps in enumerate(epsilons):
-                state.success[k, start:stop] = state.min_eps[start:stop] <= eps + BOUND_TOLERANCE
+                state.success[k, start:stop] = wrong_clean | (state.min_eps[start:stop] <= eps + BOUND_TOLERANCE)
         else:
             for k, eps in enumerate(epsilons):
                 fooled, _, valid = _judge(model, images, labels, output.adversarials[k], spec.norm, eps)

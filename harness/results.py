@@ -58,12 +58,11 @@ def attack_summary(spec: AttackSpec, outcome: AttackOutcome, labels: np.ndarray,
 
 
 def min_epsilon_summary(min_eps: np.ndarray) -> dict[str, Any]:
-    """Quantiles of per-image minimal flipping epsilons (inf where the attack found none)."""
+    """Quantiles of per-image minimal epsilons that change the model's decision (inf where none was found)."""
     found = np.isfinite(min_eps)
     quantiles = {f"p{q}": finite_or_none(float(np.quantile(min_eps, q / 100, method="lower")))
                  for q in (10, 25, 50, 75, 90)} if len(min_eps) else {}
     return {"n": int(len(min_eps)), "n_not_found": int((~found).sum()),
-            "n_zero": int((min_eps == 0).sum()),
             "median": quantiles.get("p50"),
             "mean_found": finite_or_none(float(min_eps[found].mean())) if found.any() else None,
             **quantiles}

@@ -172,7 +172,7 @@ class Runner:
             plugin = self.registry.get("attack", spec.attack)
             bar = self.progress(f"{role}: {spec.id}", len(test))
             outcome = self._stage(f"{role}:attack:{spec.id}", lambda spec=spec, plugin=plugin, bar=bar: run_attack(
-                bundle.module, test, spec, plugin, clean_correct, self.plan.batch_size, self.device,
+                bundle.module, test, spec, plugin, clean_pred, self.plan.batch_size, self.device,
                 self.plan.seed, role, bar.advance, self.run_dir / "checkpoints" / "attacks" / f"{role}__{spec.id}.npz"))
             bar.close()
             summary = attack_summary(spec, outcome, labels, clean_correct, dataset.positive_class,

@@ -1,0 +1,157 @@
+"""Figures for the report: matplotlib (Agg, no pyplot state) rendered to PNG data URIs, and image thumbnails."""
+
+from __future__ import annotations
+
+import base64
+import io
+from dataclasses import dataclass
+
+import numpy as np
+
+DPI = 150
+COLOURS = {"naive": "#c0392b", "hardened": "#1f5fa8"}
+NORM_LABEL = {"linf": "L∞", "l2": "L2"}
+
+
+@dataclass
+class Curve:
+    """One model's accuracy under one attack across the epsilon grid."""
+
+    role: str
+    epsilons: list[float]
+    accuracy: list[float | None]
+    clean_accuracy: float | None
+
+
+def data_uri(png: bytes) -> str:
+    """A PNG as a data: URI for <img src>, so the HTML report stands alone."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _figure(width: float, height: float):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def _png(fig) -> bytes:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def _style(ax) -> None:
+    ax.grid(True, which="major", color="#dddddd", linewidth=0.6)
+    ax.grid(True, which="minor", axis="x", color="#eeeeee", linewidth=0.4)
+    ax.tick_params(labelsize=8)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+
+
+def accuracy_plot(attack_id: str, norm: str, curves: list[Curve], cutoff: float | None,
+                  native_per_unit: float | None = None, native_unit: str | None = None) -> bytes:
+    """Accuracy under attack against epsilon (log scale), one line per model, clean accuracy dashed."""
+    from matplotlib.ticker import PercentFormatter
+
+    fig, ax = _figure(6.0, 3.1)
+    all_eps = [eps for curve in curves for eps in curve.epsilons if eps > 0]
+    for curve in curves:
+        colour = COLOURS.get(curve.role, "#555555")
+        xs = [e for e, a in zip(curve.epsilons, curve.accuracy, strict=True) if a is not None and e > 0]
+        ys = [100 * a for e, a in zip(curve.epsilons, curve.accuracy, strict=True) if a is not None and e > 0]
+        ax.plot(xs, ys, marker="o", markersize=3.5, linewidth=1.6, color=colour,
+                label=f"{curve.role}: under attack")
+        if curve.clean_accuracy is not None:
+            ax.axhline(100 * curve.clean_accuracy, color=colour, linestyle="--", linewidth=1.0, alpha=0.8,
+                       label=f"{curve.role}: clean")
+    ax.set_xscale("log")
+    ticks = _tick_subset(sorted(set(all_eps)))
+    if all_eps:
+        low, high = min(all_eps), max(all_eps)
+        ax.set_xlim(low / 1.5, high * 1.5)
+        _fixed_ticks(ax.xaxis, ticks, lambda e: f"{e:g}")
+    if cutoff and all_eps and min(all_eps) / 1.5 <= cutoff <= max(all_eps) * 1.5:
+        ax.axvline(cutoff, color="#777777", linestyle=":", linewidth=1.0, label=f"cutoff ε = {cutoff:g}")
+    ax.set_ylim(-3, 103)
+    ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
+    ax.set_xlabel(f"ε ({NORM_LABEL.get(norm, norm)}, on [0,1] pixels, log scale)", fontsize=8.5)
+    ax.set_ylabel("accuracy", fontsize=8.5)
+    if native_per_unit and native_unit and norm == "linf" and ticks:
+        top = ax.secondary_xaxis("top", functions=(lambda x: x * native_per_unit, lambda x: x / native_per_unit))
+        _fixed_ticks(top.xaxis, [e * native_per_unit for e in ticks], lambda v: f"{v:.3g}")
+        top.set_xlabel(f"ε in {native_unit}", fontsize=8)
+        top.tick_params(labelsize=7.5)
+    _style(ax)
+    ax.legend(fontsize=7, loc="best", frameon=False, title=attack_id, title_fontsize=7.5)
+    return _png(fig)
+
+
+def _tick_subset(values: list[float], most: int = 7) -> list[float]:
+    """At most `most` of the grid epsilons, spread evenly, always keeping the first and last."""
+    if len(values) <= most:
+        return values
+    picks = np.unique(np.round(np.linspace(0, len(values) - 1, most)).astype(int))
+    return [values[i] for i in picks]
+
+
+def _fixed_ticks(axis, ticks: list[float], label) -> None:
+    from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
+
+    axis.set_major_locator(FixedLocator(ticks))
+    axis.set_major_formatter(FixedFormatter([label(t) for t in ticks]))
+    axis.set_minor_locator(NullLocator())
+
+
+def min_epsilon_histogram(attack_id: str, norm: str, values: dict[str, np.ndarray],
+                          cutoff: float | None) -> bytes | None:
+    """Histogram (log x) of per-image minimal flipping epsilons; zeros and 'not found' are left to the caption."""
+    finite = {role: v[np.isfinite(v) & (v > 0)] for role, v in values.items()}
+    pooled = np.concatenate([v for v in finite.values()]) if finite else np.array([])
+    if pooled.size == 0:
+        return None
+    low, high = float(pooled.min()), float(pooled.max())
+    if cutoff:
+        low, high = min(low, cutoff), max(high, cutoff)
+    if high / low < 1.5:
+        low, high = low / 1.5, high * 1.5
+    bins = np.logspace(np.log10(low), np.log10(high), 25)
+    fig, ax = _figure(6.0, 2.7)
+    for role, v in finite.items():
+        if v.size:
+            colour = COLOURS.get(role, "#555555")
+            ax.hist(v, bins=bins, color=colour, alpha=0.45, label=f"{role} (n={v.size})", edgecolor=colour,
+                    linewidth=0.6)
+    if cutoff:
+        ax.axvline(cutoff, color="#333333", linestyle=":", linewidth=1.1, label=f"cutoff ε = {cutoff:g}")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"minimal flipping ε ({NORM_LABEL.get(norm, norm)}, on [0,1] pixels, log scale)", fontsize=8.5)
+    ax.set_ylabel("test images", fontsize=8.5)
+    _style(ax)
+    ax.legend(fontsize=7, frameon=False, title=attack_id, title_fontsize=7.5)
+    return _png(fig)
+
+
+def image_png(image: np.ndarray, min_side: int = 168, max_side: int = 256) -> bytes:
+    """A C×H×W image in [0,1] as a PNG (grey for 1 channel, RGB for 3), resized for print."""
+    from PIL import Image
+
+    array = np.asarray(image, dtype=np.float64)
+    if array.ndim == 3:  # C×H×W: RGB when 3 channels, else the first channel in grey
+        array = np.moveaxis(array, 0, -1) if array.shape[0] == 3 else array[0]
+    pixels = (np.clip(array, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    picture = Image.fromarray(pixels)
+    side = max(picture.size)
+    if side < min_side:  # small images: blow up without smoothing so single pixels stay visible
+        scale = -(-min_side // side)
+        picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
+    elif side > max_side:
+        scale = max_side / side
+        picture = picture.resize((round(picture.width * scale), round(picture.height * scale)),
+                                 Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()
