@@ -94,39 +94,67 @@ def run_attack(model: nn.Module, split: Split, spec: AttackSpec, plugin: AttackP
         batch_index = state.next_batch
         images, labels = images.to(device), labels.to(device)
         stop = start + len(images)
-        torch.manual_seed(batch_seed(seed, model_role, spec.id, batch_index))
-        if minimal:
-            labels = torch.as_tensor(clean_pred[start:stop], dtype=torch.int64, device=device)
-        try:
-            output = plugin.run(model, images, labels, None if minimal else epsilons, spec.params)
-        except (RuntimeError, ValueError, AssertionError) as exc:
-            raise AttackError(f"attack {spec.id!r} failed on batch {batch_index}: {exc}") from exc
-        expected = 1 if minimal else len(epsilons)
-        if len(output.adversarials) != expected:
-            raise AttackError(f"attack {spec.id!r} returned {len(output.adversarials)} adversarial sets, "
-                              f"expected {expected}")
         wrong_clean = ~clean_correct[start:stop]
         if minimal:
-            flipped, distance, valid = _judge(model, images, labels, output.adversarials[0], spec.norm, None)
-            state.min_eps[start:stop] = np.where(flipped & valid, distance, np.inf)
-            for k, eps in enumerate(epsilons):
-                state.success[k, start:stop] = wrong_clean | (state.min_eps[start:stop] <= eps + BOUND_TOLERANCE)
+            _minimal_batch(model, images, clean_pred[start:stop], spec, plugin, state, start, stop, wrong_clean,
+                           batch_seed(seed, model_role, spec.id, batch_index))
         else:
-            for k, eps in enumerate(epsilons):
-                fooled, _, valid = _judge(model, images, labels, output.adversarials[k], spec.norm, eps)
-                state.violations[k] += int((~valid).sum())
-                state.success[k, start:stop] = wrong_clean | (fooled & valid)
+            _fixed_batch(model, images, labels, spec, plugin, state, start, stop, wrong_clean,
+                         lambda k, b=batch_index: batch_seed(seed, model_role, spec.id, b, k))
         state.next_batch += 1
         state.save(checkpoint)
         if on_batch:
             on_batch(len(images))
         start = stop
-    success = state.success
-    if not minimal:
-        # An adversarial valid at a smaller epsilon is valid at every larger one: worst case over the grid.
-        success = np.logical_or.accumulate(success, axis=0)
-    return AttackOutcome(epsilons=epsilons, success=success, violations=state.violations,
+    return AttackOutcome(epsilons=epsilons, success=state.success, violations=state.violations,
                          min_epsilon=state.min_eps if minimal else None)
+
+
+def _attack(plugin: AttackPlugin, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+            epsilons: list[float] | None, spec: AttackSpec, seed: int) -> list[torch.Tensor]:
+    torch.manual_seed(seed)
+    try:
+        output = plugin.run(model, images, labels, epsilons, spec.params)
+    except (RuntimeError, ValueError, AssertionError) as exc:
+        raise AttackError(f"attack {spec.id!r} failed: {exc}") from exc
+    expected = 1 if epsilons is None else len(epsilons)
+    if len(output.adversarials) != expected:
+        raise AttackError(f"attack {spec.id!r} returned {len(output.adversarials)} adversarial sets, "
+                          f"expected {expected}")
+    return output.adversarials
+
+
+def _fixed_batch(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, spec: AttackSpec,
+                 plugin: AttackPlugin, state: _AttackState, start: int, stop: int, wrong_clean: np.ndarray,
+                 seed_for: Callable[[int], int]) -> None:
+    """Epsilons ascending (the plan sorts them); only images still classified correctly are attacked again.
+
+    An adversarial valid at a smaller epsilon lies inside every larger ball, so a broken image stays broken:
+    no work is spent on it again and robust accuracy cannot rise with epsilon.
+    """
+    broken = wrong_clean.copy()
+    for k, eps in enumerate(spec.epsilons):
+        active = np.flatnonzero(~broken)
+        if len(active):
+            index = torch.as_tensor(active, device=images.device)
+            (adversarial,) = _attack(plugin, model, images[index], labels[index], [eps], spec, seed_for(k))
+            fooled, _, valid = _judge(model, images[index], labels[index], adversarial, spec.norm, eps)
+            state.violations[k] += int((~valid).sum())
+            broken[active[fooled & valid]] = True
+        state.success[k, start:stop] = broken
+
+
+def _minimal_batch(model: nn.Module, images: torch.Tensor, clean_pred: np.ndarray, spec: AttackSpec,
+                   plugin: AttackPlugin, state: _AttackState, start: int, stop: int, wrong_clean: np.ndarray,
+                   seed: int) -> None:
+    """Each image's smallest perturbation that changes the model's decision (aimed at its clean prediction)."""
+    target = torch.as_tensor(clean_pred, dtype=torch.int64, device=images.device)
+    (adversarial,) = _attack(plugin, model, images, target, None, spec, seed)
+    flipped, distance, valid = _judge(model, images, target, adversarial, spec.norm, None)
+    state.min_eps[start:stop] = np.where(flipped & valid, distance, np.inf)
+    for k, eps in enumerate(spec.epsilons):
+        state.success[k, start:stop] = wrong_clean | (state.min_eps[start:stop] <= eps + BOUND_TOLERANCE)
+
 
 
 @dataclass
