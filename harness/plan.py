@@ -8,7 +8,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .criteria_catalog import METRICS, MODEL_ROLES, Criterion, criterion_id
 from .errors import PlanError
@@ -20,7 +20,7 @@ PLAN_MARKER = "harness"
 SCHEMA_VERSION = 1
 TOP_LEVEL_KEYS = {
     PLAN_MARKER, "name", "description", "intended_use", "seed", "device", "batch_size", "epsilons",
-    "dataset", "model", "attacks", "defence", "acceptance", "report",
+    "dataset", "model", "attacks", "defence", "acceptance", "report", "engine",
 }
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -62,6 +62,17 @@ class ReportSettings:
 
 
 @dataclass
+class EngineSettings:
+    """How attacks are computed (speed options; the numbers they give are checked against float32 eager)."""
+
+    channels_last: bool = False
+    compile: bool = False  # torch.compile the model for attacks (costs a one-off compile)
+    autocast: Literal["none", "bf16", "fp16"] = "none"  # reduced precision for attack forward/backward (CUDA)
+    fold_batchnorm: bool = False  # fold eval-mode BatchNorm into the preceding convolution
+    deterministic: bool = False  # torch.use_deterministic_algorithms(True) (and cuBLAS workspace) on CUDA
+
+
+@dataclass
 class Plan:
     """A validated test plan."""
 
@@ -78,6 +89,7 @@ class Plan:
     defence: PluginRef | None
     acceptance: list[Criterion]
     report: ReportSettings
+    engine: EngineSettings
     source: str
     base_dir: Path
     resolved: dict[str, Any] = field(default_factory=dict)
@@ -166,12 +178,16 @@ class _PlanBuilder:
         if not isinstance(report_raw, dict):
             raise self.error("expected a mapping", "report")
         report = build_dataclass(ReportSettings, report_raw, "report", self.line)
+        engine_raw = data.get("engine") or {}
+        if not isinstance(engine_raw, dict):
+            raise self.error("expected a mapping", "engine")
+        engine = build_dataclass(EngineSettings, engine_raw, "engine", self.line)
         resolved = copy.deepcopy(data)
         return Plan(
             name=name, description=self.scalar("description", str, default=""),
             intended_use=self.scalar("intended_use", str, default=""), seed=seed, device=device,
             batch_size=batch_size, epsilons=epsilons, dataset=dataset, model=model, attacks=attacks,
-            defence=defence, acceptance=acceptance, report=report, source=self.doc.source,
+            defence=defence, acceptance=acceptance, report=report, engine=engine, source=self.doc.source,
             base_dir=self.base_dir, resolved=resolved, overrides=list(self.overrides))
 
     def scalar(self, key: str, tp: type, default: Any = None, mapping: dict | None = None,
