@@ -151,7 +151,10 @@ class Runner:
         self.results["defence"] = {"plugin": ref.plugin, "params": ref.params_dict(),
                                    "selected_round": provenance.get("selected_round"),
                                    "selected_weights_sha256": provenance.get("weights_sha256"),
-                                   "training_log": provenance.get("training_log", [])}
+                                   "training_log": provenance.get("training_log", []),
+                                   **{key: provenance[key] for key in ("early_stopped", "resumed_from_round",
+                                                                       "naive_selected", "mixed_precision",
+                                                                       "selection") if key in provenance}}
         return bundle
 
     def _evaluate_model(self, role: str, bundle: ModelBundle, dataset: DatasetBundle) -> None:
