@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .criteria_catalog import Criterion
+from .indicators import indicator_criterion_value
 
 _CLEAN = {"clean_accuracy": "accuracy", "clean_sensitivity": "sensitivity",
           "clean_specificity": "specificity", "clean_auc": "roc_auc"}
@@ -23,6 +24,8 @@ def measure_for_model(results: dict[str, Any], role: str, criterion: Criterion) 
     if model is None:
         return None
     metric = criterion.metric
+    if metric == "attack_credible":
+        return indicator_criterion_value(model)
     if metric in _CLEAN:
         return model.get("clean", {}).get(_CLEAN[metric])
     if metric == "median_min_epsilon":

@@ -15,6 +15,7 @@ METRICS: dict[str, tuple[bool, bool]] = {
     "robust_specificity": (True, True),
     "attack_success_rate": (True, True),
     "median_min_epsilon": (True, False),
+    "attack_credible": (False, False),  # 1 when every attack-failure indicator passed, else 0
 }
 MODEL_ROLES = ("naive", "hardened", "change")
 

@@ -14,13 +14,14 @@ from .criteria_catalog import METRICS, MODEL_ROLES, Criterion, criterion_id
 from .errors import PlanError
 from .params import build_dataclass, params_to_dict
 from .plugin_manager import Registry, default_registry
+from .sandbox import enforce_sandbox, sandbox_roots
 from .yaml_source import YamlDocument, apply_override, expand_env, load_yaml_file, load_yaml_text
 
 PLAN_MARKER = "harness"
 SCHEMA_VERSION = 1
 TOP_LEVEL_KEYS = {
     PLAN_MARKER, "name", "description", "intended_use", "seed", "device", "batch_size", "epsilons",
-    "dataset", "model", "attacks", "defence", "acceptance", "report", "engine",
+    "dataset", "model", "attacks", "defence", "acceptance", "report", "engine", "sandbox", "data_root",
 }
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -149,7 +150,7 @@ class _PlanBuilder:
         data = self.data
         if PLAN_MARKER not in data:
             raise self.error(f"not a harness plan: add '{PLAN_MARKER}: {SCHEMA_VERSION}' at the top", None)
-        if data[PLAN_MARKER] != SCHEMA_VERSION:
+        if isinstance(data[PLAN_MARKER], bool) or data[PLAN_MARKER] != SCHEMA_VERSION:
             raise self.error(f"unsupported plan schema {data[PLAN_MARKER]!r} (this harness reads "
                              f"{SCHEMA_VERSION})", PLAN_MARKER)
         for key in data:
@@ -162,6 +163,8 @@ class _PlanBuilder:
         if not _NAME.match(name):
             raise self.error(f"name {name!r} must be letters, digits, '_', '-' or '.'", "name")
         seed = self.scalar("seed", int, default=0)
+        if not 0 <= seed < 2**63:
+            raise self.error(f"seed must be between 0 and 2**63 - 1, got {seed}", "seed")
         device = self.scalar("device", str, default="auto")
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", device):
             raise self.error(f"device must be auto, cpu, cuda, cuda:N or mps, got {device!r}", "device")
@@ -173,6 +176,9 @@ class _PlanBuilder:
         model = self.plugin_ref("model", "model")
         defence = self.plugin_ref("defence", "defence") if data.get("defence") is not None else None
         attacks = self.attacks(epsilons)
+        sandbox = self.scalar("sandbox", bool, default=False)
+        if sandbox:
+            self.enforce_sandbox(dataset, model, defence, attacks)
         acceptance = self.acceptance(attacks, defence is not None)
         report_raw = data.get("report") or {}
         if not isinstance(report_raw, dict):
@@ -189,6 +195,22 @@ class _PlanBuilder:
             batch_size=batch_size, epsilons=epsilons, dataset=dataset, model=model, attacks=attacks,
             defence=defence, acceptance=acceptance, report=report, engine=engine, source=self.doc.source,
             base_dir=self.base_dir, resolved=resolved, overrides=list(self.overrides))
+
+    def enforce_sandbox(self, dataset: PluginRef, model: PluginRef, defence: PluginRef | None,
+                        attacks: list[AttackSpec]) -> None:
+        """With `sandbox: true`, every path parameter must resolve (symlinks and '..' included) inside the
+        plan's folder or the declared `data_root`."""
+        data_root = self.scalar("data_root", str, default=None)
+        root = (self.base_dir / data_root) if data_root and not Path(data_root).is_absolute() else data_root
+        roots = sandbox_roots(self.base_dir, root, None)
+        sections = [("dataset", dataset.params), ("model", model.params)]
+        sections += [("defence", defence.params)] if defence else []
+        sections += [(f"attacks.{i}", spec.params) for i, spec in enumerate(attacks)]
+        for key, params in sections:
+            try:
+                enforce_sandbox(params, roots, key, self.base_dir)
+            except PlanError as exc:
+                raise self.error(exc.detail, exc.key) from None
 
     def scalar(self, key: str, tp: type, default: Any = None, mapping: dict | None = None,
                path: str | None = None) -> Any:
@@ -281,7 +303,7 @@ class _PlanBuilder:
                 if key not in allowed:
                     raise self.error(f"unknown key (allowed: {', '.join(sorted(allowed))})", f"{path}.{key}")
             metric = item.get("metric")
-            if metric not in METRICS:
+            if not isinstance(metric, str) or metric not in METRICS:
                 raise self.error(f"unknown metric {metric!r} (available: {', '.join(METRICS)})", f"{path}.metric")
             needs_attack, needs_eps = METRICS[metric]
             model = item.get("model", "naive")
@@ -297,7 +319,7 @@ class _PlanBuilder:
             attack = item.get("attack")
             epsilon = item.get("epsilon")
             if needs_attack:
-                if attack not in by_id:
+                if not isinstance(attack, str) or attack not in by_id:
                     raise self.error(f"metric {metric} needs 'attack' naming one of the plan's attacks "
                                      f"({', '.join(by_id)}), got {attack!r}", f"{path}.attack")
             elif attack is not None:
@@ -312,6 +334,9 @@ class _PlanBuilder:
                                      f"{path}.epsilon")
             elif epsilon is not None:
                 raise self.error(f"metric {metric} takes no epsilon", f"{path}.epsilon")
+            if metric == "attack_credible" and model == "change":
+                raise self.error("attack_credible applies to one model (naive or hardened), not to 'change'",
+                                 f"{path}.model")
             if metric == "median_min_epsilon" and by_id[attack].kind != "minimal":
                 raise self.error(f"median_min_epsilon needs a minimal-perturbation attack; {attack!r} is "
                                  "fixed-epsilon", f"{path}.attack")

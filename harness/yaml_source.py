@@ -50,9 +50,11 @@ def load_yaml_text(text: str, source: str) -> YamlDocument:
         raise PlanError("the plan must be a YAML mapping of keys to values", source=source,
                         line=node.start_mark.line + 1)
     lines: dict[str, int] = {}
-    _walk(node, "", lines, source)
+    _walk(node, "", lines, source, set())
     try:
         data = yaml.load(text, Loader=yaml.SafeLoader)  # noqa: S506 - SafeLoader
+    except (ValueError, TypeError, AttributeError) as exc:  # e.g. '!!float abc': PyYAML's constructors raise these
+        raise PlanError(f"invalid YAML: {' '.join(str(exc).split())}", source=source) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise PlanError(f"invalid YAML: {getattr(exc, 'problem', exc)}", source=source,
@@ -71,7 +73,12 @@ def load_yaml_file(path: Path) -> YamlDocument:
     return load_yaml_text(text, str(path))
 
 
-def _walk(node: yaml.Node, prefix: str, lines: dict[str, int], source: str) -> None:
+def _walk(node: yaml.Node, prefix: str, lines: dict[str, int], source: str, open_nodes: set[int]) -> None:
+    if id(node) in open_nodes:
+        raise PlanError("a YAML alias refers to the node that contains it (recursive structure)",
+                        key=prefix or None, line=node.start_mark.line + 1, source=source)
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+        open_nodes = open_nodes | {id(node)}
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key_node, value_node in node.value:
@@ -81,12 +88,12 @@ def _walk(node: yaml.Node, prefix: str, lines: dict[str, int], source: str) -> N
                 raise PlanError("duplicate key", key=path, line=key_node.start_mark.line + 1, source=source)
             seen.add(key)
             lines[path] = key_node.start_mark.line + 1
-            _walk(value_node, path, lines, source)
+            _walk(value_node, path, lines, source, open_nodes)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             path = f"{prefix}.{i}" if prefix else str(i)
             lines[path] = item.start_mark.line + 1
-            _walk(item, path, lines, source)
+            _walk(item, path, lines, source, open_nodes)
 
 
 def expand_env(value: Any, doc: YamlDocument, path: str = "") -> Any:
@@ -118,7 +125,7 @@ def apply_override(data: dict[str, Any], assignment: str, source: str) -> dict[s
         raise PlanError(f"override '{assignment}' has an empty key", source=source)
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError, TypeError, AttributeError):  # e.g. '!!float abc': keep the text
         value = raw
     result = copy.deepcopy(data)
     parts = path.split(".")
@@ -148,7 +155,7 @@ def _child(target: Any, part: str, sofar: str, assignment: str, source: str, cre
 
 
 def _list_index(items: list, part: str, sofar: str, assignment: str, source: str) -> int:
-    if part.isdigit():
+    if part.isascii() and part.isdigit():
         index = int(part)
         if index >= len(items):
             raise PlanError(f"override '{assignment}': index {index} is out of range", key=sofar, source=source)

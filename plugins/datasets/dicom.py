@@ -33,6 +33,9 @@ from .medical_io import FileInfo, FileProblem, MedicalParams, Scan, load_bundle,
 PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 EXTRA_TAGS = [0x00080060, 0x52009229, 0x52009230]  # Modality, shared and per-frame functional groups
 UNDEFINED_LENGTH = 0xFFFFFFFF
+# Decoding plugins in order of preference; gdcm last: it aborts the whole process (C++ terminate) on some corrupt
+# JPEG data, so it is used only for transfer syntaxes that no other installed plugin decodes.
+PLUGIN_PREFERENCE = ("pylibjpeg", "pyjpegls", "pydicom", "pillow")
 
 
 @dataclass
@@ -62,10 +65,22 @@ class DicomReader:
 
     def __init__(self, window: WindowParams | str, frames: str | list[int]) -> None:
         self.window, self.frames = window, frames
+        self.plugins: dict[str, str] = {}  # path → decoding plugin, chosen from the header
 
     def inspect(self, path: Path) -> FileInfo:
         """Header checks (DICOM, pixel data, transfer syntax, truncation) and the frames to use."""
         ds = read_header(path)
+        try:
+            info = self.header_info(ds)
+        except FileProblem:
+            raise
+        except Exception as exc:  # noqa: BLE001 - header elements are parsed lazily; corrupt ones raise many types
+            raise FileProblem(f"unreadable DICOM header: {short_reason(exc, path)}") from None
+        self.plugins[str(path)] = decoding_plugin(ds.file_meta.TransferSyntaxUID)
+        return info
+
+    def header_info(self, ds: Dataset) -> FileInfo:
+        """The frames to use, patient, instance UID and notes for provenance, from a parsed header."""
         n_frames = int(ds.get("NumberOfFrames") or 1)
         window = file_window(ds, 0)
         meta = {"modality": str(ds.get("Modality") or "unknown"), "syntax": syntax_name(ds.file_meta.TransferSyntaxUID),
@@ -92,10 +107,14 @@ class DicomReader:
         """Decode one frame (reading only that frame from disk) and map it to [0,1]."""
         meta = Dataset()
         try:
-            arr = pixel_array(str(path), index=frame, ds_out=meta, specific_tags=EXTRA_TAGS)
+            arr = pixel_array(str(path), index=frame, ds_out=meta, specific_tags=EXTRA_TAGS,
+                              decoding_plugin=self.plugins.get(str(path), ""))
         except FileNotFoundError:
             raise FileProblem("file not found") from None
-        except Exception as exc:  # noqa: BLE001 - decoders raise many types on corrupt data; reported per file
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - decoders raise many types on corrupt data (Rust panics are
+            # BaseExceptions); each is reported per file
             raise FileProblem(f"cannot decode the {transfer_syntax_of(path)} pixel data: "
                               f"{short_reason(exc, path)}") from None
         try:
@@ -149,6 +168,17 @@ def read_header(path: Path) -> Dataset:
         raise FileProblem("not a DICOM file (no 'DICM' file header)") from None
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types on corrupt headers
         raise FileProblem(f"unreadable DICOM header: {short_reason(exc, path)}") from None
+    try:
+        check_header(ds, path)
+    except FileProblem:
+        raise
+    except Exception as exc:  # noqa: BLE001 - header elements are parsed lazily; corrupt ones raise many types
+        raise FileProblem(f"unreadable DICOM header: {short_reason(exc, path)}") from None
+    return ds
+
+
+def check_header(ds: Dataset, path: Path) -> None:
+    """Pixel data present, a transfer syntax with an installed decoder, and not truncated."""
     if not any(k in ds for k in PIXEL_KEYWORDS):
         raise FileProblem("no pixel data (the file has no PixelData element)")
     uid = ds.file_meta.get("TransferSyntaxUID")
@@ -162,7 +192,15 @@ def read_header(path: Path) -> Dataset:
         missing = "; ".join(decoder.missing_dependencies) or "no plugin"
         raise FileProblem(f"no decoder installed for transfer syntax {syntax_name(uid)} ({missing})")
     check_truncated(ds, path)
-    return ds
+
+
+def decoding_plugin(uid: str) -> str:
+    """The first installed plugin of PLUGIN_PREFERENCE for `uid`; '' (pydicom's own order) when none is."""
+    try:
+        available = get_decoder(uid).available_plugins
+    except Exception:  # noqa: BLE001 - read_header has already reported unusable syntaxes
+        return ""
+    return next((p for p in PLUGIN_PREFERENCE if p in available), "")
 
 
 def check_truncated(ds: Dataset, path: Path) -> None:

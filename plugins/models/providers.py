@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from torch import nn
 
 from harness.contracts import ModelBundle, ModelContext
 from harness.errors import DataError, ModelError, PlanError
+from harness.filelock import file_lock, lock_path_for
 from harness.hookspecs import hookimpl
 from harness.params import params_to_dict
 
@@ -40,6 +42,9 @@ from .weights import (
 )
 
 # --------------------------------------------------------------------------- shared helpers
+
+
+CACHE_LOCK_TIMEOUT_S = 6 * 3600.0  # longer than any training run
 
 
 def resolve_architecture(name: str, context: ModelContext, key: str = "model.architecture") -> Any:
@@ -99,7 +104,10 @@ class TrainProvider:
         use_cache = params.cache and material["dataset_content_sha256"] is not None
         if params.cache and not use_cache:
             context.log("train: the dataset has no content_sha256 in its provenance; not caching")
-        with torch_threads(params.num_threads), isolated_rng(seed, context.device):
+        # Two runs training the same model wait for each other: the second one finds the first one's weights.
+        lock = (file_lock(lock_path_for(cache_paths(context.cache_dir, key)[0]), timeout=CACHE_LOCK_TIMEOUT_S)
+                if use_cache else contextlib.nullcontext())
+        with lock, torch_threads(params.num_threads), isolated_rng(seed, context.device):
             model = ensure_normalized(arch.build(shape[0], num_classes, shape[1:]), shape[0])
             cached = load_cache(context.cache_dir, key, context.log) if use_cache else None
             if cached is not None:
