@@ -103,14 +103,15 @@ def _jsonable(value: Any) -> Any:
 
 
 def compute_indicators(model: nn.Module, split: Any, results_model_section: dict[str, Any], plan: Any,
-                       registry: Any, device: torch.device, batch_size: int, seed: int) -> dict[str, Any]:
+                       registry: Any, device: torch.device, batch_size: int, seed: int,
+                       n_images: int = SUBSET_SIZE) -> dict[str, Any]:
     """Run every indicator for one model; a JSON-ready {credible, checks, flags, n_subset, subset}.
 
     Deterministic for a given seed (no timings inside, so resumed and uninterrupted runs agree); the global torch
     RNG is left as it was. Pass the eager float32 model (not a compiled or autocast wrapper).
     """
     with _eval_mode(model), _rng_untouched(device):
-        subset = select_subset(model, split, device, batch_size, seed)
+        subset = select_subset(model, split, device, batch_size, seed, n_images)
         specs = [s for s in plan.attacks if s.kind == "fixed_epsilon"]
         ctx = Context(model, subset, batch_size, seed, registry, specs, {})
         checks = [_guard(check_id, work) for check_id, work in (
@@ -122,7 +123,7 @@ def compute_indicators(model: nn.Module, split: Any, results_model_section: dict
             ("noise_vs_attack", lambda: check_noise(ctx)))]
     credible = all(c["passed"] for c in checks)
     return {"credible": credible, "checks": checks, "flags": [FLAGS[c["id"]] for c in checks if not c["passed"]],
-            "n_subset": len(subset), "subset": f"≤ {SUBSET_SIZE} clean-correct test images in a seeded order"}
+            "n_subset": len(subset), "subset": f"≤ {n_images} clean-correct test images in a seeded order"}
 
 
 def indicator_criterion_value(section: dict[str, Any]) -> float:

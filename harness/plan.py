@@ -22,6 +22,7 @@ SCHEMA_VERSION = 1
 TOP_LEVEL_KEYS = {
     PLAN_MARKER, "name", "description", "intended_use", "seed", "device", "batch_size", "epsilons",
     "dataset", "model", "attacks", "defence", "acceptance", "report", "engine", "sandbox", "data_root",
+    "indicators",
 }
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -74,6 +75,14 @@ class EngineSettings:
 
 
 @dataclass
+class IndicatorSettings:
+    """Attack-failure indicators (Carlini et al. 2019; Pintor et al. 2022), computed after each model's sweep."""
+
+    enabled: bool = True
+    n_images: int = field(default=32, metadata={"min": 4})  # clean-correct test images the checks use
+
+
+@dataclass
 class Plan:
     """A validated test plan."""
 
@@ -91,6 +100,7 @@ class Plan:
     acceptance: list[Criterion]
     report: ReportSettings
     engine: EngineSettings
+    indicators: IndicatorSettings
     source: str
     base_dir: Path
     resolved: dict[str, Any] = field(default_factory=dict)
@@ -188,12 +198,20 @@ class _PlanBuilder:
         if not isinstance(engine_raw, dict):
             raise self.error("expected a mapping", "engine")
         engine = build_dataclass(EngineSettings, engine_raw, "engine", self.line)
+        indicators_raw = data.get("indicators") or {}
+        if not isinstance(indicators_raw, dict):
+            raise self.error("expected a mapping", "indicators")
+        indicators = build_dataclass(IndicatorSettings, indicators_raw, "indicators", self.line)
+        if not indicators.enabled and any(c.metric == "attack_credible" for c in acceptance):
+            raise self.error("the attack_credible criterion needs the indicators (indicators.enabled: true)",
+                             "indicators.enabled")
         resolved = copy.deepcopy(data)
         return Plan(
             name=name, description=self.scalar("description", str, default=""),
             intended_use=self.scalar("intended_use", str, default=""), seed=seed, device=device,
             batch_size=batch_size, epsilons=epsilons, dataset=dataset, model=model, attacks=attacks,
-            defence=defence, acceptance=acceptance, report=report, engine=engine, source=self.doc.source,
+            defence=defence, acceptance=acceptance, report=report, engine=engine, indicators=indicators,
+            source=self.doc.source,
             base_dir=self.base_dir, resolved=resolved, overrides=list(self.overrides))
 
     def enforce_sandbox(self, dataset: PluginRef, model: PluginRef, defence: PluginRef | None,

@@ -193,13 +193,14 @@ class Runner:
             self.sample_rows += sample_rows(role, spec, outcome, test.sample_ids, labels, clean_pred)
             write_samples(self.run_dir / "samples.csv", self.sample_rows, self._all_epsilons())
             self._save()
-        section["indicators"] = self._stage(f"{role}:indicators", lambda: compute_indicators(
-            bundle.module, test, section, self.plan, self.registry, self.device, self.plan.batch_size,
-            self.plan.seed))
-        if not section["indicators"]["credible"]:
-            self.results["warnings"].append(f"{role}: the attack results may not be credible (attack-failure "
-                                            "indicators: " + "; ".join(section["indicators"]["flags"]) + ")")
-        self._save()
+        if self.plan.indicators.enabled:
+            section["indicators"] = self._stage(f"{role}:indicators", lambda: compute_indicators(
+                bundle.module, test, section, self.plan, self.registry, self.device, self.plan.batch_size,
+                self.plan.seed, self.plan.indicators.n_images))
+            if not section["indicators"]["credible"]:
+                self.results["warnings"].append(f"{role}: the attack results may not be credible (attack-failure "
+                                                "indicators: " + "; ".join(section["indicators"]["flags"]) + ")")
+            self._save()
         settings = self.plan.report
         self._stage(f"{role}:examples", lambda: save_examples(
             self.run_dir, role, bundle.module, test, self.plan.attacks, self.registry, self.device,
