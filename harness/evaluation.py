@@ -73,8 +73,12 @@ def batch_seed(seed: int, *parts: object) -> int:
 
 def run_attack(model: nn.Module, split: Split, spec: AttackSpec, plugin: AttackPlugin, clean_pred: np.ndarray,
                batch_size: int, device: torch.device, seed: int, model_role: str,
-               on_batch: Callable[[int], None] | None = None, checkpoint: Path | None = None) -> AttackOutcome:
+               on_batch: Callable[[int], None] | None = None, checkpoint: Path | None = None,
+               judge: nn.Module | None = None) -> AttackOutcome:
     """Attack every image of a split; each adversarial is checked against its bound before it counts.
+
+    `model` crafts the adversarials (it may be a compiled or reduced-precision copy); `judge` (default: `model`),
+    the float32 eager model, decides whether each one fools it.
 
     Fixed-epsilon attacks aim at the true label. Minimal attacks aim at the clean prediction, so every image
     (misclassified ones too) gets its smallest perturbation that changes the model's decision.
@@ -96,10 +100,10 @@ def run_attack(model: nn.Module, split: Split, spec: AttackSpec, plugin: AttackP
         stop = start + len(images)
         wrong_clean = ~clean_correct[start:stop]
         if minimal:
-            _minimal_batch(model, images, clean_pred[start:stop], spec, plugin, state, start, stop, wrong_clean,
-                           batch_seed(seed, model_role, spec.id, batch_index))
+            _minimal_batch(model, judge or model, images, clean_pred[start:stop], spec, plugin, state, start,
+                           stop, wrong_clean, batch_seed(seed, model_role, spec.id, batch_index))
         else:
-            _fixed_batch(model, images, labels, spec, plugin, state, start, stop, wrong_clean,
+            _fixed_batch(model, judge or model, images, labels, spec, plugin, state, start, stop, wrong_clean,
                          lambda k, b=batch_index: batch_seed(seed, model_role, spec.id, b, k))
         state.next_batch += 1
         state.save(checkpoint)
@@ -124,7 +128,7 @@ def _attack(plugin: AttackPlugin, model: nn.Module, images: torch.Tensor, labels
     return output.adversarials
 
 
-def _fixed_batch(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, spec: AttackSpec,
+def _fixed_batch(model: nn.Module, judge: nn.Module, images: torch.Tensor, labels: torch.Tensor, spec: AttackSpec,
                  plugin: AttackPlugin, state: _AttackState, start: int, stop: int, wrong_clean: np.ndarray,
                  seed_for: Callable[[int], int]) -> None:
     """Epsilons ascending (the plan sorts them); only images still classified correctly are attacked again.
@@ -138,19 +142,19 @@ def _fixed_batch(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, s
         if len(active):
             index = torch.as_tensor(active, device=images.device)
             (adversarial,) = _attack(plugin, model, images[index], labels[index], [eps], spec, seed_for(k))
-            fooled, _, valid = _judge(model, images[index], labels[index], adversarial, spec.norm, eps)
+            fooled, _, valid = _judge(judge, images[index], labels[index], adversarial, spec.norm, eps)
             state.violations[k] += int((~valid).sum())
             broken[active[fooled & valid]] = True
         state.success[k, start:stop] = broken
 
 
-def _minimal_batch(model: nn.Module, images: torch.Tensor, clean_pred: np.ndarray, spec: AttackSpec,
+def _minimal_batch(model: nn.Module, judge: nn.Module, images: torch.Tensor, clean_pred: np.ndarray, spec: AttackSpec,
                    plugin: AttackPlugin, state: _AttackState, start: int, stop: int, wrong_clean: np.ndarray,
                    seed: int) -> None:
     """Each image's smallest perturbation that changes the model's decision (aimed at its clean prediction)."""
     target = torch.as_tensor(clean_pred, dtype=torch.int64, device=images.device)
     (adversarial,) = _attack(plugin, model, images, target, None, spec, seed)
-    flipped, distance, valid = _judge(model, images, target, adversarial, spec.norm, None)
+    flipped, distance, valid = _judge(judge, images, target, adversarial, spec.norm, None)
     state.min_eps[start:stop] = np.where(flipped & valid, distance, np.inf)
     for k, eps in enumerate(spec.epsilons):
         state.success[k, start:stop] = wrong_clean | (state.min_eps[start:stop] <= eps + BOUND_TOLERANCE)

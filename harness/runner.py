@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import sys
@@ -19,9 +20,10 @@ from . import __version__
 from .atomic import write_json_atomic, write_text_atomic
 from .contracts import DatasetBundle, DatasetContext, DefenceContext, ModelBundle, ModelContext
 from .criteria import evaluate, verdict
+from .engine import enable_determinism, prepare_attack_model
 from .environment import device_info, library_versions, platform_info, resolve_device
 from .errors import DataError, HarnessError
-from .evaluation import predict_logits, run_attack
+from .evaluation import batches, predict_logits, run_attack
 from .examples import save_examples
 from .indicators import compute_indicators
 from .metrics import clean_metrics
@@ -88,6 +90,7 @@ class Runner:
         write_text_atomic(self.run_dir / "plan.resolved.yaml", yaml.safe_dump(plan.resolved, sort_keys=False))
         self.registry.pm.hook.harness_run_start(plan=plan, run_dir=str(self.run_dir))
         self._seed(plan.seed)
+        self.manifest["determinism"] = enable_determinism(plan.engine, self.device)
         with ProgressReporter(self.config.progress) as progress:
             self.progress = progress
             dataset = self._stage("dataset", self._load_dataset)
@@ -172,12 +175,14 @@ class Runner:
                    "clean": clean_metrics(labels, logits, dataset.positive_class), "attacks": {}}
         self.results["models"][role] = section
         self._save()
+        attack_model = self._stage(f"{role}:engine", lambda: self._attack_model(role, bundle, test))
         for spec in self.plan.attacks:
             plugin = self.registry.get("attack", spec.attack)
             bar = self.progress(f"{role}: {spec.id}", len(test))
             outcome = self._stage(f"{role}:attack:{spec.id}", lambda spec=spec, plugin=plugin, bar=bar: run_attack(
-                bundle.module, test, spec, plugin, clean_pred, self.plan.batch_size, self.device,
-                self.plan.seed, role, bar.advance, self.run_dir / "checkpoints" / "attacks" / f"{role}__{spec.id}.npz"))
+                attack_model, test, spec, plugin, clean_pred, self.plan.batch_size, self.device,
+                self.plan.seed, role, bar.advance, self.run_dir / "checkpoints" / "attacks" / f"{role}__{spec.id}.npz",
+                judge=bundle.module))
             bar.close()
             summary = attack_summary(spec, outcome, labels, clean_correct, dataset.positive_class,
                                      dataset.native_units)
@@ -205,6 +210,13 @@ class Runner:
         self._stage(f"{role}:examples", lambda: save_examples(
             self.run_dir, role, bundle.module, test, self.plan.attacks, self.registry, self.device,
             self.plan.batch_size, settings.n_examples, settings.susceptibility_cutoff, self.plan.seed))
+
+    def _attack_model(self, role: str, bundle: ModelBundle, test: Any) -> Any:
+        """The model attacks run on: the plan's engine options applied to a copy (or the model itself)."""
+        sample, _ = next(iter(batches(test, self.plan.batch_size)))
+        model, notes = prepare_attack_model(bundle.module, self.plan.engine, self.device, sample.to(self.device))
+        self.results["warnings"] += [f"{role}: engine: {note}" for note in notes]
+        return model
 
     def _check_criteria(self) -> None:
         entries = evaluate(self.plan.acceptance, self.results)
@@ -256,8 +268,7 @@ class Runner:
             "device": device_info(self.device),
             "versions": library_versions(),
             "platform": platform_info(),
-            "determinism": {"torch_deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
-                            "cudnn_benchmark": torch.backends.cudnn.benchmark},
+            "engine": dataclasses.asdict(plan.engine),
             "plugins": [{"kind": e.kind, "name": e.name, "provider": e.provider, "version": e.version}
                         for e in self.registry.all() if self._used(e.kind, e.name)],
             "timings_seconds": {},
