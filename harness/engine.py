@@ -8,16 +8,15 @@ changes a number. The caller's module is never modified: options work on an eval
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import os
 import warnings
-from collections.abc import Iterator
 
 import torch
 from torch import nn
 
+from .evaluation import eval_mode
 from .plan import EngineSettings
 
 FOLD_RTOL = 1e-4  # folded logits must match within this fraction of the largest |logit|
@@ -385,7 +384,7 @@ def _fits(model: nn.Module, shape: tuple[int, ...], batch: int, device: torch.de
     torch.cuda.reset_peak_memory_stats(device)
     ran = False
     try:
-        with _restore_training(model):
+        with eval_mode(model):
             _input_gradient(model, torch.rand((batch, *shape), device=device))
         torch.cuda.synchronize(device)
         ran = True
@@ -398,12 +397,3 @@ def _fits(model: nn.Module, shape: tuple[int, ...], batch: int, device: torch.de
     return ran and torch.cuda.max_memory_allocated(device) <= DEVICE_MEMORY_FRACTION * total
 
 
-@contextlib.contextmanager
-def _restore_training(model: nn.Module) -> Iterator[None]:
-    """Run in eval mode (no BatchNorm statistic updates), then restore the model's mode."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 from collections.abc import Callable, Iterator
@@ -26,6 +27,17 @@ def batches(split: Split, batch_size: int) -> Iterator[tuple[torch.Tensor, torch
     loader = DataLoader(split, batch_size=batch_size, shuffle=False, num_workers=0)
     for images, labels in loader:
         yield images, labels.to(torch.int64)
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Run in eval mode (no BatchNorm statistic updates), then restore the model's mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
 
 
 def _check_finite(logits: torch.Tensor, what: str) -> None:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import HarnessError
-from .evaluation import BOUND_TOLERANCE, batch_seed, perturbation_norm
+from .evaluation import BOUND_TOLERANCE, batch_seed, eval_mode, perturbation_norm
 
 SUBSET_SIZE = 64
 SECTION_TOLERANCE = 1e-9  # the results section is monotone by construction
@@ -110,7 +110,7 @@ def compute_indicators(model: nn.Module, split: Any, results_model_section: dict
     Deterministic for a given seed (no timings inside, so resumed and uninterrupted runs agree); the global torch
     RNG is left as it was. Pass the eager float32 model (not a compiled or autocast wrapper).
     """
-    with _eval_mode(model), _rng_untouched(device):
+    with eval_mode(model), _rng_untouched(device):
         subset = select_subset(model, split, device, batch_size, seed, n_images)
         specs = [s for s in plan.attacks if s.kind == "fixed_epsilon"]
         ctx = Context(model, subset, batch_size, seed, registry, specs, {})
@@ -138,16 +138,6 @@ def _guard(check_id: str, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         return work()
     except (RuntimeError, ValueError, AssertionError, TypeError, HarnessError) as exc:
         return check(check_id, False, None, None, f"could not be computed: {' '.join(str(exc).split())[:300]}")
-
-
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
 
 
 @contextlib.contextmanager

@@ -17,9 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness.atomic import write_bytes_atomic
 from harness.errors import DataError
 
-from .weights import atomic_write_bytes, cpu_state_dict, file_sha256, sha256_bytes
+from .weights import cpu_state_dict, file_sha256, sha256_bytes
 
 # Bump whenever a change here could change the trained weights for the same inputs (invalidates caches).
 TRAINING_CODE_VERSION = 1
@@ -299,8 +300,8 @@ def cache_paths(cache_dir: Path, key: str) -> tuple[Path, Path]:
 def save_cache(cache_dir: Path, key: str, data: bytes, record: dict[str, Any]) -> None:
     """Write weights then the sidecar (each atomically); a hit needs both, so a crash leaves a miss."""
     weights_path, record_path = cache_paths(cache_dir, key)
-    atomic_write_bytes(weights_path, data)
-    atomic_write_bytes(record_path, json.dumps(record, indent=1, sort_keys=True).encode())
+    write_bytes_atomic(weights_path, data)
+    write_bytes_atomic(record_path, json.dumps(record, indent=1, sort_keys=True).encode())
 
 
 def load_cache(cache_dir: Path, key: str, log: Log) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
