@@ -65,6 +65,11 @@ def test_tiny_plan_end_to_end(tiny_run):
     assert all(r["min_epsilon"] for r in fmn_rows)
     # the verdict table is printed
     assert "Acceptance criteria" in proc.stdout and "Verdict:" in proc.stdout
+    # attack-failure indicators are computed and shown in the report
+    indicators = naive["indicators"]
+    assert {c["id"] for c in indicators["checks"]} >= {"unbounded_budget", "gradients", "noise_vs_attack"}
+    text = subprocess.run(["pdftotext", str(run_dir / "report.pdf"), "-"], capture_output=True, text=True).stdout
+    assert "Attack-failure indicators" in text and "Acceptance criteria" in text
 
 
 def test_second_run_reuses_cached_weights(tiny_run, tmp_path, session_cache):

@@ -464,8 +464,22 @@ class ContextBuilder:
             if info.get("kind") == "minimal":
                 minimal.append(self.minimal_section(attack_id, info, roles))
         return {"roles": roles, "clean": clean_rows, "class_names": self.class_names, "attacks": attacks,
-                "minimal": minimal, "susceptibility": self.susceptibility(roles),
+                "minimal": minimal, "susceptibility": self.susceptibility(roles), "indicators": self.indicators(roles),
                 "positive_class": self.class_name(self.dataset.get("positive_class", 1))}
+
+    def indicators(self, roles: list[str]) -> list[dict[str, Any]]:
+        """Attack-failure indicators per model: each check with its verdict, value and threshold."""
+        out = []
+        for role in roles:
+            section = (self.models.get(role) or {}).get("indicators")
+            if not section:
+                continue
+            checks = [{"id": c.get("id"), "description": c.get("description", ""), "passed": bool(c.get("passed")),
+                       "value": _cell(c.get("value")), "threshold": _cell(c.get("threshold")),
+                       "detail": c.get("detail") or ""} for c in section.get("checks", [])]
+            out.append({"role": role, "credible": bool(section.get("credible")), "checks": checks,
+                        "subset": section.get("subset", "")})
+        return out
 
     def _sample_rows(self, role: str, attack_id: str) -> list[dict[str, str]]:
         return [row for row in self.run.samples if row.get("model") == role and row.get("attack") == attack_id]
