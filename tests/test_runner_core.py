@@ -69,3 +69,28 @@ def test_patient_crossing_splits_is_refused():
                                                  "test": split(["p2"])}, {})
     with pytest.raises(DataError, match="patient p2 appears in both the train and test splits"):
         validate_dataset(bundle)
+
+
+def test_nan_or_inf_is_reported_not_averaged():
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from harness.contracts import TensorSplit
+    from harness.errors import ModelError
+    from harness.evaluation import predict_logits
+
+    class NanModel(nn.Module):
+        def forward(self, x):
+            out = torch.zeros(len(x), 2)
+            out[0, 0] = float("nan")
+            return out
+
+    images = torch.rand(4, 1, 4, 4)
+    split = TensorSplit(images, np.zeros(4, dtype=int), list("abcd"), list("abcd"))
+    with pytest.raises(ModelError, match="NaN or Inf logits"):
+        predict_logits(NanModel(), split, 2, torch.device("cpu"))
+    images[2, 0, 1, 1] = float("inf")
+    with pytest.raises(ModelError, match="NaN or Inf pixel"):
+        predict_logits(nn.Flatten(), TensorSplit(images, np.zeros(4, dtype=int), list("abcd"), list("abcd")), 2,
+                       torch.device("cpu"))
