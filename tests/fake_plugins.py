@@ -1,7 +1,11 @@
-"""Minimal in-test plugins, so the core can be tested with the built-in plugins removed."""
+"""Minimal in-test plugins, so the core can be tested with the built-in plugins removed.
+
+The pytest-plugin tests also install this very file as a throwaway external plugin package.
+"""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -9,6 +13,7 @@ import torch
 from torch import nn
 
 from harness.contracts import AttackOutput, DatasetBundle, ModelBundle, NativeUnits, TensorSplit
+from harness.errors import DataError
 from harness.hookspecs import hookimpl
 from harness.plugin_manager import Registry, make_plugin_manager
 
@@ -17,12 +22,17 @@ from harness.plugin_manager import Registry, make_plugin_manager
 class ToyDataParams:
     n: int = field(default=60, metadata={"min": 6})
     size: int = 8
+    fail: str = ""  # "data": a DataError (bad input); "internal": a RuntimeError (a bug)
 
 
 class ToyData:
     name, description, Params = "toy", "bright vs dark squares", ToyDataParams
 
     def load(self, params, context):
+        if params.fail == "data":
+            raise DataError("toy data set: simulated unreadable file")
+        if params.fail == "internal":
+            raise RuntimeError("simulated bug")
         rng = np.random.default_rng(context.seed)
         labels = np.arange(params.n) % 2
         images = rng.uniform(0.3, 0.5, (params.n, 1, params.size, params.size)) + 0.3 * labels[:, None, None, None]
@@ -66,20 +76,21 @@ class Shift:
         return AttackOutput([(images + sign * eps).clamp(0, 1) for eps in epsilons])
 
 
-class FakePlugins:
-    @hookimpl
-    def harness_register_datasets(self):
-        return [ToyData()]
+@hookimpl
+def harness_register_datasets():
+    return [ToyData()]
 
-    @hookimpl
-    def harness_register_models(self):
-        return [MeanModel()]
 
-    @hookimpl
-    def harness_register_attacks(self):
-        return [Shift()]
+@hookimpl
+def harness_register_models():
+    return [MeanModel()]
+
+
+@hookimpl
+def harness_register_attacks():
+    return [Shift()]
 
 
 def fake_registry() -> Registry:
     """A registry with only the fake plugins (no entry points)."""
-    return Registry(make_plugin_manager(load_entry_points=False, extra=[FakePlugins()]))
+    return Registry(make_plugin_manager(load_entry_points=False, extra=[sys.modules[__name__]]))

@@ -9,6 +9,7 @@ import types
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import fake_plugins
 import pytest
 from fake_plugins import fake_registry
 
@@ -25,89 +26,9 @@ from harness.runner import RunConfig, Runner
 
 pytest_plugins = ["pytester"]
 
-# A throwaway plugin package, registered through the `harness` entry-point group like any external plugin.
-FAKE_PLUGINS = textwrap.dedent('''\
-    from dataclasses import dataclass, field
-
-    import numpy as np
-    import torch
-    from torch import nn
-
-    from harness.contracts import AttackOutput, DatasetBundle, ModelBundle, NativeUnits, TensorSplit
-    from harness.errors import DataError
-    from harness.hookspecs import hookimpl
-
-
-    @dataclass
-    class ToyDataParams:
-        n: int = field(default=60, metadata={"min": 6})
-        size: int = 8
-        fail: str = ""  # "data": a DataError (bad input); "internal": a RuntimeError (a bug)
-
-
-    class ToyData:
-        name, description, Params = "toy", "bright vs dark squares", ToyDataParams
-
-        def load(self, params, context):
-            if params.fail == "data":
-                raise DataError("toy data set: simulated unreadable file")
-            if params.fail == "internal":
-                raise RuntimeError("simulated bug")
-            rng = np.random.default_rng(context.seed)
-            labels = np.arange(params.n) % 2
-            images = rng.uniform(0.3, 0.5, (params.n, 1, params.size, params.size)) + 0.3 * labels[:, None, None, None]
-            splits = {}
-            for i, name in enumerate(("train", "val", "test")):
-                idx = np.arange(params.n)[i::3]
-                splits[name] = TensorSplit(torch.tensor(images[idx], dtype=torch.float32), labels[idx],
-                                           [f"s{j}" for j in idx], [f"p{j}" for j in idx])
-            return DatasetBundle("toy", ["dark", "bright"], splits, {"content_sha256": "0" * 64, "source": "toy"},
-                                 NativeUnits(100.0, "HU"))
-
-
-    @dataclass
-    class MeanModelParams:
-        threshold: float = 0.55
-
-
-    class MeanModel:
-        name, description, Params = "mean_threshold", "classifies by mean brightness", MeanModelParams
-
-        def provide(self, params, context):
-            class Net(nn.Module):
-                def forward(self, x):
-                    m = x.flatten(1).mean(1, keepdim=True) - params.threshold
-                    return torch.cat([-50 * m, 50 * m], dim=1)
-            return ModelBundle(Net(), {"source": "fake", "weights_sha256": "f" * 64})
-
-
-    @dataclass
-    class ShiftParams:
-        steps: int = field(default=1, metadata={"min": 1})
-
-
-    class Shift:
-        name, norm, kind, description, Params = "shift", "linf", "fixed_epsilon", "shift by epsilon", ShiftParams
-
-        def run(self, model, images, labels, epsilons, params):
-            sign = (1 - 2 * labels).float().view(-1, 1, 1, 1)
-            return AttackOutput([(images + sign * eps).clamp(0, 1) for eps in epsilons])
-
-
-    @hookimpl
-    def harness_register_datasets():
-        return [ToyData()]
-
-
-    @hookimpl
-    def harness_register_models():
-        return [MeanModel()]
-
-
-    @hookimpl
-    def harness_register_attacks():
-        return [Shift()]
-    ''')
+# A throwaway plugin package, registered through the `harness` entry-point group like any external plugin:
+# the in-test fake plugins (tests/fake_plugins.py), installed under another name.
+FAKE_PLUGINS = Path(fake_plugins.__file__).read_text(encoding="utf-8")
 
 PLAN = textwrap.dedent("""\
     harness: 1
