@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message (its type name when the message is empty)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0][:200] if lines else type(exc).__name__
+
+
 class HarnessError(Exception):
     """Base class for errors shown to the user as one line, never a traceback."""
 

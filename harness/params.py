@@ -6,6 +6,7 @@ import dataclasses
 import types
 import typing
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Literal, Union
 
 from .errors import PlanError
@@ -137,6 +138,12 @@ def _check_bounds(value: Any, meta: Any, path: str, lines: LineLookup) -> None:
             raise PlanError(f"must be > {meta['gt']}, got {v}", key=path, line=lines(path))
         if "max" in meta and v > meta["max"]:
             raise PlanError(f"must be ≤ {meta['max']}, got {v}", key=path, line=lines(path))
+
+
+def plan_path(value: str, base_dir: Path) -> Path:
+    """A path from a plan: `~` expanded, relative to the plan's directory unless absolute."""
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else Path(base_dir) / path
 
 
 def params_to_dict(params: Any) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from harness.contracts import DatasetBundle, DatasetContext, NativeUnits
 from harness.deid import hash_id
 from harness.errors import DataError, PlanError
 from harness.hookspecs import hookimpl
+from harness.params import plan_path
 from harness.splits import check_no_group_crosses, grouped_stratified_split
 
 from .common import (
@@ -63,12 +64,6 @@ class NpzParams:
         if self.class_names is not None and len(self.class_names) < 2:
             raise PlanError(f"need at least 2 class names, got {self.class_names}", key="dataset.class_names")
         fractions_from_list(self.split_fractions, "dataset.split_fractions")
-
-
-def resolve_path(path: str, base_dir: Path) -> Path:
-    """Expand ~ and resolve a relative path against the plan's directory."""
-    p = Path(path).expanduser()
-    return p if p.is_absolute() else (base_dir / p)
 
 
 class _NpzFile:
@@ -256,7 +251,7 @@ class NpzDataset:
 
     def load(self, params: NpzParams, context: DatasetContext) -> DatasetBundle:
         """Read, validate, scale and split the file; patient ids leave only as salted hashes."""
-        path = resolve_path(params.path, context.base_dir)
+        path = plan_path(params.path, context.base_dir)
         npz = _NpzFile(path)
         raw = npz.get("images", required=True)
         if len(raw) == 0:

@@ -14,10 +14,10 @@ import torch
 from torch import nn
 
 from harness.contracts import ModelBundle, ModelContext
-from harness.errors import DataError, ModelError, PlanError
+from harness.errors import DataError, ModelError, PlanError, first_line
 from harness.filelock import file_lock, lock_path_for
 from harness.hookspecs import hookimpl
-from harness.params import params_to_dict
+from harness.params import params_to_dict, plan_path
 
 from .architectures import DEFAULT_MEAN, DEFAULT_STD, NormalizedClassifier, ensure_normalized
 from .training import (
@@ -53,12 +53,6 @@ def resolve_architecture(name: str, context: ModelContext, key: str = "model.arc
         available = ", ".join(sorted(context.architectures)) or "none"
         raise PlanError(f"unknown architecture '{name}' (available: {available})", key=key)
     return context.architectures[name]
-
-
-def resolve_path(value: str, base_dir: Path) -> Path:
-    """`value` as a path, relative to the plan's directory unless absolute."""
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else Path(base_dir) / path
 
 
 def n_parameters(module: nn.Module) -> int:
@@ -212,7 +206,7 @@ class StateDictProvider:
         if params.num_classes is not None and params.num_classes != num_classes:
             raise PlanError(f"num_classes is {params.num_classes} but the dataset has {num_classes} classes",
                             key="model.num_classes")
-        path = resolve_path(params.weights, context.base_dir)
+        path = plan_path(params.weights, context.base_dir)
         state = load_state_dict_file(path)
         model = ensure_normalized(arch.build(channels, num_classes, (height, width)), channels)
         wrapped = "mean" in state and "std" in state and any(k.startswith("backbone.") for k in state)
@@ -292,7 +286,7 @@ class TorchScriptProvider:
 
     def provide(self, params: TorchScriptParams, context: ModelContext) -> ModelBundle:
         """Load, check the output shape on a dummy batch, and return the module in eval mode."""
-        path = resolve_path(params.path, context.base_dir)
+        path = plan_path(params.path, context.base_dir)
         if not path.is_file():
             raise ModelError(f"TorchScript file not found: {path}")
         try:
@@ -300,7 +294,7 @@ class TorchScriptProvider:
                 warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*torch.jit")
                 module = torch.jit.load(str(path), map_location="cpu")
         except Exception as exc:
-            raise ModelError(f"{path}: not a loadable TorchScript module ({_first_line(exc)})") from None
+            raise ModelError(f"{path}: not a loadable TorchScript module ({first_line(exc)})") from None
         module.eval()
         shape = tuple(context.dataset.image_shape)
         check_logits(module, path, shape, len(context.dataset.class_names))
@@ -321,19 +315,13 @@ def check_logits(module: nn.Module, path: Path, shape: tuple[int, ...], num_clas
             out = module(dummy)
     except Exception as exc:
         raise ModelError(f"{path}: forward on a dummy batch of shape {tuple(dummy.shape)} failed "
-                         f"({_first_line(exc)})") from None
+                         f"({first_line(exc)})") from None
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, num_classes):
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ModelError(f"{path}: expected logits of shape (2, {num_classes}) for input "
                          f"{tuple(dummy.shape)}, got {got}")
     if not out.is_floating_point() or not bool(torch.isfinite(out).all()):
         raise ModelError(f"{path}: the module's outputs are not finite floating-point logits")
-
-
-def _first_line(exc: Exception) -> str:
-    """The first non-empty line of an exception message."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0][:200] if lines else type(exc).__name__
 
 
 @hookimpl

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from harness.errors import ModelError
+from harness.errors import ModelError, first_line
 
 
 def cpu_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -64,10 +64,10 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
             raise ModelError(f"{path}: refused to load: the file needs arbitrary code to unpickle (it "
                              f"imports {imported.group(1)}); save model.state_dict() instead") from None
         detail = re.search(r"WeightsUnpickler error:\s*(.+)", str(exc))
-        reason = detail.group(1).strip() if detail else _first_line(exc)
+        reason = detail.group(1).strip() if detail else first_line(exc)
         raise ModelError(f"{path}: not a readable torch state dict (weights-only unpickler: {reason})") from None
     except Exception as exc:  # corrupt zip, truncated file, not a torch file at all
-        raise ModelError(f"{path}: not a readable torch state dict ({_first_line(exc)})") from None
+        raise ModelError(f"{path}: not a readable torch state dict ({first_line(exc)})") from None
     return _as_state_dict(obj, path)
 
 
@@ -88,7 +88,3 @@ def _as_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def _first_line(exc: Exception) -> str:
-    """The first non-empty line of an exception message."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0][:200] if lines else type(exc).__name__
