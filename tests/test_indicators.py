@@ -6,10 +6,10 @@ import json
 import textwrap
 from dataclasses import dataclass
 
+import fake_plugins
 import numpy as np
 import pytest
 import torch
-from fake_plugins import FakePlugins
 from torch import nn
 
 from harness.contracts import AttackOutput, TensorSplit
@@ -182,7 +182,7 @@ class ForgetfulPlugin:
 
 
 def test_raw_rerun_catches_an_attack_whose_accumulated_curve_hides_it():
-    registry = Registry(make_plugin_manager(load_entry_points=False, extra=[FakePlugins(), ForgetfulPlugin()]))
+    registry = Registry(make_plugin_manager(load_entry_points=False, extra=[fake_plugins, ForgetfulPlugin()]))
     plan = load_plan_text(textwrap.dedent("""\
         harness: 1
         name: forgetful
