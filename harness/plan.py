@@ -19,6 +19,7 @@ from .yaml_source import YamlDocument, apply_override, expand_env, load_yaml_fil
 
 PLAN_MARKER = "harness"
 SCHEMA_VERSION = 1
+DEFAULT_BATCH_SIZE = 64
 TOP_LEVEL_KEYS = {
     PLAN_MARKER, "name", "description", "intended_use", "seed", "device", "batch_size", "epsilons",
     "dataset", "model", "attacks", "defence", "acceptance", "report", "engine", "sandbox", "data_root",
@@ -105,6 +106,7 @@ class Plan:
     base_dir: Path
     resolved: dict[str, Any] = field(default_factory=dict)
     overrides: list[str] = field(default_factory=list)
+    batch_size_auto: bool = False  # `batch_size: auto`: the runner picks the largest batch that fits the device
 
     @property
     def sha256(self) -> str:
@@ -178,9 +180,11 @@ class _PlanBuilder:
         device = self.scalar("device", str, default="auto")
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", device):
             raise self.error(f"device must be auto, cpu, cuda, cuda:N or mps, got {device!r}", "device")
-        batch_size = self.scalar("batch_size", int, default=64)
-        if batch_size < 1:
-            raise self.error(f"batch_size must be ≥ 1, got {batch_size}", "batch_size")
+        batch_size_auto = data.get("batch_size") == "auto"
+        raw_batch = DEFAULT_BATCH_SIZE if batch_size_auto else data.get("batch_size", DEFAULT_BATCH_SIZE)
+        if isinstance(raw_batch, bool) or not isinstance(raw_batch, int) or raw_batch < 1:
+            raise self.error(f"batch_size must be a positive integer or 'auto', got {raw_batch!r}", "batch_size")
+        batch_size = raw_batch
         epsilons = self.epsilon_list(data.get("epsilons", [0.001, 0.002, 0.004, 0.008]), "epsilons")
         dataset = self.plugin_ref("dataset", "dataset")
         model = self.plugin_ref("model", "model")
@@ -212,7 +216,7 @@ class _PlanBuilder:
             batch_size=batch_size, epsilons=epsilons, dataset=dataset, model=model, attacks=attacks,
             defence=defence, acceptance=acceptance, report=report, engine=engine, indicators=indicators,
             source=self.doc.source,
-            base_dir=self.base_dir, resolved=resolved, overrides=list(self.overrides))
+            base_dir=self.base_dir, resolved=resolved, overrides=list(self.overrides), batch_size_auto=batch_size_auto)
 
     def enforce_sandbox(self, dataset: PluginRef, model: PluginRef, defence: PluginRef | None,
                         attacks: list[AttackSpec]) -> None:

@@ -20,7 +20,7 @@ from . import __version__
 from .atomic import write_json_atomic, write_text_atomic
 from .contracts import DatasetBundle, DatasetContext, DefenceContext, ModelBundle, ModelContext
 from .criteria import evaluate, verdict
-from .engine import enable_determinism, prepare_attack_model
+from .engine import auto_batch_size, enable_determinism, prepare_attack_model
 from .environment import device_info, library_versions, platform_info, resolve_device
 from .errors import DataError, HarnessError
 from .evaluation import batches, predict_logits, run_attack
@@ -72,6 +72,8 @@ class Runner:
         self.cache_dir = self.config.cache_dir or default_cache_dir()
         self.timings: dict[str, float] = {}
         self.sample_rows: list[dict[str, Any]] = []
+        self.resumed_batch_size: int | None = None
+        self.batch_size = plan.batch_size  # replaced once the model is known when the plan says `batch_size: auto`
 
     # -- stages --------------------------------------------------------------------------------------------
     def run(self) -> RunResult:
@@ -95,6 +97,7 @@ class Runner:
             self.progress = progress
             dataset = self._stage("dataset", self._load_dataset)
             naive = self._stage("model", lambda: self._provide_model(dataset))
+            self._choose_batch_size(naive, dataset)
             self._evaluate_model("naive", naive, dataset)
             if plan.defence is not None:
                 hardened = self._stage("defence", lambda: self._harden(naive, dataset))
@@ -166,7 +169,7 @@ class Runner:
         test = dataset.splits["test"]
         labels = test.labels
         bar = self.progress(f"{role}: clean test", len(test))
-        logits = self._stage(f"{role}:clean", lambda: predict_logits(bundle.module, test, self.plan.batch_size,
+        logits = self._stage(f"{role}:clean", lambda: predict_logits(bundle.module, test, self.batch_size,
                                                                       self.device, bar.advance))
         bar.close()
         clean_pred = logits.argmax(axis=1)
@@ -180,7 +183,7 @@ class Runner:
             plugin = self.registry.get("attack", spec.attack)
             bar = self.progress(f"{role}: {spec.id}", len(test))
             outcome = self._stage(f"{role}:attack:{spec.id}", lambda spec=spec, plugin=plugin, bar=bar: run_attack(
-                attack_model, test, spec, plugin, clean_pred, self.plan.batch_size, self.device,
+                attack_model, test, spec, plugin, clean_pred, self.batch_size, self.device,
                 self.plan.seed, role, bar.advance, self.run_dir / "checkpoints" / "attacks" / f"{role}__{spec.id}.npz",
                 judge=bundle.module))
             bar.close()
@@ -200,7 +203,7 @@ class Runner:
             self._save()
         if self.plan.indicators.enabled:
             section["indicators"] = self._stage(f"{role}:indicators", lambda: compute_indicators(
-                bundle.module, test, section, self.plan, self.registry, self.device, self.plan.batch_size,
+                bundle.module, test, section, self.plan, self.registry, self.device, self.batch_size,
                 self.plan.seed, self.plan.indicators.n_images))
             if not section["indicators"]["credible"]:
                 self.results["warnings"].append(f"{role}: the attack results may not be credible (attack-failure "
@@ -209,11 +212,22 @@ class Runner:
         settings = self.plan.report
         self._stage(f"{role}:examples", lambda: save_examples(
             self.run_dir, role, bundle.module, test, self.plan.attacks, self.registry, self.device,
-            self.plan.batch_size, settings.n_examples, settings.susceptibility_cutoff, self.plan.seed))
+            self.batch_size, settings.n_examples, settings.susceptibility_cutoff, self.plan.seed))
+
+    def _choose_batch_size(self, naive: ModelBundle, dataset: DatasetBundle) -> None:
+        """Resolve `batch_size: auto` against the naive model and the device; record the choice in the manifest."""
+        if not self.plan.batch_size_auto:
+            self.manifest["batch_size"] = {"requested": self.plan.batch_size, "used": self.batch_size}
+            return
+        test = dataset.splits["test"]
+        self.batch_size = self.resumed_batch_size or auto_batch_size(naive.module, tuple(test[0][0].shape),
+                                                                     self.device, limit=len(test))
+        self.manifest["batch_size"] = {"requested": "auto", "used": self.batch_size}
+        self._save()
 
     def _attack_model(self, role: str, bundle: ModelBundle, test: Any) -> Any:
         """The model attacks run on: the plan's engine options applied to a copy (or the model itself)."""
-        sample, _ = next(iter(batches(test, self.plan.batch_size)))
+        sample, _ = next(iter(batches(test, self.batch_size)))
         model, notes = prepare_attack_model(bundle.module, self.plan.engine, self.device, sample.to(self.device))
         self.results["warnings"] += [f"{role}: engine: {note}" for note in notes]
         return model
@@ -244,6 +258,9 @@ class Runner:
         if sha != self.plan.sha256:
             raise HarnessError(f"cannot resume {self.resume_dir}: it was made by another plan or other overrides "
                                f"(plan sha256 {str(sha)[:12]}, this plan {self.plan.sha256[:12]})")
+        used = previous.get("batch_size", {}).get("used")
+        if self.plan.batch_size_auto and isinstance(used, int) and used >= 1:
+            self.resumed_batch_size = used  # an automatic choice is kept, so checkpoints of the first attempt match
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         return previous.get("started_at", now), [*previous.get("resumed_at", []), now]
 

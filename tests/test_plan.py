@@ -67,6 +67,12 @@ def test_env_expansion(monkeypatch):
         load(VALID.replace("name: toy_plan", "name: ${MISSING_VAR}"))
 
 
+def test_batch_size_auto_is_a_flag_on_the_plan():
+    assert load(VALID).batch_size_auto is False
+    plan = load(VALID, ["batch_size=auto"])
+    assert plan.batch_size_auto is True and plan.batch_size >= 1
+
+
 def test_plan_hash_changes_with_content():
     assert load(VALID).sha256 != load(VALID, ["seed=4"]).sha256
 
@@ -88,6 +94,8 @@ MALFORMED = [
     (("harness: 1\n", ""), "not a harness plan", None),
     (("name: toy_plan", "name: [toy"), "invalid YAML", None),
     (("    min: 0.8", "    min: 0.8\n    max: 0.9"), "give exactly one of 'min' or 'max'", 17),
+    (("seed: 3", "seed: 3\nbatch_size: huge"), "key 'batch_size': batch_size must be a positive integer or 'auto'", 4),
+    (("seed: 3", "seed: 3\nbatch_size: 0"), "batch_size must be a positive integer or 'auto', got 0", 4),
     (("  - metric: clean_accuracy", "  - metric: clean_accuracy\n    model: hardened"),
      "refers to the hardened model but the plan has no 'defence'", 18),
 ]

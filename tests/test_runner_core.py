@@ -48,6 +48,17 @@ def test_core_run_writes_complete_run_directory(tmp_path):
     assert {"success@0.004", "success@0.01", "success@0.2", "min_epsilon"} <= set(rows[0])
 
 
+def test_batch_size_auto_is_resolved_and_recorded(tmp_path):
+    fixed = run_toy(tmp_path / "fixed")
+    auto = run_toy(tmp_path / "auto", ["batch_size=auto"])
+    assert json.loads((fixed.run_dir / "manifest.json").read_text())["batch_size"] == {"requested": 64, "used": 64}
+    recorded = json.loads((auto.run_dir / "manifest.json").read_text())["batch_size"]
+    # on CPU the choice follows the image size, capped at the power of two covering the test set
+    n_test = auto.results["dataset"]["n_test"]
+    assert recorded["requested"] == "auto" and recorded["used"] == 1 << (n_test - 1).bit_length()
+    assert auto.results["models"] == fixed.results["models"]
+
+
 def test_failed_criterion_gives_fail_verdict(tmp_path):
     result = run_toy(tmp_path, ["acceptance.1.min=1.01"])
     assert not result.passed
