@@ -273,3 +273,24 @@ def test_positive_class_must_name_a_class(tmp_path: Path) -> None:
     path = write(tmp_path, **toy())
     with pytest.raises(PlanError, match="positive_class"):
         load({"path": str(path), "positive_class": 2})
+
+
+def test_image_size_resizes_every_split_and_is_recorded(tmp_path):
+    arrays = toy()
+    arrays["images"][:, 2:6, 2:6] = 255  # a bright square in every image
+    arrays["images"][:, :2, :] = 0
+    arrays["images"][:, 6:, :] = 0
+    bundle = load({"path": str(write(tmp_path, **arrays)), "image_size": 32})
+    for split in (bundle.splits[name] for name in ("train", "test")):
+        assert tuple(split.images.shape[1:]) == (1, 32, 32)
+        assert float(split.images.min()) >= 0.0 and float(split.images.max()) <= 1.0
+    # the square stays in the middle: the centre is bright, the top rows dark
+    image = bundle.splits["train"].images[0, 0]
+    assert float(image[14:18, 14:18].mean()) > 0.9 and float(image[:4].max()) < 0.05
+    assert bundle.provenance["resized_to"] == [32, 32]
+    assert load({"path": str(write(tmp_path, **toy()))}).provenance["resized_to"] is None
+
+
+def test_image_size_out_of_range_is_a_plan_error(tmp_path):
+    with pytest.raises(PlanError, match="image_size"):
+        load({"path": str(write(tmp_path, **toy())), "image_size": 2})

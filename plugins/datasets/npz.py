@@ -3,7 +3,7 @@
 Keys: `images` (N×H×W, N×C×H×W or N×H×W×C; uint8, uint16 or float), `labels` (N integers), optional `split`
 (strings train/val/test), optional `patient_ids` (strings; hashed with the run's salt before they leave this
 module), optional `class_names`. Without `split`, a patient-grouped, label-stratified split is made.
-`max_per_split` keeps, per split, whole patients in seeded order, always from the majority label with the
+`image_size` resizes every image to a square (e.g. 224 as in the study). `max_per_split` keeps, per split, whole patients in seeded order, always from the majority label with the
 fewest samples taken so far, skipping patients that would overflow the cap (if no patient fits, the split's
 first rows are kept).
 """
@@ -34,8 +34,10 @@ from .common import (
     fractions_from_list,
     group_counts,
 )
+from .medical_io import resize
 
 _SMALL_CHANNELS = (1, 3, 4)
+RESIZE_CHUNK = 256
 
 
 @dataclass
@@ -54,6 +56,7 @@ class NpzParams:
     native_per_unit: float | None = field(default=None, metadata={"gt": 0})
     native_unit: str | None = None
     positive_class: int = field(default=1, metadata={"min": 0})
+    image_size: int | None = field(default=None, metadata={"min": 4, "max": 4096})  # square bilinear resize
 
     def __post_init__(self) -> None:
         if self.value_range is not None and (len(self.value_range) != 2
@@ -97,6 +100,17 @@ class _NpzFile:
     def fail(self, message: str) -> DataError:
         """A DataError prefixed with the file name."""
         return DataError(f"{self.path}: {message}")
+
+
+def resized(images: np.ndarray, size: int | None) -> np.ndarray:
+    """N×C×H×W float images resized to size×size (bilinear, antialiased when shrinking), in chunks."""
+    if size is None or images.shape[2:] == (size, size):
+        return images
+    out = np.empty((len(images), images.shape[1], size, size), dtype=np.float32)
+    for start in range(0, len(images), RESIZE_CHUNK):
+        chunk = images[start:start + RESIZE_CHUNK]
+        out[start:start + len(chunk)] = np.stack([resize(image, size) for image in chunk])
+    return out
 
 
 def to_nchw(images: np.ndarray, layout: str, npz: _NpzFile) -> np.ndarray:
@@ -270,7 +284,8 @@ class NpzDataset:
             keep = subset(assignment, labels, raw_groups, params.max_per_split, params.split_seed)
         group_ids = [hash_id(g, context.salt, "p-") for g in raw_groups[keep].tolist()]
         sample_ids = [hash_id(f"{g}/{i}", context.salt, "s-") for g, i in zip(raw_groups[keep], keep, strict=True)]
-        splits = build_splits(images[keep], labels[keep], sample_ids, group_ids, assignment[keep])
+        splits = build_splits(resized(images[keep], params.image_size), labels[keep], sample_ids, group_ids,
+                              assignment[keep])
         for name in ("train", "test"):
             if len(splits[name]) == 0:
                 raise npz.fail(f"the {name} split is empty")
@@ -290,6 +305,7 @@ class NpzDataset:
             "stored_dtype": str(raw.dtype),
             "stored_shape": list(raw.shape),
             "scaling": scaling,
+            "resized_to": None if params.image_size is None else [params.image_size, params.image_size],
             "split_method": self._split_method(from_file, patients is not None, params, fractions),
         }
         return DatasetBundle(name=self.name, class_names=class_names, splits=splits, provenance=provenance,
