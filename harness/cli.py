@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import __version__
+from . import __version__, distributed
 from .errors import HarnessError
 
 EXIT_PASS, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
@@ -63,12 +63,14 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from .plugin_manager import default_registry
     from .runner import RunConfig, Runner
 
+    distributed.setup()  # under torchrun: join the process group first, so a bad plan is reported once
     registry = default_registry()
-    plan = load_plan(args.plan, args.overrides, registry)
+    plan = distributed.together(lambda: load_plan(args.plan, args.overrides, registry))
     config = RunConfig(out_root=args.out, device=args.device, cache_dir=args.cache_dir,
                        progress=False if args.no_progress else None, report=not args.no_report)
     result = Runner(plan, registry, config, resume_dir=args.resume).run()
-    print_summary(console, result.results, str(result.run_dir))
+    if distributed.is_main():
+        print_summary(console, result.results, str(result.run_dir))
     return EXIT_PASS if result.passed else EXIT_FAIL
 
 
@@ -119,9 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 120)
     try:
-        return COMMANDS[args.command](args, console)
+        code = COMMANDS[args.command](args, console)
+        distributed.shutdown(sync=True)
+        return code
     except HarnessError as exc:
-        print(f"harness: error: {exc.one_line()}", file=sys.stderr)
+        _print_error(f"harness: error: {exc.one_line()}", exc)
+        distributed.shutdown(sync=distributed.shared_with_main(exc))
         return exc.exit_code
     except KeyboardInterrupt:
         print("harness: interrupted; results computed so far are in the run directory", file=sys.stderr)
@@ -130,9 +135,21 @@ def main(argv: list[str] | None = None) -> int:
         if args.traceback:
             traceback.print_exc()
         message = " ".join(str(exc).split())
-        print(f"harness: internal error: {type(exc).__name__}: {message} (rerun with --traceback for details)",
-              file=sys.stderr)
+        _print_error(f"harness: internal error: {type(exc).__name__}: {message} (rerun with --traceback for "
+                     "details)", exc)
+        distributed.shutdown(sync=distributed.shared_with_main(exc))
         return EXIT_INTERNAL
+
+
+def _print_error(line: str, exc: BaseException) -> None:
+    """Print an error line on stderr; under torchrun a rank other than 0 stays quiet when rank 0 reports it."""
+    try:
+        rank = distributed.env_rank() if distributed.env_world_size() > 1 else 0
+    except HarnessError:
+        rank = 0
+    if rank and distributed.shared_with_main(exc):
+        return
+    print(line if not rank else line.replace("harness:", f"harness: rank {rank}:", 1), file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Subset
 
 from .atomic import write_bytes_atomic
 from .contracts import AttackPlugin, Split
+from .distributed import batch_range, merge_by_batch, shard_batches
 from .errors import AttackError, ModelError
 from .plan import AttackSpec
 
@@ -86,8 +87,9 @@ def batch_seed(seed: int, *parts: object) -> int:
 def run_attack(model: nn.Module, split: Split, spec: AttackSpec, plugin: AttackPlugin, clean_pred: np.ndarray,
                batch_size: int, device: torch.device, seed: int, model_role: str,
                on_batch: Callable[[int], None] | None = None, checkpoint: Path | None = None,
-               judge: nn.Module | None = None) -> AttackOutcome:
-    """Attack every image of a split; each adversarial is checked against its bound before it counts.
+               judge: nn.Module | None = None, shard: tuple[int, int] = (0, 1)) -> AttackOutcome:
+    """Attack every image of a split (or, with `shard=(rank, world)`, that rank's whole batches r, r+N, ...);
+    each adversarial is checked against its bound before it counts.
 
     `model` crafts the adversarials (it may be a compiled or reduced-precision copy); `judge` (default: `model`),
     the float32 eager model, decides whether each one fools it.
@@ -95,21 +97,23 @@ def run_attack(model: nn.Module, split: Split, spec: AttackSpec, plugin: AttackP
     Fixed-epsilon attacks aim at the true label. Minimal attacks aim at the clean prediction, so every image
     (misclassified ones too) gets its smallest perturbation that changes the model's decision.
     With `checkpoint`, the per-sample state is saved atomically after every batch and a rerun continues from
-    the first unfinished batch; per-batch seeds make the continued result equal to an uninterrupted one.
+    the first unfinished batch; per-batch seeds (by global batch index) make the continued or sharded result
+    equal to an uninterrupted single-process one. A shard fills only its own samples: see `merge_outcomes`.
     """
     clean_correct = clean_pred == np.asarray(split.labels)
     minimal = spec.kind == "minimal"
     epsilons = list(spec.epsilons)
-    state = _AttackState.load(checkpoint, len(split), epsilons, minimal, batch_size)
-    first = state.next_batch * batch_size
-    remaining = Subset(split, range(first, len(split))) if first else split
-    if on_batch and first:
-        on_batch(first)
-    start = first
-    for images, labels in batches(remaining, batch_size):
-        batch_index = state.next_batch
+    n = len(split)
+    state = _AttackState.load(checkpoint, n, epsilons, minimal, batch_size, shard)
+    mine = list(shard_batches(n, batch_size, *shard))
+    done = sum(len(batch_range(index, n, batch_size)) for index in mine[:state.next_batch])
+    if on_batch and done:
+        on_batch(done)
+    for batch_index in mine[state.next_batch:]:
+        rows = batch_range(batch_index, n, batch_size)
+        images, labels = _load_batch(split, rows)
         images, labels = images.to(device), labels.to(device)
-        stop = start + len(images)
+        start, stop = rows.start, rows.stop
         wrong_clean = ~clean_correct[start:stop]
         if minimal:
             _minimal_batch(model, judge or model, images, clean_pred[start:stop], spec, plugin, state, start,
@@ -121,9 +125,26 @@ def run_attack(model: nn.Module, split: Split, spec: AttackSpec, plugin: AttackP
         state.save(checkpoint)
         if on_batch:
             on_batch(len(images))
-        start = stop
     return AttackOutcome(epsilons=epsilons, success=state.success, violations=state.violations,
                          min_epsilon=state.min_eps if minimal else None)
+
+
+def merge_outcomes(parts: list[AttackOutcome], batch_size: int) -> AttackOutcome:
+    """One outcome from every rank's shard (in rank order): each sample from the rank that owns its batch,
+    bound violations summed."""
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    min_epsilon = None if first.min_epsilon is None else merge_by_batch([p.min_epsilon for p in parts], batch_size)
+    return AttackOutcome(epsilons=list(first.epsilons),
+                         success=merge_by_batch([p.success for p in parts], batch_size),
+                         violations=np.sum([p.violations for p in parts], axis=0).astype(np.int64),
+                         min_epsilon=min_epsilon)
+
+
+def _load_batch(split: Split, rows: range) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (images, labels) of one batch: consecutive samples `rows` of the split."""
+    return next(batches(Subset(split, rows) if len(rows) != len(split) else split, len(rows)))
 
 
 def _attack(plugin: AttackPlugin, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
@@ -184,8 +205,11 @@ class _AttackState:
     fingerprint: str
 
     @classmethod
-    def load(cls, path: Path | None, n: int, epsilons: list[float], minimal: bool, batch_size: int) -> _AttackState:
+    def load(cls, path: Path | None, n: int, epsilons: list[float], minimal: bool, batch_size: int,
+             shard: tuple[int, int] = (0, 1)) -> _AttackState:
         fingerprint = f"n={n};eps={epsilons!r};minimal={minimal};batch={batch_size}"
+        if shard[1] > 1:
+            fingerprint += f";shard={shard[0]}/{shard[1]}"  # next_batch counts this rank's batches only
         fresh = cls(0, np.zeros((len(epsilons), n), dtype=bool), np.zeros(len(epsilons), dtype=np.int64),
                     np.full(n, np.inf), fingerprint)
         if path is None or not path.exists():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import random
 import sys
@@ -16,14 +17,14 @@ import numpy as np
 import torch
 import yaml
 
-from . import __version__
+from . import __version__, distributed
 from .atomic import write_json_atomic, write_text_atomic
 from .contracts import DatasetBundle, DatasetContext, DefenceContext, ModelBundle, ModelContext
 from .criteria import evaluate, verdict
 from .engine import auto_batch_size, enable_determinism, prepare_attack_model
 from .environment import device_info, library_versions, platform_info, resolve_device
 from .errors import DataError, HarnessError
-from .evaluation import batches, predict_logits, run_attack
+from .evaluation import batches, merge_outcomes, predict_logits, run_attack
 from .examples import save_examples
 from .indicators import compute_indicators
 from .metrics import clean_metrics
@@ -62,13 +63,21 @@ class RunResult:
 
 
 class Runner:
-    """Runs one plan end to end; each stage's work lives in its own module."""
+    """Runs one plan end to end; each stage's work lives in its own module.
+
+    Under `torchrun` (WORLD_SIZE > 1) every rank walks the same stages: attacks are sharded by whole test batches
+    and their per-sample outcomes gathered, the defence trains with DDP, and rank 0 alone runs the indicators,
+    examples and report, prints, and writes the run directory. Each stage ends with the ranks agreeing on errors.
+    """
 
     def __init__(self, plan: Plan, registry: Registry, config: RunConfig | None = None,
                  resume_dir: Path | None = None) -> None:
         self.plan, self.registry, self.config = plan, registry, config or RunConfig()
         self.resume_dir = resume_dir
-        self.device = resolve_device(self.config.device or plan.device)
+        distributed.setup()
+        self.rank, self.world = distributed.rank(), distributed.world_size()
+        self.device = distributed.device_for_rank(resolve_device(self.config.device or plan.device))
+        self.echo = self.config.echo if self.rank == 0 else _silent
         self.cache_dir = self.config.cache_dir or default_cache_dir()
         self.timings: dict[str, float] = {}
         self.sample_rows: list[dict[str, Any]] = []
@@ -85,17 +94,17 @@ class Runner:
         self.manifest = self._initial_manifest()
         if self.resume_dir is not None:
             self.run_dir = self.resume_dir
-            self.manifest["started_at"], self.manifest["resumed_at"] = self._previous_start()
+            self.manifest["started_at"], self.manifest["resumed_at"] = distributed.together(self._previous_start)
         else:
-            self.run_dir = create_run_dir(self.config.out_root, plan.name, plan.sha256)
-        self._save()
-        write_text_atomic(self.run_dir / "plan.resolved.yaml", yaml.safe_dump(plan.resolved, sort_keys=False))
-        self.registry.pm.hook.harness_run_start(plan=plan, run_dir=str(self.run_dir))
+            self.run_dir = distributed.on_main(lambda: create_run_dir(self.config.out_root, plan.name, plan.sha256))
+        distributed.on_main(self._start_files, share=False)
         self._seed(plan.seed)
         self.manifest["determinism"] = enable_determinism(plan.engine, self.device)
-        with ProgressReporter(self.config.progress) as progress:
+        with ProgressReporter(self.config.progress if self.rank == 0 else False) as progress:
             self.progress = progress
             dataset = self._stage("dataset", self._load_dataset)
+            if self.world > 1:
+                distributed.together(lambda: check_same_data(dataset))
             naive = self._stage("model", lambda: self._provide_model(dataset))
             self._choose_batch_size(naive, dataset)
             self._evaluate_model("naive", naive, dataset)
@@ -106,21 +115,29 @@ class Runner:
         self.results["status"] = "complete"
         self._save()
         if self.config.report:
-            self._stage("report", self._render_report)
-        self.registry.pm.hook.harness_run_end(plan=plan, run_dir=str(self.run_dir), results=self.results)
+            self._stage("report", lambda: distributed.on_main(self._render_report, share=False))
+        if self.rank == 0:
+            self.registry.pm.hook.harness_run_end(plan=plan, run_dir=str(self.run_dir), results=self.results)
         return RunResult(self.run_dir, self.results, self.manifest)
+
+    def _start_files(self) -> None:
+        """Rank 0: the first results and manifest, the resolved plan, and the run-start hook."""
+        self._save()
+        write_text_atomic(self.run_dir / "plan.resolved.yaml", yaml.safe_dump(self.plan.resolved, sort_keys=False))
+        self.registry.pm.hook.harness_run_start(plan=self.plan, run_dir=str(self.run_dir))
 
     def _render_report(self) -> None:
         from .report import render_report
 
-        self.config.echo("harness: rendering report.html and report.pdf")
+        self.echo("harness: rendering report.html and report.pdf")
         render_report(self.run_dir)
 
     def _load_dataset(self) -> DatasetBundle:
         plugin = self.registry.get("dataset", self.plan.dataset.plugin)
-        context = DatasetContext(seed=self.plan.seed, salt=deid_salt(self.cache_dir), base_dir=self.plan.base_dir,
+        salt = distributed.main_first(lambda: deid_salt(self.cache_dir))  # rank 0 creates it; the others read it
+        context = DatasetContext(seed=self.plan.seed, salt=salt, base_dir=self.plan.base_dir,
                                  cache_dir=self.cache_dir)
-        self.config.echo(f"harness: loading data set '{self.plan.dataset.plugin}'")
+        self.echo(f"harness: loading data set '{self.plan.dataset.plugin}'")
         dataset = plugin.load(self.plan.dataset.params, context)
         validate_dataset(dataset)
         self.manifest["dataset"] = {"plugin": self.plan.dataset.plugin, "name": dataset.name,
@@ -137,8 +154,8 @@ class Runner:
         plugin = self.registry.get("model", self.plan.model.plugin)
         context = ModelContext(dataset=dataset, device=self.device, seed=self.plan.seed, base_dir=self.plan.base_dir,
                                cache_dir=self.cache_dir, architectures=self.registry.of_kind("architecture"),
-                               progress=self.progress, log=self.config.echo)
-        self.config.echo(f"harness: preparing model '{self.plan.model.plugin}' on {self.device}")
+                               progress=self.progress, log=self.echo)
+        self.echo(f"harness: preparing model '{self.plan.model.plugin}' on {self.device}")
         bundle = plugin.provide(self.plan.model.params, context)
         bundle.module.eval()
         self.manifest["models"] = {"naive": {"plugin": self.plan.model.plugin, **bundle.provenance}}
@@ -149,8 +166,8 @@ class Runner:
         plugin = self.registry.get("defence", ref.plugin)
         context = DefenceContext(dataset=dataset, device=self.device, seed=self.plan.seed, cache_dir=self.cache_dir,
                                  checkpoint_dir=self.run_dir / "checkpoints" / ref.plugin, progress=self.progress,
-                                 log=self.config.echo)
-        self.config.echo(f"harness: hardening the model with defence '{ref.plugin}'")
+                                 log=self.echo)
+        self.echo(f"harness: hardening the model with defence '{ref.plugin}'")
         bundle = plugin.harden(naive, ref.params, context)
         bundle.module.eval()
         provenance = bundle.provenance
@@ -161,7 +178,8 @@ class Runner:
                                    "training_log": provenance.get("training_log", []),
                                    **{key: provenance[key] for key in ("early_stopped", "resumed_from_round",
                                                                        "naive_selected", "mixed_precision",
-                                                                       "selection") if key in provenance}}
+                                                                       "selection", "distributed")
+                                     if key in provenance}}
         return bundle
 
     def _evaluate_model(self, role: str, bundle: ModelBundle, dataset: DatasetBundle) -> None:
@@ -179,14 +197,16 @@ class Runner:
         self.results["models"][role] = section
         self._save()
         attack_model = self._stage(f"{role}:engine", lambda: self._attack_model(role, bundle, test))
+        shard = (self.rank, self.world)
         for spec in self.plan.attacks:
             plugin = self.registry.get("attack", spec.attack)
-            bar = self.progress(f"{role}: {spec.id}", len(test))
-            outcome = self._stage(f"{role}:attack:{spec.id}", lambda spec=spec, plugin=plugin, bar=bar: run_attack(
+            bar = self.progress(f"{role}: {spec.id}", distributed.shard_size(len(test), self.batch_size, *shard))
+            local = self._stage(f"{role}:attack:{spec.id}", lambda spec=spec, plugin=plugin, bar=bar: run_attack(
                 attack_model, test, spec, plugin, clean_pred, self.batch_size, self.device,
-                self.plan.seed, role, bar.advance, self.run_dir / "checkpoints" / "attacks" / f"{role}__{spec.id}.npz",
-                judge=bundle.module))
+                self.plan.seed, role, bar.advance, self._attack_checkpoint(role, spec.id),
+                judge=bundle.module, shard=shard))
             bar.close()
+            outcome = merge_outcomes(distributed.all_gather(local), self.batch_size)
             summary = attack_summary(spec, outcome, labels, clean_correct, dataset.positive_class,
                                      dataset.native_units)
             section["attacks"][spec.id] = summary
@@ -195,24 +215,31 @@ class Runner:
                     self.results["warnings"].append(
                         f"{role}/{spec.id} at eps={point['epsilon']:g}: {point['bound_violations']} adversarial "
                         "examples were outside their epsilon bound and were not counted")
-                self.registry.pm.hook.harness_attack_result(
-                    plan=self.plan, model_role=role, attack_id=spec.id, epsilon=point["epsilon"],
-                    robust_accuracy=point["robust_accuracy"])
+                if self.rank == 0:
+                    self.registry.pm.hook.harness_attack_result(
+                        plan=self.plan, model_role=role, attack_id=spec.id, epsilon=point["epsilon"],
+                        robust_accuracy=point["robust_accuracy"])
             self.sample_rows += sample_rows(role, spec, outcome, test.sample_ids, labels, clean_pred)
-            write_samples(self.run_dir / "samples.csv", self.sample_rows, self._all_epsilons())
+            if self.rank == 0:
+                write_samples(self.run_dir / "samples.csv", self.sample_rows, self._all_epsilons())
             self._save()
         if self.plan.indicators.enabled:
-            section["indicators"] = self._stage(f"{role}:indicators", lambda: compute_indicators(
-                bundle.module, test, section, self.plan, self.registry, self.device, self.batch_size,
-                self.plan.seed, self.plan.indicators.n_images))
+            section["indicators"] = self._stage(f"{role}:indicators", lambda: distributed.on_main(
+                lambda: compute_indicators(bundle.module, test, section, self.plan, self.registry, self.device,
+                                           self.batch_size, self.plan.seed, self.plan.indicators.n_images)))
             if not section["indicators"]["credible"]:
                 self.results["warnings"].append(f"{role}: the attack results may not be credible (attack-failure "
                                                 "indicators: " + "; ".join(section["indicators"]["flags"]) + ")")
             self._save()
         settings = self.plan.report
-        self._stage(f"{role}:examples", lambda: save_examples(
+        self._stage(f"{role}:examples", lambda: distributed.on_main(lambda: save_examples(
             self.run_dir, role, bundle.module, test, self.plan.attacks, self.registry, self.device,
-            self.batch_size, settings.n_examples, settings.susceptibility_cutoff, self.plan.seed))
+            self.batch_size, settings.n_examples, settings.susceptibility_cutoff, self.plan.seed), share=False))
+
+    def _attack_checkpoint(self, role: str, attack_id: str) -> Path:
+        """Where one attack's per-batch state is saved; under torchrun one file per rank (and world size)."""
+        suffix = "" if self.world == 1 else f".rank{self.rank}of{self.world}"
+        return self.run_dir / "checkpoints" / "attacks" / f"{role}__{attack_id}{suffix}.npz"
 
     def _choose_batch_size(self, naive: ModelBundle, dataset: DatasetBundle) -> None:
         """Resolve `batch_size: auto` against the naive model and the device; record the choice in the manifest."""
@@ -220,8 +247,8 @@ class Runner:
             self.manifest["batch_size"] = {"requested": self.plan.batch_size, "used": self.batch_size}
             return
         test = dataset.splits["test"]
-        self.batch_size = self.resumed_batch_size or auto_batch_size(naive.module, tuple(test[0][0].shape),
-                                                                     self.device, limit=len(test))
+        self.batch_size = self.resumed_batch_size or distributed.on_main(  # rank 0 probes; every rank uses it
+            lambda: auto_batch_size(naive.module, tuple(test[0][0].shape), self.device, limit=len(test)))
         self.manifest["batch_size"] = {"requested": "auto", "used": self.batch_size}
         self._save()
 
@@ -239,9 +266,10 @@ class Runner:
 
     # -- helpers -------------------------------------------------------------------------------------------
     def _stage(self, name: str, work: Callable[[], Any]) -> Any:
+        """Run one stage, timed; under torchrun every rank runs it and the ranks agree on errors at its end."""
         start = time.perf_counter()
         try:
-            return work()
+            return distributed.together(work)
         finally:
             self.timings[name] = round(time.perf_counter() - start, 3)
             self.manifest["timings_seconds"] = dict(self.timings)
@@ -289,6 +317,7 @@ class Runner:
             "plugins": [{"kind": e.kind, "name": e.name, "provider": e.provider, "version": e.version}
                         for e in self.registry.all() if self._used(e.kind, e.name)],
             "timings_seconds": {},
+            **({"distributed": distributed.describe()} if self.world > 1 else {}),
         }
 
     def _used(self, kind: str, name: str) -> bool:
@@ -303,8 +332,24 @@ class Runner:
         return (kind, name) in used
 
     def _save(self) -> None:
+        if self.rank != 0:
+            return  # rank 0 alone writes the run directory
         write_json_atomic(self.run_dir / "results.json", self.results)
         write_json_atomic(self.run_dir / "manifest.json", self.manifest)
+
+
+def check_same_data(dataset: DatasetBundle) -> None:
+    """Under torchrun: every rank must have loaded the same test split (same content hash and sample ids)."""
+    test = dataset.splits["test"]
+    ids = hashlib.sha256("\n".join(test.sample_ids).encode()).hexdigest()
+    seen = distributed.all_gather((dataset.provenance.get("content_sha256"), ids, len(test)))
+    if len(set(seen)) > 1:
+        raise DataError("the torchrun ranks loaded different test data; put --cache-dir on a file system every "
+                        "rank shares, or set HARNESS_DEID_SALT")
+
+
+def _silent(message: str) -> None:
+    """Ranks other than 0 print nothing."""
 
 
 def validate_dataset(dataset: DatasetBundle) -> None:

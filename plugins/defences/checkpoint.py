@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from harness import distributed
 from harness.atomic import write_bytes_atomic
 
 from ..models.weights import cpu_state_dict, sha256_bytes
@@ -63,7 +64,10 @@ def labels_sha256(split: Any) -> str:
 
 
 class CheckpointStore:
-    """Reads and writes `checkpoint.pt` in the defence's checkpoint folder."""
+    """Reads and writes `checkpoint.pt` in the defence's checkpoint folder.
+
+    Under torchrun every rank calls save() (the RNG states of all ranks are gathered) and rank 0 writes the file;
+    every rank reads it back on resume and takes its own RNG states."""
 
     def __init__(self, folder: Path, expected_fingerprint: str, log: Callable[[str], None]) -> None:
         self.folder, self.expected, self.log = Path(folder), expected_fingerprint, log
@@ -72,13 +76,18 @@ class CheckpointStore:
     def save(self, state: LoopState, model: nn.Module, optimizer: torch.optim.Optimizer,
              precision: Precision) -> None:
         """Write the whole loop state atomically (readers see the previous or the new round, never half)."""
+        rng = _rng_states(state.generators)
+        rng_by_rank = distributed.all_gather(rng) if distributed.is_distributed() else None
+        if not distributed.is_main():
+            return
         payload = {
             "format": CHECKPOINT_FORMAT, "fingerprint": self.expected, "next_index": state.next_index,
             "log": state.log, "stale": state.stale, "early_stopped": state.early_stopped,
             "finished": state.finished, "model": cpu_state_dict(model), "optimizer": optimizer.state_dict(),
-            "scaler": precision.state_dict(), "rng": _rng_states(state.generators),
+            "scaler": precision.state_dict(), "rng": rng,
             "best": {"round": state.best.round, "val_clean": state.best.val_clean,
                      "val_robust": state.best.val_robust, "state": state.best.state},
+            **({"rng_by_rank": rng_by_rank} if rng_by_rank is not None else {}),
         }
         buffer = io.BytesIO()
         torch.save(payload, buffer)
@@ -107,7 +116,7 @@ class CheckpointStore:
         model.load_state_dict(payload["model"])
         optimizer.load_state_dict(payload["optimizer"])
         precision.load_state_dict(payload["scaler"])
-        _load_rng_states(payload["rng"], generators)
+        _load_rng_states(_own_rng(payload), generators)
         best = payload["best"]
         log = list(payload["log"])
         return LoopState(next_index=int(payload["next_index"]), log=log,
@@ -116,6 +125,14 @@ class CheckpointStore:
                          stale=int(payload["stale"]), early_stopped=bool(payload["early_stopped"]),
                          finished=bool(payload["finished"]), resumed_from_round=int(log[-1]["round"]),
                          generators=generators)
+
+
+def _own_rng(payload: dict[str, Any]) -> dict[str, Any]:
+    """This rank's RNG states in a checkpoint (one process: the only ones)."""
+    by_rank = payload.get("rng_by_rank")
+    if by_rank and len(by_rank) == distributed.world_size():
+        return by_rank[distributed.rank()]
+    return payload["rng"]
 
 
 def _rng_states(generators: dict[str, torch.Generator]) -> dict[str, Any]:

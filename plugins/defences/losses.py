@@ -10,11 +10,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import torch_attacks
+from .parallel import plain, train_forward
 from .precision import Precision
 
 
 class BatchLoss(Protocol):
-    """Builds a batch's training loss; returns (loss, logits of the adversarial inputs trained on)."""
+    """Builds a batch's training loss; returns (loss, logits of the adversarial inputs trained on).
+
+    `model` may be a DDP wrapper (under torchrun): attacks run on `plain(model)`, training passes through it."""
 
     def __call__(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, epsilon: float,
                  generator: torch.Generator, precision: Precision) -> tuple[torch.Tensor, torch.Tensor]: ...
@@ -40,13 +43,13 @@ class AdversarialCrossEntropy:
         if n_adv > 0:
             step = self.abs_stepsize if self.abs_stepsize is not None else self.rel_stepsize * epsilon
             adv = torch_attacks.linf_pgd(
-                model, images[:n_adv], torch_attacks.cross_entropy_objective(labels[:n_adv]), epsilon,
+                plain(model), images[:n_adv], torch_attacks.cross_entropy_objective(labels[:n_adv]), epsilon,
                 self.steps, step, "uniform" if self.random_start else "none", generator, precision.autocast,
                 precision.attack_loss_scale)
             inputs = torch.cat([adv, images[n_adv:]])
         model.train()
         with precision.autocast():
-            logits = model(inputs)
+            (logits,) = train_forward(model, inputs)
         return F.cross_entropy(logits.float(), labels), logits.detach()
 
 
@@ -60,18 +63,18 @@ class TradesLoss:
 
     def __call__(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, epsilon: float,
                  generator: torch.Generator, precision: Precision) -> tuple[torch.Tensor, torch.Tensor]:
-        model.eval()
+        attacked = plain(model)
+        attacked.eval()
         with torch.no_grad(), precision.autocast():
-            clean_probs = F.softmax(model(images).float(), dim=1)
+            clean_probs = F.softmax(attacked(images).float(), dim=1)
 
         def kl_to_clean(logits: torch.Tensor) -> torch.Tensor:
             return F.kl_div(F.log_softmax(logits.float(), dim=1), clean_probs, reduction="sum")
 
-        adv = torch_attacks.linf_pgd(model, images, kl_to_clean, epsilon, self.steps, self.rel_stepsize * epsilon,
+        adv = torch_attacks.linf_pgd(attacked, images, kl_to_clean, epsilon, self.steps, self.rel_stepsize * epsilon,
                                      "gaussian", generator, precision.autocast, precision.attack_loss_scale)
         model.train()
         with precision.autocast():
-            logits_clean = model(images).float()
-            logits_adv = model(adv).float()
+            logits_clean, logits_adv = (logits.float() for logits in train_forward(model, images, adv))
         robust = F.kl_div(F.log_softmax(logits_adv, dim=1), F.softmax(logits_clean, dim=1), reduction="batchmean")
         return F.cross_entropy(logits_clean, labels) + self.beta * robust, logits_adv.detach()

@@ -4,6 +4,12 @@ Round 0 is the naive model. Each later round trains one epoch on adversarial bat
 VALIDATION split only (clean accuracy and white-box L∞ PGD robust accuracy against the model as it is after that
 round). The best round (val robust accuracy, ties by val clean accuracy, then the earlier round) is what is
 returned and saved; a checkpoint after every round lets an interrupted run continue exactly where it stopped.
+
+Under `torchrun` (a process group of N > 1 ranks) the rounds train with DistributedDataParallel: each rank trains
+on its part of every global batch, gradients are averaged, rank 0's weights and buffers are broadcast after every
+round, validation is sharded by batch and its counts summed, so every rank makes the same selection; rank 0 writes
+the checkpoints (with every rank's RNG states) and the selected weights. Deterministic for a given N, but not
+bit-identical to one process (BatchNorm statistics are per rank).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from harness import distributed
 from harness.atomic import write_bytes_atomic
 from harness.contracts import DefenceContext, ModelBundle
 from harness.errors import DataError, ModelError
@@ -25,7 +32,7 @@ from harness.evaluation import batch_seed
 
 from ..models.training import augment_batch, isolated_rng, iterate_batches, make_optimizer, torch_threads
 from ..models.weights import cpu_state_dict, sha256_bytes, state_dict_bytes, state_dict_sha256
-from . import torch_attacks
+from . import parallel, torch_attacks
 from .checkpoint import GENERATORS, SELECTED_NAME, Best, CheckpointStore, LoopState, fingerprint, labels_sha256
 from .losses import BatchLoss
 from .precision import Precision, choose_precision
@@ -73,11 +80,13 @@ def schedule_from_stages(stages: Sequence[tuple[float, int]]) -> list[RoundPlan]
 def train_round(model: nn.Module, train: Any, spec: TrainingSpec, epsilon: float,
                 optimizer: torch.optim.Optimizer, generators: dict[str, torch.Generator], precision: Precision,
                 device: torch.device) -> tuple[float, float]:
-    """One epoch over the shuffled train split; mean loss and accuracy on the (adversarial) inputs trained on."""
+    """One epoch over the shuffled train split; mean loss and accuracy on the (adversarial) inputs trained on.
+
+    `model` may be a DDP wrapper: each rank then trains on its part of every batch (parallel.train_batches)."""
     settings = spec.settings
     order = torch.randperm(len(train), generator=generators["shuffle"])
     loss_sum, correct, n = 0.0, 0, 0
-    for images, labels in iterate_batches(train, settings.batch_size, order, drop_single=True):
+    for images, labels in parallel.train_batches(train, settings.batch_size, order):
         images, labels = images.to(device), labels.to(device)
         if settings.augment is not None:
             images = augment_batch(images, settings.augment, generators["augment"])
@@ -88,6 +97,8 @@ def train_round(model: nn.Module, train: Any, spec: TrainingSpec, epsilon: float
         correct += int((logits.argmax(1) == labels).sum())
         n += len(labels)
     model.eval()
+    if distributed.is_distributed():
+        loss_sum, correct, n = distributed.all_sum([loss_sum, correct, n])
     return loss_sum / max(n, 1), correct / max(n, 1)
 
 
@@ -96,17 +107,42 @@ def validate(model: nn.Module, val: Any, epsilon: float, settings: CommonParams,
     """Clean and PGD-robust accuracy on the validation split, attacking `model` itself (float32, eval mode).
 
     The random starts come from one fixed seed, so every round faces the same draws."""
+    if distributed.is_distributed():
+        return _validate_sharded(model, val, epsilon, settings, seed, device)
     generator = torch.Generator().manual_seed(batch_seed(seed, "defence-selection"))
     clean, robust, n = 0, 0, 0
     for images, labels in iterate_batches(val, settings.batch_size):
-        images, labels = images.to(device), labels.to(device)
-        clean_ok = torch_attacks.predict(model, images) == labels
-        adv = torch_attacks.linf_pgd(model, images, torch_attacks.cross_entropy_objective(labels), epsilon,
-                                     settings.selection_steps, settings.selection_rel_stepsize * epsilon,
-                                     "uniform", generator)
-        robust_ok = clean_ok & (torch_attacks.predict(model, adv) == labels)
-        clean, robust, n = clean + int(clean_ok.sum()), robust + int(robust_ok.sum()), n + len(labels)
+        batch_clean, batch_robust = _score_batch(model, images, labels, epsilon, settings, generator, device)
+        clean, robust, n = clean + batch_clean, robust + batch_robust, n + len(labels)
     return clean / max(n, 1), robust / max(n, 1)
+
+
+def _validate_sharded(model: nn.Module, val: Any, epsilon: float, settings: CommonParams, seed: int,
+                      device: torch.device) -> tuple[float, float]:
+    """`validate` under torchrun: rank r scores val batches r, r+N, ... (random starts seeded per batch, so the
+    numbers do not depend on N) and the counts are summed over ranks: every rank gets the same two numbers."""
+    clean, robust, n = 0, 0, 0
+    size = settings.batch_size
+    for index in distributed.shard_batches(len(val), size, distributed.rank(), distributed.world_size()):
+        rows = distributed.batch_range(index, len(val), size)
+        images, labels = next(iterate_batches(val, len(rows), torch.arange(rows.start, rows.stop)))
+        generator = torch.Generator().manual_seed(batch_seed(seed, "defence-selection", index))
+        batch_clean, batch_robust = _score_batch(model, images, labels, epsilon, settings, generator, device)
+        clean, robust, n = clean + batch_clean, robust + batch_robust, n + len(labels)
+    clean, robust, n = distributed.all_sum([clean, robust, n])
+    return clean / max(n, 1), robust / max(n, 1)
+
+
+def _score_batch(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, epsilon: float,
+                 settings: CommonParams, generator: torch.Generator, device: torch.device) -> tuple[int, int]:
+    """How many images of one batch are classified correctly, clean and under the selection PGD."""
+    images, labels = images.to(device), labels.to(device)
+    clean_ok = torch_attacks.predict(model, images) == labels
+    adv = torch_attacks.linf_pgd(model, images, torch_attacks.cross_entropy_objective(labels), epsilon,
+                                 settings.selection_steps, settings.selection_rel_stepsize * epsilon,
+                                 "uniform", generator)
+    robust_ok = clean_ok & (torch_attacks.predict(model, adv) == labels)
+    return int(clean_ok.sum()), int(robust_ok.sum())
 
 
 # --------------------------------------------------------------------------- the loop
@@ -121,23 +157,55 @@ def run_defence(spec: TrainingSpec, naive: ModelBundle, context: DefenceContext)
     if settings.mixed_precision and not precision.enabled:
         context.log(f"{spec.defence}: mixed precision is CUDA-only; training in float32 on {context.device}")
     started = time.perf_counter()
-    with torch_threads(settings.num_threads), isolated_rng(seed, context.device):
-        model = _trainable_copy(naive.module, context.device)
-        optimizer = make_optimizer(model, settings)  # type: ignore[arg-type]  # same fields as TrainParams
-        generators = {name: torch.Generator().manual_seed(batch_seed(seed, "defence", name)) for name in GENERATORS}
-        store = CheckpointStore(context.checkpoint_dir, fingerprint(_material(spec, naive, context, seed)),
-                                context.log)
-        state = _resume_or_start(store, spec, model, optimizer, precision, generators, val, seed, context)
-        _loop(state, store, spec, model, optimizer, precision, train, val, seed, context)
-        model.load_state_dict(state.best.state)
-    model.eval()
-    weights = state_dict_bytes(state.best.state)
+    try:
+        with torch_threads(settings.num_threads), isolated_rng(seed, context.device):
+            model = _trainable_copy(naive.module, context.device)
+            distributed.broadcast_module(model)  # under torchrun: every rank starts from rank 0's naive weights
+            optimizer = make_optimizer(model, settings)  # type: ignore[arg-type]  # same fields as TrainParams
+            generators = _generators(seed)
+            store = CheckpointStore(context.checkpoint_dir, fingerprint(_material(spec, naive, context, seed)),
+                                    context.log)
+            state = _resume_or_start(store, spec, model, optimizer, precision, generators, val, seed, context)
+            _loop(state, store, spec, model, optimizer, precision, train, val, seed, context)
+            model.load_state_dict(state.best.state)
+            distributed.broadcast_module(model)  # every rank ends with rank 0's selected weights
+        model.eval()
+        weights = state_dict_bytes(state.best.state)
+        ranks_sha256 = _agreed_weights(spec, weights)
+    except Exception as exc:  # ranks may be inside different collectives: exit now, torchrun stops the rest
+        if distributed.is_distributed():
+            distributed.mark_desynced(exc)
+        raise
     weights_path = context.checkpoint_dir / SELECTED_NAME
-    write_bytes_atomic(weights_path, weights)
+    if distributed.is_main():
+        write_bytes_atomic(weights_path, weights)
     context.log(_describe_selection(spec, state))
     provenance = _provenance(spec, naive, state, precision, seed, weights, str(weights_path), len(val), context)
+    if ranks_sha256 is not None:
+        provenance["distributed"] = {"world_size": distributed.world_size(), "backend": distributed.backend(),
+                                     "data_parallel": "DistributedDataParallel, each rank a part of every batch",
+                                     "rank_weights_sha256": ranks_sha256}
     provenance["training_seconds"] = round(time.perf_counter() - started, 3)
     return ModelBundle(module=model, provenance=provenance)
+
+
+def _generators(seed: int) -> dict[str, torch.Generator]:
+    """The loop's RNGs: the shuffle is shared by every rank; under torchrun each rank draws its own augmentation
+    and attack starts."""
+    def part(name: str) -> tuple[object, ...]:
+        return (name,) if name == "shuffle" or not distributed.is_distributed() else (name, distributed.rank())
+
+    return {name: torch.Generator().manual_seed(batch_seed(seed, "defence", *part(name))) for name in GENERATORS}
+
+
+def _agreed_weights(spec: TrainingSpec, weights: bytes) -> list[str] | None:
+    """Under torchrun: every rank's sha256 of the selected weights, which must all be equal (None otherwise)."""
+    if not distributed.is_distributed():
+        return None
+    hashes = distributed.all_gather(sha256_bytes(weights))
+    if len(set(hashes)) != 1:
+        raise ModelError(f"{spec.defence}: the ranks ended with different hardened weights ({', '.join(hashes)})")
+    return hashes
 
 
 def _resume_or_start(store: CheckpointStore, spec: TrainingSpec, model: nn.Module,
@@ -167,16 +235,18 @@ def _loop(state: LoopState, store: CheckpointStore, spec: TrainingSpec, model: n
     """Train the remaining rounds; after each: validate, keep the best, checkpoint, maybe stop early."""
     total = len(spec.schedule)
     handle = context.progress(f"hardening ({spec.defence})", total)
+    trainer = parallel.wrap(model, context.device) if not state.finished else model
     try:
         handle.advance(state.next_index)
         while not state.finished:
             plan = spec.schedule[state.next_index]
             started = time.perf_counter()
-            loss, train_acc = train_round(model, train, spec, plan.epsilon, optimizer, state.generators, precision,
-                                          context.device)
+            loss, train_acc = train_round(trainer, train, spec, plan.epsilon, optimizer, state.generators,
+                                          precision, context.device)
             if not math.isfinite(loss):
                 raise ModelError(f"{spec.defence}: the training loss became {loss} in round {plan.round}; "
                                  "lower defence.learning_rate")
+            distributed.broadcast_module(model)  # BatchNorm buffers: rank 0's, so every rank validates alike
             val_clean, val_robust = validate(model, val, spec.selection_epsilon, spec.settings, seed, context.device)
             _record(state, plan, loss, train_acc, val_clean, val_robust, time.perf_counter() - started, model,
                     spec.settings.early_stopping_patience, total)
@@ -241,7 +311,8 @@ def _material(spec: TrainingSpec, naive: ModelBundle, context: DefenceContext, s
             "naive_state_dict_sha256": state_dict_sha256(cpu_state_dict(naive.module)),
             "dataset_content_sha256": context.dataset.provenance.get("content_sha256"),
             "train_labels_sha256": labels_sha256(splits["train"]), "val_labels_sha256": labels_sha256(splits["val"]),
-            "device": context.device.type, "torch": torch.__version__}
+            "device": context.device.type, "torch": torch.__version__,
+            **({"world_size": distributed.world_size()} if distributed.is_distributed() else {})}
 
 
 def _describe_round(spec: TrainingSpec, state: LoopState) -> str:
