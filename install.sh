@@ -2,8 +2,23 @@
 # Install harness and everything it needs into ./.venv: Debian packages for the PDF report,
 # PyTorch (the CPU build on machines without an NVIDIA GPU), and the package with its test extras.
 # Safe to run again: it only installs what is missing.
+# --bench also installs the benchmark-only comparison packages (docs/performance.md): the `bench` extra
+# (adversarial-robustness-toolbox) and torchattacks without its declared dependencies.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
+
+# torchattacks declares torchvision, which pip resolves to a CUDA build of torch that replaces the CPU one;
+# its code never imports torchvision, so it is installed with --no-deps (its other needs come with the extras).
+TORCHATTACKS_VERSION=3.5.1
+EXTRAS="test"
+BENCH=0
+for arg in "$@"; do
+  case "$arg" in
+    --bench) BENCH=1 EXTRAS="test,bench" ;;
+    -h|--help) echo "usage: ./install.sh [--bench]"; exit 0 ;;
+    *) echo "install.sh: unknown option '$arg' (usage: ./install.sh [--bench])" >&2; exit 2 ;;
+  esac
+done
 
 APT_PACKAGES=(libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core poppler-utils)
 missing=()
@@ -32,5 +47,9 @@ if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
       || "${PIP[@]}" "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu
   fi
 fi
-"${PIP[@]}" -e ".[test]"
+"${PIP[@]}" -e ".[$EXTRAS]"
+if [ "$BENCH" -eq 1 ]; then
+  echo "install.sh: --bench: installing torchattacks $TORCHATTACKS_VERSION without its dependencies" >&2
+  "${PIP[@]}" --no-deps "torchattacks==$TORCHATTACKS_VERSION"
+fi
 echo "install.sh: ready (.venv/bin/harness)" >&2

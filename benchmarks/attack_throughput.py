@@ -1,7 +1,7 @@
 """Attack throughput: PGD-10 L∞ on two models, plain torch vs foolbox, torchattacks, ART and the harness sweep.
 
-Usage: .venv/bin/python benchmarks/attack_throughput.py [--quick] [--json PATH] [--device cpu|cuda]
-                                                       [--peak-tflops T] [--compile] [--threads N]
+Usage: .venv/bin/python benchmarks/attack_throughput.py [--quick] [--json PATH] [--markdown PATH] [--device D]
+           [--peak-tflops T] [--batch N|auto] [--compile] [--threads N] [--only MODEL] [--bf16-images N]
 
 Models, both wrapped in NormalizedClassifier and briefly trained on the generated CT-nodule phantom (benign vs
 malignant; phantom_ct at 64×64, bilinearly upsampled to 224×224 for the ResNet):
@@ -14,14 +14,23 @@ are phantom test images the model classifies correctly (repeated if too few), so
 Success rate is the share of attacked images misclassified afterwards (results.json's attack_success_rate).
 Times include one judging forward per image (every method needs it to report success); the harness rows also
 include the clean pass the runner makes; in the 20-ε sweep the harness skips images broken at a smaller ε.
+Per row: the batch size, peak host RSS (the process's kernel high-water mark, reset at the row's start) and its
+growth over the row, peak device memory (CUDA), achieved GFLOP/s and its fraction of the device's bf16 peak.
+"batch auto" re-runs the harness row at harness.engine.auto_batch_size's batch (before: fixed; after: auto).
+After the table, a bf16 check: the harness sweep over 20 ε in float32 eager and with engine.autocast=bf16 on
+distinct test images of each trained model; PASS when the success rates differ by at most 1 percentage point at
+every ε whose float32 rate is in 10–90 %.
 torchattacks and adversarial-robustness-toolbox are optional: their rows say "not installed" when missing.
---quick is a small CPU run: small_cnn on 256 images; resnet18 untrained, on 8 images, without the 20-ε sweep.
+--quick is a small CPU run: small_cnn on 256 images; resnet18 untrained, on 8 images, without the 20-ε sweep
+and the bf16 check.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
+import gc
 import json
 import math
 import platform
@@ -41,7 +50,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from harness.contracts import DatasetContext, TensorSplit
-from harness.engine import prepare_attack_model
+from harness.engine import auto_batch_size, prepare_attack_model
 from harness.evaluation import AttackOutcome, predict_logits, run_attack
 from harness.plan import AttackSpec, EngineSettings
 from harness.plugin_manager import default_registry
@@ -51,6 +60,11 @@ STEPS = 10
 REL_STEPSIZE = 0.25
 SWEEP_EPSILONS = [round(0.0005 * k, 4) for k in range(1, 21)]  # 0.0005 … 0.01, includes 0.004
 SEED = 0
+BF16_TOLERANCE_POINTS = 1.0  # bf16 vs float32 success rate, percentage points
+BF16_BAND = (0.10, 0.90)  # compared where float32 success is in this band (elsewhere both sit at 0 or 100 %)
+# Dense bf16 tensor-core peak, TFLOP/s, by a substring of torch.cuda.get_device_name (first match wins).
+PEAK_BF16_TFLOPS: dict[str, float] = {"H100 PCIe": 756.0, "H100 NVL": 835.0, "H100": 989.4, "H200": 989.4,
+                                      "H800": 989.4, "A100": 312.0, "L40S": 362.0, "L4": 121.0}
 AttackFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -68,6 +82,12 @@ class Case:
     sweep: bool = True
     clean_accuracy: float = 0.0  # on the whole phantom test split
     clean_correct: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    test: TensorSplit | None = None  # the whole phantom test split at the model's size (distinct images)
+
+    @property
+    def trained(self) -> bool:
+        """Whether the model was trained (an untrained model's success rates mean nothing)."""
+        return not self.training.startswith("untrained")
 
 
 @dataclass
@@ -78,49 +98,88 @@ class Row:
     method: str
     images_per_s: float | None = None
     success: float | None = None
-    rss_mb: float | None = None
-    device_mb: float | None = None
+    batch: int | None = None
+    rss_mb: float | None = None  # peak RSS of the process while the row ran (the kernel's high-water mark)
+    rss_delta_mb: float | None = None  # that peak minus the RSS when the row started
+    device_mb: float | None = None  # peak device memory allocated by torch during the row (CUDA only)
     seconds: float | None = None
     note: str = ""
     ratio: float | None = None
     of_limit: float | None = None
     gflops: float | None = None  # achieved GFLOP/s at the nominal 10 steps per image
+    of_peak: float | None = None  # gflops as a fraction of the device's bf16 dense peak
 
 
 # ------------------------------------------------------------------------------------------ measuring
 
 
 class PeakRSS:
-    """Peak resident set size of this process while the block runs (sampled every 5 ms from /proc)."""
+    """Peak resident set size of this process while the block runs, and the RSS when it started.
+
+    Linux: the kernel's high-water mark (VmHWM) is reset through /proc/self/clear_refs at the start and read at
+    the end, so the peak is exact. Where that is not allowed, /proc/self/status is sampled every 5 ms instead.
+    """
 
     def __init__(self) -> None:
-        self.peak = 0.0
+        self.start = self.peak = 0.0
         self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def __enter__(self) -> PeakRSS:
-        self.peak = _rss_mb()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
+        self.start = self.peak = _status_mb("VmRSS") or _maxrss_mb()
+        if not _reset_high_water_mark():
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, _rss_mb())
+        if self._thread is None:
+            self.peak = max(self.peak, _status_mb("VmHWM") or 0.0)
+        else:
+            self._stop.set()
+            self._thread.join()
+        self.peak = max(self.peak, _status_mb("VmRSS") or 0.0)
+
+    @property
+    def growth(self) -> float:
+        """Peak minus the RSS at the start, MB."""
+        return self.peak - self.start
 
     def _sample(self) -> None:
         while not self._stop.wait(0.005):
-            self.peak = max(self.peak, _rss_mb())
+            self.peak = max(self.peak, _status_mb("VmRSS") or 0.0)
 
 
-def _rss_mb() -> float:
+def _status_mb(key: str) -> float | None:
+    """A memory figure (VmRSS, VmHWM) of this process from /proc/self/status, MB; None off Linux."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{key}:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
+    return None
+
+
+def _reset_high_water_mark() -> bool:
+    """Reset this process's peak RSS (VmHWM) to its current RSS; False where the kernel does not allow it."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return _status_mb("VmHWM") is not None
+
+
+def _maxrss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def release_free_memory() -> None:
+    """Collect garbage and hand the C heap's free pages back to the OS (glibc malloc_trim), so that a row's RSS
+    growth is its own working set rather than hidden in memory an earlier row freed but the process kept."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _sync(device: torch.device) -> None:
@@ -131,6 +190,7 @@ def _sync(device: torch.device) -> None:
 @contextlib.contextmanager
 def measured(row: Row, n_images: int, device: torch.device) -> Iterator[None]:
     """Fill a row's seconds, images/s, peak RSS and peak device memory from the block it wraps."""
+    release_free_memory()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     _sync(device)
@@ -140,7 +200,7 @@ def measured(row: Row, n_images: int, device: torch.device) -> Iterator[None]:
         _sync(device)
         row.seconds = time.perf_counter() - start
     row.images_per_s = n_images / row.seconds
-    row.rss_mb = rss.peak
+    row.rss_mb, row.rss_delta_mb = rss.peak, rss.growth
     if device.type == "cuda":
         row.device_mb = torch.cuda.max_memory_allocated(device) / 2**20
 
@@ -153,7 +213,7 @@ def _batches(case: Case, device: torch.device) -> Iterator[tuple[torch.Tensor, t
 
 def run_batched(case: Case, method: str, attack: AttackFn, device: torch.device, note: str = "") -> Row:
     """Attack every image batch by batch, judge each adversarial with the float32 model, time it all."""
-    row = Row(case.name, method, note=note)
+    row = Row(case.name, method, batch=case.batch, note=note)
     fooled = np.zeros(len(case.images), dtype=bool)
     torch.manual_seed(SEED)
     with measured(row, len(case.images), device):
@@ -175,7 +235,7 @@ def _rate(fooled: np.ndarray, clean_correct: np.ndarray) -> float:
 
 def limit_row(case: Case, device: torch.device) -> Row:
     """Forward + backward w.r.t. the input with frozen weights: the ceiling of any gradient attack."""
-    row = Row(case.name, "limit (fwd+bwd ÷ 10)")
+    row = Row(case.name, "limit (fwd+bwd ÷ 10)", batch=case.batch)
     frozen = [p for p in case.model.parameters() if p.requires_grad]
     for p in frozen:
         p.requires_grad_(False)
@@ -241,15 +301,30 @@ def art_attack(model: nn.Module, device: torch.device, shape: tuple[int, ...], b
     return lambda x, y: torch.from_numpy(attack.generate(x=x.cpu().numpy(), y=y.cpu().numpy())).to(device)
 
 
-def harness_row(case: Case, device: torch.device, epsilons: list[float], method: str,
-                settings: EngineSettings | None = None) -> Row:
-    """The harness sweep (run_attack with the pgd_linf plugin) on an in-memory split, optionally with options."""
-    registry = default_registry()
-    plugin = registry.get("attack", "pgd_linf")
+def pgd_spec(epsilons: list[float]) -> tuple[AttackSpec, object]:
+    """The registered pgd_linf plugin (10 steps of ε/4, random start) and a spec for it over `epsilons`."""
+    plugin = default_registry().get("attack", "pgd_linf")
     spec = AttackSpec(id="pgd_linf", attack="pgd_linf", params=plugin.Params(), epsilons=list(epsilons),
                       norm=plugin.norm, kind=plugin.kind)
-    ids = [f"s{i}" for i in range(len(case.images))]
-    split = TensorSplit(case.images, case.labels.numpy(), ids, ids)
+    return spec, plugin
+
+
+def tensor_split(images: torch.Tensor, labels: torch.Tensor | np.ndarray) -> TensorSplit:
+    """An in-memory split with made-up sample and patient ids."""
+    ids = [f"s{i}" for i in range(len(images))]
+    return TensorSplit(images, np.asarray(labels), ids, ids)
+
+
+def harness_row(case: Case, device: torch.device, epsilons: list[float], method: str,
+                settings: EngineSettings | None = None, batch: int | None = None) -> Row:
+    """The harness sweep (run_attack with the pgd_linf plugin) on an in-memory split, optionally with options.
+
+    As in the runner, a prepared (reduced-precision, compiled…) model crafts the adversarials and the float32
+    eager model judges them.
+    """
+    spec, plugin = pgd_spec(epsilons)
+    batch = batch or case.batch
+    split = tensor_split(case.images, case.labels)
     attack_model, note = case.model, ""
     if settings is not None:
         start = time.perf_counter()
@@ -259,15 +334,15 @@ def harness_row(case: Case, device: torch.device, epsilons: list[float], method:
     skipped = int((~case.clean_correct).sum())
     note = "; ".join(filter(None, [f"skips {skipped} clean-misclassified" if skipped else "", note]))
     def sweep() -> AttackOutcome:
-        clean = predict_logits(case.model, split, case.batch, device).argmax(axis=1)
-        return run_attack(attack_model, split, spec, plugin, clean, case.batch, device, SEED, "naive")
+        clean = predict_logits(case.model, split, batch, device).argmax(axis=1)
+        return run_attack(attack_model, split, spec, plugin, clean, batch, device, SEED, "naive", judge=case.model)
 
     if settings is not None and settings.compile:  # time the steady state; report the compiling pass apart
         start = time.perf_counter()
         sweep()
         _sync(device)
         note += f"; first pass {time.perf_counter() - start:.1f} s (compiles each batch shape), not timed"
-    row = Row(case.name, method, note=note)
+    row = Row(case.name, method, batch=batch, note=note)
     torch.manual_seed(SEED)
     with measured(row, len(case.images), device):
         outcome = sweep()
@@ -282,7 +357,7 @@ def _short(note: str) -> str:
 
 def foolbox_sweep_row(case: Case, device: torch.device) -> Row:
     """Foolbox LinfPGD once per ε of the 20-ε grid, each time on every image (what a sweep costs without skips)."""
-    row = Row(case.name, f"foolbox LinfPGD, {len(SWEEP_EPSILONS)} ε (one call per ε, all images)")
+    row = Row(case.name, f"foolbox LinfPGD, {len(SWEEP_EPSILONS)} ε (one call per ε, all images)", batch=case.batch)
     fooled = np.zeros(len(case.images), dtype=bool)
     attacks = {eps: foolbox_attack(case.model, device, eps) for eps in SWEEP_EPSILONS}
     torch.manual_seed(SEED)
@@ -297,6 +372,71 @@ def foolbox_sweep_row(case: Case, device: torch.device) -> Row:
     row.success = _rate(fooled, case.clean_correct)
     case.model.zero_grad(set_to_none=True)
     return row
+
+
+# ------------------------------------------------------------------------------------------ bf16 check
+
+
+def success_rates(model: nn.Module, split: TensorSplit, epsilons: list[float], batch: int, device: torch.device,
+                  settings: EngineSettings | None = None) -> tuple[list[float], int, list[str]]:
+    """attack_success_rate per ε of the harness PGD-10 sweep (float32 eager, or through `settings`), the number
+    of clean-correct images it is a share of, and the engine's notes.
+
+    As in results.json: the share of clean-correct images misclassified by a valid adversarial, judged by the
+    float32 model. Per-batch seeds are the runner's, so float32 and bf16 start from the same random points.
+    """
+    spec, plugin = pgd_spec(epsilons)
+    attack_model, notes = model, []
+    if settings is not None:
+        attack_model, notes = prepare_attack_model(model, settings, device, split.images[:batch])
+    clean = predict_logits(model, split, batch, device).argmax(axis=1)
+    correct = clean == split.labels
+    outcome = run_attack(attack_model, split, spec, plugin, clean, batch, device, SEED, "naive", judge=model)
+    rates = (outcome.success & correct).sum(axis=1) / max(1, int(correct.sum()))
+    return [float(r) for r in rates], int(correct.sum()), notes
+
+
+def compare_rates(epsilons: list[float], reference: list[float], candidate: list[float],
+                  band: tuple[float, float] = BF16_BAND, tolerance: float = BF16_TOLERANCE_POINTS) -> dict:
+    """Max |candidate − reference| in percentage points over the ε whose reference rate lies in `band`."""
+    compared = [k for k, rate in enumerate(reference) if band[0] <= rate <= band[1]]
+    worst = max((abs(candidate[k] - reference[k]) * 100 for k in compared), default=None)
+    return {"epsilons": list(epsilons), "float32": list(reference), "bf16": list(candidate),
+            "compared_epsilons": [epsilons[k] for k in compared], "band": list(band),
+            "max_abs_diff_points": worst, "tolerance_points": tolerance,
+            "passed": None if worst is None else bool(worst <= tolerance)}
+
+
+def bf16_check(model: nn.Module, split: TensorSplit, epsilons: list[float], batch: int,
+               device: torch.device) -> dict:
+    """The harness sweep in float32 eager and with engine.autocast=bf16: per-ε success rates and their gap."""
+    start = time.perf_counter()
+    reference, n_correct, _ = success_rates(model, split, epsilons, batch, device)
+    middle = time.perf_counter()
+    candidate, _, notes = success_rates(model, split, epsilons, batch, device, EngineSettings(autocast="bf16"))
+    result = compare_rates(epsilons, reference, candidate)
+    result.update(images=len(split), clean_correct=n_correct, batch=batch, float32_s=middle - start,
+                  bf16_s=time.perf_counter() - middle, notes=[_short(n) for n in notes])
+    return result
+
+
+def bf16_report(name: str, check: dict) -> str:
+    """The bf16 check as printed lines."""
+    lines = [f"{name}: bf16 autocast vs float32 eager, harness PGD-10 sweep on {check['images']} phantom test images "
+             f"({check['clean_correct']} clean-correct); success rate per ε:",
+             f"  {'ε':>7} {'float32':>8} {'bf16':>8} {'diff pt':>8}"]
+    for eps, ref, cand in zip(check["epsilons"], check["float32"], check["bf16"], strict=True):
+        mark = "" if eps in check["compared_epsilons"] else "  (outside 10–90 %)"
+        lines.append(f"  {eps:>7.4f} {ref:>8.1%} {cand:>8.1%} {(cand - ref) * 100:>+8.2f}{mark}")
+    worst, tolerance = check["max_abs_diff_points"], check["tolerance_points"]
+    if worst is None:
+        lines.append("  no ε has a float32 success rate in 10–90 %: nothing to compare")
+    else:
+        verdict = "PASS" if check["passed"] else "FAIL"
+        lines.append(f"  max |bf16 − float32| over {len(check['compared_epsilons'])} ε with float32 success in "
+                     f"10–90 %: {worst:.2f} points → {verdict} (within {tolerance:g} point; one image is "
+                     f"{100 / max(1, check['clean_correct']):.2f} points)")
+    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------------------ cases
@@ -388,6 +528,7 @@ def build_case(name: str, size: int, n_images: int, batch: int, steps: int, devi
                 gflop_per_step(model, (1, size, size), device), training, sweep)
     case.clean_correct = correct[index]
     case.clean_accuracy = float(correct.mean())
+    case.test = test
     return case
 
 
@@ -410,7 +551,8 @@ def engine_variants(device: torch.device, args: argparse.Namespace) -> list[tupl
     return rows
 
 
-def rows_for(case: Case, device: torch.device, args: argparse.Namespace, log: Callable[[str], None]) -> list[Row]:
+def rows_for(case: Case, device: torch.device, args: argparse.Namespace, log: Callable[[str], None],
+             peak_tflops: float | None = None) -> list[Row]:
     """Every row of one case, in table order."""
     shape = tuple(case.images.shape[1:])
     log("limit")
@@ -428,6 +570,8 @@ def rows_for(case: Case, device: torch.device, args: argparse.Namespace, log: Ca
                     else run_batched(case, method, attack, device))
     log("harness sweep PGD-10 (1 ε)")
     rows.append(harness_row(case, device, [EPSILON], "harness sweep PGD-10 (1 ε)"))
+    log("harness sweep PGD-10 (1 ε), batch auto")
+    rows.append(auto_batch_row(case, device))
     for label, settings, reason in engine_variants(device, args):
         if reason:
             rows.append(Row(case.name, label, note=reason))
@@ -443,11 +587,37 @@ def rows_for(case: Case, device: torch.device, args: argparse.Namespace, log: Ca
         rows[-1].note = f"{speedup:.1f}× faster than foolbox per ε (skips images broken at a smaller ε)"
     else:
         rows.append(Row(case.name, f"{len(SWEEP_EPSILONS)}-ε sweep comparison", note="skipped in --quick"))
-    return _derived(rows, case, args.peak_tflops)
+    return _derived(rows, case, peak_tflops)
+
+
+def auto_batch_row(case: Case, device: torch.device) -> Row:
+    """The 1-ε harness sweep at harness.engine.auto_batch_size's batch (after) next to the fixed batch (before)."""
+    method = "harness sweep PGD-10 (1 ε), batch auto"
+    auto = auto_batch_size(case.model, tuple(case.images.shape[1:]), device, limit=len(case.images))
+    rule = "search on CUDA" if device.type == "cuda" else "fixed rule on CPU"
+    if auto == case.batch:
+        return Row(case.name, method, batch=auto, note=f"auto_batch_size = {auto} ({rule}), the same as the fixed "
+                                                       "batch: not measured again")
+    row = harness_row(case, device, [EPSILON], method, batch=auto)
+    row.note = "; ".join(filter(None, [f"auto_batch_size = {auto} ({rule}) vs fixed {case.batch}", row.note]))
+    return row
+
+
+def device_peak_tflops(device: torch.device, override: float | None) -> tuple[float | None, str]:
+    """The bf16 dense peak to compare achieved FLOP/s with, and where it came from."""
+    if override:
+        return override, "--peak-tflops"
+    if device.type != "cuda":
+        return None, "no peak for CPU (pass --peak-tflops)"
+    name = torch.cuda.get_device_name(device)
+    for key, tflops in PEAK_BF16_TFLOPS.items():
+        if key in name:
+            return tflops, f"table ({key})"
+    return None, f"{name} not in the peak table (pass --peak-tflops)"
 
 
 def _derived(rows: list[Row], case: Case, peak_tflops: float | None) -> list[Row]:
-    """Ratio to plain torch, fraction of the limit, achieved GFLOP/s (nominal 10 steps per image)."""
+    """Ratio to plain torch, fraction of the limit, achieved GFLOP/s (nominal 10 steps per image), of peak."""
     limit, plain = rows[0].images_per_s, rows[1].images_per_s
     for row in rows:
         if row.images_per_s is None:
@@ -456,28 +626,48 @@ def _derived(rows: list[Row], case: Case, peak_tflops: float | None) -> list[Row
         row.ratio = None if sweep else row.images_per_s / plain
         row.of_limit = None if sweep else row.images_per_s / limit
         row.gflops = None if sweep else row.images_per_s * STEPS * case.gflop_per_step
-        if peak_tflops and row.gflops is not None:
-            row.note = "; ".join(filter(None, [row.note, f"{row.gflops / 1e3 / peak_tflops:.1%} of peak"]))
+        row.of_peak = row.gflops / (peak_tflops * 1e3) if peak_tflops and row.gflops is not None else None
     return rows
 
 
 # ------------------------------------------------------------------------------------------ output
 
 
-def _fmt(value: float | None, spec: str) -> str:
-    return "—" if value is None else format(value, spec)
+def _fmt(value: float | None, spec: str, missing: str = "—") -> str:
+    return missing if value is None else format(value, spec)
+
+
+COLUMNS = (("model", 9), ("method", 50), ("batch", 5), ("images/s", 9), ("×plain", 7), ("of limit", 8),
+           ("success", 8), ("GFLOP/s", 8), ("of peak", 7), ("RSS MB", 7), ("ΔRSS MB", 7), ("dev MB", 7))
 
 
 def table(rows: list[Row], device: torch.device) -> str:
-    """The printed table."""
+    """The printed table (device memory is n/a off CUDA; of peak is n/a without a known peak)."""
     cuda = device.type == "cuda"
-    head = (f"{'model':<9} {'method':<58} {'images/s':>9} {'×plain':>7} {'of limit':>8} {'success':>8} "
-            f"{'GFLOP/s':>8} {'RSS MB':>7}" + (f" {'dev MB':>7}" if cuda else "") + "  note")
-    lines = [head, "-" * len(head)]
+    head = " ".join(f"{name:<{width}}" if i < 2 else f"{name:>{width}}" for i, (name, width) in enumerate(COLUMNS))
+    lines = [head + "  note", "-" * (len(head) + 6)]
     for r in rows:
-        lines.append(f"{r.model:<9} {r.method:<58} {_fmt(r.images_per_s, '9.2f')} {_fmt(r.ratio, '7.2f')} "
-                     f"{_fmt(r.of_limit, '8.1%')} {_fmt(r.success, '8.1%')} {_fmt(r.gflops, '8.1f')} "
-                     f"{_fmt(r.rss_mb, '7.0f')}" + (f" {_fmt(r.device_mb, '7.0f')}" if cuda else "") + f"  {r.note}")
+        measured_row = r.images_per_s is not None
+        cells = [f"{r.model:<9}", f"{r.method:<50}", _fmt(r.batch, "5d"), _fmt(r.images_per_s, "9.3g"),
+                 _fmt(r.ratio, "7.2f"), _fmt(r.of_limit, "8.0%"), _fmt(r.success, "8.1%"), _fmt(r.gflops, "8.1f"),
+                 _fmt(r.of_peak, "7.2%", "n/a" if measured_row else "—"), _fmt(r.rss_mb, "7.0f"),
+                 _fmt(r.rss_delta_mb, "7.0f"), _fmt(r.device_mb, "7.0f", "n/a" if measured_row and not cuda else "—")]
+        lines.append(" ".join(f"{c:>{w}}" for c, (_, w) in zip(cells, COLUMNS, strict=True)) + f"  {r.note}")
+    return "\n".join(lines)
+
+
+def markdown_table(rows: list[Row], device: torch.device) -> str:
+    """The same table as Markdown, for docs/performance.md."""
+    cuda = device.type == "cuda"
+    lines = ["| " + " | ".join(name for name, _ in COLUMNS) + " | note |",
+             "|---|---|" + "---:|" * (len(COLUMNS) - 2) + "---|"]
+    for r in rows:
+        measured_row = r.images_per_s is not None
+        cells = [r.model, r.method, _fmt(r.batch, "d"), _fmt(r.images_per_s, ".3g"), _fmt(r.ratio, ".2f"),
+                 _fmt(r.of_limit, ".0%"), _fmt(r.success, ".1%"), _fmt(r.gflops, ".1f"),
+                 _fmt(r.of_peak, ".2%", "n/a" if measured_row else "—"), _fmt(r.rss_mb, ".0f"),
+                 _fmt(r.rss_delta_mb, ".0f"), _fmt(r.device_mb, ".0f", "n/a" if measured_row and not cuda else "—")]
+        lines.append("| " + " | ".join([*cells, r.note]) + " |")
     return "\n".join(lines)
 
 
@@ -498,61 +688,108 @@ def environment(device: torch.device) -> dict[str, object]:
     return info
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small CPU run: fewer images, resnet18 untrained")
-    parser.add_argument("--json", type=Path, help="also write the rows and environment as JSON")
+    parser.add_argument("--json", type=Path, help="also write the rows, bf16 check and environment as JSON")
+    parser.add_argument("--markdown", type=Path, help="also write the table as Markdown")
     parser.add_argument("--device", help="cpu or cuda[:N] (default: CUDA when present)")
-    parser.add_argument("--peak-tflops", type=float, help="the device's peak TFLOP/s, to report a fraction of it")
+    parser.add_argument("--peak-tflops", type=float, help="the device's bf16 dense peak TFLOP/s (default: from "
+                        "a small table by GPU name; none on CPU)")
     parser.add_argument("--compile", action="store_true", help="measure torch.compile rows on CPU too")
     parser.add_argument("--no-cpu-bf16", action="store_true", help="skip the bf16 autocast row on CPU")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--images", type=int, help="images per model (default 1024 resnet18 / 4096 small_cnn)")
-    parser.add_argument("--batch", type=int, default=256, help="attack batch size (default 256)")
+    parser.add_argument("--batch", type=_batch_arg, default=256,
+                        help="attack batch size, or 'auto' for harness.engine.auto_batch_size (default 256; "
+                        "--quick caps it at 8 for resnet18 and 64 for small_cnn)")
     parser.add_argument("--train-steps", type=int, help="training steps per model (default 300; --quick: "
                         "small_cnn 300, resnet18 0)")
     parser.add_argument("--only", choices=("resnet18", "small_cnn"), help="benchmark one model only")
-    args = parser.parse_args()
+    parser.add_argument("--bf16-images", type=int, help="test images for the bf16 success-rate check "
+                        "(default 512; --quick 128); 0 skips it")
+    return parser.parse_args(argv)
+
+
+def _batch_arg(text: str) -> int | str:
+    if text == "auto":
+        return text
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("the batch size must be ≥ 1 or 'auto'")
+    return value
+
+
+def case_plans(args: argparse.Namespace) -> list[tuple[str, int, int, int | str, int, bool]]:
+    """(name, image size, images, batch or 'auto', training steps, 20-ε sweep) for each model."""
+    quick = args.quick
+
+    def batch(cap: int) -> int | str:
+        return args.batch if args.batch == "auto" or not quick else min(args.batch, cap)
+
+    steps = args.train_steps
+    plans = [("resnet18", 224, args.images or (8 if quick else 1024), batch(8),
+              steps if steps is not None else (0 if quick else 300), not quick),
+             ("small_cnn", 64, args.images or (256 if quick else 4096), batch(64),
+              steps if steps is not None else 300, True)]
+    return [plan for plan in plans if not args.only or plan[0] == args.only]
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run the benchmark, print the table and the bf16 check; the JSON payload."""
+    args = parse_args(argv)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if args.threads:
         torch.set_num_threads(args.threads)
-    quick = args.quick
-    plans = [("resnet18", 224, args.images or (8 if quick else 1024), min(args.batch, 8) if quick else args.batch,
-              args.train_steps if args.train_steps is not None else (0 if quick else 300), not quick),
-             ("small_cnn", 64, args.images or (256 if quick else 4096), min(args.batch, 64) if quick else args.batch,
-              args.train_steps if args.train_steps is not None else 300, True)]
+    peak, peak_source = device_peak_tflops(device, args.peak_tflops)
+    bf16_images = args.bf16_images if args.bf16_images is not None else (128 if args.quick else 512)
 
     def log(message: str) -> None:
         print(f"  [{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
     env = environment(device)
     print(f"attack throughput on {device} ({env.get('gpu', env['cpu'])}), torch {env['torch']}, "
-          f"foolbox {env['foolbox']}, {env['torch_threads']} threads; PGD-10 L∞ ε={EPSILON}, step ε/4, random start")
+          f"foolbox {env['foolbox']}, {env['torch_threads']} threads; PGD-10 L∞ ε={EPSILON}, step ε/4, random start; "
+          f"bf16 peak: {peak if peak else 'n/a'} TFLOP/s ({peak_source})")
     rows: list[Row] = []
-    cases = []
-    for name, size, n, batch, steps, sweep in plans:
-        if args.only and name != args.only:
-            continue
+    cases, checks = [], {}
+    for name, size, n, batch, steps, sweep in case_plans(args):
         log(f"{name}: building, training ({steps} steps) and scoring {n} images of 1×{size}×{size}")
-        case = build_case(name, size, n, batch, steps, device, sweep)
-        cases.append({"model": name, "image_shape": [1, size, size], "images": n, "batch": batch,
-                      "gflop_per_image_step": case.gflop_per_step, "training": case.training,
-                      "clean_accuracy": case.clean_accuracy,
+        fixed = 64 if batch == "auto" else batch
+        case = build_case(name, size, n, fixed, steps, device, sweep)
+        if batch == "auto":
+            case.batch = auto_batch_size(case.model, (1, size, size), device, limit=n)
+        cases.append({"model": name, "image_shape": [1, size, size], "images": n, "batch": case.batch,
+                      "batch_requested": batch, "gflop_per_image_step": case.gflop_per_step,
+                      "training": case.training, "clean_accuracy": case.clean_accuracy,
                       "attacked_clean_correct": float(case.clean_correct.mean())})
         log(f"{name}: {case.training}; clean accuracy {case.clean_accuracy:.1%}; "
-            f"{case.gflop_per_step:.2f} GFLOP per image per step")
-        rows += rows_for(case, device, args, log)
+            f"{case.gflop_per_step:.3g} GFLOP per image per step; batch {case.batch}")
+        rows += rows_for(case, device, args, log, peak)
+        if bf16_images and case.trained and case.test is not None:
+            log(f"{name}: bf16 success-rate check on {bf16_images} images, {len(SWEEP_EPSILONS)} ε")
+            split = tensor_split(case.test.images[:bf16_images], case.test.labels[:bf16_images])
+            checks[name] = bf16_check(case.model, split, SWEEP_EPSILONS, min(case.batch, 256), device)
+        elif bf16_images:
+            checks[name] = {"skipped": "untrained model: its success rates mean nothing"}
     print(table(rows, device))
     for c in cases:
         print(f"{c['model']}: {c['images']} images 1×{c['image_shape'][1]}×{c['image_shape'][2]}, batch {c['batch']}, "
-              f"{c['training']}, clean accuracy {c['clean_accuracy']:.1%}, {c['gflop_per_image_step']:.2f} GFLOP "
+              f"{c['training']}, clean accuracy {c['clean_accuracy']:.1%}, {c['gflop_per_image_step']:.3g} GFLOP "
               "per image per step")
+    for name, check in checks.items():
+        print(f"{name}: bf16 check skipped ({check['skipped']})" if "skipped" in check else bf16_report(name, check))
+    payload = {"environment": env, "settings": {"epsilon": EPSILON, "steps": STEPS, "rel_stepsize": REL_STEPSIZE,
+                                                "random_start": True, "sweep_epsilons": SWEEP_EPSILONS,
+                                                "quick": args.quick, "peak_bf16_tflops": peak,
+                                                "peak_source": peak_source},
+               "cases": cases, "rows": [asdict(r) for r in rows], "bf16_check": checks}
     if args.json:
-        payload = {"environment": env, "settings": {"epsilon": EPSILON, "steps": STEPS, "rel_stepsize": REL_STEPSIZE,
-                                                    "random_start": True, "sweep_epsilons": SWEEP_EPSILONS,
-                                                    "quick": quick},
-                   "cases": cases, "rows": [asdict(r) for r in rows]}
         args.json.write_text(json.dumps(payload, indent=2) + "\n")
+    if args.markdown:
+        args.markdown.write_text(markdown_table(rows, device) + "\n")
+    return payload
 
 
 if __name__ == "__main__":
