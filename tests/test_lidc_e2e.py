@@ -23,17 +23,14 @@ def test_lidc_naive_model_learns_and_pgd_drops_it(tmp_path, shared_datasets, mon
     naive = results["models"]["naive"]
     clean = naive["clean"]
     confusion = np.array(clean["confusion_matrix"])
-    majority_rate = confusion.sum(axis=1).max() / confusion.sum()
-    # clearly above chance: better than always answering the majority class, with a real ranking ability
-    assert clean["accuracy"] >= majority_rate + 0.1, (clean, majority_rate)
-    assert clean["roc_auc"] >= 0.7
-    # Measured on this plan (CPU, seed 11): clean 0.744, PGD 0.728 at 0.004 (one grey level of the 8-bit source)
-    # and 0.666 at 0.02. A small CNN on 64×64 segmented nodules does not collapse at 0.004 as the study's
-    # ImageNet-pretrained VGG16 on 224×224 did (see docs/replication.md); it must still lose accuracy.
+    balanced = float(np.mean(np.diag(confusion) / confusion.sum(axis=1)))
+    # clearly above chance on both classes (the test split is 65 % benign), with a real ranking ability
+    assert balanced >= 0.65 and clean["roc_auc"] >= 0.75, clean
+    # Measured on this plan (CPU, seed 11): clean 0.718 (balanced 0.72, AUC 0.80), PGD 0.408 at 0.004 (one grey
+    # level of the 8-bit source). The study's collapse at 0.004 shows here; asserted at about half its size.
     pgd = {p["epsilon"]: p for p in naive["attacks"]["pgd_linf"]["points"]}
-    assert pgd[0.004]["attack_success_rate"] > 0
-    assert pgd[0.004]["robust_accuracy"] < clean["accuracy"], (pgd, clean)
-    assert pgd[0.02]["robust_accuracy"] <= clean["accuracy"] - 0.05, (pgd, clean)
+    assert pgd[0.004]["robust_accuracy"] <= clean["accuracy"] - 0.15, (pgd, clean)
+    assert pgd[0.02]["robust_accuracy"] <= pgd[0.004]["robust_accuracy"], (pgd, clean)
     manifest = json.loads((result.run_dir / "manifest.json").read_text())
     provenance = manifest["dataset"]["provenance"]
     assert provenance["counts"]["test"] and len(provenance["content_sha256"]) == 64

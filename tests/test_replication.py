@@ -8,9 +8,9 @@ of the study's iterative adversarial training at ε=0.008, and attacks both with
 - PGD costs the naive model accuracy;
 - the hardened model's PGD accuracy at the training/selection epsilon (0.008) is not below the naive model's.
 
-At CI size (and at 64×64 on the full sets) the naive models do NOT collapse at 0.004 as in the study, so "well
-below clean at 0.004" is not asserted; each test's docstring gives the numbers measured and what is asserted.
-The mammography set has 18 test images and a naive model at chance (see its docstring).
+CT shows the study's pattern at CI size and is asserted with margins (naive PGD at 0.004 well below clean;
+hardened well above naive). The MRI set (47 test images) shows a smaller drop, and the mammography set has 18
+test images and a naive model at chance; each test's docstring gives the numbers measured and what is asserted.
 """
 
 from __future__ import annotations
@@ -52,21 +52,21 @@ def _summary(results: dict) -> dict:
     return out
 
 
-def test_ct_replication_attack_hurts_and_hardening_helps(tmp_path, shared_datasets, monkeypatch):
-    """LIDC-derived CT nodules, 500 images per split (test n = 500).
+def test_ct_replication_naive_collapses_and_hardening_restores(tmp_path, shared_datasets, monkeypatch):
+    """LIDC-derived CT nodules: 1200 training slices (whole exams), full val (802) and test (774) splits.
 
-    Measured on the 2-core CPU (seed 11): naive clean 0.744, PGD 0.728 @ 0.004 and 0.708 @ 0.008; hardened
-    (2 rounds at 0.008) PGD 0.754 @ 0.004 and 0.746 @ 0.008. At this size the naive model does NOT collapse at
-    0.004 (1.6 points, 8 of 500 images), so only the direction is asserted there; the drop at 0.008 (3.6 points)
-    and the hardening gain at 0.008 (+3.8 points, 19 images) are asserted with about half their size as margin.
+    Measured on the 2-core CPU (seed 11): naive clean 0.718 (AUC 0.80), PGD 0.408 @ 0.004 and 0.252 @ 0.008;
+    after 2 rounds of the study's iterative adversarial training at 0.004 (selected on val): clean 0.747, PGD
+    0.714 @ 0.004 and 0.640 @ 0.008 (study, CT: 26.9 % naive vs 67.7 % hardened at 0.004). Both effects are
+    about 31 points; each is asserted at half that.
     """
     results = _run("replication_ct.yaml", tmp_path, shared_datasets, monkeypatch)
     s = _summary(results)
     naive, hardened = s["naive"], s["hardened"]
     assert naive["clean"] >= 0.65, s
-    assert naive["pgd@0.004"] < naive["clean"], s
-    assert naive["pgd@0.008"] <= naive["clean"] - 0.015, s
-    assert hardened["pgd@0.008"] >= naive["pgd@0.008"] + 0.015, s
+    assert naive["pgd@0.004"] <= naive["clean"] - 0.15, s
+    assert hardened["pgd@0.004"] >= naive["pgd@0.004"] + 0.15, s
+    assert hardened["clean"] >= naive["clean"] - 0.05, s
 
 
 def test_mri_replication_attack_hurts_and_hardening_does_not_hurt(tmp_path, shared_datasets, monkeypatch):
