@@ -132,3 +132,29 @@ def test_sweep_memory_child_processes_report_peaks(tmp_path):
     summary = result["summary"]
     assert summary["peak_minus_data_ratio"] > 0 and isinstance(summary["passed"], bool)
     assert "peak − data ratio" in memory.report(result["rows"], summary)
+
+
+def _results(status: str = "complete") -> dict:
+    def model(clean: float, accs: list[float]) -> dict:
+        points = [{"epsilon": e, "robust_accuracy": a} for e, a in zip((0.002, 0.004), accs, strict=True)]
+        return {"clean": {"accuracy": clean}, "attacks": {
+            "pgd_linf": {"kind": "fixed_epsilon", "norm": "linf", "points": points},
+            "fmn_linf": {"kind": "minimal", "norm": "linf", "points": points}}}
+    return {"status": status, "plan": {"name": "toy_replication"},
+            "models": {"naive": model(0.8, [0.5, 0.3]), "hardened": model(0.78, [0.7, 0.65])}}
+
+
+def test_replication_figures_write_one_png_per_fixed_attack_and_a_table(tmp_path, capsys):
+    figures = _load("replication_figures")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps(_results()))
+    assert figures.main([str(run), "--out", str(tmp_path / "figs")]) == 0
+    assert [p.name for p in (tmp_path / "figs").iterdir()] == ["toy_replication__pgd_linf.png"]
+    assert (tmp_path / "figs" / "toy_replication__pgd_linf.png").read_bytes()[:4] == b"\x89PNG"
+    out = capsys.readouterr().out
+    assert "| pgd_linf, naive | 0.800 | 0.500 | 0.300 |" in out
+    assert "| pgd_linf, hardened | 0.780 | 0.700 | 0.650 |" in out and "fmn_linf" not in out
+    (run / "results.json").write_text(json.dumps(_results("running")))
+    with pytest.raises(SystemExit, match="not complete"):
+        figures.main([str(run), "--out", str(tmp_path / "figs")])
