@@ -69,21 +69,21 @@ def test_ct_replication_naive_collapses_and_hardening_restores(tmp_path, shared_
     assert hardened["clean"] >= naive["clean"] - 0.05, s
 
 
-def test_mri_replication_attack_hurts_and_hardening_does_not_hurt(tmp_path, shared_datasets, monkeypatch):
+def test_mri_replication_naive_drops_and_hardening_helps(tmp_path, shared_datasets, monkeypatch):
     """Brain MRI tumour yes/no at 48×48, 47 test images (one image = 2.1 points).
 
-    The full 64×64 plan (specs/real/brain_mri.yaml) measured: naive clean 0.872, PGD 0.745 @ 0.004 and 0.638
-    @ 0.008; hardened (15 rounds at 0.004) PGD 0.723 @ 0.004 and 0.681 @ 0.008. So the naive drop at 0.008 and a
-    hardening gain at 0.008 are what this set shows; at 0.004 the hardening effect is within one image. These
-    CI thresholds were set from those numbers, before a complete timed CI run of this test (see
-    docs/replication.md); they assert direction only.
+    Measured on the 2-core CPU (seed 11): naive clean 0.851, PGD 0.638 @ 0.004 and 0.447 @ 0.008; after 10
+    rounds at 0.008 (round 8 selected on val): clean 0.787, PGD 0.702 @ 0.004 and 0.660 @ 0.008. Asserted: the
+    naive drop at 0.004 (21 points) at about half its size, the hardening gain at 0.008 (21 points) at half its
+    size, and no loss from hardening at 0.004 (+6 points measured).
     """
     results = _run("replication_mri.yaml", tmp_path, shared_datasets, monkeypatch)
     s = _summary(results)
     naive, hardened = s["naive"], s["hardened"]
-    assert naive["clean"] >= 0.6, s
-    assert naive["pgd@0.008"] < naive["clean"], s
-    assert hardened["pgd@0.008"] >= naive["pgd@0.008"], s
+    assert naive["clean"] >= 0.7, s
+    assert naive["pgd@0.004"] <= naive["clean"] - 0.10, s
+    assert hardened["pgd@0.008"] >= naive["pgd@0.008"] + 0.10, s
+    assert hardened["pgd@0.004"] >= naive["pgd@0.004"], s
 
 
 def test_mammogram_replication_runs_and_hardening_does_not_hurt(tmp_path, shared_datasets, monkeypatch):
