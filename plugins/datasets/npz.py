@@ -3,9 +3,9 @@
 Keys: `images` (N×H×W, N×C×H×W or N×H×W×C; uint8, uint16 or float), `labels` (N integers), optional `split`
 (strings train/val/test), optional `patient_ids` (strings; hashed with the run's salt before they leave this
 module), optional `class_names`. Without `split`, a patient-grouped, label-stratified split is made.
-`image_size` resizes every image to a square (e.g. 224 as in the study). `max_per_split` keeps, per split, whole patients in seeded order, always from the majority label with the
-fewest samples taken so far, skipping patients that would overflow the cap (if no patient fits, the split's
-first rows are kept).
+`image_size` resizes every image to a square (e.g. 224 as in the study). `max_per_split` keeps, per split,
+whole patients in seeded order, always from the majority label with the fewest samples taken so far, skipping
+patients that would overflow the cap (if no patient fits, the split's first rows are kept).
 """
 
 from __future__ import annotations
