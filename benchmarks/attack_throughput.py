@@ -126,19 +126,19 @@ class PeakRSS:
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> PeakRSS:
-        self.start = self.peak = _status_mb("VmRSS") or _maxrss_mb()
-        if not _reset_high_water_mark():
+        self.start = self.peak = status_mb("VmRSS") or _maxrss_mb()
+        if not reset_high_water_mark():
             self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._thread is None:
-            self.peak = max(self.peak, _status_mb("VmHWM") or 0.0)
+            self.peak = max(self.peak, status_mb("VmHWM") or 0.0)
         else:
             self._stop.set()
             self._thread.join()
-        self.peak = max(self.peak, _status_mb("VmRSS") or 0.0)
+        self.peak = max(self.peak, status_mb("VmRSS") or 0.0)
 
     @property
     def growth(self) -> float:
@@ -147,10 +147,10 @@ class PeakRSS:
 
     def _sample(self) -> None:
         while not self._stop.wait(0.005):
-            self.peak = max(self.peak, _status_mb("VmRSS") or 0.0)
+            self.peak = max(self.peak, status_mb("VmRSS") or 0.0)
 
 
-def _status_mb(key: str) -> float | None:
+def status_mb(key: str) -> float | None:
     """A memory figure (VmRSS, VmHWM) of this process from /proc/self/status, MB; None off Linux."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
@@ -161,13 +161,13 @@ def _status_mb(key: str) -> float | None:
     return None
 
 
-def _reset_high_water_mark() -> bool:
+def reset_high_water_mark() -> bool:
     """Reset this process's peak RSS (VmHWM) to its current RSS; False where the kernel does not allow it."""
     try:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
         return False
-    return _status_mb("VmHWM") is not None
+    return status_mb("VmHWM") is not None
 
 
 def _maxrss_mb() -> float:

@@ -30,30 +30,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 if str(Path(__file__).resolve().parent) not in sys.path:  # attack_throughput's helpers, also when imported
     sys.path.insert(0, str(Path(__file__).resolve().parent))
+from attack_throughput import reset_high_water_mark, status_mb  # noqa: E402  (after the path set-up)
+
 EPSILONS = [0.002, 0.004, 0.008]
 BATCH = 64
 TARGET_RATIO = 1.2
 TRAIN_STEPS = 100
-
-
-def status_mb(key: str) -> float | None:
-    """VmRSS or VmHWM of this process from /proc/self/status, MB; None off Linux."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(f"{key}:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
-def reset_peak() -> bool:
-    """Reset this process's peak RSS (VmHWM) to its current RSS; False where the kernel does not allow it."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
 
 
 def prepare(folder: Path, n_images: int, device: str) -> dict[str, object]:
@@ -96,7 +78,7 @@ def child(folder: Path, n: int, device_name: str, threads: int) -> dict[str, obj
     spec, plugin = pgd_spec(EPSILONS)
     gc.collect()
     before = status_mb("VmRSS") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    exact = reset_peak()
+    exact = reset_high_water_mark()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
