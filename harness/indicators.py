@@ -80,6 +80,18 @@ class Context:
     registry: Any
     specs: list[Any]  # the plan's fixed-epsilon AttackSpecs
     raw: dict[str, np.ndarray]  # spec id → subset robust accuracy per epsilon, each ε run on its own
+    class_names: list[str] | None = None
+
+    def by_class(self, hit: torch.Tensor) -> str:
+        """'benign 0 of 44, malignant 20 of 20': per true class, how many subset images `hit` marks."""
+        labels = self.subset.labels.cpu()
+        hit = hit.cpu()
+        parts = []
+        for label in sorted(set(labels.tolist())):
+            mine = labels == label
+            name = self.class_names[label] if self.class_names and label < len(self.class_names) else f"class {label}"
+            parts.append(f"{name} {int(hit[mine].sum())} of {int(mine.sum())}")
+        return ", ".join(parts)
 
 
 def check(check_id: str, passed: bool, value: Any, threshold: Any, detail: str) -> dict[str, Any]:
@@ -104,7 +116,7 @@ def _jsonable(value: Any) -> Any:
 
 def compute_indicators(model: nn.Module, split: Any, results_model_section: dict[str, Any], plan: Any,
                        registry: Any, device: torch.device, batch_size: int, seed: int,
-                       n_images: int = SUBSET_SIZE) -> dict[str, Any]:
+                       n_images: int = SUBSET_SIZE, class_names: list[str] | None = None) -> dict[str, Any]:
     """Run every indicator for one model; a JSON-ready {credible, checks, flags, n_subset, subset}.
 
     Deterministic for a given seed (no timings inside, so resumed and uninterrupted runs agree); the global torch
@@ -113,7 +125,7 @@ def compute_indicators(model: nn.Module, split: Any, results_model_section: dict
     with eval_mode(model), _rng_untouched(device):
         subset = select_subset(model, split, device, batch_size, seed, n_images)
         specs = [s for s in plan.attacks if s.kind == "fixed_epsilon"]
-        ctx = Context(model, subset, batch_size, seed, registry, specs, {})
+        ctx = Context(model, subset, batch_size, seed, registry, specs, {}, class_names)
         checks = [_guard(check_id, work) for check_id, work in (
             ("monotone", lambda: _raw_runs_then_monotone(ctx, results_model_section)),  # first: fills ctx.raw
             ("unbounded_budget", lambda: check_unbounded(ctx)),
@@ -338,10 +350,12 @@ def check_unbounded(ctx: Context) -> dict[str, Any]:
         adv = pgd_linf(ctx.model, x, y, UNBOUNDED_EPSILON, UNBOUNDED_STEPS, UNBOUNDED_RESTARTS,
                        _generator(ctx, "unbounded", k))
         fooled.append(_fooled(ctx.model, x, adv, y, "linf", UNBOUNDED_EPSILON))
-    accuracy = 1.0 - float(torch.cat(fooled).float().mean())
+    survived = ~torch.cat(fooled)
+    accuracy = float(survived.float().mean())
     return check("unbounded_budget", accuracy <= UNBOUNDED_MAX_ACCURACY, accuracy, UNBOUNDED_MAX_ACCURACY,
                  f"accuracy {accuracy:.3f} on {len(ctx.subset)} images after PGD L∞ ε={UNBOUNDED_EPSILON:g} "
-                 f"({UNBOUNDED_STEPS} steps, {UNBOUNDED_RESTARTS} restarts, cross-entropy)")
+                 f"({UNBOUNDED_STEPS} steps, {UNBOUNDED_RESTARTS} restarts, cross-entropy); still correct by "
+                 f"class: {ctx.by_class(survived)}")
 
 
 def _is_iterative(summary: dict[str, Any]) -> bool:
@@ -448,8 +462,9 @@ def check_noise(ctx: Context) -> dict[str, Any]:
         for _ in range(NOISE_DRAWS):
             hit |= _fooled(ctx.model, x, random_noise(x, eps, spec.norm, generator), y, spec.norm, eps)
         fooled.append(hit)
-    noise = float(torch.cat(fooled).float().mean())
+    hits = torch.cat(fooled)
+    noise = float(hits.float().mean())
     threshold = max(attack - NOISE_MARGIN, attack / 2)
     return check("noise_vs_attack", noise <= threshold, noise, threshold,
-                 f"random {spec.norm} noise (any of {NOISE_DRAWS} draws) fools {noise:.1%}, {spec.id} fools "
-                 f"{attack:.1%} at ε={eps:g}")
+                 f"random {spec.norm} noise (any of {NOISE_DRAWS} draws) fools {noise:.1%} ({ctx.by_class(hits)}), "
+                 f"{spec.id} fools {attack:.1%} at ε={eps:g}")

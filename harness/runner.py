@@ -226,7 +226,8 @@ class Runner:
         if self.plan.indicators.enabled:
             section["indicators"] = self._stage(f"{role}:indicators", lambda: distributed.on_main(
                 lambda: compute_indicators(bundle.module, test, section, self.plan, self.registry, self.device,
-                                           self.batch_size, self.plan.seed, self.plan.indicators.n_images)))
+                                           self.batch_size, self.plan.seed, self.plan.indicators.n_images,
+                                           dataset.class_names)))
             if not section["indicators"]["credible"]:
                 self.results["warnings"].append(f"{role}: the attack results may not be credible (attack-failure "
                                                 "indicators: " + "; ".join(section["indicators"]["flags"]) + ")")

@@ -140,6 +140,13 @@ def test_masked_model_looks_robust_but_is_not_credible(models, test_split):
     assert not masked_checks["gradients"]["passed"] and masked_checks["gradients"]["value"] == 0.0
     assert not masked_checks["unbounded_budget"]["passed"]
     assert plain_checks["unbounded_budget"]["value"] <= 0.05
+    # the detail says which true classes the unbounded attack could not flip (class names when given)
+    named = compute_indicators(masked, test_split, sections["masked"], plan, registry, CPU, 32, plan.seed,
+                               class_names=["benign", "malignant"])
+    detail = by_id(named)["unbounded_budget"]["detail"]
+    survivors = [int(part.split()[1]) for part in detail.split("still correct by class: ")[1].split(", ")]
+    assert "benign " in detail and "malignant " in detail
+    assert sum(survivors) == round(by_id(named)["unbounded_budget"]["value"] * named["n_subset"])
     assert any("gradient masking" in flag for flag in results["masked"]["flags"])
     assert indicator_criterion_value({"indicators": results["plain"]}) == 1.0
     assert indicator_criterion_value({"indicators": results["masked"]}) == 0.0
