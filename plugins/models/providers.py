@@ -135,6 +135,9 @@ class TrainProvider:
         training = params_to_dict(params)
         for irrelevant in ("cache", "num_threads", "seed"):
             training.pop(irrelevant)
+        # CPU kernels split their sums by thread, so weights trained with 1 and 2 threads differ (and can differ a
+        # lot after a few epochs): the thread count the training will use is part of what decides the weights.
+        cpu_threads = (params.num_threads or torch.get_num_threads()) if context.device.type == "cpu" else None
         splits = context.dataset.splits
         return {
             "training_code_version": TRAINING_CODE_VERSION, "architecture": arch_name, "training": training,
@@ -142,7 +145,7 @@ class TrainProvider:
             "train_labels_sha256": _labels_sha256(splits["train"]),
             "val_labels_sha256": _labels_sha256(splits.get("val")),
             "image_shape": list(shape), "num_classes": num_classes, "torch": torch.__version__,
-            "device": context.device.type,
+            "device": context.device.type, "cpu_threads": cpu_threads,
         }
 
     @staticmethod
