@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "~/.cache/harness)")
     run.add_argument("--resume", type=Path, metavar="RUN_DIR",
                      help="continue an interrupted run in RUN_DIR (same plan and overrides); finished work is kept")
+    run.add_argument("--threads", type=int, metavar="N",
+                     help="CPU threads torch uses for the whole run (default: torch's choice); recorded in the "
+                          "manifest and part of the trained-weight cache key")
     run.add_argument("--no-progress", action="store_true", help="never show progress bars")
     run.add_argument("--no-report", action="store_true", help="skip report.html/report.pdf (render later with "
                                                              "`harness report RUN_DIR`)")
@@ -63,6 +66,12 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from .plugin_manager import default_registry
     from .runner import RunConfig, Runner
 
+    if args.threads is not None:
+        if args.threads < 1:
+            raise HarnessError(f"--threads must be a positive integer, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
     distributed.setup()  # under torchrun: join the process group first, so a bad plan is reported once
     registry = default_registry()
     plan = distributed.together(lambda: load_plan(args.plan, args.overrides, registry))

@@ -121,6 +121,18 @@ def test_missing_plan_file_and_bad_override_exit_2(tmp_path):
     assert proc.returncode == 2 and "key 'dataset.n_patients'" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_threads_option_sets_and_records_the_thread_count(tmp_path, session_cache):
+    out = tmp_path / "runs"
+    proc = run_cli("run", str(TINY), "--out", str(out), "--threads", "1", "--no-report", "--no-progress",
+                   "--set", "model.epochs=1", env={"HARNESS_CACHE_DIR": str(session_cache)})
+    assert proc.returncode in (0, 1), proc.stderr
+    manifest = json.loads(next(out.iterdir()).joinpath("manifest.json").read_text())
+    assert manifest["device"]["torch_threads"] == 1
+    proc = run_cli("run", str(TINY), "--out", str(out), "--threads", "0")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "harness: error: --threads must be a positive integer, got 0"
+
+
 def test_validate_accepts_the_shipped_specs(capsys):
     for spec in sorted((REPO / "specs").glob("*.yaml")):
         assert main(["validate", str(spec)]) == 0, capsys.readouterr().err
