@@ -98,7 +98,7 @@ def _outputs(module: torch.nn.Module, split: TensorSplit) -> torch.Tensor:
 # --------------------------------------------------------------------------- architectures
 
 
-@pytest.mark.parametrize("name", ["small_cnn", "resnet18", "densenet121"])
+@pytest.mark.parametrize("name", ["small_cnn", "vgg_style", "resnet18", "densenet121"])
 def test_architecture_builds_logits(name: str) -> None:
     arch = {a.name: a for a in architectures.harness_register_architectures()}[name]
     model = arch.build(1, 3, (32, 32)).eval()
@@ -109,6 +109,18 @@ def test_architecture_builds_logits(name: str) -> None:
     with torch.no_grad():
         out = model(torch.rand(2, 1, 32, 32))
     assert out.shape == (2, 3) and torch.isfinite(out).all()
+
+
+def test_vgg_style_head_follows_the_image_size_and_has_no_global_pool() -> None:
+    small = architectures.VGGStyle().build(1, 2, (64, 64))
+    large = architectures.VGGStyle().build(1, 2, (224, 224))
+    # five 2× pools: 64 → 2×2 and 224 → 7×7 cells of 128 channels feed the first fully connected layer
+    assert small.backbone.head[1].in_features == 128 * 2 * 2 and large.backbone.head[1].in_features == 128 * 7 * 7
+    assert not any(isinstance(m, torch.nn.AdaptiveAvgPool2d) for m in large.modules())
+    with torch.no_grad():
+        assert large.eval()(torch.rand(2, 1, 224, 224)).shape == (2, 2)
+    with pytest.raises(ModelError, match="vgg_style.*32"):
+        architectures.VGGStyle().build(1, 2, (16, 16))
 
 
 def test_densenet_refuses_tiny_images() -> None:

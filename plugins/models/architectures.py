@@ -85,6 +85,41 @@ class SmallCNN:
         return NormalizedClassifier(SmallCNNNet(in_channels, num_classes), in_channels)
 
 
+class VGGStyleNet(nn.Module):
+    """VGG-style: conv blocks (conv 3×3, BatchNorm, ReLU, max-pool), then a flattened fully connected head."""
+
+    def __init__(self, in_channels: int, num_classes: int, image_size: tuple[int, int],
+                 widths: Sequence[int] = (16, 32, 64, 128, 128), hidden: int = 256) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        previous = in_channels
+        for width in widths:
+            layers += [nn.Conv2d(previous, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
+                       nn.MaxPool2d(2)]
+            previous = width
+        self.features = nn.Sequential(*layers)
+        cells = (image_size[0] >> len(widths)) * (image_size[1] >> len(widths))
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(previous * cells, hidden), nn.ReLU(), nn.Dropout(0.5),
+                                  nn.Linear(hidden, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for normalised images."""
+        return self.head(self.features(x))
+
+
+class VGGStyle:
+    """The study's VGG16 topology scaled down: five pooled conv blocks and a fully connected head, no global pool."""
+
+    name = "vgg_style"
+    description = ("VGG-style CNN: 5 conv blocks (16–128 channels, BatchNorm, max-pool) and a flattened "
+                   "fully connected head (no global pooling), like VGG16; images of at least 32×32.")
+
+    def build(self, in_channels: int, num_classes: int, image_size: tuple[int, int]) -> nn.Module:
+        """A NormalizedClassifier around VGGStyleNet (the head's size follows the image size)."""
+        _check_size(self.name, image_size, 32)
+        return NormalizedClassifier(VGGStyleNet(in_channels, num_classes, image_size), in_channels)
+
+
 class MonaiResNet18:
     """MONAI ResNet-18 in 2D with the standard stem (7×7 stride-2 conv and max-pool)."""
 
@@ -116,12 +151,12 @@ class MonaiDenseNet121:
         return NormalizedClassifier(backbone, in_channels)
 
 
-ARCHITECTURES = (SmallCNN, MonaiResNet18, MonaiDenseNet121)
+ARCHITECTURES = (SmallCNN, VGGStyle, MonaiResNet18, MonaiDenseNet121)
 
 
 @hookimpl
 def harness_register_architectures() -> list[object]:
-    """The built-in architectures: small_cnn, resnet18, densenet121."""
+    """The built-in architectures: small_cnn, vgg_style, resnet18, densenet121."""
     return [cls() for cls in ARCHITECTURES]
 
 
