@@ -37,7 +37,6 @@ from .common import (
 from .medical_io import resize
 
 _SMALL_CHANNELS = (1, 3, 4)
-RESIZE_CHUNK = 256
 
 
 @dataclass
@@ -103,13 +102,12 @@ class _NpzFile:
 
 
 def resized(images: np.ndarray, size: int | None) -> np.ndarray:
-    """N×C×H×W float images resized to size×size (bilinear, antialiased when shrinking), in chunks."""
+    """N×C×H×W float images resized to size×size (bilinear, antialiased when shrinking), one at a time."""
     if size is None or images.shape[2:] == (size, size):
         return images
     out = np.empty((len(images), images.shape[1], size, size), dtype=np.float32)
-    for start in range(0, len(images), RESIZE_CHUNK):
-        chunk = images[start:start + RESIZE_CHUNK]
-        out[start:start + len(chunk)] = np.stack([resize(image, size) for image in chunk])
+    for i, image in enumerate(images):
+        out[i] = resize(image, size)
     return out
 
 
