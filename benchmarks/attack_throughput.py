@@ -16,7 +16,7 @@ Times include one judging forward per image (every method needs it to report suc
 include the clean pass the runner makes; in the 20-ε sweep the harness skips images broken at a smaller ε.
 Per row: the batch size, peak host RSS (the process's kernel high-water mark, reset at the row's start) and its
 growth over the row, peak device memory (CUDA), achieved GFLOP/s and its fraction of the device's bf16 peak.
-"batch auto" re-runs the harness row at harness.engine.auto_batch_size's batch (before: fixed; after: auto).
+"batch auto" re-runs the harness row at harness.attacks.engine.auto_batch_size's batch (before: fixed; after: auto).
 After the table, a bf16 check: the harness sweep over 20 ε in float32 eager and with engine.autocast=bf16 on
 distinct test images of each trained model; PASS when the success rates differ by at most 1 percentage point at
 every ε whose float32 rate is in 10–90 %.
@@ -49,11 +49,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from harness.contracts import DatasetContext, TensorSplit
-from harness.engine import auto_batch_size, prepare_attack_model
-from harness.evaluation import AttackOutcome, predict_logits, run_attack
-from harness.plan import AttackSpec, EngineSettings
-from harness.plugin_manager import default_registry
+from harness.attacks.engine import auto_batch_size, prepare_attack_model
+from harness.attacks.sweep import AttackOutcome, predict_logits, run_attack
+from harness.plan.schema import AttackSpec, EngineSettings
+from harness.registry.contracts import DatasetContext, TensorSplit
+from harness.registry.manager import default_registry
 
 EPSILON = 0.004
 STEPS = 10
@@ -591,7 +591,7 @@ def rows_for(case: Case, device: torch.device, args: argparse.Namespace, log: Ca
 
 
 def auto_batch_row(case: Case, device: torch.device) -> Row:
-    """The 1-ε harness sweep at harness.engine.auto_batch_size's batch (after) next to the fixed batch (before)."""
+    """The 1-ε harness sweep at auto_batch_size's batch (after) next to the fixed batch (before)."""
     method = "harness sweep PGD-10 (1 ε), batch auto"
     auto = auto_batch_size(case.model, tuple(case.images.shape[1:]), device, limit=len(case.images))
     rule = "search on CUDA" if device.type == "cuda" else "fixed rule on CPU"
@@ -702,7 +702,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--images", type=int, help="images per model (default 1024 resnet18 / 4096 small_cnn)")
     parser.add_argument("--batch", type=_batch_arg, default=256,
-                        help="attack batch size, or 'auto' for harness.engine.auto_batch_size (default 256; "
+                        help="attack batch size, or 'auto' for harness.attacks.engine.auto_batch_size (default 256; "
                         "--quick caps it at 8 for resnet18 and 64 for small_cnn)")
     parser.add_argument("--train-steps", type=int, help="training steps per model (default 300; --quick: "
                         "small_cnn 300, resnet18 0)")

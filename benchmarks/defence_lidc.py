@@ -66,9 +66,9 @@ def build_plan(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(plan_data: dict[str, Any], out: Path, cache: Path) -> tuple[dict[str, Any], dict[str, Any], float]:
     """Run the plan with its own weight cache (so naive training is timed); (results, manifest, wall seconds)."""
-    from harness.plan import load_plan_text
-    from harness.plugin_manager import default_registry
-    from harness.runner import RunConfig, Runner
+    from harness.plan.schema import load_plan_text
+    from harness.registry.manager import default_registry
+    from harness.run.runner import RunConfig, Runner
 
     text = yaml.safe_dump(plan_data, sort_keys=False)
     out.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,7 @@ MEMORY_TARGET_MB = 2048.0
 def measure(plan: Path, cache_dir: Path, out_dir: Path) -> dict[str, float | int]:
     """Run the plan once in a child process; wall seconds, peak RSS (MB) and exit code."""
     env = {**os.environ, "HARNESS_CACHE_DIR": str(cache_dir)}
-    command = [sys.executable, "-m", "harness.cli", "run", str(plan), "--out", str(out_dir), "--no-progress"]
+    command = [sys.executable, "-m", "harness", "run", str(plan), "--out", str(out_dir), "--no-progress"]
     start = time.perf_counter()
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)

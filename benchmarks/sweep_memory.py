@@ -4,7 +4,7 @@ The parent writes N×factor phantom_ct test images (64×64) to a temporary .npy 
 small_cnn briefly on the phantom's training split. Each size then runs in its own child process (a fresh
 interpreter, so the peaks are separate). The child maps the file and copies its first n images into memory
 (the data set), then resets the kernel's peak-RSS mark (/proc/self/clear_refs) and runs what the runner runs for
-one model and one fixed-ε attack: the clean pass (predict_logits) and harness.evaluation.run_attack with the
+one model and one fixed-ε attack: the clean pass (predict_logits) and harness.attacks.sweep.run_attack with the
 pgd_linf plugin (PGD-10, ε/4 steps, random start) over 3 ε, batch 64. It reports the data set's bytes, the RSS
 before the sweep, the sweep's peak RSS and, on CUDA, torch's peak allocated device memory during the sweep.
 
@@ -63,7 +63,7 @@ def child(folder: Path, n: int, device_name: str, threads: int) -> dict[str, obj
     import torch
     from attack_throughput import pgd_spec, tensor_split
 
-    from harness.evaluation import predict_logits, run_attack
+    from harness.attacks.sweep import predict_logits, run_attack
     from harness_plugins.models.architectures import SmallCNN
 
     torch.set_num_threads(threads)

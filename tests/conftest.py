@@ -1,20 +1,25 @@
-"""Shared test fixtures: paths to the real data sets and an isolated harness cache."""
+"""Shared fixtures and the test tiers: tests/unit and tests/plugins are fast, tests/e2e is marked slow."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from support import TESTS, require_shared
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATASETS = REPO.parent / "shared" / "datasets"
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test under tests/e2e is `slow`: `pytest -m "not slow"` is the fast tier."""
+    e2e = TESTS / "e2e"
+    for item in items:
+        if e2e in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
 def shared_datasets() -> Path:
-    """../shared/datasets; always present in CI, so its absence is a failure, not a skip."""
-    assert SHARED_DATASETS.is_dir(), f"missing {SHARED_DATASETS}: the real data sets must sit beside the repo"
-    return SHARED_DATASETS
+    """../shared/datasets: skipped with a reason when absent, a failure where CI requires it."""
+    return require_shared()
 
 
 @pytest.fixture(scope="session")

@@ -12,10 +12,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.contracts import AttackOutput, DatasetBundle, ModelBundle, NativeUnits, TensorSplit
 from harness.errors import DataError
-from harness.hookspecs import hookimpl
-from harness.plugin_manager import Registry, make_plugin_manager
+from harness.registry.contracts import AttackOutput, DatasetBundle, ModelBundle, NativeUnits, TensorSplit
+from harness.registry.hookspecs import hookimpl
+from harness.registry.manager import Registry, make_plugin_manager
 
 
 @dataclass

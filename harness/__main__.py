@@ -1,7 +1,0 @@
-"""`python -m harness ...` (and `torchrun ... -m harness run PLAN`): the same as the `harness` command."""
-
-import sys
-
-from .cli import main
-
-sys.exit(main())

@@ -1,0 +1,248 @@
+"""Model evaluation on a split: clean predictions, and one attack's sweep with bound checks per sample."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+
+from harness.errors import AttackError, ModelError
+from harness.plan.schema import AttackSpec
+from harness.registry.contracts import AttackPlugin, Split
+from harness.run.distributed import batch_range, merge_by_batch, shard_batches
+from harness.storage.atomic import write_bytes_atomic
+
+BOUND_TOLERANCE = 1e-6
+
+
+def batches(split: Split, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Stream (images, labels) batches in order; memory is bounded by the batch."""
+    loader = DataLoader(split, batch_size=batch_size, shuffle=False, num_workers=0)
+    for images, labels in loader:
+        yield images, labels.to(torch.int64)
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Run in eval mode (no BatchNorm statistic updates), then restore the model's mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def _check_finite(logits: torch.Tensor, what: str) -> None:
+    if not torch.isfinite(logits).all():
+        raise ModelError(f"the model returned NaN or Inf logits on {what}; the metrics would be meaningless")
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, split: Split, batch_size: int, device: torch.device,
+                   on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+    """Logits (N×K float32) for every image of a split."""
+    outputs = []
+    for images, _ in batches(split, batch_size):
+        if not torch.isfinite(images).all():
+            raise ModelError("the data contain NaN or Inf pixel values")
+        logits = model(images.to(device)).float()
+        _check_finite(logits, "clean images")
+        outputs.append(logits.cpu().numpy())
+        if on_batch:
+            on_batch(len(images))
+    return np.concatenate(outputs, axis=0)
+
+
+@dataclass
+class AttackOutcome:
+    """Per-sample results of one attack on one split."""
+
+    epsilons: list[float]
+    success: np.ndarray  # bool [n_eps, N]: misclassified by a valid adversarial within epsilon (or clean)
+    violations: np.ndarray  # int [n_eps]: adversarials outside their bound or [0,1], not counted
+    min_epsilon: np.ndarray | None  # float [N], minimal attacks: smallest norm that changes the decision (inf: none)
+
+
+def perturbation_norm(delta: torch.Tensor, norm: str) -> torch.Tensor:
+    """Per-sample L∞ or L2 norm of a batch of perturbations."""
+    flat = delta.flatten(1).double()
+    return flat.abs().amax(dim=1) if norm == "linf" else flat.norm(p=2, dim=1)
+
+
+def batch_seed(seed: int, *parts: object) -> int:
+    """A seed for one unit of work, independent of the order units run in."""
+    text = ":".join([str(seed), *map(str, parts)])
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") & 0x7FFFFFFFFFFFFFFF
+
+
+def run_attack(model: nn.Module, split: Split, spec: AttackSpec, plugin: AttackPlugin, clean_pred: np.ndarray,
+               batch_size: int, device: torch.device, seed: int, model_role: str,
+               on_batch: Callable[[int], None] | None = None, checkpoint: Path | None = None,
+               judge: nn.Module | None = None, shard: tuple[int, int] = (0, 1)) -> AttackOutcome:
+    """Attack every image of a split (or, with `shard=(rank, world)`, that rank's whole batches r, r+N, ...);
+    each adversarial is checked against its bound before it counts.
+
+    `model` crafts the adversarials (it may be a compiled or reduced-precision copy); `judge` (default: `model`),
+    the float32 eager model, decides whether each one fools it.
+
+    Fixed-epsilon attacks aim at the true label. Minimal attacks aim at the clean prediction, so every image
+    (misclassified ones too) gets its smallest perturbation that changes the model's decision.
+    With `checkpoint`, the per-sample state is saved atomically after every batch and a rerun continues from
+    the first unfinished batch; per-batch seeds (by global batch index) make the continued or sharded result
+    equal to an uninterrupted single-process one. A shard fills only its own samples: see `merge_outcomes`.
+    """
+    clean_correct = clean_pred == np.asarray(split.labels)
+    minimal = spec.kind == "minimal"
+    epsilons = list(spec.epsilons)
+    n = len(split)
+    state = _AttackState.load(checkpoint, n, epsilons, minimal, batch_size, shard)
+    mine = list(shard_batches(n, batch_size, *shard))
+    done = sum(len(batch_range(index, n, batch_size)) for index in mine[:state.next_batch])
+    if on_batch and done:
+        on_batch(done)
+    for batch_index in mine[state.next_batch:]:
+        rows = batch_range(batch_index, n, batch_size)
+        images, labels = _load_batch(split, rows)
+        images, labels = images.to(device), labels.to(device)
+        start, stop = rows.start, rows.stop
+        wrong_clean = ~clean_correct[start:stop]
+        if minimal:
+            _minimal_batch(model, judge or model, images, clean_pred[start:stop], spec, plugin, state, start,
+                           stop, wrong_clean, batch_seed(seed, model_role, spec.id, batch_index))
+        else:
+            _fixed_batch(model, judge or model, images, labels, spec, plugin, state, start, stop, wrong_clean,
+                         lambda k, b=batch_index: batch_seed(seed, model_role, spec.id, b, k))
+        state.next_batch += 1
+        state.save(checkpoint)
+        if on_batch:
+            on_batch(len(images))
+    return AttackOutcome(epsilons=epsilons, success=state.success, violations=state.violations,
+                         min_epsilon=state.min_eps if minimal else None)
+
+
+def merge_outcomes(parts: list[AttackOutcome], batch_size: int) -> AttackOutcome:
+    """One outcome from every rank's shard (in rank order): each sample from the rank that owns its batch,
+    bound violations summed."""
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    min_epsilon = None if first.min_epsilon is None else merge_by_batch([p.min_epsilon for p in parts], batch_size)
+    return AttackOutcome(epsilons=list(first.epsilons),
+                         success=merge_by_batch([p.success for p in parts], batch_size),
+                         violations=np.sum([p.violations for p in parts], axis=0).astype(np.int64),
+                         min_epsilon=min_epsilon)
+
+
+def _load_batch(split: Split, rows: range) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (images, labels) of one batch: consecutive samples `rows` of the split."""
+    return next(batches(Subset(split, rows) if len(rows) != len(split) else split, len(rows)))
+
+
+def _attack(plugin: AttackPlugin, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+            epsilons: list[float] | None, spec: AttackSpec, seed: int) -> list[torch.Tensor]:
+    torch.manual_seed(seed)
+    try:
+        output = plugin.run(model, images, labels, epsilons, spec.params)
+    except (RuntimeError, ValueError, AssertionError) as exc:
+        raise AttackError(f"attack {spec.id!r} failed: {exc}") from exc
+    expected = 1 if epsilons is None else len(epsilons)
+    if len(output.adversarials) != expected:
+        raise AttackError(f"attack {spec.id!r} returned {len(output.adversarials)} adversarial sets, "
+                          f"expected {expected}")
+    return output.adversarials
+
+
+def _fixed_batch(model: nn.Module, judge: nn.Module, images: torch.Tensor, labels: torch.Tensor, spec: AttackSpec,
+                 plugin: AttackPlugin, state: _AttackState, start: int, stop: int, wrong_clean: np.ndarray,
+                 seed_for: Callable[[int], int]) -> None:
+    """Epsilons ascending (the plan sorts them); only images still classified correctly are attacked again.
+
+    An adversarial valid at a smaller epsilon lies inside every larger ball, so a broken image stays broken:
+    no work is spent on it again and robust accuracy cannot rise with epsilon.
+    """
+    broken = wrong_clean.copy()
+    for k, eps in enumerate(spec.epsilons):
+        active = np.flatnonzero(~broken)
+        if len(active):
+            index = torch.as_tensor(active, device=images.device)
+            (adversarial,) = _attack(plugin, model, images[index], labels[index], [eps], spec, seed_for(k))
+            fooled, _, valid = _judge(judge, images[index], labels[index], adversarial, spec.norm, eps)
+            state.violations[k] += int((~valid).sum())
+            broken[active[fooled & valid]] = True
+        state.success[k, start:stop] = broken
+
+
+def _minimal_batch(model: nn.Module, judge: nn.Module, images: torch.Tensor, clean_pred: np.ndarray, spec: AttackSpec,
+                   plugin: AttackPlugin, state: _AttackState, start: int, stop: int, wrong_clean: np.ndarray,
+                   seed: int) -> None:
+    """Each image's smallest perturbation that changes the model's decision (aimed at its clean prediction)."""
+    target = torch.as_tensor(clean_pred, dtype=torch.int64, device=images.device)
+    (adversarial,) = _attack(plugin, model, images, target, None, spec, seed)
+    flipped, distance, valid = _judge(judge, images, target, adversarial, spec.norm, None)
+    state.min_eps[start:stop] = np.where(flipped & valid, distance, np.inf)
+    for k, eps in enumerate(spec.epsilons):
+        state.success[k, start:stop] = wrong_clean | (state.min_eps[start:stop] <= eps + BOUND_TOLERANCE)
+
+
+
+@dataclass
+class _AttackState:
+    """Per-sample progress of one attack, saved after each batch so an interrupted sweep can continue."""
+
+    next_batch: int
+    success: np.ndarray
+    violations: np.ndarray
+    min_eps: np.ndarray
+    fingerprint: str
+
+    @classmethod
+    def load(cls, path: Path | None, n: int, epsilons: list[float], minimal: bool, batch_size: int,
+             shard: tuple[int, int] = (0, 1)) -> _AttackState:
+        fingerprint = f"n={n};eps={epsilons!r};minimal={minimal};batch={batch_size}"
+        if shard[1] > 1:
+            fingerprint += f";shard={shard[0]}/{shard[1]}"  # next_batch counts this rank's batches only
+        fresh = cls(0, np.zeros((len(epsilons), n), dtype=bool), np.zeros(len(epsilons), dtype=np.int64),
+                    np.full(n, np.inf), fingerprint)
+        if path is None or not path.exists():
+            return fresh
+        with np.load(path, allow_pickle=False) as saved:
+            if str(saved["fingerprint"]) != fingerprint:
+                return fresh  # made with other settings: start this attack again
+            return cls(int(saved["next_batch"]), saved["success"].copy(), saved["violations"].copy(),
+                       saved["min_eps"].copy(), fingerprint)
+
+    def save(self, path: Path | None) -> None:
+        if path is None:
+            return
+        buffer = io.BytesIO()
+        np.savez(buffer, next_batch=self.next_batch, success=self.success, violations=self.violations,
+                 min_eps=self.min_eps, fingerprint=self.fingerprint)
+        write_bytes_atomic(path, buffer.getvalue())
+
+
+@torch.no_grad()
+def _judge(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, adversarial: torch.Tensor, norm: str,
+           epsilon: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(fooled, distance, valid) per sample: prediction changed from the label, norm, and within bounds."""
+    if adversarial.shape != images.shape:
+        raise AttackError(f"adversarial batch has shape {tuple(adversarial.shape)}, expected {tuple(images.shape)}")
+    adversarial = adversarial.to(images.device, images.dtype)
+    if not torch.isfinite(adversarial).all():
+        raise AttackError("the attack returned NaN or Inf pixels")
+    distance = perturbation_norm(adversarial - images, norm)
+    flat = adversarial.flatten(1)
+    in_box = (flat.amin(1) >= -BOUND_TOLERANCE) & (flat.amax(1) <= 1 + BOUND_TOLERANCE)
+    valid = in_box if epsilon is None else in_box & (distance <= epsilon + BOUND_TOLERANCE)
+    logits = model(adversarial).float()
+    _check_finite(logits, "adversarial images")
+    fooled = logits.argmax(dim=1) != labels
+    return fooled.cpu().numpy(), distance.cpu().numpy(), valid.cpu().numpy()

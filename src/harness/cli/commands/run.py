@@ -1,0 +1,59 @@
+"""`harness run PLAN`: run a plan end to end (exit 0 when every criterion passes, 1 otherwise)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+
+from harness.cli.exit_codes import EXIT_FAIL, EXIT_PASS
+from harness.cli.options import add_plan_options
+from harness.errors import HarnessError
+
+NAME = "run"
+HELP = "run a test plan end to end"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """The arguments of `harness run`."""
+    parser.add_argument("plan", type=Path)
+    add_plan_options(parser)
+    parser.add_argument("--out", type=Path, default=Path("runs"), help="where run directories go (default runs/)")
+    parser.add_argument("--device", help="override the plan's device (cpu, cuda, cuda:N)")
+    parser.add_argument("--cache-dir", type=Path, help="trained-weight cache (default $HARNESS_CACHE_DIR or "
+                                                       "~/.cache/harness)")
+    parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                        help="continue an interrupted run in RUN_DIR (same plan and overrides); finished work is "
+                             "kept")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="CPU threads torch uses for the whole run (default: torch's choice); recorded in the "
+                             "manifest and part of the trained-weight cache key")
+    parser.add_argument("--no-progress", action="store_true", help="never show progress bars")
+    parser.add_argument("--no-report", action="store_true", help="skip report.html/report.pdf (render later with "
+                                                                "`harness report RUN_DIR`)")
+
+
+def execute(args: argparse.Namespace, console: Console) -> int:
+    """Run a plan; exit 0 when every criterion passes, 1 otherwise."""
+    from harness.cli.tables import print_summary
+    from harness.plan.schema import load_plan
+    from harness.registry.manager import default_registry
+    from harness.run import distributed
+    from harness.run.runner import RunConfig, Runner
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise HarnessError(f"--threads must be a positive integer, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
+    distributed.setup()  # under torchrun: join the process group first, so a bad plan is reported once
+    registry = default_registry()
+    plan = distributed.together(lambda: load_plan(args.plan, args.overrides, registry))
+    config = RunConfig(out_root=args.out, device=args.device, cache_dir=args.cache_dir,
+                       progress=False if args.no_progress else None, report=not args.no_report)
+    result = Runner(plan, registry, config, resume_dir=args.resume).run()
+    if distributed.is_main():
+        print_summary(console, result.results, str(result.run_dir))
+    return EXIT_PASS if result.passed else EXIT_FAIL

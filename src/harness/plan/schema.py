@@ -1,0 +1,376 @@
+"""The typed test plan and its loader: YAML → validated Plan, with errors naming key and line."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from harness.errors import PlanError
+from harness.plan.criteria import METRICS, MODEL_ROLES, Criterion, criterion_id
+from harness.plan.params import build_dataclass, params_to_dict
+from harness.plan.sandbox import enforce_sandbox, sandbox_roots
+from harness.plan.yaml_source import YamlDocument, apply_override, expand_env, load_yaml_file, load_yaml_text
+from harness.registry.manager import Registry, default_registry
+
+PLAN_MARKER = "harness"
+SCHEMA_VERSION = 1
+DEFAULT_BATCH_SIZE = 64
+TOP_LEVEL_KEYS = {
+    PLAN_MARKER, "name", "description", "intended_use", "seed", "device", "batch_size", "epsilons",
+    "dataset", "model", "attacks", "defence", "acceptance", "report", "engine", "sandbox", "data_root",
+    "indicators",
+}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass
+class PluginRef:
+    """A plan section that names a plugin and its validated parameters."""
+
+    plugin: str
+    params: Any
+
+    def params_dict(self) -> dict[str, Any]:
+        """The parameters as plain data, verbatim."""
+        return params_to_dict(self.params)
+
+
+@dataclass
+class AttackSpec:
+    """One attack of the sweep: its id, plugin, parameters and epsilon grid."""
+
+    id: str
+    attack: str
+    params: Any
+    epsilons: list[float]
+    norm: str
+    kind: str
+
+    def params_dict(self) -> dict[str, Any]:
+        """The parameters as plain data, verbatim."""
+        return params_to_dict(self.params)
+
+
+@dataclass
+class ReportSettings:
+    """What the report shows beyond the numbers."""
+
+    susceptibility_cutoff: float = 0.004
+    n_examples: int = 3
+
+
+@dataclass
+class EngineSettings:
+    """How attacks are computed (speed options; the numbers they give are checked against float32 eager)."""
+
+    channels_last: bool = False
+    compile: bool = False  # torch.compile the model for attacks (costs a one-off compile)
+    autocast: Literal["none", "bf16", "fp16"] = "none"  # reduced precision for attack forward/backward (CUDA)
+    fold_batchnorm: bool = False  # fold eval-mode BatchNorm into the preceding convolution
+    deterministic: bool = False  # torch.use_deterministic_algorithms(True) (and cuBLAS workspace) on CUDA
+
+
+@dataclass
+class IndicatorSettings:
+    """Attack-failure indicators (Carlini et al. 2019; Pintor et al. 2022), computed after each model's sweep."""
+
+    enabled: bool = True
+    n_images: int = field(default=32, metadata={"min": 4})  # clean-correct test images the checks use
+
+
+@dataclass
+class Plan:
+    """A validated test plan."""
+
+    name: str
+    description: str
+    intended_use: str
+    seed: int
+    device: str
+    batch_size: int
+    epsilons: list[float]
+    dataset: PluginRef
+    model: PluginRef
+    attacks: list[AttackSpec]
+    defence: PluginRef | None
+    acceptance: list[Criterion]
+    report: ReportSettings
+    engine: EngineSettings
+    indicators: IndicatorSettings
+    source: str
+    base_dir: Path
+    resolved: dict[str, Any] = field(default_factory=dict)
+    overrides: list[str] = field(default_factory=list)
+    batch_size_auto: bool = False  # `batch_size: auto`: the runner picks the largest batch that fits the device
+
+    @property
+    def sha256(self) -> str:
+        """Hash of the resolved plan (canonical JSON)."""
+        return hashlib.sha256(json.dumps(self.resolved, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def load_plan(path: str | Path, overrides: list[str] | None = None, registry: Registry | None = None) -> Plan:
+    """Load, expand, override and validate a plan file."""
+    doc = load_yaml_file(Path(path))
+    return plan_from_document(doc, Path(path).resolve().parent, overrides or [], registry)
+
+
+def load_plan_text(text: str, overrides: list[str] | None = None, registry: Registry | None = None,
+                   base_dir: Path | None = None, source: str = "<plan>") -> Plan:
+    """Load a plan from YAML text (used by tests and the pytest plugin)."""
+    doc = load_yaml_text(text, source)
+    return plan_from_document(doc, base_dir or Path.cwd(), overrides or [], registry)
+
+
+def is_plan_mapping(data: Any) -> bool:
+    """Whether parsed YAML looks like a harness plan (it carries the `harness:` marker key)."""
+    return isinstance(data, dict) and PLAN_MARKER in data
+
+
+def plan_from_document(doc: YamlDocument, base_dir: Path, overrides: list[str],
+                       registry: Registry | None = None) -> Plan:
+    """Validate a parsed document into a Plan."""
+    registry = registry or default_registry()
+    try:
+        data = expand_env(doc.data, doc)
+        for assignment in overrides:
+            data = apply_override(data, assignment, doc.source)
+        return _PlanBuilder(doc, data, registry, base_dir, overrides).build()
+    except PlanError as exc:
+        if exc.source is None:  # raised by a shared validator that does not know the file
+            raise PlanError(exc.detail, key=exc.key, line=exc.line, source=doc.source) from None
+        raise
+
+
+class _PlanBuilder:
+    def __init__(self, doc: YamlDocument, data: dict, registry: Registry, base_dir: Path,
+                 overrides: list[str]) -> None:
+        self.doc, self.data, self.registry, self.base_dir, self.overrides = doc, data, registry, base_dir, overrides
+
+    def error(self, message: str, key: str | None) -> PlanError:
+        return PlanError(message, key=key, line=self.doc.line(key or ""), source=self.doc.source)
+
+    def line(self, key: str) -> int | None:
+        return self.doc.line(key)
+
+    def build(self) -> Plan:
+        data = self.data
+        if PLAN_MARKER not in data:
+            raise self.error(f"not a harness plan: add '{PLAN_MARKER}: {SCHEMA_VERSION}' at the top", None)
+        if isinstance(data[PLAN_MARKER], bool) or data[PLAN_MARKER] != SCHEMA_VERSION:
+            raise self.error(f"unsupported plan schema {data[PLAN_MARKER]!r} (this harness reads "
+                             f"{SCHEMA_VERSION})", PLAN_MARKER)
+        for key in data:
+            if key not in TOP_LEVEL_KEYS:
+                raise self.error(f"unknown key (allowed: {', '.join(sorted(TOP_LEVEL_KEYS))})", str(key))
+        for key in ("name", "dataset", "model", "attacks"):
+            if key not in data:
+                raise self.error(f"required key '{key}' is missing", None)
+        name = self.scalar("name", str)
+        if not _NAME.match(name):
+            raise self.error(f"name {name!r} must be letters, digits, '_', '-' or '.'", "name")
+        seed = self.scalar("seed", int, default=0)
+        if not 0 <= seed < 2**63:
+            raise self.error(f"seed must be between 0 and 2**63 - 1, got {seed}", "seed")
+        device = self.scalar("device", str, default="auto")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", device):
+            raise self.error(f"device must be auto, cpu, cuda, cuda:N or mps, got {device!r}", "device")
+        batch_size_auto = data.get("batch_size") == "auto"
+        raw_batch = DEFAULT_BATCH_SIZE if batch_size_auto else data.get("batch_size", DEFAULT_BATCH_SIZE)
+        if isinstance(raw_batch, bool) or not isinstance(raw_batch, int) or raw_batch < 1:
+            raise self.error(f"batch_size must be a positive integer or 'auto', got {raw_batch!r}", "batch_size")
+        batch_size = raw_batch
+        epsilons = self.epsilon_list(data.get("epsilons", [0.001, 0.002, 0.004, 0.008]), "epsilons")
+        dataset = self.plugin_ref("dataset", "dataset")
+        model = self.plugin_ref("model", "model")
+        defence = self.plugin_ref("defence", "defence") if data.get("defence") is not None else None
+        attacks = self.attacks(epsilons)
+        sandbox = self.scalar("sandbox", bool, default=False)
+        if sandbox:
+            self.enforce_sandbox(dataset, model, defence, attacks)
+        acceptance = self.acceptance(attacks, defence is not None)
+        report_raw = data.get("report") or {}
+        if not isinstance(report_raw, dict):
+            raise self.error("expected a mapping", "report")
+        report = build_dataclass(ReportSettings, report_raw, "report", self.line)
+        engine_raw = data.get("engine") or {}
+        if not isinstance(engine_raw, dict):
+            raise self.error("expected a mapping", "engine")
+        engine = build_dataclass(EngineSettings, engine_raw, "engine", self.line)
+        indicators_raw = data.get("indicators") or {}
+        if not isinstance(indicators_raw, dict):
+            raise self.error("expected a mapping", "indicators")
+        indicators = build_dataclass(IndicatorSettings, indicators_raw, "indicators", self.line)
+        if not indicators.enabled and any(c.metric == "attack_credible" for c in acceptance):
+            raise self.error("the attack_credible criterion needs the indicators (indicators.enabled: true)",
+                             "indicators.enabled")
+        resolved = copy.deepcopy(data)
+        return Plan(
+            name=name, description=self.scalar("description", str, default=""),
+            intended_use=self.scalar("intended_use", str, default=""), seed=seed, device=device,
+            batch_size=batch_size, epsilons=epsilons, dataset=dataset, model=model, attacks=attacks,
+            defence=defence, acceptance=acceptance, report=report, engine=engine, indicators=indicators,
+            source=self.doc.source,
+            base_dir=self.base_dir, resolved=resolved, overrides=list(self.overrides), batch_size_auto=batch_size_auto)
+
+    def enforce_sandbox(self, dataset: PluginRef, model: PluginRef, defence: PluginRef | None,
+                        attacks: list[AttackSpec]) -> None:
+        """With `sandbox: true`, every path parameter must resolve (symlinks and '..' included) inside the
+        plan's folder or the declared `data_root`."""
+        data_root = self.scalar("data_root", str, default=None)
+        root = (self.base_dir / data_root) if data_root and not Path(data_root).is_absolute() else data_root
+        roots = sandbox_roots(self.base_dir, root, None)
+        sections = [("dataset", dataset.params), ("model", model.params)]
+        sections += [("defence", defence.params)] if defence else []
+        sections += [(f"attacks.{i}", spec.params) for i, spec in enumerate(attacks)]
+        for key, params in sections:
+            try:
+                enforce_sandbox(params, roots, key, self.base_dir)
+            except PlanError as exc:
+                raise self.error(exc.detail, exc.key) from None
+
+    def scalar(self, key: str, tp: type, default: Any = None, mapping: dict | None = None,
+               path: str | None = None) -> Any:
+        mapping = self.data if mapping is None else mapping
+        path = path or key
+        if key not in mapping:
+            return default
+        value = mapping[key]
+        ok = isinstance(value, tp) and not (tp is int and isinstance(value, bool))
+        if tp is float and isinstance(value, int) and not isinstance(value, bool):
+            value, ok = float(value), True
+        if not ok:
+            kind = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[tp]
+            raise self.error(f"expected {kind}, got {value!r}", path)
+        return value
+
+    def epsilon_list(self, value: Any, path: str) -> list[float]:
+        if not isinstance(value, list) or not value:
+            raise self.error("expected a non-empty list of epsilons in (0, 1]", path)
+        out = []
+        for i, eps in enumerate(value):
+            if isinstance(eps, bool) or not isinstance(eps, (int, float)):
+                raise self.error(f"epsilon {eps!r} is not a number", f"{path}.{i}")
+            if not (0 < eps <= 1):
+                raise self.error(f"epsilon {eps!r} is outside (0, 1] (epsilons are on [0,1] pixels)",
+                                 f"{path}.{i}")
+            out.append(float(eps))
+        if len(set(out)) != len(out):
+            raise self.error("epsilons must not repeat", path)
+        return sorted(out)
+
+    def plugin_ref(self, section: str, kind: str) -> PluginRef:
+        raw = self.data.get(section)
+        if not isinstance(raw, dict):
+            raise self.error(f"expected a mapping with a 'plugin' key, got {raw!r}", section)
+        if "plugin" not in raw:
+            raise self.error("required key 'plugin' is missing", section)
+        name = raw["plugin"]
+        if not isinstance(name, str) or not self.registry.has(kind, name):
+            known = ", ".join(self.registry.names(kind)) or "none installed"
+            raise self.error(f"unknown {kind} plugin {name!r} (available: {known})", f"{section}.plugin")
+        plugin = self.registry.get(kind, name)
+        params = build_dataclass(plugin.Params, raw, section, self.line, ignore=("plugin",))
+        architecture = getattr(params, "architecture", None)
+        if isinstance(architecture, str) and not self.registry.has("architecture", architecture):
+            known = ", ".join(self.registry.names("architecture")) or "none installed"
+            raise self.error(f"unknown architecture {architecture!r} (available: {known})", f"{section}.architecture")
+        return PluginRef(plugin=name, params=params)
+
+    def attacks(self, default_epsilons: list[float]) -> list[AttackSpec]:
+        raw = self.data.get("attacks")
+        if not isinstance(raw, list) or not raw:
+            raise self.error("expected a non-empty list of attacks", "attacks")
+        specs, ids = [], set()
+        for i, item in enumerate(raw):
+            path = f"attacks.{i}"
+            if not isinstance(item, dict) or "attack" not in item:
+                raise self.error("each attack needs an 'attack' key naming an attack plugin", path)
+            name = item["attack"]
+            if not isinstance(name, str) or not self.registry.has("attack", name):
+                known = ", ".join(self.registry.names("attack")) or "none installed"
+                raise self.error(f"unknown attack {name!r} (available: {known})", f"{path}.attack")
+            plugin = self.registry.get("attack", name)
+            attack_id = item.get("id", name)
+            if not isinstance(attack_id, str) or not _NAME.match(attack_id):
+                raise self.error(f"attack id {attack_id!r} must be letters, digits, '_', '-' or '.'",
+                                 f"{path}.id")
+            if attack_id in ids:
+                raise self.error(f"attack id {attack_id!r} is used twice; give one an 'id'", f"{path}.id")
+            ids.add(attack_id)
+            epsilons = (self.epsilon_list(item["epsilons"], f"{path}.epsilons") if "epsilons" in item
+                        else list(default_epsilons))
+            params = build_dataclass(plugin.Params, item, path, self.line, ignore=("attack", "id", "epsilons"))
+            specs.append(AttackSpec(id=attack_id, attack=name, params=params, epsilons=epsilons,
+                                    norm=plugin.norm, kind=plugin.kind))
+        return specs
+
+    def acceptance(self, attacks: list[AttackSpec], has_defence: bool) -> list[Criterion]:
+        raw = self.data.get("acceptance") or []
+        if not isinstance(raw, list):
+            raise self.error("expected a list of criteria", "acceptance")
+        by_id = {a.id: a for a in attacks}
+        allowed = {"id", "metric", "model", "attack", "epsilon", "min", "max", "description"}
+        criteria, seen = [], set()
+        for i, item in enumerate(raw):
+            path = f"acceptance.{i}"
+            if not isinstance(item, dict):
+                raise self.error("each criterion must be a mapping with 'metric' and 'min' or 'max'", path)
+            for key in item:
+                if key not in allowed:
+                    raise self.error(f"unknown key (allowed: {', '.join(sorted(allowed))})", f"{path}.{key}")
+            metric = item.get("metric")
+            if not isinstance(metric, str) or metric not in METRICS:
+                raise self.error(f"unknown metric {metric!r} (available: {', '.join(METRICS)})", f"{path}.metric")
+            needs_attack, needs_eps = METRICS[metric]
+            model = item.get("model", "naive")
+            if model not in MODEL_ROLES:
+                raise self.error(f"model must be one of {', '.join(MODEL_ROLES)}, got {model!r}", f"{path}.model")
+            if model != "naive" and not has_defence:
+                raise self.error(f"criterion refers to the {model} model but the plan has no 'defence'",
+                                 f"{path}.model")
+            if ("min" in item) == ("max" in item):
+                raise self.error("give exactly one of 'min' or 'max'", path)
+            op, key = (">=", "min") if "min" in item else ("<=", "max")
+            threshold = self.scalar(key, float, mapping=item, path=f"{path}.{key}")
+            attack = item.get("attack")
+            epsilon = item.get("epsilon")
+            if needs_attack:
+                if not isinstance(attack, str) or attack not in by_id:
+                    raise self.error(f"metric {metric} needs 'attack' naming one of the plan's attacks "
+                                     f"({', '.join(by_id)}), got {attack!r}", f"{path}.attack")
+            elif attack is not None:
+                raise self.error(f"metric {metric} takes no attack", f"{path}.attack")
+            if needs_eps:
+                if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)):
+                    raise self.error(f"metric {metric} needs a numeric 'epsilon'", f"{path}.epsilon")
+                epsilon = float(epsilon)
+                if not any(abs(epsilon - e) <= 1e-12 for e in by_id[attack].epsilons):
+                    raise self.error(f"epsilon {epsilon:g} is not in the grid of attack {attack!r} "
+                                     f"({', '.join(f'{e:g}' for e in by_id[attack].epsilons)})",
+                                     f"{path}.epsilon")
+            elif epsilon is not None:
+                raise self.error(f"metric {metric} takes no epsilon", f"{path}.epsilon")
+            if metric == "attack_credible" and model == "change":
+                raise self.error("attack_credible applies to one model (naive or hardened), not to 'change'",
+                                 f"{path}.model")
+            if metric == "median_min_epsilon" and by_id[attack].kind != "minimal":
+                raise self.error(f"median_min_epsilon needs a minimal-perturbation attack; {attack!r} is "
+                                 "fixed-epsilon", f"{path}.attack")
+            cid = item.get("id") or criterion_id(metric, op, threshold, model, attack, epsilon)
+            if not isinstance(cid, str):
+                raise self.error("criterion id must be a string", f"{path}.id")
+            if cid in seen:
+                raise self.error(f"criterion {cid!r} appears twice", path)
+            seen.add(cid)
+            description = item.get("description", "")
+            if not isinstance(description, str):
+                raise self.error("expected a string", f"{path}.description")
+            criteria.append(Criterion(id=cid, metric=metric, op=op, threshold=threshold, model=model,
+                                      attack=attack, epsilon=epsilon, description=description))
+        return criteria

@@ -1,0 +1,250 @@
+"""A complete synthetic run directory (no training, no attacks) for report tests, benchmarks and previews.
+
+The numbers are made up but have the shapes the runner writes (harness/runner.py, harness/results.py):
+results.json, manifest.json, samples.csv, plan.resolved.yaml and examples_<role>.npz for the naive and hardened
+models, with two fixed-epsilon attacks and one minimal-perturbation attack.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from harness.plan.criteria import criterion_id
+from harness.results.document import min_epsilon_summary, samples_csv
+from harness.storage.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
+
+CLASS_NAMES = ["benign", "malignant"]
+HU_PER_UNIT = 1500.0
+ATTACKS = {
+    "fgsm": {"attack": "fgsm", "norm": "linf", "kind": "fixed_epsilon", "params": {"random_start": False}},
+    "pgd_linf": {"attack": "pgd_linf", "norm": "linf", "kind": "fixed_epsilon",
+                 "params": {"steps": 10, "rel_stepsize": 0.25, "abs_stepsize": None, "random_start": True,
+                            "restarts": 3}},
+    "fmn_linf": {"attack": "fmn_linf", "norm": "linf", "kind": "minimal",
+                 "params": {"steps": 50, "max_stepsize": 1.0, "min_stepsize": None, "gamma": 0.05,
+                            "binary_search_steps": 10}},
+}
+STRENGTH = {"fgsm": 0.7, "pgd_linf": 1.0, "fmn_linf": 1.1}  # how fast accuracy falls with epsilon
+DEFAULT_GRID = [0.001, 0.002, 0.004, 0.008, 0.016]
+
+
+def epsilon_grid(n: int) -> list[float]:
+    """`n` log-spaced epsilons between 0.0005 and 0.05, one of which is exactly 0.004."""
+    if n <= len(DEFAULT_GRID):
+        return sorted(sorted(DEFAULT_GRID, key=lambda e: abs(math.log(e / 0.004)))[:n])
+    values = [float(f"{v:.3g}") for v in np.logspace(math.log10(0.0005), math.log10(0.05), n)]
+    values[min(range(n), key=lambda i: abs(math.log(values[i] / 0.004)))] = 0.004
+    return sorted(set(values))
+
+
+def _native(eps: float) -> str:
+    return f"{eps * HU_PER_UNIT:.3g} HU"
+
+
+def _rates(labels: np.ndarray, correct: np.ndarray) -> dict[str, float | None]:
+    positive = labels == 1
+    return {"accuracy": float(correct.mean()),
+            "sensitivity": float(correct[positive].mean()) if positive.any() else None,
+            "specificity": float(correct[~positive].mean()) if (~positive).any() else None}
+
+
+def write_synthetic_run(run_dir: Path, *, n_test: int = 60, n_eps: int = 5, hardened: bool = True,
+                        description: str = "Synthetic robustness study of a lung-nodule classifier.",
+                        intended_use: str = "Decision support for characterising pulmonary nodules on CT.",
+                        criterion_description: str = "Pre-registered floor for PGD at 0.004 (6 HU).",
+                        examples: bool = True, warnings: list[str] | None = None, seed: int = 0) -> Path:
+    """Write a complete run directory and return it."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    grid = epsilon_grid(n_eps)
+    labels = np.arange(n_test) % 2
+    sample_ids = [f"s-{i:04d}-{rng.integers(16**6):06x}" for i in range(n_test)]
+    roles = ["naive", "hardened"] if hardened else ["naive"]
+    results: dict[str, Any] = {
+        "schema": "harness.results", "schema_version": 1, "status": "complete",
+        "plan": {"name": "synthetic_ct", "sha256": "ab" * 32},
+        "dataset": {"name": "phantom_ct", "class_names": CLASS_NAMES, "positive_class": 1,
+                    "content_sha256": "cd" * 32, "n_test": n_test,
+                    "native_units": {"per_unit": HU_PER_UNIT, "unit": "HU", "note": "lung window W1500 L-600"}},
+        "models": {}, "criteria": [], "verdict": None, "warnings": list(warnings or []),
+    }
+    rows: list[dict[str, Any]] = []
+    for role in roles:
+        clean_correct = rng.random(n_test) < (0.85 if role == "naive" else 0.8)
+        # robustness margin per image: hardened images need much larger perturbations to flip
+        margin = rng.lognormal(math.log(0.003 if role == "naive" else 0.02), 0.9, n_test)
+        clean_pred = np.where(clean_correct, labels, 1 - labels)
+        confusion = np.zeros((2, 2), dtype=int)
+        np.add.at(confusion, (labels, clean_pred), 1)
+        section: dict[str, Any] = {"weights_sha256": ("e1" if role == "naive" else "f2") * 32,
+                                   "clean": {**_rates(labels, clean_correct), "roc_auc": 0.9 - 0.05 * (role != "naive"),
+                                             "confusion_matrix": confusion.tolist(), "n": n_test},
+                                   "attacks": {}}
+        for attack_id, spec in ATTACKS.items():
+            minimal = spec["kind"] == "minimal"
+            threshold = margin / STRENGTH[attack_id]
+            min_eps = np.where(clean_correct, threshold, 0.0)
+            if minimal:
+                min_eps = np.where(clean_correct & (rng.random(n_test) < 0.05), np.inf, min_eps)
+            success = np.stack([~clean_correct | (min_eps <= eps) for eps in grid])
+            points = []
+            n_correct = int(clean_correct.sum())
+            for k, eps in enumerate(grid):
+                robust = clean_correct & ~success[k]
+                points.append({**{f"robust_{key}": v for key, v in _rates(labels, robust).items()},
+                               "epsilon": eps, "epsilon_native": _native(eps), "n": n_test,
+                               "attack_success_rate": float((clean_correct & success[k]).sum()) / n_correct,
+                               "bound_violations": 1 if (attack_id == "fgsm" and role == "naive" and k == 0) else 0})
+            summary = {**spec, "params": dict(spec["params"]), "points": points}
+            if minimal:
+                summary["min_epsilon"] = min_epsilon_summary(min_eps)
+            section["attacks"][attack_id] = summary
+            for i in range(n_test):
+                row: dict[str, Any] = {"model": role, "attack": attack_id, "sample_id": sample_ids[i],
+                                       "label": int(labels[i]), "clean_prediction": int(clean_pred[i]),
+                                       "clean_correct": int(clean_correct[i])}
+                for k, eps in enumerate(grid):
+                    row[f"success@{eps:g}"] = int(success[k, i])
+                if minimal:
+                    row["min_epsilon"] = f"{min_eps[i]:.9g}" if math.isfinite(min_eps[i]) else "inf"
+                rows.append(row)
+        results["models"][role] = section
+    if hardened:
+        results["defence"] = {
+            "plugin": "adversarial_training",
+            "params": {"attack": "pgd_linf", "epsilons": [0.002, 0.004], "rounds": 2, "epochs_per_round": 3,
+                       "steps": 7, "mix_clean": 0.5},
+            "selected_round": 2, "selected_weights_sha256": "f2" * 32,
+            "training_log": [{"round": r, "epsilon": e, "loss": 0.7 - 0.1 * r, "train_accuracy": 0.6 + 0.05 * r,
+                              "val_clean_accuracy": 0.78, "val_robust_accuracy": 0.4 + 0.1 * r, "seconds": 12.5}
+                             for r, e in ((1, 0.002), (2, 0.004))],
+        }
+    criteria_plan = [
+        {"id": "clean-floor", "metric": "clean_accuracy", "min": 0.8},
+        {"metric": "robust_accuracy", "attack": "pgd_linf", "epsilon": 0.004, "min": 0.6,
+         "description": criterion_description},
+        {"metric": "median_min_epsilon", "attack": "fmn_linf", "min": 0.001},
+    ]
+    if hardened:
+        criteria_plan.append({"metric": "robust_accuracy", "model": "hardened", "attack": "pgd_linf",
+                              "epsilon": 0.004, "min": 0.5})
+    results["criteria"] = _criteria(criteria_plan, results)
+    n_passed = sum(c["passed"] for c in results["criteria"])
+    results["verdict"] = {"passed": n_passed == len(results["criteria"]), "n_passed": n_passed,
+                          "n_criteria": len(results["criteria"])}
+    resolved = {
+        "harness": 1, "name": "synthetic_ct", "description": description, "intended_use": intended_use,
+        "seed": 20221, "device": "auto", "batch_size": 128,
+        "dataset": {"plugin": "phantom_ct", "n_patients": 400, "window_width": 1500},
+        "model": {"plugin": "train", "architecture": "small_cnn", "epochs": 12},
+        "epsilons": grid,
+        "attacks": [{"attack": a, **{k: v for k, v in ATTACKS[a]["params"].items() if v is not None}}
+                    for a in ATTACKS],
+        "acceptance": criteria_plan,
+        "report": {"susceptibility_cutoff": 0.004, "n_examples": 3},
+    }
+    if hardened:
+        resolved["defence"] = {"plugin": "adversarial_training", **results["defence"]["params"]}
+    manifest = {
+        "schema": "harness.manifest", "schema_version": 1, "harness_version": "0.1.0",
+        "started_at": "2026-01-15T09:30:00Z",
+        "command": ["/opt/venv/bin/harness", "run", "/home/qa/plans/synthetic_ct.yaml", "--out", "/srv/runs"],
+        "plan": {"name": "synthetic_ct", "source": "/home/qa/plans/synthetic_ct.yaml", "sha256": "ab" * 32,
+                 "resolved": resolved, "overrides": []},
+        "seeds": {"plan": 20221, "attack_batches": "sha256(seed:model:attack:batch) per batch"},
+        "device": {"type": "cuda", "name": "cuda:0", "gpu_name": "NVIDIA H100 80GB HBM3", "cuda": "12.4",
+                   "cudnn": 90100, "cpu": "x86_64", "torch_threads": 16},
+        "versions": {"python": "3.11.7", "harness": "0.1.0", "torch": "2.13.0+cu124", "foolbox": "3.3.4",
+                     "eagerpy": "0.30.0", "numpy": "2.4.6", "scipy": "1.17.1", "pydicom": "3.0.2",
+                     "monai": "1.6.1", "scikit-learn": "1.9.1", "weasyprint": "70.0"},
+        "platform": {"system": "Linux", "release": "6.1.0", "machine": "x86_64",
+                     "python_implementation": "CPython", "executable": "/opt/venv/bin/python3"},
+        "determinism": {"torch_deterministic_algorithms": False, "cudnn_benchmark": False},
+        "plugins": [{"kind": "dataset", "name": "phantom_ct", "provider": "harness", "version": "0.1.0"},
+                    {"kind": "attack", "name": "pgd_linf", "provider": "harness", "version": "0.1.0"}],
+        "timings_seconds": {"dataset": 1.2, "model": 40.5, "naive:clean": 0.3, "naive:attack:pgd_linf": 12.0},
+        "dataset": {"plugin": "phantom_ct", "name": "phantom_ct", "class_names": CLASS_NAMES, "positive_class": 1,
+                    "image_shape": [1, 32, 32],
+                    "native_units": {"per_unit": HU_PER_UNIT, "unit": "HU", "note": "lung window W1500 L-600"},
+                    "provenance": {"source": "harness_plugins.datasets.phantoms.ct (generated, no patient data)",
+                                   "content_sha256": "cd" * 32,
+                                   "counts": {"train": {"benign": 140, "malignant": 140},
+                                              "val": {"benign": 30, "malignant": 30},
+                                              "test": {"benign": n_test - n_test // 2, "malignant": n_test // 2}},
+                                   "patients": {"train": 200, "val": 40, "test": 40},
+                                   "split_method": "patient-grouped, label-stratified (seed 0, 0.7/0.15/0.15)",
+                                   "n_samples": 340 + n_test, "generator_version": 1,
+                                   "skipped": ["case-017.dcm: no pixel data"]}},
+        "models": {"naive": {"plugin": "train", "architecture": "small_cnn", "source": "trained",
+                             "weights_sha256": "e1" * 32, "cache_hit": True, "n_parameters": 23538,
+                             "weights_path": "/home/qa/.cache/harness/models/e1e1.pt",
+                             "training_log": [{"epoch": e, "loss": 0.7 / e, "val_accuracy": 0.7 + 0.02 * e}
+                                              for e in range(1, 4)]}},
+    }
+    if hardened:
+        manifest["models"]["hardened"] = {"plugin": "adversarial_training", "architecture": "small_cnn",
+                                          "weights_sha256": "f2" * 32, "cache_hit": False}
+    write_json_atomic(run_dir / "results.json", results)
+    write_json_atomic(run_dir / "manifest.json", manifest)
+    write_text_atomic(run_dir / "plan.resolved.yaml", yaml.safe_dump(resolved, sort_keys=False))
+    write_text_atomic(run_dir / "samples.csv", samples_csv(rows, grid))
+    if examples:
+        for role in roles:
+            _write_examples(run_dir, role, sample_ids, labels, rng)
+    return run_dir
+
+
+def _criteria(plan: list[dict[str, Any]], results: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for item in plan:
+        model = item.get("model", "naive")
+        section = results["models"][model]
+        metric = item["metric"]
+        if metric == "clean_accuracy":
+            measured = section["clean"]["accuracy"]
+        elif metric == "median_min_epsilon":
+            measured = section["attacks"][item["attack"]]["min_epsilon"]["median"]
+        else:
+            measured = next(p[metric] for p in section["attacks"][item["attack"]]["points"]
+                            if p["epsilon"] == item["epsilon"])
+        op, threshold = (">=", item["min"]) if "min" in item else ("<=", item["max"])
+        passed = measured >= threshold if op == ">=" else measured <= threshold
+        cid = item.get("id") or criterion_id(metric, op, threshold, model, item.get("attack"), item.get("epsilon"))
+        out.append({"id": cid, "metric": metric,
+                    "model": model, "attack": item.get("attack"), "epsilon": item.get("epsilon"), "op": op,
+                    "threshold": threshold, "description": item.get("description", ""), "measured": measured,
+                    "passed": bool(passed), "note": None})
+    return out
+
+
+def _write_examples(run_dir: Path, role: str, sample_ids: list[str], labels: np.ndarray,
+                    rng: np.random.Generator) -> None:
+    n, size, eps = 3, 32, 0.004
+    yy, xx = np.mgrid[0:size, 0:size]
+    clean = np.empty((n, 1, size, size), dtype=np.float32)
+    for i in range(n):
+        radius = 3 + 3 * labels[i]
+        blob = np.exp(-((yy - 16) ** 2 + (xx - 15) ** 2) / (2 * radius**2))
+        clean[i, 0] = np.clip(0.25 + 0.6 * blob + rng.normal(0, 0.03, (size, size)), 0, 1)
+    adversarial = np.clip(clean + eps * np.sign(rng.normal(size=clean.shape)), 0, 1).astype(np.float32)
+    arrays = {
+        "clean": clean, "adversarial": adversarial, "labels": labels[:n].astype(np.int64),
+        "clean_pred": labels[:n].astype(np.int64), "clean_conf": np.array([0.93, 0.88, 0.97]),
+        "adv_pred": (1 - labels[:n]).astype(np.int64) if role == "naive" else labels[:n].astype(np.int64),
+        "adv_conf": np.array([0.71, 0.64, 0.55]),
+        "perturbation_norm": np.abs(adversarial - clean).reshape(n, -1).max(axis=1).astype(np.float64),
+        "within_bound": np.ones(n, dtype=bool),
+        "sample_ids": np.asarray(sample_ids[:n], dtype=np.str_), "attack_id": np.asarray("pgd_linf"),
+        "attack": np.asarray("pgd_linf"), "norm": np.asarray("linf"), "epsilon": np.asarray(eps),
+        "role": np.asarray(role), "seed": np.asarray(0),
+    }
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    write_bytes_atomic(run_dir / f"examples_{role}.npz", buffer.getvalue())

@@ -1,0 +1,319 @@
+"""Deterministic supervised training of a naive classifier, with augmentation, validation selection and a cache."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harness.errors import DataError
+from harness.storage.atomic import write_bytes_atomic
+from harness_plugins.models.weights import cpu_state_dict, file_sha256, sha256_bytes
+
+# Bump whenever a change here could change the trained weights for the same inputs (invalidates caches).
+TRAINING_CODE_VERSION = 1
+Log = Callable[[str], None]
+
+
+@dataclass
+class AugmentParams:
+    """Random training augmentations, applied per sample on the device."""
+
+    hflip: bool = True
+    vflip: bool = True
+    rotate90: bool = True  # multiples of 90° (only 0°/180° for non-square images)
+    rotation_degrees: float = field(default=0.0, metadata={"min": 0, "max": 180})
+
+
+@dataclass
+class TrainParams:
+    """Settings of the `train` model provider (the plan's `model:` mapping, minus `plugin`)."""
+
+    architecture: str = "small_cnn"
+    epochs: int = field(default=10, metadata={"min": 1, "max": 10000})
+    learning_rate: float = field(default=1e-3, metadata={"gt": 0})
+    batch_size: int = field(default=64, metadata={"min": 1})
+    weight_decay: float = field(default=1e-4, metadata={"min": 0})
+    optimizer: Literal["adam", "sgd"] = "adam"
+    momentum: float = field(default=0.9, metadata={"min": 0, "max": 1})  # sgd only
+    augment: AugmentParams = field(default_factory=AugmentParams)
+    select_on_val: bool = True
+    class_weighting: bool = False
+    seed: int | None = None  # None: the plan's seed
+    cache: bool = True
+    num_threads: int | None = field(default=None, metadata={"min": 1})
+
+
+@dataclass
+class FitResult:
+    """What training produced: per-epoch log and the epoch whose weights were kept."""
+
+    log: list[dict[str, Any]]
+    selected_epoch: int
+
+
+# --------------------------------------------------------------------------- randomness and threads
+
+
+@contextlib.contextmanager
+def isolated_rng(seed: int, device: torch.device) -> Iterator[None]:
+    """Seed python, numpy and torch for the block, restoring the caller's RNG states afterwards."""
+    py_state, np_state = random.getstate(), np.random.get_state()
+    cuda = [device.index or 0] if device.type == "cuda" else []
+    cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    try:
+        with torch.random.fork_rng(devices=cuda):
+            random.seed(seed)
+            np.random.seed(seed % 2**32)
+            torch.manual_seed(seed)
+            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+            yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Use `n` intra-op threads for the block (unchanged when None)."""
+    if n is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+# --------------------------------------------------------------------------- batches
+
+
+def iterate_batches(split: Any, batch_size: int, order: torch.Tensor | None = None,
+                    drop_single: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(images, labels) CPU batches of `split` in `order`; a fast path for in-memory TensorSplits."""
+    n = len(split)
+    order = torch.arange(n) if order is None else order
+    images_attr = getattr(split, "images", None)
+    for start in range(0, n, batch_size):
+        idx = order[start:start + batch_size]
+        if drop_single and len(idx) == 1 and n > 1:
+            return  # BatchNorm cannot train on a batch of one
+        if isinstance(images_attr, torch.Tensor):
+            images = images_attr[idx]
+            labels = torch.as_tensor(np.asarray(split.labels)[idx.numpy()], dtype=torch.long)
+        else:
+            items = [split[int(i)] for i in idx]
+            images = torch.stack([torch.as_tensor(im, dtype=torch.float32) for im, _ in items])
+            labels = torch.tensor([int(lb) for _, lb in items], dtype=torch.long)
+        yield images.to(torch.float32), labels
+
+
+def channel_stats(split: Any, batch_size: int = 256) -> tuple[list[float], list[float]]:
+    """Per-channel mean and standard deviation of a split's images (std floored at 1e-3)."""
+    total = total_sq = None
+    count = 0
+    for images, _ in iterate_batches(split, batch_size):
+        x = images.to(torch.float64)
+        s, sq = x.sum(dim=(0, 2, 3)), (x * x).sum(dim=(0, 2, 3))
+        total = s if total is None else total + s
+        total_sq = sq if total_sq is None else total_sq + sq
+        count += x.shape[0] * x.shape[2] * x.shape[3]
+    if total is None or total_sq is None:
+        raise DataError("the train split is empty")
+    mean = total / count
+    var = (total_sq / count - mean * mean).clamp_min(0)
+    return mean.tolist(), var.sqrt().clamp_min(1e-3).tolist()
+
+
+# --------------------------------------------------------------------------- augmentation
+
+
+def augment_batch(images: torch.Tensor, augment: AugmentParams, generator: torch.Generator) -> torch.Tensor:
+    """Random flips, 90° rotations and small rotations (affine_grid/grid_sample), drawn from `generator`."""
+    n, device = images.shape[0], images.device
+    x = images
+    if augment.hflip:
+        x = torch.where(_coin(n, generator, device), x.flip(-1), x)
+    if augment.vflip:
+        x = torch.where(_coin(n, generator, device), x.flip(-2), x)
+    if augment.rotate90:
+        x = _random_rot90(x, generator)
+    if augment.rotation_degrees > 0:
+        x = _random_rotation(x, augment.rotation_degrees, generator)
+    return x
+
+
+def _coin(n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """A per-sample N×1×1×1 boolean mask, true with probability 1/2."""
+    return (torch.rand(n, generator=generator) < 0.5).view(n, 1, 1, 1).to(device)
+
+
+def _random_rot90(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Rotate each sample by a random multiple of 90° (0° or 180° when H ≠ W)."""
+    square = x.shape[-1] == x.shape[-2]
+    k = torch.randint(0, 4, (x.shape[0],), generator=generator)
+    if not square:
+        k = (k % 2) * 2
+    out = x.clone()
+    for turns in (1, 2, 3):
+        idx = (k == turns).nonzero().flatten().to(x.device)
+        if len(idx):
+            out[idx] = torch.rot90(x[idx], turns, dims=(-2, -1))
+    return out
+
+
+def _random_rotation(x: torch.Tensor, degrees: float, generator: torch.Generator) -> torch.Tensor:
+    """Rotate each sample by a uniform angle in [-degrees, degrees], bilinear, border padding."""
+    angles = (torch.rand(x.shape[0], generator=generator) * 2 - 1) * math.radians(degrees)
+    cos, sin, zero = torch.cos(angles), torch.sin(angles), torch.zeros_like(angles)
+    theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
+    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+# --------------------------------------------------------------------------- training loop
+
+
+def class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
+    """Balanced loss weights n / (K · count_k); a class absent from training gets weight 0."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes).astype(np.float64)
+    weights = np.where(counts > 0, len(labels) / (num_classes * np.maximum(counts, 1)), 0.0)
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def evaluate(model: nn.Module, split: Any, device: torch.device, batch_size: int,
+             loss_fn: nn.Module | None = None) -> tuple[float, float]:
+    """Accuracy and mean cross-entropy of `model` (in eval mode) on a split."""
+    model.eval()
+    loss_fn = loss_fn or nn.CrossEntropyLoss()
+    correct, loss_sum, n = 0, 0.0, 0
+    with torch.no_grad():
+        for images, labels in iterate_batches(split, batch_size):
+            images, labels = images.to(device), labels.to(device)
+            logits = model(images)
+            loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
+            correct += int((logits.argmax(1) == labels).sum())
+            n += len(labels)
+    return correct / max(n, 1), loss_sum / max(n, 1)
+
+
+def make_optimizer(model: nn.Module, params: TrainParams) -> torch.optim.Optimizer:
+    """Adam or SGD (with momentum) over the model's parameters."""
+    if params.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=params.learning_rate, momentum=params.momentum,
+                               weight_decay=params.weight_decay)
+    return torch.optim.Adam(model.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay)
+
+
+def fit(model: nn.Module, train: Any, val: Any | None, params: TrainParams, seed: int, num_classes: int,
+        device: torch.device, progress: Any, log: Log) -> FitResult:
+    """Train `model` in place; with select_on_val, restore the epoch with the best val accuracy (then loss)."""
+    weight = class_weights(train.labels, num_classes).to(device) if params.class_weighting else None
+    loss_fn = nn.CrossEntropyLoss(weight=weight)
+    optimizer = make_optimizer(model, params)
+    shuffle_gen = torch.Generator().manual_seed(seed)
+    augment_gen = torch.Generator().manual_seed(seed + 1)
+    has_val = val is not None and len(val) > 0
+    if params.select_on_val and not has_val:
+        log("train: no validation samples; keeping the last epoch")
+    history: list[dict[str, Any]] = []
+    best_key, best_state, best_epoch = None, None, params.epochs
+    for epoch in range(1, params.epochs + 1):
+        started = time.perf_counter()
+        loss, train_acc = _train_epoch(model, train, params, loss_fn, optimizer, shuffle_gen, augment_gen,
+                                       device)
+        val_acc, val_loss = evaluate(model, val, device, params.batch_size) if has_val else (None, None)
+        entry = {"epoch": epoch, "loss": round(loss, 6), "train_accuracy": round(train_acc, 6),
+                 "val_accuracy": None if val_acc is None else round(val_acc, 6),
+                 "val_loss": None if val_loss is None else round(val_loss, 6),
+                 "seconds": round(time.perf_counter() - started, 3)}
+        history.append(entry)
+        log(_describe_epoch(entry, params.epochs))
+        progress.advance(1)
+        if params.select_on_val and has_val:
+            key = (val_acc, -val_loss)
+            if best_key is None or key > best_key:
+                best_key, best_state, best_epoch = key, cpu_state_dict(model), epoch
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return FitResult(log=history, selected_epoch=best_epoch)
+
+
+def _train_epoch(model: nn.Module, train: Any, params: TrainParams, loss_fn: nn.Module,
+                 optimizer: torch.optim.Optimizer, shuffle_gen: torch.Generator,
+                 augment_gen: torch.Generator, device: torch.device) -> tuple[float, float]:
+    """One pass over the shuffled train split; returns mean loss and (augmented) train accuracy."""
+    model.train()
+    order = torch.randperm(len(train), generator=shuffle_gen)
+    loss_sum, correct, n = 0.0, 0, 0
+    for images, labels in iterate_batches(train, params.batch_size, order, drop_single=True):
+        images = augment_batch(images.to(device), params.augment, augment_gen)
+        labels = labels.to(device)
+        optimizer.zero_grad(set_to_none=True)
+        logits = model(images)
+        loss = loss_fn(logits, labels)
+        loss.backward()
+        optimizer.step()
+        loss_sum += float(loss.detach()) * len(labels)
+        correct += int((logits.detach().argmax(1) == labels).sum())
+        n += len(labels)
+    return loss_sum / max(n, 1), correct / max(n, 1)
+
+
+def _describe_epoch(entry: dict[str, Any], epochs: int) -> str:
+    """One log line for an epoch."""
+    val = "" if entry["val_accuracy"] is None else f", val acc {entry['val_accuracy']:.3f}"
+    return (f"train: epoch {entry['epoch']}/{epochs} loss {entry['loss']:.4f}, "
+            f"train acc {entry['train_accuracy']:.3f}{val} ({entry['seconds']:.1f} s)")
+
+
+# --------------------------------------------------------------------------- cache
+
+
+def cache_key(material: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of everything that determined the weights."""
+    return sha256_bytes(json.dumps(material, sort_keys=True, separators=(",", ":")).encode())
+
+
+def cache_paths(cache_dir: Path, key: str) -> tuple[Path, Path]:
+    """The weights file and its JSON sidecar for a cache key."""
+    folder = Path(cache_dir) / "models"
+    return folder / f"{key}.pt", folder / f"{key}.json"
+
+
+def save_cache(cache_dir: Path, key: str, data: bytes, record: dict[str, Any]) -> None:
+    """Write weights then the sidecar (each atomically); a hit needs both, so a crash leaves a miss."""
+    weights_path, record_path = cache_paths(cache_dir, key)
+    write_bytes_atomic(weights_path, data)
+    write_bytes_atomic(record_path, json.dumps(record, indent=1, sort_keys=True).encode())
+
+
+def load_cache(cache_dir: Path, key: str, log: Log) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+    """The cached state dict and record for `key`, or None when absent or damaged (then logged)."""
+    weights_path, record_path = cache_paths(cache_dir, key)
+    if not (weights_path.is_file() and record_path.is_file()):
+        return None
+    try:
+        record = json.loads(record_path.read_text())
+        if record.get("weights_sha256") != file_sha256(weights_path):
+            raise ValueError("weights hash does not match its record")
+        state = torch.load(weights_path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # damaged cache: retrain and overwrite
+        log(f"train: ignoring damaged cache entry {weights_path.name} ({exc})")
+        return None
+    return state, record

@@ -1,0 +1,91 @@
+"""The real-data plans in tests/real_plans/: each validates as a plan and its data set loads from ../shared."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from pydicom.data import get_testdata_file
+from support import REAL_PLANS, SHARED_DATASETS, require_shared
+
+from harness.plan.schema import Plan, load_plan
+from harness.registry.contracts import DatasetBundle, DatasetContext
+from harness.registry.manager import default_registry
+from harness.run.runner import validate_dataset
+
+SHARED = SHARED_DATASETS
+PLANS = REAL_PLANS
+EXPECTED = {  # plan → (dataset plugin, split sizes)
+    "mias_roi_crops": ("image_folder", {"train": 84, "val": 17, "test": 18}),
+    "brain_mri_tumor_yes_no": ("image_folder", {"train": 168, "val": 38, "test": 47}),
+    "lidc_npz": ("npz", {"train": 3467, "val": 802, "test": 774}),
+    "dicom_samples": ("dicom", {"train": 5, "val": 2, "test": 2}),
+}
+# The DICOM manifest: (file, where it comes from, label, split). Patients come from each file's PatientID, and
+# every patient stays in one split (the MR variants all belong to patient 4MR1, the colour ones to ID1).
+DICOM_ROWS = [
+    ("CT_small.dcm", "shared", "ct", "train"),
+    ("MR_small.dcm", "shared", "other", "train"),
+    ("MR_small_RLE.dcm", "pydicom", "other", "train"),
+    ("MR_small_jp2klossless.dcm", "pydicom", "other", "train"),
+    ("MR_small_jpeg_ls_lossless.dcm", "pydicom", "other", "train"),
+    ("SC_rgb_rle.dcm", "pydicom", "other", "val"),
+    ("SC_rgb_jpeg_gdcm.dcm", "pydicom", "other", "val"),
+    ("693_J2KI.dcm", "pydicom", "ct", "test"),
+    ("JPEG2000.dcm", "pydicom", "other", "test"),
+]
+
+
+def write_dicom_manifest(folder: Path) -> Path:
+    """Links to the shared DICOM samples and pydicom's compressed variants, and a manifest CSV beside them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "manifest.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label", "split"])
+        for name, origin, label, split in DICOM_ROWS:
+            source = SHARED / "dicom_samples" / name if origin == "shared" else get_testdata_file(name, download=False)
+            assert source and Path(source).is_file(), f"missing DICOM sample {name} ({origin})"
+            (folder / name).symlink_to(source)
+            writer.writerow([name, label, split])
+    return folder / "manifest.csv"
+
+
+@pytest.fixture
+def real_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """HARNESS_SHARED_DATASETS → ../shared/datasets, HARNESS_DICOM_MANIFEST → a generated manifest."""
+    require_shared(SHARED)
+    monkeypatch.setenv("HARNESS_SHARED_DATASETS", str(SHARED))
+    monkeypatch.setenv("HARNESS_DICOM_MANIFEST", str(write_dicom_manifest(tmp_path / "dicom")))
+    return tmp_path
+
+
+def load_dataset(plan: Plan, cache_dir: Path) -> DatasetBundle:
+    """The plan's data set, loaded by its plugin as the runner would."""
+    plugin = default_registry().get("dataset", plan.dataset.plugin)
+    context = DatasetContext(seed=plan.seed, salt="test-salt", base_dir=plan.base_dir, cache_dir=cache_dir)
+    return plugin.load(plan.dataset.params, context)
+
+
+def test_every_real_plan_is_covered():
+    assert {p.stem for p in PLANS.glob("*.yaml")} == set(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_real_plan_validates_and_its_data_loads(real_env, name):
+    plan = load_plan(PLANS / f"{name}.yaml")
+    plugin, sizes = EXPECTED[name]
+    assert plan.name == name and plan.dataset.plugin == plugin
+    assert "${" not in str(plan.resolved["dataset"]["path"])
+    bundle = load_dataset(plan, real_env)
+    validate_dataset(bundle)  # includes: no patient in two splits
+    assert {split: len(bundle.splits[split]) for split in sizes} == sizes
+    assert bundle.provenance["content_sha256"]
+    assert not bundle.provenance.get("skipped")
+    if plugin == "image_folder":
+        assert bundle.provenance["source"] == str(SHARED / name) and bundle.image_shape == (1, 64, 64)
+    if plugin == "dicom":
+        assert bundle.image_shape == (1, 64, 64)
+        assert len(bundle.provenance["transfer_syntaxes"]) == 6
+        image, _ = bundle.splits["test"][0]
+        assert 0.0 <= float(image.min()) < float(image.max()) <= 1.0

@@ -1,0 +1,254 @@
+"""Attack-failure indicators: a gradient-masked model that looks robust is flagged; the same model unmasked is not."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from dataclasses import dataclass
+
+import fake_plugins
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from harness.attacks.indicators import (
+    DESCRIPTIONS,
+    check_iterative,
+    check_monotone,
+    compute_indicators,
+    indicator_criterion_value,
+)
+from harness.attacks.sweep import predict_logits, run_attack
+from harness.plan.schema import load_plan_text
+from harness.registry.contracts import AttackOutput, TensorSplit
+from harness.registry.hookspecs import hookimpl
+from harness.registry.manager import Registry, default_registry, make_plugin_manager
+from harness.results.document import attack_summary
+
+CPU = torch.device("cpu")
+PLAN = textwrap.dedent("""\
+    harness: 1
+    name: indicators_toy
+    seed: 5
+    dataset: {plugin: phantom_ct}
+    model: {plugin: train, architecture: small_cnn}
+    epsilons: [0.02, 0.05, 0.1]
+    attacks:
+      - attack: fgsm
+      - attack: pgd_linf
+        steps: 10
+      - attack: fmn_linf
+        steps: 30
+    """)
+
+
+# ------------------------------------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors on a loaded machine: one intra-op thread is ~10× faster than two."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def toy_data(n: int, seed: int) -> tuple[torch.Tensor, np.ndarray]:
+    """Dark vs slightly brighter noisy 16×16 squares: an ε of ~0.06 flips an undefended classifier."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 2
+    images = rng.uniform(0.3, 0.5, (n, 1, 16, 16)) + 0.12 * labels[:, None, None, None]
+    return torch.tensor(images, dtype=torch.float32), labels
+
+
+class Quantise(nn.Module):
+    """x → round(255x)/255: invisible to the eye, but its gradient is zero everywhere (gradient masking)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.round(x * 255) / 255
+
+
+@pytest.fixture(scope="module")
+def models() -> tuple[nn.Module, nn.Module]:
+    """A small CNN trained on the toy task, and the same CNN behind the quantisation layer."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2), nn.Conv2d(8, 8, 3, padding=1),
+                        nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2))
+    x, y = toy_data(256, 1)
+    target = torch.tensor(y)
+    optimiser = torch.optim.Adam(net.parameters(), lr=0.01)
+    for _ in range(150):
+        optimiser.zero_grad()
+        nn.functional.cross_entropy(net(x), target).backward()
+        optimiser.step()
+    net.eval()
+    return net, nn.Sequential(Quantise(), net).eval()
+
+
+@pytest.fixture(scope="module")
+def test_split() -> TensorSplit:
+    x, y = toy_data(80, 2)
+    return TensorSplit(x, y, [f"s{i}" for i in range(len(y))], [f"p{i}" for i in range(len(y))])
+
+
+def evaluate_section(model: nn.Module, split: TensorSplit, plan, registry) -> dict:
+    """The results section of one model, built like harness.run.runner does."""
+    prediction = predict_logits(model, split, 64, CPU).argmax(1)
+    correct = prediction == split.labels
+    section = {"clean": {"accuracy": float(correct.mean())}, "attacks": {}}
+    for spec in plan.attacks:
+        outcome = run_attack(model, split, spec, registry.get("attack", spec.attack), prediction, 64, CPU,
+                             plan.seed, "naive")
+        section["attacks"][spec.id] = attack_summary(spec, outcome, split.labels, correct, 1, None)
+    return section
+
+
+def robust(section: dict, attack: str, eps: float) -> float:
+    return next(p["robust_accuracy"] for p in section["attacks"][attack]["points"] if p["epsilon"] == eps)
+
+
+def by_id(indicators: dict) -> dict[str, dict]:
+    return {c["id"]: c for c in indicators["checks"]}
+
+
+# ------------------------------------------------------------------------------------------------ end to end
+
+
+def test_masked_model_looks_robust_but_is_not_credible(models, test_split):
+    plain, masked = models
+    registry = default_registry()
+    plan = load_plan_text(PLAN, registry=registry)
+    sections = {name: evaluate_section(model, test_split, plan, registry)
+                for name, model in (("plain", plain), ("masked", masked))}
+    for section in sections.values():
+        assert section["clean"]["accuracy"] >= 0.9
+    # the masking makes PGD useless: the masked model "looks robust"; the plain one is not
+    assert robust(sections["masked"], "pgd_linf", 0.05) >= 0.8
+    assert robust(sections["plain"], "pgd_linf", 0.1) <= 0.1
+
+    state = torch.get_rng_state()
+    results = {name: compute_indicators(model, test_split, sections[name], plan, registry, CPU, 32, plan.seed)
+               for name, model in (("plain", plain), ("masked", masked))}
+    assert torch.equal(state, torch.get_rng_state())  # the run's random streams are untouched
+
+    plain_checks, masked_checks = by_id(results["plain"]), by_id(results["masked"])
+    assert results["plain"]["credible"], [c for c in plain_checks.values() if not c["passed"]]
+    assert results["plain"]["flags"] == []
+    assert not results["masked"]["credible"]
+    assert not masked_checks["gradients"]["passed"] and masked_checks["gradients"]["value"] == 0.0
+    assert not masked_checks["unbounded_budget"]["passed"]
+    assert plain_checks["unbounded_budget"]["value"] <= 0.05
+    # the detail says which true classes the unbounded attack could not flip (class names when given)
+    named = compute_indicators(masked, test_split, sections["masked"], plan, registry, CPU, 32, plan.seed,
+                               class_names=["benign", "malignant"])
+    detail = by_id(named)["unbounded_budget"]["detail"]
+    survivors = [int(part.split()[1]) for part in detail.split("still correct by class: ")[1].split(", ")]
+    assert "benign " in detail and "malignant " in detail
+    assert sum(survivors) == round(by_id(named)["unbounded_budget"]["value"] * named["n_subset"])
+    assert any("gradient masking" in flag for flag in results["masked"]["flags"])
+    assert indicator_criterion_value({"indicators": results["plain"]}) == 1.0
+    assert indicator_criterion_value({"indicators": results["masked"]}) == 0.0
+
+    for indicators in results.values():
+        json.dumps(indicators, allow_nan=False)  # JSON-ready
+        assert indicators["n_subset"] == 64
+        assert [c["id"] for c in indicators["checks"]] == list(DESCRIPTIONS)
+        for c in indicators["checks"]:
+            assert set(c) == {"id", "description", "passed", "value", "threshold", "detail"}
+            assert "\n" not in c["description"] + c["detail"]
+    # deterministic: the same inputs give the same indicators
+    again = compute_indicators(masked, test_split, sections["masked"], plan, registry, CPU, 32, plan.seed)
+    assert [c["value"] for c in again["checks"]] == [c["value"] for c in results["masked"]["checks"]]
+
+
+# ------------------------------------------------------------------------------------------------ a raw re-run
+
+
+@dataclass
+class NoParams:
+    pass
+
+
+class Forgetful:
+    """A broken attack: perfect at small ε, returns the clean image at larger ε (its raw curve rises)."""
+
+    name, norm, kind, description, Params = "forgetful", "linf", "fixed_epsilon", "broken attack", NoParams
+
+    def run(self, model, images, labels, epsilons, params):
+        sign = (1 - 2 * labels).float().view(-1, 1, 1, 1)
+        return AttackOutput([(images + sign * eps).clamp(0, 1) if eps <= 0.25 else images.clone()
+                             for eps in epsilons])
+
+
+class ForgetfulPlugin:
+    @hookimpl
+    def harness_register_attacks(self):
+        return [Forgetful()]
+
+
+def test_raw_rerun_catches_an_attack_whose_accumulated_curve_hides_it():
+    registry = Registry(make_plugin_manager(load_entry_points=False, extra=[fake_plugins, ForgetfulPlugin()]))
+    plan = load_plan_text(textwrap.dedent("""\
+        harness: 1
+        name: forgetful
+        dataset: {plugin: toy}
+        model: {plugin: mean_threshold}
+        epsilons: [0.2, 0.3]
+        attacks: [{attack: forgetful}]
+        """), registry=registry)
+    model = registry.get("model", "mean_threshold").provide(plan.model.params, None).module
+    x, y = toy_data(40, 3)
+    x = x + 0.09  # centre the two classes on the model's 0.55 threshold
+    split = TensorSplit(x, y, [str(i) for i in range(40)], [str(i) for i in range(40)])
+    section = evaluate_section(model, split, plan, registry)
+    assert robust(section, "forgetful", 0.2) == robust(section, "forgetful", 0.3)  # accumulated: looks monotone
+    indicators = compute_indicators(model, split, section, plan, registry, CPU, 16, 0)
+    monotone = by_id(indicators)["monotone"]
+    assert not monotone["passed"] and "subset" in monotone["detail"]
+    assert not indicators["credible"] and "robust accuracy rises with epsilon" in indicators["flags"]
+
+
+# ------------------------------------------------------------------------------------------------ section checks
+
+
+def point(eps: float, acc: float | None) -> dict:
+    return {"epsilon": eps, "robust_accuracy": acc}
+
+
+def summary(attack: str, accs: list[float | None], eps=(0.01, 0.02, 0.04), steps: int | None = None) -> dict:
+    return {"attack": attack, "norm": "linf", "kind": "fixed_epsilon",
+            "params": {} if steps is None else {"steps": steps},
+            "points": [point(e, a) for e, a in zip(eps, accs, strict=True)]}
+
+
+def test_monotone_check_on_hand_built_sections():
+    good = {"attacks": {"pgd": summary("pgd_linf", [0.8, 0.5, None], steps=10)}}
+    assert check_monotone(good)["passed"]
+    bad = {"attacks": {"pgd": summary("pgd_linf", [0.8, 0.5, 0.6], steps=10)}}
+    result = check_monotone(bad)
+    assert not result["passed"] and "pgd: robust accuracy rises by 0.100 at ε=0.04" in result["detail"]
+    minimal = {"attacks": {"fmn": {"kind": "minimal", "points": [point(0.01, 0.9), point(0.02, 0.7)],
+                                   "min_epsilon": {"p10": 0.01, "p25": None, "p50": 0.02, "p75": None, "p90": None}}}}
+    assert not check_monotone(minimal)["passed"]  # a found ε above a not-found (inf) quantile
+    assert check_monotone({"attacks": {}}, {"pgd": ((0.01, 0.02), (0.5, 0.53))})["passed"]  # within tolerance
+    assert not check_monotone({"attacks": {}}, {"pgd": ((0.01, 0.02), (0.5, 0.6))})["passed"]
+
+
+def test_iterative_check_on_hand_built_sections():
+    fgsm = summary("fgsm", [0.7, 0.5, 0.3])
+    ok = {"attacks": {"fgsm": fgsm, "pgd": summary("pgd_linf", [0.6, 0.3, 0.1], steps=10)}}
+    assert check_iterative(None, ok)["passed"]
+    weak = {"attacks": {"fgsm": fgsm, "bim": summary("bim_linf", [0.6, 0.55, 0.1], steps=10)}}
+    result = check_iterative(None, weak)
+    assert not result["passed"] and "bim vs fgsm at ε=0.02" in result["detail"]
+    assert result["value"] == pytest.approx(0.05)
+    only_fgsm = check_iterative(None, {"attacks": {"fgsm": fgsm}})
+    assert only_fgsm["passed"] and only_fgsm["detail"].startswith("not applicable")
+
+
+def test_criterion_value_accepts_section_or_indicators():
+    assert indicator_criterion_value({"credible": True, "checks": []}) == 1.0
+    assert indicator_criterion_value({"attacks": {}}) == 0.0  # not computed: not shown credible
+    assert indicator_criterion_value({"indicators": {"credible": False}}) == 0.0
