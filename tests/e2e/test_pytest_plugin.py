@@ -14,13 +14,10 @@ import pytest
 from fake_plugins import fake_registry
 
 from harness.plan.schema import load_plan_text
-from harness.pytest_plugin import (
-    failure_message,
-    is_plan_file,
-    render_pdf,
-    settings_to_overrides,
-    split_criterion_id,
-)
+from harness.pytest_plugin.collection import is_plan_file, split_criterion_id
+from harness.pytest_plugin.fixtures import settings_to_overrides
+from harness.pytest_plugin.messages import failure_message
+from harness.pytest_plugin.session import render_pdf
 from harness.results.view import RunResults
 from harness.run.runner import RunConfig, Runner
 

@@ -1,0 +1,34 @@
+"""One-line messages for failed criteria and failed runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def format_value(value: float) -> str:
+    """A measured value: three decimals, or three significant digits for small values."""
+    return f"{value:.3f}" if value == 0 or abs(value) >= 0.01 else f"{value:.3g}"
+
+
+def format_threshold(value: float) -> str:
+    """A threshold as in criterion ids: two decimals when exact, else %g."""
+    return f"{value:.2f}" if round(value, 2) == value else f"{value:g}"
+
+
+def failure_message(entry: dict[str, Any], run_dir: str) -> str:
+    """E.g. 'pgd_linf[eps=0.004]::robust_accuracy>=0.60: measured 0.231 < 0.60 (run directory: runs/…)'."""
+    measured, threshold = entry.get("measured"), format_threshold(float(entry["threshold"]))
+    if measured is None:
+        detail = f"{entry.get('note') or 'not measured'}; required {entry['op']} {threshold}"
+    else:
+        detail = f"measured {format_value(float(measured))} {'<' if entry['op'] == '>=' else '>'} {threshold}"
+    return f"{entry['id']}: {detail} (run directory: {run_dir})"
+
+
+def one_line(error: BaseException | None) -> str:
+    """An error on one line: a HarnessError's own line, else 'Type: message'."""
+    from harness.errors import HarnessError
+
+    if isinstance(error, HarnessError):
+        return error.one_line()
+    return f"{type(error).__name__}: {' '.join(str(error).split())}"
