@@ -27,6 +27,7 @@ class ToyDataParams:
 
 class ToyData:
     name, description, Params = "toy", "bright vs dark squares", ToyDataParams
+    identifiers = "synthetic"
 
     def load(self, params, context):
         if params.fail == "data":

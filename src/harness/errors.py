@@ -46,3 +46,7 @@ class ModelError(HarnessError):
 
 class AttackError(HarnessError):
     """An attack failed or produced an invalid adversarial example."""
+
+
+class PluginContractError(HarnessError):
+    """An installed plugin breaks its kind's contract; the message names the provider and what is missing."""

@@ -9,9 +9,8 @@ import pytest
 from fake_plugins import fake_registry
 from test_plan import VALID
 
-from harness.errors import DataError
 from harness.plan.schema import load_plan_text
-from harness.run.runner import RunConfig, Runner, validate_dataset
+from harness.run.runner import RunConfig, Runner
 
 
 def run_toy(tmp_path, overrides=()):
@@ -64,22 +63,6 @@ def test_failed_criterion_gives_fail_verdict(tmp_path):
     assert not result.passed
     entry = result.results["criteria"][1]
     assert entry["measured"] == 1.0 and entry["passed"] is False
-
-
-def test_patient_crossing_splits_is_refused():
-    import numpy as np
-    import torch
-
-    from harness.registry.contracts import DatasetBundle, TensorSplit
-
-    def split(groups):
-        n = len(groups)
-        return TensorSplit(torch.zeros(n, 1, 2, 2), np.zeros(n, dtype=int), [f"s{g}" for g in groups], groups)
-
-    bundle = DatasetBundle("leaky", ["a", "b"], {"train": split(["p1", "p2"]), "val": split(["p3"]),
-                                                 "test": split(["p2"])}, {})
-    with pytest.raises(DataError, match="patient p2 appears in both the train and test splits"):
-        validate_dataset(bundle)
 
 
 def test_nan_or_inf_is_reported_not_averaged():

@@ -13,6 +13,7 @@ from torch import nn
 
 Norm = Literal["linf", "l2"]
 AttackKind = Literal["fixed_epsilon", "minimal"]
+Identifiers = Literal["from_source", "synthetic"]  # what a data set's sample and group ids are (see DatasetPlugin)
 
 
 @runtime_checkable
@@ -20,8 +21,8 @@ class Split(Protocol):
     """One split: indexable like a torch Dataset, yielding (float32 C×H×W image in [0,1], int label)."""
 
     labels: np.ndarray  # int64, shape (N,)
-    sample_ids: list[str]  # de-identified (salted hashes or synthetic ids)
-    group_ids: list[str]  # de-identified patient ids; no group crosses splits
+    sample_ids: list[str]  # unique per sample; replaced by keyed hashes in the core unless the ids are synthetic
+    group_ids: list[str]  # patient (or other grouping) ids; no group crosses splits
 
     def __len__(self) -> int: ...
 
@@ -87,7 +88,6 @@ class DatasetContext:
     """What a dataset plugin may use while loading."""
 
     seed: int
-    salt: str  # per-run salt for hashing identifiers
     base_dir: Path  # directory of the plan, for relative paths
     cache_dir: Path
 
@@ -147,10 +147,18 @@ class AttackPlugin(Protocol):
 
 @runtime_checkable
 class DatasetPlugin(Protocol):
-    """A data source: turns validated params into a DatasetBundle."""
+    """A data source: turns validated params into a DatasetBundle.
+
+    `identifiers` says what the sample and group ids of its splits are. "from_source": taken from the data (file
+    names, DICOM UIDs, patient ids); the core replaces every one with a keyed hash (harness.data.deid) before any
+    other code sees it, so a plugin never handles the secret and never has to remember to hash. "synthetic": made
+    up by the plugin and naming no person (generated phantoms); kept as they are. The bundle's provenance must
+    carry `content_sha256`, a hash of everything loaded (images, labels, split assignment).
+    """
 
     name: str
     description: str
+    identifiers: Identifiers
     Params: type
 
     def load(self, params: Any, context: DatasetContext) -> DatasetBundle: ...

@@ -22,7 +22,8 @@ from harness.attacks.engine import auto_batch_size, enable_determinism, prepare_
 from harness.attacks.example_images import save_examples
 from harness.attacks.indicators import compute_indicators
 from harness.attacks.sweep import batches, merge_outcomes, predict_logits, run_attack
-from harness.data.splits import SPLIT_NAMES, check_no_group_crosses
+from harness.data.loading import load_dataset
+from harness.data.splits import SPLIT_NAMES
 from harness.errors import DataError, HarnessError
 from harness.plan.schema import Plan
 from harness.registry.contracts import DatasetBundle, DatasetContext, DefenceContext, ModelBundle, ModelContext
@@ -136,10 +137,9 @@ class Runner:
     def _load_dataset(self) -> DatasetBundle:
         plugin = self.registry.get("dataset", self.plan.dataset.plugin)
         salt = distributed.main_first(lambda: deid_salt(self.cache_dir))  # rank 0 creates it; the others read it
-        context = DatasetContext(seed=self.plan.seed, salt=salt, base_dir=self.plan.base_dir,
-                                 cache_dir=self.cache_dir)
+        context = DatasetContext(seed=self.plan.seed, base_dir=self.plan.base_dir, cache_dir=self.cache_dir)
         self.echo(f"harness: loading data set '{self.plan.dataset.plugin}'")
-        dataset = plugin.load(self.plan.dataset.params, context)
+        dataset = load_dataset(plugin, self.plan.dataset.params, context, salt)
         validate_dataset(dataset)
         self.manifest["dataset"] = {"plugin": self.plan.dataset.plugin, "name": dataset.name,
                                     "class_names": dataset.class_names, "positive_class": dataset.positive_class,
@@ -368,7 +368,6 @@ def validate_dataset(dataset: DatasetBundle) -> None:
         labels = np.asarray(split.labels)
         if len(labels) and (labels.min() < 0 or labels.max() >= k):
             raise DataError(f"data set '{dataset.name}' split {name} has labels outside 0..{k - 1}")
-    check_no_group_crosses({name: split.group_ids for name, split in dataset.splits.items()})
 
 
 def _native(dataset: DatasetBundle) -> dict[str, Any] | None:

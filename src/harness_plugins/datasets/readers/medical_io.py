@@ -26,8 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harness.data.deid import hash_id
-from harness.data.splits import SPLIT_NAMES, check_no_group_crosses, grouped_stratified_split
+from harness.data.splits import SPLIT_NAMES, grouped_stratified_split
 from harness.errors import DataError, PlanError
 from harness.registry.contracts import DatasetBundle, DatasetContext, NativeUnits
 from harness_plugins.datasets.common import class_counts, describe_fractions, fractions_from_list, group_counts
@@ -450,11 +449,6 @@ def assign_splits(plugin: str, params: MedicalParams, listing: Listing, samples:
     for name in ("train", "test"):
         if not np.any(assignment == name):
             raise DataError(f"{plugin}: the {name} split is empty ({method}); add data or change the split")
-    try:
-        check_no_group_crosses({n: [g for g, a in zip(group_ids, assignment, strict=True) if a == n]
-                                for n in SPLIT_NAMES})
-    except DataError as exc:
-        raise DataError(f"{plugin}: {listing.manifest}: {exc}") from None
     return assignment, method
 
 
@@ -469,8 +463,8 @@ def load_bundle(plugin: str, params: MedicalParams, context: DatasetContext, rea
     pipeline = Pipeline(params.image_size, params.channels)
     result = scan(plugin, params, listing, reader, pipeline)
     _check_classes(plugin, listing, result.samples)
-    sample_ids = _sample_ids(result.samples, context.salt)
-    group_ids = [hash_id(f"patient:{s.group_raw}", context.salt) for s in result.samples]
+    sample_ids = _sample_ids(result.samples)
+    group_ids = [str(s.group_raw) for s in result.samples]
     seed = context.seed if params.split_seed is None else params.split_seed
     assignment, method = assign_splits(plugin, params, listing, result.samples, group_ids, seed)
     splits = {}
@@ -510,8 +504,8 @@ def _check_classes(plugin: str, listing: Listing, samples: Sequence[Sample]) -> 
                             + (" (after skipping unusable files)" if len(samples) < len(listing.entries) else ""))
 
 
-def _sample_ids(samples: Sequence[Sample], salt: str) -> list[str]:
-    """Hashed ids from each file's stable key (e.g. SOPInstanceUID) when unique, else its relative path."""
+def _sample_ids(samples: Sequence[Sample]) -> list[str]:
+    """Each file's stable key (e.g. SOPInstanceUID) when unique, else its relative path (hashed by the core)."""
     keys = Counter(s.key for s in samples if s.key)
     ids = []
     for s in samples:
@@ -520,7 +514,7 @@ def _sample_ids(samples: Sequence[Sample], salt: str) -> list[str]:
             base += f"#frame{s.frame}"
         if s.entry.roi is not None:
             base += "#roi{},{},{}".format(*s.entry.roi)
-        ids.append(hash_id(f"sample:{base}", salt))
+        ids.append(base)
     return ids
 
 

@@ -1,8 +1,8 @@
 """Dataset plugin 'npz': images and labels from one NumPy .npz file (optional split, patient_ids, class_names).
 
 Keys: `images` (N×H×W, N×C×H×W or N×H×W×C; uint8, uint16 or float), `labels` (N integers), optional `split`
-(strings train/val/test), optional `patient_ids` (strings; hashed with the run's salt before they leave this
-module), optional `class_names`. Without `split`, a patient-grouped, label-stratified split is made.
+(strings train/val/test), optional `patient_ids` (strings; the core replaces them by keyed
+hashes), optional `class_names`. Without `split`, a patient-grouped, label-stratified split is made.
 `image_size` resizes every image to a square (e.g. 224 as in the study). `max_per_split` keeps, per split,
 whole patients in seeded order, always from the majority label with the fewest samples taken so far, skipping
 patients that would overflow the cap (if no patient fits, the split's first rows are kept).
@@ -17,8 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from harness.data.deid import hash_id
-from harness.data.splits import check_no_group_crosses, grouped_stratified_split
+from harness.data.splits import grouped_stratified_split
 from harness.errors import DataError, PlanError
 from harness.plan.params import plan_path
 from harness.registry.contracts import DatasetBundle, DatasetContext, NativeUnits
@@ -257,11 +256,12 @@ class NpzDataset:
     """Dataset plugin 'npz': one .npz file with images, labels and optional split / patient_ids."""
 
     name = "npz"
-    description = "Images and labels from a NumPy .npz (optional split, patient_ids, class_names); ids hashed."
+    description = "Images and labels from a NumPy .npz (optional split, patient_ids, class_names)."
+    identifiers = "from_source"
     Params = NpzParams
 
     def load(self, params: NpzParams, context: DatasetContext) -> DatasetBundle:
-        """Read, validate, scale and split the file; patient ids leave only as salted hashes."""
+        """Read, validate, scale and split the file (the core replaces the ids by keyed hashes)."""
         path = plan_path(params.path, context.base_dir)
         npz = _NpzFile(path)
         raw = npz.get("images", required=True)
@@ -279,17 +279,13 @@ class NpzDataset:
         keep = np.arange(len(images))
         if params.max_per_split is not None:
             keep = subset(assignment, labels, raw_groups, params.max_per_split, params.split_seed)
-        group_ids = [hash_id(g, context.salt, "p-") for g in raw_groups[keep].tolist()]
-        sample_ids = [hash_id(f"{g}/{i}", context.salt, "s-") for g, i in zip(raw_groups[keep], keep, strict=True)]
+        group_ids = [str(g) for g in raw_groups[keep].tolist()]
+        sample_ids = [f"{g}/{i}" for g, i in zip(raw_groups[keep], keep, strict=True)]
         splits = build_splits(resized(images[keep], params.image_size), labels[keep], sample_ids, group_ids,
                               assignment[keep])
         for name in ("train", "test"):
             if len(splits[name]) == 0:
                 raise npz.fail(f"the {name} split is empty")
-        try:
-            check_no_group_crosses({k: v.group_ids for k, v in splits.items()})
-        except DataError as exc:
-            raise npz.fail(f"key 'split': {exc}") from exc
         provenance = {
             "source": f"npz file {path.name}",
             "path": params.path,
