@@ -152,3 +152,15 @@ def test_a_bundle_without_a_content_hash_is_refused(provenance, phrase):
 def test_a_plugin_returning_something_else_is_refused():
     with pytest.raises(PluginContractError, match="returned dict, not a DatasetBundle"):
         load_dataset(Source({}), NoParams(), CONTEXT, "secret")
+
+
+def test_the_public_api_exports_what_plugin_authors_need_without_importing_torch_eagerly():
+    import subprocess
+    import sys
+
+    code = ("import sys, harness; assert 'torch' not in sys.modules, 'import harness loaded torch'; "
+            "from harness import hookimpl, DatasetBundle, AttackOutput, load_dataset, contract_problems, RunResults; "
+            "print(sorted(harness.__all__))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "hookimpl" in proc.stdout and "RunResults" in proc.stdout
