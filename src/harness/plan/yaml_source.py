@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from harness.errors import PlanError
+from harness.errors import MissingVariableError, PlanError
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -109,8 +109,7 @@ def expand_env(value: Any, doc: YamlDocument, path: str = "") -> Any:
                 return os.environ[name]
             if default is not None:
                 return default
-            raise PlanError(f"environment variable ${{{name}}} is not set", key=path,
-                            line=doc.line(path), source=doc.source)
+            raise MissingVariableError(name, key=path, line=doc.line(path), source=doc.source)
         return _ENV.sub(replace, value)
     return value
 
