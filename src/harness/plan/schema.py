@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
+
 from harness.errors import PlanError
 from harness.plan.criteria import METRICS, MODEL_ROLES, Criterion, criterion_id
 from harness.plan.params import build_dataclass, params_to_dict
@@ -107,11 +109,21 @@ class Plan:
     resolved: dict[str, Any] = field(default_factory=dict)
     overrides: list[str] = field(default_factory=list)
     batch_size_auto: bool = False  # `batch_size: auto`: the runner picks the largest batch that fits the device
+    text: str = ""  # the plan file exactly as written (comments kept); the run directory keeps a copy
 
     @property
     def sha256(self) -> str:
-        """Hash of the resolved plan (canonical JSON)."""
+        """The plan's identity: sha256 of the resolved plan as canonical JSON (sorted keys); names run directories."""
         return hashlib.sha256(json.dumps(self.resolved, sort_keys=True, default=str).encode()).hexdigest()
+
+    @property
+    def file_sha256(self) -> str:
+        """sha256 of the plan file's bytes as written (what `sha256sum plan.yaml` prints)."""
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+    def resolved_yaml(self) -> str:
+        """The plan after ${VAR} expansion and overrides, as YAML (written to plan.resolved.yaml)."""
+        return yaml.safe_dump(self.resolved, sort_keys=False, allow_unicode=True)
 
 
 def load_plan(path: str | Path, overrides: list[str] | None = None, registry: Registry | None = None) -> Plan:
@@ -216,7 +228,8 @@ class _PlanBuilder:
             batch_size=batch_size, epsilons=epsilons, dataset=dataset, model=model, attacks=attacks,
             defence=defence, acceptance=acceptance, report=report, engine=engine, indicators=indicators,
             source=self.doc.source,
-            base_dir=self.base_dir, resolved=resolved, overrides=list(self.overrides), batch_size_auto=batch_size_auto)
+            base_dir=self.base_dir, resolved=resolved, overrides=list(self.overrides), batch_size_auto=batch_size_auto,
+            text=self.doc.text)
 
     def enforce_sandbox(self, dataset: PluginRef, model: PluginRef, defence: PluginRef | None,
                         attacks: list[AttackSpec]) -> None:

@@ -25,7 +25,7 @@ def is_plan_file(path: Path) -> bool:
     """Whether a YAML file is a harness plan: its top-level mapping has the `harness` marker key.
 
     YAML that does not parse counts as a plan only when a line starts with `harness:` (so its error is
-    reported); a run directory's own plan.resolved.yaml is never collected.
+    reported); the plan copies in a run directory (beside its manifest.json) are never collected.
     """
     import yaml
 
@@ -33,7 +33,7 @@ def is_plan_file(path: Path) -> bool:
 
     if path.suffix not in PLAN_SUFFIXES:
         return False
-    if path.name == "plan.resolved.yaml" and (path.parent / "manifest.json").exists():
+    if (path.parent / "manifest.json").exists():  # a run directory's copies of its plan are not gates
         return False
     try:
         text = path.read_text(encoding="utf-8")

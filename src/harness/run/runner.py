@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
 from harness import __version__
 from harness.attacks.engine import auto_batch_size, enable_determinism, prepare_attack_model
@@ -32,8 +31,8 @@ from harness.results.criteria import evaluate, verdict
 from harness.results.document import attack_summary, new_results, sample_rows, write_samples
 from harness.results.metrics import clean_metrics
 from harness.run import distributed
-from harness.run.environment import device_info, library_versions, platform_info, resolve_device
-from harness.run.progress import ProgressReporter
+from harness.run.environment import device_info, library_versions, platform_info, resolve_device, source_revision
+from harness.run.progress import ProgressMode, ProgressReporter
 from harness.storage.atomic import write_json_atomic, write_text_atomic
 from harness.storage.rundir import create_run_dir, default_cache_dir, deid_salt
 
@@ -45,7 +44,8 @@ class RunConfig:
     out_root: Path = Path("runs")
     device: str | None = None
     cache_dir: Path | None = None
-    progress: bool | None = None
+    progress: ProgressMode | bool | None = "auto"  # bars on a terminal, lines in logs; False or "off": none
+    quiet: bool = False  # no progress and no status lines: only errors, warnings and the closing summary
     report: bool = False  # also render report.html and report.pdf at the end
     echo: Callable[[str], None] = field(default=lambda message: print(message, file=sys.stderr))
 
@@ -79,7 +79,8 @@ class Runner:
         distributed.setup()
         self.rank, self.world = distributed.rank(), distributed.world_size()
         self.device = distributed.device_for_rank(resolve_device(self.config.device or plan.device))
-        self.echo = self.config.echo if self.rank == 0 else _silent
+        self.echo = self.config.echo if self.rank == 0 and not self.config.quiet else _silent
+        self.progress = ProgressReporter("off")  # replaced for the stages of run()
         self.cache_dir = self.config.cache_dir or default_cache_dir()
         self.timings: dict[str, float] = {}
         self.sample_rows: list[dict[str, Any]] = []
@@ -102,7 +103,8 @@ class Runner:
         distributed.on_main(self._start_files, share=False)
         self._seed(plan.seed)
         self.manifest["determinism"] = enable_determinism(plan.engine, self.device)
-        with ProgressReporter(self.config.progress if self.rank == 0 else False) as progress:
+        mode = self.config.progress if self.rank == 0 and not self.config.quiet else "off"
+        with ProgressReporter(mode, write=self.echo) as progress:
             self.progress = progress
             dataset = self._stage("dataset", self._load_dataset)
             if self.world > 1:
@@ -113,11 +115,11 @@ class Runner:
             if plan.defence is not None:
                 hardened = self._stage("defence", lambda: self._harden(naive, dataset))
                 self._evaluate_model("hardened", hardened, dataset)
-        self._stage("criteria", self._check_criteria)
-        self.results["status"] = "complete"
-        self._save()
-        if self.config.report:
-            self._stage("report", lambda: distributed.on_main(self._render_report, share=False))
+            self._stage("criteria", self._check_criteria)
+            self.results["status"] = "complete"
+            self._save()
+            if self.config.report:
+                self._stage("report", lambda: distributed.on_main(self._render_report, share=False))
         if self.rank == 0:
             self.registry.pm.hook.harness_run_end(plan=plan, run_dir=str(self.run_dir), results=self.results)
         return RunResult(self.run_dir, self.results, self.manifest)
@@ -125,7 +127,8 @@ class Runner:
     def _start_files(self) -> None:
         """Rank 0: the first results and manifest, the resolved plan, and the run-start hook."""
         self._save()
-        write_text_atomic(self.run_dir / "plan.resolved.yaml", yaml.safe_dump(self.plan.resolved, sort_keys=False))
+        write_text_atomic(self.run_dir / PLAN_SOURCE_FILE, self.plan.text)
+        write_text_atomic(self.run_dir / "plan.resolved.yaml", self.plan.resolved_yaml())
         self.registry.pm.hook.harness_run_start(plan=self.plan, run_dir=str(self.run_dir))
 
     def _render_report(self) -> None:
@@ -271,7 +274,8 @@ class Runner:
         """Run one stage, timed; under torchrun every rank runs it and the ranks agree on errors at its end."""
         start = time.perf_counter()
         try:
-            return distributed.together(work)
+            with self.progress.stage(name):
+                return distributed.together(work)
         finally:
             self.timings[name] = round(time.perf_counter() - start, 3)
             self.manifest["timings_seconds"] = dict(self.timings)
@@ -307,10 +311,13 @@ class Runner:
         return {
             "schema": "harness.manifest", "schema_version": 1,
             "harness_version": __version__,
+            "harness_revision": source_revision(),
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "command": sys.argv,
             "plan": {"name": plan.name, "source": plan.source, "sha256": plan.sha256, "resolved": plan.resolved,
-                     "overrides": plan.overrides},
+                     "overrides": plan.overrides, "copy": PLAN_SOURCE_FILE, "file_sha256": plan.file_sha256,
+                     "resolved_yaml_sha256": hashlib.sha256(plan.resolved_yaml().encode("utf-8")).hexdigest(),
+                     "hashes": PLAN_HASHES},
             "seeds": {"plan": plan.seed, "attack_batches": "sha256(seed:model:attack:batch) per batch"},
             "device": device_info(self.device),
             "versions": library_versions(),
@@ -338,6 +345,13 @@ class Runner:
             return  # rank 0 alone writes the run directory
         write_json_atomic(self.run_dir / "results.json", self.results)
         write_json_atomic(self.run_dir / "manifest.json", self.manifest)
+
+
+PLAN_SOURCE_FILE = "plan.source.yaml"
+PLAN_HASHES = {"file_sha256": "sha256 of the plan file as written (sha256sum of plan.source.yaml)",
+               "resolved_yaml_sha256": "sha256 of plan.resolved.yaml (after ${VAR} expansion and --set overrides)",
+               "sha256": "sha256 of the resolved plan as canonical JSON (sorted keys); its first 8 digits name the run "
+                         "directory and --resume checks it"}
 
 
 def check_same_data(dataset: DatasetBundle) -> None:
