@@ -1,4 +1,4 @@
-"""The pluggy plugin manager and the registry of named datasets, models, attacks and defences."""
+"""The pluggy plugin manager and the registry of named datasets, models, attacks, defences and corruptions."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ KINDS = {
     "model": "harness_register_models",
     "attack": "harness_register_attacks",
     "defence": "harness_register_defences",
+    "corruption": "harness_register_corruptions",
 }
 
 
