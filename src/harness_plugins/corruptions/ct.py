@@ -75,6 +75,15 @@ class RingParams:
     width_px: float = field(default=0.7, metadata={"gt": 0, "max": 10})
 
 
+@functools.lru_cache(maxsize=32)
+def nps_filter(height: int, width: int, peak: float) -> np.ndarray:
+    """Amplitude filter sqrt(NPS) for f·exp(-f²/2p²), scaled so filtered unit white noise has unit variance."""
+    fy, fx = np.meshgrid(np.fft.fftfreq(height), np.fft.fftfreq(width), indexing="ij")
+    f = np.hypot(fy, fx)
+    amplitude = np.sqrt(f * np.exp(-(f**2) / (2 * peak**2)))
+    return amplitude / np.sqrt(np.mean(amplitude**2))
+
+
 class CTNoise(Corruption):
     """Plugin 'ct_noise': white Gaussian noise in HU (a lower tube current, to first order)."""
 
@@ -87,38 +96,26 @@ class CTNoise(Corruption):
 
     def corrupt(self, images: np.ndarray, rngs: list[np.random.Generator], params: NoiseParams,
                 context: CorruptionContext) -> np.ndarray:
-        """x + σ/W·n."""
+        """x + σ/W·n, n of unit variance."""
         sigma = params.sigma_hu / self.native_per_unit(context)
-        return images + sigma * standard_normal(rngs, images.shape[1:])
+        return images + sigma * self.unit_noise(standard_normal(rngs, images.shape[1:]), params)
+
+    def unit_noise(self, white: np.ndarray, params: Any) -> np.ndarray:
+        """The noise texture from unit white noise: white itself."""
+        return white
 
 
-@functools.lru_cache(maxsize=32)
-def nps_filter(height: int, width: int, peak: float) -> np.ndarray:
-    """Amplitude filter sqrt(NPS) for f·exp(-f²/2p²), scaled so filtered unit white noise has unit variance."""
-    fy, fx = np.meshgrid(np.fft.fftfreq(height), np.fft.fftfreq(width), indexing="ij")
-    f = np.hypot(fy, fx)
-    amplitude = np.sqrt(f * np.exp(-(f**2) / (2 * peak**2)))
-    return amplitude / np.sqrt(np.mean(amplitude**2))
-
-
-class CTNPSNoise(Corruption):
+class CTNPSNoise(CTNoise):
     """Plugin 'ct_nps_noise': correlated noise with a filtered-back-projection-like noise power spectrum."""
 
     name = "ct_nps_noise"
     description = "Correlated CT noise, ramp×Gaussian NPS of a soft/standard/sharp kernel, σ 12-90 HU."
-    modality, requires_unit = "CT", HU
-    parameter, unit = "sigma_hu", "HU (σ)"
-    severities = severity_scale(NOISE_SIGMA_HU)
     Params = NPSNoiseParams
 
-    def corrupt(self, images: np.ndarray, rngs: list[np.random.Generator], params: NPSNoiseParams,
-                context: CorruptionContext) -> np.ndarray:
-        """White noise shaped in the Fourier domain, then scaled to σ (in expectation)."""
-        sigma = params.sigma_hu / self.native_per_unit(context)
-        white = standard_normal(rngs, images.shape[1:])
-        shaped = np.fft.ifft2(np.fft.fft2(white, norm="ortho") * nps_filter(*images.shape[-2:],
-                              NPS_PEAK_CYCLES_PER_PX[params.kernel]), norm="ortho").real
-        return images + sigma * shaped
+    def unit_noise(self, white: np.ndarray, params: NPSNoiseParams) -> np.ndarray:
+        """White noise shaped in the Fourier domain; unit variance in expectation."""
+        amplitude = nps_filter(*white.shape[-2:], NPS_PEAK_CYCLES_PER_PX[params.kernel])
+        return np.fft.ifft2(np.fft.fft2(white, norm="ortho") * amplitude, norm="ortho").real
 
 
 class CTQuantumNoise(Corruption):
