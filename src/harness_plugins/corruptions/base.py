@@ -63,9 +63,9 @@ class Corruption(abc.ABC):
     Params: ClassVar[type]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Refuse a subclass whose severity table is malformed when it is defined."""
         super().__init_subclass__(**kwargs)
-        if not getattr(cls, "__abstractmethods__", None):
-            check_severities(cls)
+        check_severities(cls)
 
     def params_for(self, level: int, base: Any | None = None) -> Any:
         """`base` (default: Params()) with the severity parameter set to the value of `level` (1..5)."""
