@@ -211,3 +211,57 @@ class DefencePlugin(Protocol):
     Params: type
 
     def harden(self, model: ModelBundle, params: Any, context: DefenceContext) -> ModelBundle: ...
+
+
+SEVERITY_LEVELS = (1, 2, 3, 4, 5)
+
+
+@dataclass(frozen=True)
+class Severity:
+    """One of a corruption's five levels: its number (1 = slightest), a name and its parameter's value."""
+
+    level: int
+    name: str
+    value: float  # the value of the corruption's `parameter`, in its `unit`
+
+
+@dataclass(frozen=True)
+class CorruptionContext:
+    """What a corruption may use besides the images: the run seed and what is known of the images' physics.
+
+    native_offset is the native value of pixel 0.0 (e.g. -1350 HU for a lung window W1500 L-600); pixel_spacing_mm
+    is the in-plane pixel size of the images as the model sees them. None means unknown: a corruption that needs it
+    raises DataError instead of guessing.
+    """
+
+    seed: int
+    native_units: NativeUnits | None = None
+    native_offset: float | None = None
+    pixel_spacing_mm: float | None = None
+
+
+@runtime_checkable
+class CorruptionPlugin(Protocol):
+    """A natural corruption or acquisition shift with five named severities, deterministic given its seed.
+
+    `severities` holds exactly five Severity entries, levels 1..5 in order of increasing harm; each sets the Params
+    field named by `parameter` (whose unit is `unit`, e.g. "HU", "mm FWHM", "JPEG quality"). `requires_unit` is the
+    NativeUnits.unit the parameter is expressed in (e.g. "HU"), or None when it is defined on [0,1] intensities.
+    `params_for(level, base)` returns `base` (default: Params()) with the parameter set to that level's value.
+    `apply` returns new float32 images of the same shape and device, in [0,1]; image i depends only on
+    (context.seed, the plugin's name, indices[i], images[i], params), never on the batch it came in.
+    """
+
+    name: str
+    description: str
+    modality: str  # "CT", "MRI" or "any"
+    requires_unit: str | None
+    parameter: str
+    unit: str
+    severities: tuple[Severity, ...]
+    Params: type
+
+    def params_for(self, level: int, base: Any | None = None) -> Any: ...
+
+    def apply(self, images: torch.Tensor, indices: Sequence[int], params: Any,
+              context: CorruptionContext) -> torch.Tensor: ...

@@ -77,6 +77,14 @@ def harness_register_defences() -> list[Any]:
 
 
 @hookspec
+def harness_register_corruptions() -> list[Any]:
+    """Return corruption plugins (objects with name, modality, five severities, Params and apply()).
+
+    Each object satisfies `harness.registry.contracts.CorruptionPlugin`; its name must be unique across plugins.
+    """
+
+
+@hookspec
 def harness_run_start(plan: Any, run_dir: str) -> None:
     """Called once when a run starts, after the plan is resolved and the run directory exists (rank 0 only).
 

@@ -1,4 +1,4 @@
-"""The pluggy plugin manager and the registry of named datasets, models, attacks and defences."""
+"""The pluggy plugin manager and the registry of named datasets, models, attacks, defences and corruptions."""
 
 from __future__ import annotations
 
@@ -12,7 +12,14 @@ import pluggy
 
 from harness.errors import PlanError, PluginContractError
 from harness.registry import hookspecs
-from harness.registry.contracts import Architecture, AttackPlugin, DatasetPlugin, DefencePlugin, ModelPlugin
+from harness.registry.contracts import (
+    Architecture,
+    AttackPlugin,
+    CorruptionPlugin,
+    DatasetPlugin,
+    DefencePlugin,
+    ModelPlugin,
+)
 from harness.registry.validation import contract_problems
 
 ENTRY_POINT_GROUP = "harness"
@@ -32,6 +39,7 @@ KINDS = {
     "model": Kind("harness_register_models", ModelPlugin),
     "attack": Kind("harness_register_attacks", AttackPlugin),
     "defence": Kind("harness_register_defences", DefencePlugin),
+    "corruption": Kind("harness_register_corruptions", CorruptionPlugin),
 }
 
 
