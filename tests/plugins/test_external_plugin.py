@@ -30,6 +30,10 @@ PLUGIN_MODULE = textwrap.dedent('''\
     class SignNoise:
         name, norm, kind, Params = "sign_noise_linf", "linf", "fixed_epsilon", Params
         description = "Random ±epsilon noise (external test plugin)."
+        iterative, requires_gradients = False, False
+
+        def strengthen(self, params, steps_factor, restarts):
+            return None
 
         def run(self, model, images, labels, epsilons, params):
             out = []
