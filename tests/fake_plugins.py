@@ -71,6 +71,10 @@ class Shift:
     """Moves every pixel by epsilon against the label (the exact worst case for MeanModel)."""
 
     name, norm, kind, description, Params = "shift", "linf", "fixed_epsilon", "shift by epsilon", ShiftParams
+    iterative, requires_gradients = False, False
+
+    def strengthen(self, params, steps_factor, restarts):
+        return None
 
     def run(self, model, images, labels, epsilons, params):
         sign = (1 - 2 * labels).float().view(-1, 1, 1, 1)

@@ -103,6 +103,16 @@ def test_hook_registers_every_attack_with_norm_and_kind() -> None:
         attack.Params()  # every param has a default
 
 
+def test_capabilities_are_declared_not_inferred_from_names() -> None:
+    single = {a.name for a in ATTACKS if not a.iterative}
+    assert single == {"fgsm"} and all(a.requires_gradients for a in ATTACKS)
+    strong = {a.name: a.strengthen(a.Params(), 5, 3) for a in ATTACKS}
+    assert {name for name, params in strong.items() if params is not None} == {"pgd_linf", "pgd_l2"}
+    assert (strong["pgd_linf"].steps, strong["pgd_linf"].restarts) == (50, 3)
+    assert (strong["pgd_l2"].steps, strong["pgd_l2"].restarts) == (250, 3)
+    assert BY_NAME["pgd_linf"].Params().steps == 10  # strengthen returns new params, the defaults are untouched
+
+
 @pytest.mark.parametrize("name", FIXED)
 def test_fixed_attacks_stay_within_epsilon_and_bounds(toy: tuple, name: str) -> None:
     model, x, y = toy

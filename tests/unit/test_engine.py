@@ -10,14 +10,15 @@ import pytest
 import torch
 from torch import nn
 
-from harness.attacks import engine
 from harness.attacks.engine import (
     AttackModule,
     auto_batch_size,
+    compilation,
     enable_determinism,
     fold_batchnorm,
     prepare_attack_model,
 )
+from harness.attacks.engine import batch_size as batch_size_module
 from harness.plan.schema import EngineSettings
 from harness_plugins.attacks.foolbox_attacks import ATTACKS
 from harness_plugins.models.architectures import MonaiResNet18, SmallCNN
@@ -234,7 +235,7 @@ def test_compiled_model_that_fails_later_continues_eager(small_cnn: nn.Module, i
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return flaky(x)
 
-    model = engine._CompiledOrEager(small_cnn, Flaky())
+    model = compilation.CompiledOrEager(small_cnn, Flaky())
     with torch.no_grad():
         model(images)
         with pytest.warns(RuntimeWarning, match="continuing eager"):
@@ -273,7 +274,7 @@ def test_auto_batch_size_on_cuda_halves_until_it_fits(monkeypatch: pytest.Monkey
         tried.append(batch)
         return batch <= 96
 
-    monkeypatch.setattr(engine, "_fits", fits)
+    monkeypatch.setattr(batch_size_module, "_fits", fits)
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: type("P", (), {"total_memory": 1})())
     cuda = torch.device("cuda")
     assert auto_batch_size(nn.Identity(), (1, 224, 224), cuda) == 64 and tried == [1024, 512, 256, 128, 64]

@@ -175,6 +175,10 @@ class Forgetful:
     """A broken attack: perfect at small ε, returns the clean image at larger ε (its raw curve rises)."""
 
     name, norm, kind, description, Params = "forgetful", "linf", "fixed_epsilon", "broken attack", NoParams
+    iterative, requires_gradients = False, False
+
+    def strengthen(self, params, steps_factor, restarts):
+        return None
 
     def run(self, model, images, labels, epsilons, params):
         sign = (1 - 2 * labels).float().view(-1, 1, 1, 1)
@@ -239,12 +243,12 @@ def test_monotone_check_on_hand_built_sections():
 def test_iterative_check_on_hand_built_sections():
     fgsm = summary("fgsm", [0.7, 0.5, 0.3])
     ok = {"attacks": {"fgsm": fgsm, "pgd": summary("pgd_linf", [0.6, 0.3, 0.1], steps=10)}}
-    assert check_iterative(None, ok)["passed"]
+    assert check_iterative(ok, default_registry())["passed"]
     weak = {"attacks": {"fgsm": fgsm, "bim": summary("bim_linf", [0.6, 0.55, 0.1], steps=10)}}
-    result = check_iterative(None, weak)
+    result = check_iterative(weak, default_registry())
     assert not result["passed"] and "bim vs fgsm at ε=0.02" in result["detail"]
     assert result["value"] == pytest.approx(0.05)
-    only_fgsm = check_iterative(None, {"attacks": {"fgsm": fgsm}})
+    only_fgsm = check_iterative({"attacks": {"fgsm": fgsm}}, default_registry())
     assert only_fgsm["passed"] and only_fgsm["detail"].startswith("not applicable")
 
 

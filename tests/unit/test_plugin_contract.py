@@ -35,6 +35,10 @@ class NoParams:
 
 class GoodAttack:
     name, norm, kind, description, Params = "good", "linf", "fixed_epsilon", "a good attack", NoParams
+    iterative, requires_gradients = False, True
+
+    def strengthen(self, params, steps_factor, restarts):
+        return None
 
     def run(self, model, images, labels, epsilons, params):
         return None
@@ -73,6 +77,8 @@ def test_a_good_plugin_registers():
     ({"description": ""}, "'description' must be a non-empty string"),
     ({"run": None}, "no method 'run()'"),
     ({"run": lambda images: None}, "'run()' must accept (model, images, labels, epsilons, params)"),
+    ({"iterative": "yes"}, "'iterative' must be true or false, got 'yes'"),
+    ({"strengthen": None}, "no method 'strengthen()'"),
 ])
 def test_a_broken_plugin_is_refused_in_one_line_naming_provider_and_problem(breakage, phrase):
     members = {k: v for k, v in vars(GoodAttack).items() if not k.startswith("__")}

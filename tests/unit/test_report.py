@@ -211,6 +211,10 @@ class PushAcross:
     """Moves every pixel by epsilon against the label: the exact worst case for MeanThreshold."""
 
     name, norm, kind, description = "push", "linf", "fixed_epsilon", "push pixels by epsilon"
+    iterative, requires_gradients = True, False
+
+    def strengthen(self, params, steps_factor, restarts):
+        return None
 
     def __init__(self) -> None:
         self.calls: list[list[float]] = []
@@ -221,13 +225,19 @@ class PushAcross:
         return AttackOutput([(images + sign * eps).clamp(0, 1) for eps in epsilons])
 
 
+class OneStep(PushAcross):
+    """The same push, declared single-step (the examples prefer an iterative attack)."""
+
+    name, iterative = "one_step", False
+
+
 class OneAttackRegistry:
-    def __init__(self, attack) -> None:
-        self.attack = attack
+    def __init__(self, attack, *others) -> None:
+        self.attacks = {a.name: a for a in (attack, *others)}
 
     def get(self, kind: str, name: str):
-        assert kind == "attack" and name == self.attack.name
-        return self.attack
+        assert kind == "attack" and name in self.attacks
+        return self.attacks[name]
 
 
 def _split() -> TensorSplit:
@@ -241,13 +251,13 @@ def _split() -> TensorSplit:
 
 def _specs() -> list[AttackSpec]:
     return [AttackSpec("fmn_linf", "push", None, [0.004], "linf", "minimal"),
-            AttackSpec("other", "push", None, [0.001, 0.01], "linf", "fixed_epsilon"),
+            AttackSpec("other", "one_step", None, [0.001, 0.01], "linf", "fixed_epsilon"),
             AttackSpec("pgd_linf", "push", None, [0.003, 0.01], "linf", "fixed_epsilon")]
 
 
 def test_save_examples_attacks_chosen_images_at_the_closest_epsilon(tmp_path):
     attack = PushAcross()
-    path = save_examples(tmp_path, "naive", MeanThreshold(), _split(), _specs(), OneAttackRegistry(attack),
+    path = save_examples(tmp_path, "naive", MeanThreshold(), _split(), _specs(), OneAttackRegistry(attack, OneStep()),
                          torch.device("cpu"), batch_size=5, n_examples=3, epsilon=0.004, seed=7)
     assert path == tmp_path / "examples_naive.npz"
     assert attack.calls and all(call == [0.003] for call in attack.calls)  # pgd_linf, grid value nearest 0.004
@@ -265,7 +275,7 @@ def test_save_examples_attacks_chosen_images_at_the_closest_epsilon(tmp_path):
         assert data["within_bound"].all()
         first = {key: data[key].copy() for key in data}
     again = save_examples(tmp_path / "again", "naive", MeanThreshold(), _split(), _specs(),
-                          OneAttackRegistry(PushAcross()), torch.device("cpu"), 5, 3, 0.004, 7)
+                          OneAttackRegistry(PushAcross(), OneStep()), torch.device("cpu"), 5, 3, 0.004, 7)
     with np.load(again, allow_pickle=False) as data:
         assert all(np.array_equal(first[key], data[key]) for key in first)
 
@@ -277,10 +287,11 @@ def test_save_examples_needs_a_fixed_epsilon_attack(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-def test_attack_choice_prefers_pgd_then_linf_fixed():
+def test_attack_choice_prefers_iterative_then_linf_fixed():
+    registry = OneAttackRegistry(PushAcross(), OneStep())
     specs = _specs()
-    assert choose_attack(specs).id == "pgd_linf"
-    assert choose_attack(specs[:2]).id == "other"
-    l2 = AttackSpec("pgd_l2", "pgd_l2", None, [0.5], "l2", "fixed_epsilon")
-    assert choose_attack([l2, specs[1]]).id == "other" and choose_attack([l2]).id == "pgd_l2"
+    assert choose_attack(specs, registry).id == "pgd_linf"  # iterative first, by capability, though listed last
+    assert choose_attack(specs[:2], registry).id == "other"
+    l2 = AttackSpec("pgd_l2", "push", None, [0.5], "l2", "fixed_epsilon")
+    assert choose_attack([l2, specs[1]], registry).id == "other" and choose_attack([l2], registry).id == "pgd_l2"
     assert closest_epsilon([0.001, 0.002, 0.008], 0.004) == 0.002

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.attacks.sweep import BOUND_TOLERANCE, batches, perturbation_norm
+from harness.attacks.judge import judged_attack
+from harness.attacks.sweep import batches
 from harness.plan.schema import AttackSpec
 from harness.registry.contracts import Split
 from harness.storage.atomic import write_bytes_atomic
@@ -24,15 +25,12 @@ from harness.storage.atomic import write_bytes_atomic
 POOL_FACTOR = 4  # candidates attacked per example shown
 
 
-def choose_attack(attacks: Sequence[AttackSpec]) -> AttackSpec | None:
-    """The attack used for examples: pgd_linf if present, else the first L∞ fixed-epsilon, else any fixed one."""
+def choose_attack(attacks: Sequence[AttackSpec], registry: Any) -> AttackSpec | None:
+    """The attack used for examples: the first iterative L∞ fixed-epsilon attack, else the first L∞ fixed-epsilon
+    one, else any fixed one (by the plugins' declared capabilities, not their names)."""
     fixed = [spec for spec in attacks if spec.kind == "fixed_epsilon" and spec.epsilons]
-    for preferred in (
-        [s for s in fixed if s.id == "pgd_linf"],
-        [s for s in fixed if s.attack == "pgd_linf"],
-        [s for s in fixed if s.norm == "linf"],
-        fixed,
-    ):
+    linf = [s for s in fixed if s.norm == "linf"]
+    for preferred in ([s for s in linf if registry.get("attack", s.attack).iterative], linf, fixed):
         if preferred:
             return preferred[0]
     return None
@@ -83,7 +81,7 @@ def save_examples(run_dir: Path, role: str, model: nn.Module, split: Split, atta
 
     Returns the file written, or None when the plan has no fixed-epsilon attack (or nothing to show).
     """
-    spec = choose_attack(attacks)
+    spec = choose_attack(attacks, registry)
     if spec is None or n_examples < 1 or len(split) == 0:
         return None
     eps = closest_epsilon(spec.epsilons, epsilon)
@@ -91,31 +89,27 @@ def save_examples(run_dir: Path, role: str, model: nn.Module, split: Split, atta
     torch.manual_seed(seed)
     model.eval()
     pool = _candidates(model, split, device, batch_size, max(n_examples * POOL_FACTOR, n_examples))
-    clean_list, label_list, adv_list = [], [], []
+    clean_list, label_list, adv_list, verdicts = [], [], [], []
     for chunk_start in range(0, len(pool), max(batch_size, 1)):
         chunk = pool[chunk_start:chunk_start + max(batch_size, 1)]
         images = torch.stack([split[i][0] for i in chunk]).to(device=device, dtype=torch.float32)
         labels = torch.as_tensor([int(split.labels[i]) for i in chunk], dtype=torch.int64, device=device)
-        output = plugin.run(model, images, labels, [eps], spec.params)
-        adversarial = output.adversarials[0].detach().to(device=device, dtype=torch.float32)
-        if adversarial.shape != images.shape:
-            raise ValueError(f"attack {spec.id!r} returned shape {tuple(adversarial.shape)} for examples, "
-                             f"expected {tuple(images.shape)}")
+        ((adversarial, verdict),) = judged_attack(plugin, model, model, images, labels, [eps], spec.params,
+                                                  spec.norm, spec.id)
         clean_list.append(images)
         label_list.append(labels)
         adv_list.append(adversarial)
+        verdicts.append(verdict)
     clean = torch.cat(clean_list)
     labels = torch.cat(label_list)
     adversarial = torch.cat(adv_list)
     with torch.no_grad():
         clean_prob = torch.softmax(model(clean).float(), dim=1)
-        adv_prob = torch.softmax(model(adversarial).float(), dim=1)
+    adv_prob = torch.softmax(torch.cat([v.logits for v in verdicts]), dim=1)
     clean_conf, clean_pred = clean_prob.max(dim=1)
     adv_conf, adv_pred = adv_prob.max(dim=1)
-    distance = perturbation_norm(adversarial - clean, spec.norm)
-    flat = adversarial.flatten(1)
-    within = ((distance <= eps + BOUND_TOLERANCE) & (flat.amin(1) >= -BOUND_TOLERANCE)
-              & (flat.amax(1) <= 1 + BOUND_TOLERANCE)).cpu().numpy()
+    distance = torch.cat([v.distance for v in verdicts])
+    within = torch.cat([v.valid for v in verdicts]).cpu().numpy()
     flipped = ((adv_pred != labels) & (clean_pred == labels)).cpu().numpy() & within
     # Flipped examples first, classes still taken in turn (pool order already alternates classes).
     label_np = labels.cpu().numpy()

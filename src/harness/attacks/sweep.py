@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 from collections.abc import Callable, Iterator
@@ -14,13 +13,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from harness.errors import AttackError, ModelError
+from harness.attacks.judge import BOUND_TOLERANCE, check_finite_logits, judged_attack
+from harness.errors import ModelError
 from harness.plan.schema import AttackSpec
 from harness.registry.contracts import AttackPlugin, Split
 from harness.run.distributed import batch_range, merge_by_batch, shard_batches
 from harness.storage.atomic import write_bytes_atomic
-
-BOUND_TOLERANCE = 1e-6
 
 
 def batches(split: Split, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -28,22 +26,6 @@ def batches(split: Split, batch_size: int) -> Iterator[tuple[torch.Tensor, torch
     loader = DataLoader(split, batch_size=batch_size, shuffle=False, num_workers=0)
     for images, labels in loader:
         yield images, labels.to(torch.int64)
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[None]:
-    """Run in eval mode (no BatchNorm statistic updates), then restore the model's mode."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
-
-
-def _check_finite(logits: torch.Tensor, what: str) -> None:
-    if not torch.isfinite(logits).all():
-        raise ModelError(f"the model returned NaN or Inf logits on {what}; the metrics would be meaningless")
 
 
 @torch.no_grad()
@@ -55,7 +37,7 @@ def predict_logits(model: nn.Module, split: Split, batch_size: int, device: torc
         if not torch.isfinite(images).all():
             raise ModelError("the data contain NaN or Inf pixel values")
         logits = model(images.to(device)).float()
-        _check_finite(logits, "clean images")
+        check_finite_logits(logits, "clean images")
         outputs.append(logits.cpu().numpy())
         if on_batch:
             on_batch(len(images))
@@ -70,12 +52,6 @@ class AttackOutcome:
     success: np.ndarray  # bool [n_eps, N]: misclassified by a valid adversarial within epsilon (or clean)
     violations: np.ndarray  # int [n_eps]: adversarials outside their bound or [0,1], not counted
     min_epsilon: np.ndarray | None  # float [N], minimal attacks: smallest norm that changes the decision (inf: none)
-
-
-def perturbation_norm(delta: torch.Tensor, norm: str) -> torch.Tensor:
-    """Per-sample L∞ or L2 norm of a batch of perturbations."""
-    flat = delta.flatten(1).double()
-    return flat.abs().amax(dim=1) if norm == "linf" else flat.norm(p=2, dim=1)
 
 
 def batch_seed(seed: int, *parts: object) -> int:
@@ -147,20 +123,6 @@ def _load_batch(split: Split, rows: range) -> tuple[torch.Tensor, torch.Tensor]:
     return next(batches(Subset(split, rows) if len(rows) != len(split) else split, len(rows)))
 
 
-def _attack(plugin: AttackPlugin, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-            epsilons: list[float] | None, spec: AttackSpec, seed: int) -> list[torch.Tensor]:
-    torch.manual_seed(seed)
-    try:
-        output = plugin.run(model, images, labels, epsilons, spec.params)
-    except (RuntimeError, ValueError, AssertionError) as exc:
-        raise AttackError(f"attack {spec.id!r} failed: {exc}") from exc
-    expected = 1 if epsilons is None else len(epsilons)
-    if len(output.adversarials) != expected:
-        raise AttackError(f"attack {spec.id!r} returned {len(output.adversarials)} adversarial sets, "
-                          f"expected {expected}")
-    return output.adversarials
-
-
 def _fixed_batch(model: nn.Module, judge: nn.Module, images: torch.Tensor, labels: torch.Tensor, spec: AttackSpec,
                  plugin: AttackPlugin, state: _AttackState, start: int, stop: int, wrong_clean: np.ndarray,
                  seed_for: Callable[[int], int]) -> None:
@@ -174,8 +136,9 @@ def _fixed_batch(model: nn.Module, judge: nn.Module, images: torch.Tensor, label
         active = np.flatnonzero(~broken)
         if len(active):
             index = torch.as_tensor(active, device=images.device)
-            (adversarial,) = _attack(plugin, model, images[index], labels[index], [eps], spec, seed_for(k))
-            fooled, _, valid = _judge(judge, images[index], labels[index], adversarial, spec.norm, eps)
+            ((_, verdict),) = judged_attack(plugin, model, judge, images[index], labels[index], [eps], spec.params,
+                                            spec.norm, spec.id, seed_for(k))
+            fooled, _, valid = verdict.as_numpy()
             state.violations[k] += int((~valid).sum())
             broken[active[fooled & valid]] = True
         state.success[k, start:stop] = broken
@@ -186,12 +149,11 @@ def _minimal_batch(model: nn.Module, judge: nn.Module, images: torch.Tensor, cle
                    seed: int) -> None:
     """Each image's smallest perturbation that changes the model's decision (aimed at its clean prediction)."""
     target = torch.as_tensor(clean_pred, dtype=torch.int64, device=images.device)
-    (adversarial,) = _attack(plugin, model, images, target, None, spec, seed)
-    flipped, distance, valid = _judge(judge, images, target, adversarial, spec.norm, None)
+    ((_, verdict),) = judged_attack(plugin, model, judge, images, target, None, spec.params, spec.norm, spec.id, seed)
+    flipped, distance, valid = verdict.as_numpy()
     state.min_eps[start:stop] = np.where(flipped & valid, distance, np.inf)
     for k, eps in enumerate(spec.epsilons):
         state.success[k, start:stop] = wrong_clean | (state.min_eps[start:stop] <= eps + BOUND_TOLERANCE)
-
 
 
 @dataclass
@@ -227,22 +189,3 @@ class _AttackState:
         np.savez(buffer, next_batch=self.next_batch, success=self.success, violations=self.violations,
                  min_eps=self.min_eps, fingerprint=self.fingerprint)
         write_bytes_atomic(path, buffer.getvalue())
-
-
-@torch.no_grad()
-def _judge(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, adversarial: torch.Tensor, norm: str,
-           epsilon: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(fooled, distance, valid) per sample: prediction changed from the label, norm, and within bounds."""
-    if adversarial.shape != images.shape:
-        raise AttackError(f"adversarial batch has shape {tuple(adversarial.shape)}, expected {tuple(images.shape)}")
-    adversarial = adversarial.to(images.device, images.dtype)
-    if not torch.isfinite(adversarial).all():
-        raise AttackError("the attack returned NaN or Inf pixels")
-    distance = perturbation_norm(adversarial - images, norm)
-    flat = adversarial.flatten(1)
-    in_box = (flat.amin(1) >= -BOUND_TOLERANCE) & (flat.amax(1) <= 1 + BOUND_TOLERANCE)
-    valid = in_box if epsilon is None else in_box & (distance <= epsilon + BOUND_TOLERANCE)
-    logits = model(adversarial).float()
-    _check_finite(logits, "adversarial images")
-    fooled = logits.argmax(dim=1) != labels
-    return fooled.cpu().numpy(), distance.cpu().numpy(), valid.cpu().numpy()

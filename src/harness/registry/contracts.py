@@ -133,16 +133,32 @@ class AttackOutput:
 
 @runtime_checkable
 class AttackPlugin(Protocol):
-    """An attack: declares its norm and kind, and returns adversarial images for a batch."""
+    """An attack: declares its norm, kind and capabilities, and returns adversarial images for a batch.
+
+    The core reads the capabilities, never the attack's name: `iterative` and `requires_gradients` decide which
+    indicator checks apply and which models it can attack, `strengthen` how the indicators make it stronger.
+    """
 
     name: str
-    norm: Norm
-    kind: AttackKind
+    norm: Norm  # the norm its ε bounds: "linf" or "l2"
+    kind: AttackKind  # "fixed_epsilon": one adversarial per ε; "minimal": each image's smallest flipping perturbation
     description: str
-    Params: type
+    Params: type  # dataclass of the plan keys it takes (validated by the plan loader)
+    iterative: bool  # more than one step or query per ε (PGD, BIM, APGD, Square); False for single-step (FGSM)
+    requires_gradients: bool  # follows input gradients; False for score-based attacks (Square) that read logits only
+
+    def strengthen(self, params: Any, steps_factor: int, restarts: int) -> Any | None:
+        """Params for a stronger run of the same attack: `steps_factor`× the steps (or queries) and `restarts`
+        restarts; None when it cannot be strengthened that way (single-step, deterministic or minimal)."""
+        ...
 
     def run(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-            epsilons: Sequence[float] | None, params: Any) -> AttackOutput: ...
+            epsilons: Sequence[float] | None, params: Any) -> AttackOutput:
+        """Adversarials for one batch of [0,1] images: one tensor per ε (fixed_epsilon) or one (minimal).
+
+        The core checks every adversarial against its bound and judges it with the float32 eager model.
+        """
+        ...
 
 
 @runtime_checkable

@@ -33,6 +33,17 @@ from torch import nn
 
 from harness.registry.contracts import AttackKind, AttackOutput, Norm
 from harness.registry.hookspecs import hookimpl
+from harness_plugins.attacks.params import (
+    HARNESS_ONLY,
+    BIMParams,
+    FGSMParams,
+    PGDL2Params,
+    PGDLinfParams,
+    Strengthen,
+    at_least,
+    more_steps_and_restarts,
+    positive,
+)
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=r"Please import `gaussian_filter`", category=DeprecationWarning,
@@ -41,65 +52,17 @@ with warnings.catch_warnings():
     from foolbox.devutils import atleast_kd, flatten
 
 BOUNDS = (0.0, 1.0)
-_HARNESS_ONLY = ("restarts",)  # Params fields the plugin uses itself, not passed to foolbox
-
-
-def _at_least(minimum: int, default: int) -> Any:
-    """An integer field with a lower bound."""
-    return field(default=default, metadata={"min": minimum})
-
-
-def _positive(default: float | None, **bounds: float) -> Any:
-    """A float field that must be > 0 (None allowed where the default is None)."""
-    return field(default=default, metadata={"gt": 0, **bounds})
-
-
-# ---------------------------------------------------------------------------------------------- Params
-
-
-@dataclass
-class FGSMParams:
-    """FGSM: a single signed-gradient step of size ε."""
-
-    random_start: bool = False
-
-
-@dataclass
-class BIMParams:
-    """Iterative L∞ gradient sign steps; abs_stepsize, when set, overrides rel_stepsize × ε."""
-
-    steps: int = _at_least(1, 10)
-    rel_stepsize: float = _positive(0.1)
-    abs_stepsize: float | None = _positive(None)
-    random_start: bool = False
-
-
-@dataclass
-class PGDLinfParams(BIMParams):
-    """L∞ PGD: BIM with a random start (default step ε/4) and per-sample best-of-`restarts`."""
-
-    rel_stepsize: float = _positive(0.25)
-    random_start: bool = True
-    restarts: int = _at_least(1, 1)
-
-
-@dataclass
-class PGDL2Params(PGDLinfParams):
-    """L2 PGD with foolbox's defaults (50 steps of 0.025 ε) and restarts."""
-
-    steps: int = _at_least(1, 50)
-    rel_stepsize: float = _positive(0.025)
 
 
 @dataclass
 class CWParams:
     """Carlini & Wagner L2; steps default 200 (foolbox: 10000, far too slow for a sweep)."""
 
-    binary_search_steps: int = _at_least(1, 9)
-    steps: int = _at_least(1, 200)
-    stepsize: float = _positive(0.01)
+    binary_search_steps: int = at_least(1, 9)
+    steps: int = at_least(1, 200)
+    stepsize: float = positive(0.01)
     confidence: float = field(default=0.0, metadata={"min": 0})
-    initial_const: float = _positive(0.001)
+    initial_const: float = positive(0.001)
     abort_early: bool = True
 
 
@@ -107,8 +70,8 @@ class CWParams:
 class DeepFoolParams:
     """DeepFool; `candidates` is clamped to the model's class count at run time."""
 
-    steps: int = _at_least(1, 50)
-    candidates: int = _at_least(2, 10)
+    steps: int = at_least(1, 50)
+    candidates: int = at_least(2, 10)
     overshoot: float = field(default=0.02, metadata={"min": 0})
     loss: Literal["logits", "crossentropy"] = "logits"
 
@@ -117,11 +80,11 @@ class DeepFoolParams:
 class FMNParams:
     """Fast Minimum Norm without an initial attack (so binary_search_steps has no effect)."""
 
-    steps: int = _at_least(1, 100)
-    max_stepsize: float = _positive(1.0)
-    min_stepsize: float | None = _positive(None)
-    gamma: float = _positive(0.05, max=1)
-    binary_search_steps: int = _at_least(1, 10)
+    steps: int = at_least(1, 100)
+    max_stepsize: float = positive(1.0)
+    min_stepsize: float | None = positive(None)
+    gamma: float = positive(0.05, max=1)
+    binary_search_steps: int = at_least(1, 10)
 
 
 # ------------------------------------------------------------------------------------- foolbox fixes
@@ -208,10 +171,19 @@ class FoolboxAttack:
     Params: type
     attack_class: type
     adjust: Callable[[dict[str, Any], nn.Module, torch.Tensor], dict[str, Any]] = _verbatim
+    iterative: bool = True
+    strengthener: Strengthen | None = None  # how `strengthen` builds stronger params; None: it cannot
+    requires_gradients: bool = True  # every Foolbox attack here follows the input gradient
+
+    def strengthen(self, params: Any, steps_factor: int, restarts: int) -> Any | None:
+        """Params with `steps_factor`× the steps and `restarts` restarts, or None (single-step, deterministic
+        or minimal attacks: more restarts of the same start would repeat the same run)."""
+        return None if self.strengthener is None else self.strengthener(params or self.Params(), steps_factor,
+                                                                        restarts)
 
     def build(self, params: Any, model: nn.Module, images: torch.Tensor) -> fb.Attack:
         """The foolbox attack object, constructed from the Params verbatim."""
-        kwargs = {k: v for k, v in dataclasses.asdict(params).items() if k not in _HARNESS_ONLY}
+        kwargs = {k: v for k, v in dataclasses.asdict(params).items() if k not in HARNESS_ONLY}
         return self.attack_class(**self.adjust(kwargs, model, images))
 
     def run(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
@@ -273,16 +245,16 @@ _FMN = "Pintor et al. 2021, arXiv:2102.12827"
 ATTACKS: tuple[FoolboxAttack, ...] = (
     FoolboxAttack("fgsm", "linf", "fixed_epsilon",
                   f"L∞ Fast Gradient Sign Method, one signed-gradient step of size ε ({_GOODFELLOW}).",
-                  FGSMParams, fb.attacks.LinfFastGradientAttack),
+                  FGSMParams, fb.attacks.LinfFastGradientAttack, iterative=False),
     FoolboxAttack("pgd_linf", "linf", "fixed_epsilon",
                   f"L∞ Projected Gradient Descent with random start and restarts ({_MADRY}).",
-                  PGDLinfParams, fb.attacks.LinfPGD),
+                  PGDLinfParams, fb.attacks.LinfPGD, strengthener=more_steps_and_restarts),
     FoolboxAttack("bim_linf", "linf", "fixed_epsilon",
                   f"L∞ Basic Iterative Method, iterated FGSM clipped to the ε-ball ({_KURAKIN}).",
                   BIMParams, fb.attacks.LinfBasicIterativeAttack),
     FoolboxAttack("pgd_l2", "l2", "fixed_epsilon",
                   f"L2 Projected Gradient Descent with random start and restarts ({_MADRY}).",
-                  PGDL2Params, fb.attacks.L2PGD),
+                  PGDL2Params, fb.attacks.L2PGD, strengthener=more_steps_and_restarts),
     FoolboxAttack("cw_l2", "l2", "minimal",
                   f"Carlini-Wagner L2 minimal-perturbation attack, Adam on a tanh-box margin loss ({_CARLINI}).",
                   CWParams, fb.attacks.L2CarliniWagnerAttack),

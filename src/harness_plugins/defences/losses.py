@@ -43,7 +43,7 @@ class AdversarialCrossEntropy:
         if n_adv > 0:
             step = self.abs_stepsize if self.abs_stepsize is not None else self.rel_stepsize * epsilon
             adv = torch_attacks.linf_pgd(
-                plain(model), images[:n_adv], torch_attacks.cross_entropy_objective(labels[:n_adv]), epsilon,
+                plain(model), images[:n_adv], torch_attacks.cross_entropy(labels[:n_adv]), epsilon,
                 self.steps, step, "uniform" if self.random_start else "none", generator, precision.autocast,
                 precision.attack_loss_scale)
             inputs = torch.cat([adv, images[n_adv:]])
@@ -68,8 +68,8 @@ class TradesLoss:
         with torch.no_grad(), precision.autocast():
             clean_probs = F.softmax(attacked(images).float(), dim=1)
 
-        def kl_to_clean(logits: torch.Tensor) -> torch.Tensor:
-            return F.kl_div(F.log_softmax(logits.float(), dim=1), clean_probs, reduction="sum")
+        def kl_to_clean(logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+            return F.kl_div(F.log_softmax(logits, dim=1), clean_probs[rows], reduction="none").sum(1)
 
         adv = torch_attacks.linf_pgd(attacked, images, kl_to_clean, epsilon, self.steps, self.rel_stepsize * epsilon,
                                      "gaussian", generator, precision.autocast, precision.attack_loss_scale)

@@ -145,7 +145,7 @@ def _score_batch(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, e
     """How many images of one batch are classified correctly, clean and under the selection PGD."""
     images, labels = images.to(device), labels.to(device)
     clean_ok = torch_attacks.predict(model, images) == labels
-    adv = torch_attacks.linf_pgd(model, images, torch_attacks.cross_entropy_objective(labels), epsilon,
+    adv = torch_attacks.linf_pgd(model, images, torch_attacks.cross_entropy(labels), epsilon,
                                  settings.selection_steps, settings.selection_rel_stepsize * epsilon,
                                  "uniform", generator)
     robust_ok = clean_ok & (torch_attacks.predict(model, adv) == labels)

@@ -29,7 +29,13 @@ class BrightnessShift:
     description = "Every pixel shifted by +ε or −ε (whichever lowers the true-class margin); gradient-free."
     norm = "linf"
     kind = "fixed_epsilon"
+    iterative = False  # one try per direction: the indicators treat it like a single-step attack
+    requires_gradients = False  # reads logits only, so it can attack models that give no gradients
     Params = BrightnessParams
+
+    def strengthen(self, params: BrightnessParams, steps_factor: int, restarts: int) -> None:
+        """Nothing to strengthen: both directions are always tried."""
+        return None
 
     @torch.no_grad()
     def run(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, epsilons: Sequence[float] | None,

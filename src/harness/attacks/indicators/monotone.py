@@ -1,0 +1,62 @@
+"""(a) Robust accuracy must not rise with ε: the results' points, minimal-ε quantiles and raw subset re-runs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from harness.attacks.indicators.context import SUBSET_SIZE, CheckInfo, Context, allowance, plugin_robust_accuracy
+
+SECTION_TOLERANCE = 1e-9  # the results section is monotone by construction
+RAW_MONOTONE_TOLERANCE = 0.05  # subset re-runs of stochastic attacks may wobble by a few images
+CHECK = CheckInfo("monotone",
+                  "Robust accuracy never rises with epsilon (results, minimal-epsilon quantiles, raw subset re-runs).",
+                  "robust accuracy rises with epsilon")
+
+
+def raw_runs_then_monotone(ctx: Context, section: dict[str, Any]) -> dict[str, Any]:
+    """Re-run each fixed-ε attack on the subset (reused by later checks), then check monotonicity."""
+    if len(ctx.subset):
+        for spec in ctx.specs:
+            ctx.raw[spec.id] = plugin_robust_accuracy(ctx, spec, spec.params, spec.epsilons, "raw")
+    raw = {spec.id: (spec.epsilons, ctx.raw[spec.id]) for spec in ctx.specs if spec.id in ctx.raw}
+    return check_monotone(section, raw, len(ctx.subset))
+
+
+def check_monotone(section: dict[str, Any], raw: dict[str, tuple[Sequence[float], Sequence[float]]] | None = None,
+                   n_subset: int = SUBSET_SIZE) -> dict[str, Any]:
+    """Robust accuracy must not rise with ε: the section's points, minimal-ε quantiles, raw subset values."""
+    problems, worst = [], 0.0
+    for attack_id, summary in (section.get("attacks") or {}).items():
+        points = sorted(summary.get("points", []), key=lambda p: p["epsilon"])
+        pairs = [(p["epsilon"], p.get("robust_accuracy")) for p in points if p.get("robust_accuracy") is not None]
+        rise, where = _largest_rise(pairs)
+        worst = max(worst, rise)
+        if rise > SECTION_TOLERANCE:
+            problems.append(f"{attack_id}: robust accuracy rises by {rise:.3f} at ε={where:g}")
+        quantiles = [(summary.get("min_epsilon") or {}).get(f"p{q}", 0) for q in (10, 25, 50, 75, 90)]
+        values = [np.inf if v is None else v for v in quantiles]
+        if any(b < a for a, b in zip(values, values[1:], strict=False)):
+            problems.append(f"{attack_id}: minimal-ε quantiles are not increasing")
+            worst = max(worst, 1.0)
+    raw_worst, tolerance = 0.0, allowance(RAW_MONOTONE_TOLERANCE, n_subset, 1.5)
+    for attack_id, (epsilons, accuracy) in (raw or {}).items():
+        rise, where = _largest_rise(sorted(zip(epsilons, accuracy, strict=True)))
+        raw_worst = max(raw_worst, rise)
+        if rise > tolerance:
+            problems.append(f"{attack_id} (subset, each ε run alone): accuracy rises by {rise:.3f} at ε={where:g}")
+    passed = not problems
+    detail = "; ".join(problems) if problems else (
+        f"largest rise {worst:.3g} in the results, {raw_worst:.3g} in {len(raw or {})} raw subset re-runs")
+    return CHECK.result(passed, max(worst, raw_worst), tolerance, detail)
+
+
+def _largest_rise(pairs: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """The largest increase of accuracy between consecutive ε, and the ε where it happens."""
+    rise, where = 0.0, 0.0
+    for (_, a), (eps, b) in zip(pairs, pairs[1:], strict=False):
+        if b - a > rise:
+            rise, where = float(b - a), float(eps)
+    return rise, where

@@ -1,0 +1,41 @@
+"""(f) Random noise of the attack's norm and ε must be much weaker than the attack."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from harness.attacks.indicators.context import CheckInfo, Context
+from harness.attacks.indicators.probes import fooled, random_noise
+
+NOISE_DRAWS, NOISE_MARGIN, BARELY_SUCCEEDS = 5, 0.1, 0.1
+CHECK = CheckInfo("noise_vs_attack", "Random noise of the same norm and ε is much weaker than the attack.",
+                  "random noise about as effective as the attack")
+
+
+def check_noise(ctx: Context) -> dict[str, Any]:
+    """Random noise at the strongest attack's largest ε must fool far fewer images than the attack."""
+    candidates = [(float(ctx.raw[s.id][s.epsilons.index(max(s.epsilons))]), i) for i, s in enumerate(ctx.specs)
+                  if s.id in ctx.raw]
+    if not candidates:
+        return CHECK.not_applicable("no fixed-ε attack or no clean-correct test images")
+    accuracy, index = min(candidates)
+    spec = ctx.specs[index]
+    eps, attack = max(spec.epsilons), 1.0 - accuracy
+    if attack < BARELY_SUCCEEDS:
+        return CHECK.result(True, None, None,
+                            f"skipped: {spec.id} succeeds on only {attack:.1%} of the subset at ε={eps:g}")
+    per_chunk = []
+    for k, x, y in ctx.chunks():
+        generator = ctx.generator("noise", k)
+        hit = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        for _ in range(NOISE_DRAWS):
+            hit |= fooled(ctx.model, x, random_noise(x, eps, spec.norm, generator), y, spec.norm, eps)
+        per_chunk.append(hit)
+    hits = torch.cat(per_chunk)
+    noise = float(hits.float().mean())
+    threshold = max(attack - NOISE_MARGIN, attack / 2)
+    return CHECK.result(noise <= threshold, noise, threshold,
+                        f"random {spec.norm} noise (any of {NOISE_DRAWS} draws) fools {noise:.1%} "
+                        f"({ctx.by_class(hits)}), {spec.id} fools {attack:.1%} at ε={eps:g}")
