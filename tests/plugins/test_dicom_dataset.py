@@ -16,13 +16,14 @@ from pydicom.pixels import pixel_array
 from pydicom.uid import UID, ExplicitVRLittleEndian, RLELossless, generate_uid
 from support import SHARED_DATASETS, require_shared
 
+from harness.data.checks import validate_dataset
 from harness.data.deid import hash_id
 from harness.errors import DataError, PlanError
 from harness.plan.params import build_dataclass
 from harness.plan.schema import load_plan_text
 from harness.registry.contracts import DatasetBundle, DatasetContext
 from harness.registry.manager import default_registry
-from harness.run.runner import RunConfig, Runner, validate_dataset
+from harness.run.runner import RunConfig, Runner
 from harness_plugins.datasets.readers.dicom import EXTRA_TAGS, DicomDataset, DicomReader, WindowParams, modality
 
 SALT = "test-salt"

@@ -9,9 +9,10 @@ import pytest
 from fake_plugins import fake_registry
 from test_plan import VALID
 
+from harness.data.checks import validate_dataset
 from harness.errors import DataError
 from harness.plan.schema import load_plan_text
-from harness.run.runner import RunConfig, Runner, validate_dataset
+from harness.run.runner import RunConfig, Runner
 
 
 def run_toy(tmp_path, overrides=()):
