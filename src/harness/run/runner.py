@@ -23,7 +23,7 @@ from harness.attacks.example_images import save_examples
 from harness.attacks.indicators import compute_indicators
 from harness.attacks.sweep import batches, merge_outcomes, predict_logits, run_attack
 from harness.data.checks import validate_dataset
-from harness.errors import DataError, HarnessError, ModelError
+from harness.errors import DataError, HarnessError, ModelError, PlanError
 from harness.plan.architecture import split_architecture
 from harness.plan.schema import AttackSpec, Plan
 from harness.registry.contracts import DatasetBundle, DatasetContext, DefenceContext, ModelBundle, ModelContext
@@ -168,7 +168,12 @@ class Runner:
                                cache_dir=self.cache_dir, architectures=self.registry.of_kind("architecture"),
                                progress=self.progress, log=self.echo)
         self.echo(f"harness: preparing model '{self.plan.model.plugin}' on {self.device}")
-        bundle = plugin.provide(self.plan.model.params, context)
+        try:
+            bundle = plugin.provide(self.plan.model.params, context)
+        except PlanError as exc:  # a plugin knows the key, not the file
+            if exc.source is not None:
+                raise
+            raise PlanError(exc.detail, key=exc.key, line=exc.line, source=self.plan.source) from None
         bundle.module.eval()
         if not bundle.differentiable and self.plan.defence is not None:
             raise ModelError(f"defence '{self.plan.defence.plugin}' fine-tunes the model with gradients, but the "

@@ -102,7 +102,10 @@ class NormalizedClassifier(nn.Module):
 
 def normalization_of(model: NormalizedClassifier, source: str) -> dict[str, Any]:
     """The model's per-channel mean and std and where they came from, for provenance."""
-    return {"mean": model.mean.flatten().tolist(), "std": model.std.flatten().tolist(), "source": source}
+    def shown(values: torch.Tensor) -> list[float]:
+        return [float(f"{v:.7g}") for v in values.flatten().tolist()]  # float32 precision, as written in a plan
+
+    return {"mean": shown(model.mean), "std": shown(model.std), "source": source}
 
 
 def model_input_shape(data_shape: Sequence[int], contract: InputParams | None) -> tuple[int, int, int]:
