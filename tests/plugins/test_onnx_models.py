@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 import torch
@@ -12,6 +13,7 @@ import torch.nn.functional as F
 from model_files import save_onnx, toy_images
 from torch import nn
 
+from harness.cli.main import main
 from harness.errors import ModelError
 from harness.plan.params import build_dataclass
 from harness.registry.contracts import DatasetBundle, ModelContext, TensorSplit
@@ -142,3 +144,13 @@ def test_converter_mismatch_with_onnxruntime_is_refused(tmp_path: Path, monkeypa
     with pytest.raises(ModelError, match=r"differs from onnxruntime by .* on sample images; run it with backend: "
                                          r"onnxruntime"):
         provide(tmp_path, path="small.onnx")
+
+
+def test_export_reference_from_an_onnx_file(tmp_path: Path) -> None:
+    network = architectures.SmallCNN().build(1, 2, (SIZE, SIZE)).eval()
+    save_onnx(network, torch.rand(2, 1, SIZE, SIZE), tmp_path / "vendor.onnx")
+    assert main(["export-reference", str(tmp_path / "vendor.onnx"), "--shape", "1", str(SIZE), str(SIZE),
+                 "--n", "3", "--out", str(tmp_path / "ref")]) == 0
+    images = torch.from_numpy(np.load(tmp_path / "ref" / "reference_inputs.npy"))
+    np.testing.assert_allclose(np.load(tmp_path / "ref" / "reference_logits.npy"), _logits(network, images).numpy(),
+                               atol=1e-5)

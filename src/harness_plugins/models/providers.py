@@ -333,15 +333,7 @@ class TorchScriptProvider:
     def provide(self, params: TorchScriptParams, context: ModelContext) -> ModelBundle:
         """Load, wrap in the declared contract, check (dummy batch, reference), and return it in eval mode."""
         path = plan_path(params.path, context.base_dir)
-        if not path.is_file():
-            raise ModelError(f"TorchScript file not found: {path}")
-        try:
-            with warnings.catch_warnings():  # torch ≥ 2.10 marks TorchScript deprecated; loading still works
-                warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*torch.jit")
-                module = torch.jit.load(str(path), map_location="cpu")
-        except Exception as exc:
-            raise ModelError(f"{path}: not a loadable TorchScript module ({first_line(exc)})") from None
-        module.eval()
+        module = load_torchscript(path)
         provenance = {
             "source": "torchscript", "architecture": f"torchscript:{getattr(module, 'original_name', '?')}",
             "weights_path": str(path), "weights_sha256": file_sha256(path),
@@ -349,6 +341,19 @@ class TorchScriptProvider:
         }
         return supplied_bundle(wrap_declared(module, params, context), params, context, str(path), provenance,
                                normalization_source(params))
+
+
+def load_torchscript(path: Path) -> nn.Module:
+    """A TorchScript module on the CPU in eval mode; ModelError naming the file when it cannot be loaded."""
+    if not path.is_file():
+        raise ModelError(f"TorchScript file not found: {path}")
+    try:
+        with warnings.catch_warnings():  # torch ≥ 2.10 marks TorchScript deprecated; loading still works
+            warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*torch.jit")
+            module = torch.jit.load(str(path), map_location="cpu")
+    except Exception as exc:
+        raise ModelError(f"{path}: not a loadable TorchScript module ({first_line(exc)})") from None
+    return module.eval()
 
 
 @hookimpl

@@ -99,30 +99,22 @@ def _trusted_model(spec: str) -> Any:
     if not path.is_file():
         raise ModelError(f"model file not found: {spec}")
     if path.suffix.lower() == ".onnx":
-        import onnx
-        import torch
-
-        from harness_plugins.models.onnx.graph import graph_input
+        from harness_plugins.models.onnx.ops import UnsupportedOnnx
+        from harness_plugins.models.onnx.provider import read_model
         from harness_plugins.models.onnx.runtime import OnnxRuntimeModule
 
-        return OnnxRuntimeModule(path.read_bytes(), graph_input(onnx.load(str(path))).name, torch.get_num_threads())
-    import warnings
+        try:
+            return OnnxRuntimeModule.from_model(path, read_model(path))
+        except UnsupportedOnnx as exc:
+            raise ModelError(f"{path}: {exc} is not supported") from None
+    from harness_plugins.models.providers import load_torchscript
 
-    import torch
-
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*torch.jit")
-            return torch.jit.load(str(path), map_location="cpu")
-    except Exception as exc:
-        raise ModelError(f"{path}: not a loadable TorchScript module ({first_line(exc)}); for Python code give "
-                         "file.py:function") from None
+    return load_torchscript(path)
 
 
 def _factory_model(spec: str) -> Any:
     """Call `function` from `file.py:function` or `package.module:function` (the user's own trusted code)."""
     from torch import nn
-
 
     target, _, function = spec.rpartition(":")
     try:

@@ -117,7 +117,7 @@ class OnnxProvider:
         path = plan_path(params.path, context.base_dir)
         model = read_model(path)
         batch = check_input_shape(model, network_shape(params, context), path)
-        runtime: nn.Module = OnnxRuntimeModule(path.read_bytes(), graph_input(model).name, torch.get_num_threads())
+        runtime: nn.Module = OnnxRuntimeModule.from_model(path, model)
         converted: nn.Module | None = None
         fallback = None
         if params.backend != "onnxruntime":

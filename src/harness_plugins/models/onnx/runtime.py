@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import onnx
 import onnxruntime as ort
 import torch
 from torch import nn
+
+from harness_plugins.models.onnx.graph import graph_input
 
 
 class OnnxRuntimeModule(nn.Module):
@@ -18,6 +22,11 @@ class OnnxRuntimeModule(nn.Module):
         options.intra_op_num_threads, options.inter_op_num_threads = max(1, threads), 1
         self.session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
         self.input_name = input_name
+
+    @classmethod
+    def from_model(cls, path: Path, model: onnx.ModelProto) -> OnnxRuntimeModule:
+        """A session for the ONNX file at `path` (parsed as `model`), with torch's CPU thread count."""
+        return cls(path.read_bytes(), graph_input(model).name, torch.get_num_threads())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The session's first output for the batch, as a float32 tensor on the batch's device."""
