@@ -264,3 +264,29 @@ def test_export_reference_from_torchscript_and_bad_inputs(tmp_path: Path, capsys
     assert "must be [0,1] images" in capsys.readouterr().err
     assert main(["export-reference", f"{tmp_path / 'none.py'}:build", "--shape", "1", "4", "4",
                  "--out", str(tmp_path / "ref3")]) == 2
+
+
+# --------------------------------------------------------------------------- plan validation
+
+
+def test_plan_validation_names_architecture_options_and_sandboxes_reference_files(tmp_path: Path) -> None:
+    from harness.plan.schema import load_plan_text
+    from harness.registry.manager import default_registry
+
+    def plan(model: str, extra: str = "") -> str:
+        return (f"harness: 1\nname: p\n{extra}dataset: {{plugin: npz, path: d.npz}}\nmodel: {model}\n"
+                "attacks: [{attack: fgsm}]\n")
+
+    registry = default_registry()
+    with pytest.raises(PlanError, match=r"plan\.yaml:4, key 'model\.architecture\.stride'.*has no option 'stride'"):
+        load_plan_text(plan("{plugin: state_dict, weights: w.pt, architecture: {name: resnet18, stride: 2}}"),
+                       registry=registry, source="plan.yaml")
+    with pytest.raises(PlanError, match=r"key 'model\.architecture\.name'.*unknown architecture 'resnet19'"):
+        load_plan_text(plan("{plugin: state_dict, weights: w.pt, architecture: {name: resnet19}}"),
+                       registry=registry, source="plan.yaml")
+    ok = load_plan_text(plan("{plugin: train, architecture: {name: resnet18, conv1_t_stride: 2}}"),
+                        registry=registry, source="plan.yaml")
+    assert ok.model.params.architecture == {"name": "resnet18", "conv1_t_stride": 2}
+    with pytest.raises(PlanError, match=r"model\.reference\.logits"):
+        load_plan_text(plan("{plugin: torchscript, path: m.ts, reference: {inputs: x.npy, logits: /etc/l.npy}}",
+                            "sandbox: true\n"), registry=registry, base_dir=tmp_path, source="plan.yaml")
