@@ -53,6 +53,7 @@ class MeanModelParams:
 
 class MeanModel:
     name, description, Params = "mean_threshold", "classifies by mean brightness", MeanModelParams
+    needs_training_data = True
 
     def provide(self, params, context):
         class Net(nn.Module):

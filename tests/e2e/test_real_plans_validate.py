@@ -9,11 +9,11 @@ import pytest
 from pydicom.data import get_testdata_file
 from support import REAL_PLANS, SHARED_DATASETS, require_shared
 
+from harness.data.checks import validate_dataset
 from harness.data.loading import load_dataset
 from harness.plan.schema import Plan, load_plan
 from harness.registry.contracts import DatasetBundle, DatasetContext
 from harness.registry.manager import default_registry
-from harness.run.runner import validate_dataset
 
 SHARED = SHARED_DATASETS
 PLANS = REAL_PLANS

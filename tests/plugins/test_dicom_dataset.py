@@ -16,6 +16,7 @@ from pydicom.pixels import pixel_array
 from pydicom.uid import UID, ExplicitVRLittleEndian, RLELossless, generate_uid
 from support import SHARED_DATASETS, require_shared
 
+from harness.data.checks import validate_dataset
 from harness.data.deid import hash_id
 from harness.data.loading import load_dataset
 from harness.errors import DataError, PlanError
@@ -23,7 +24,7 @@ from harness.plan.params import build_dataclass
 from harness.plan.schema import load_plan_text
 from harness.registry.contracts import DatasetBundle, DatasetContext
 from harness.registry.manager import default_registry
-from harness.run.runner import RunConfig, Runner, validate_dataset
+from harness.run.runner import RunConfig, Runner
 from harness_plugins.datasets.readers.dicom import EXTRA_TAGS, DicomDataset, DicomReader, WindowParams, modality
 
 SALT = "test-salt"

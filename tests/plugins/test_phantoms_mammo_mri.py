@@ -12,12 +12,12 @@ import pytest
 from scipy import ndimage
 from support import REPO
 
+from harness.data.checks import validate_dataset
 from harness.errors import PlanError
 from harness.plan.params import build_dataclass
 from harness.plan.schema import load_plan
 from harness.registry.contracts import DatasetBundle, DatasetContext, DatasetPlugin, TensorSplit
 from harness.registry.manager import Registry, make_plugin_manager
-from harness.run.runner import validate_dataset
 from harness_plugins.datasets.phantoms import brain_mri as phantom_brain_mri
 from harness_plugins.datasets.phantoms import mammogram as phantom_mammogram
 from harness_plugins.datasets.phantoms.brain_mri import PhantomBrainMRI

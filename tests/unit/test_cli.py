@@ -168,8 +168,9 @@ def test_plugins_lists_every_builtin_with_provider_and_version():
     assert proc.returncode == 0, proc.stderr
     entries = {(e["kind"], e["name"]): e for e in json.loads(proc.stdout)}
     expected = {("dataset", "phantom_ct"), ("dataset", "npz"), ("model", "train"), ("model", "state_dict"),
-                ("model", "torchscript"), ("architecture", "small_cnn"), ("architecture", "vgg_style"),
-                ("architecture", "resnet18"), ("architecture", "densenet121"), ("attack", "fgsm"),
+                ("model", "torchscript"), ("model", "onnx"), ("architecture", "small_cnn"),
+                ("architecture", "vgg_style"), ("architecture", "resnet18"), ("architecture", "densenet121"),
+                ("attack", "fgsm"),
                 ("attack", "pgd_linf"), ("attack", "bim_linf"), ("attack", "pgd_l2"), ("attack", "cw_l2"),
                 ("attack", "deepfool_linf"), ("attack", "deepfool_l2"), ("attack", "fmn_linf"), ("attack", "fmn_l2")}
     assert expected <= set(entries)

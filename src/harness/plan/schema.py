@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 
 from harness.errors import PlanError
+from harness.plan.architecture import check_architecture
 from harness.plan.criteria import METRICS, MODEL_ROLES, Criterion, criterion_id
 from harness.plan.params import build_dataclass, params_to_dict
 from harness.plan.sandbox import enforce_sandbox, sandbox_roots
@@ -289,10 +290,10 @@ class _PlanBuilder:
             raise self.error(f"unknown {kind} plugin {name!r} (available: {known})", f"{section}.plugin")
         plugin = self.registry.get(kind, name)
         params = build_dataclass(plugin.Params, raw, section, self.line, ignore=("plugin",))
-        architecture = getattr(params, "architecture", None)
-        if isinstance(architecture, str) and not self.registry.has("architecture", architecture):
-            known = ", ".join(self.registry.names("architecture")) or "none installed"
-            raise self.error(f"unknown architecture {architecture!r} (available: {known})", f"{section}.architecture")
+        try:
+            check_architecture(getattr(params, "architecture", None), section, self.registry.of_kind("architecture"))
+        except PlanError as exc:
+            raise self.error(exc.detail, exc.key) from None
         return PluginRef(plugin=name, params=params)
 
     def attacks(self, default_epsilons: list[float]) -> list[AttackSpec]:

@@ -98,6 +98,7 @@ class ModelBundle:
 
     module: nn.Module
     provenance: dict[str, Any]  # architecture, weights_sha256, source, cache_hit, training_log...
+    differentiable: bool = True  # False: no input gradients (e.g. ONNX through onnxruntime); gradient-free attacks only
 
 
 @dataclass
@@ -182,23 +183,33 @@ class DatasetPlugin(Protocol):
 
 @runtime_checkable
 class ModelPlugin(Protocol):
-    """A model provider: trains or loads a model for the dataset."""
+    """A model provider: trains or loads a model for the dataset.
+
+    needs_training_data: True when it trains on the train/val splits; a supplied model needs only a test split.
+    """
 
     name: str
     description: str
     Params: type
+    needs_training_data: bool
 
     def provide(self, params: Any, context: ModelContext) -> ModelBundle: ...
 
 
 @runtime_checkable
 class Architecture(Protocol):
-    """A network architecture that builds an nn.Module returning logits."""
+    """A network architecture that builds the bare nn.Module returning logits (no preprocessing).
+
+    Options are the plan's `architecture: {name: ..., option: value}`; an architecture that takes options also
+    has `check_options(options, key)` and `describe(in_channels, num_classes, image_size, options)` (every
+    constructor argument in effect, for the manifest and the weight cache).
+    """
 
     name: str
     description: str
 
-    def build(self, in_channels: int, num_classes: int, image_size: tuple[int, int]) -> nn.Module: ...
+    def build(self, in_channels: int, num_classes: int, image_size: tuple[int, int],
+              **options: Any) -> nn.Module: ...
 
 
 @dataclass

@@ -74,7 +74,9 @@ def _value_problem(name: str, value: Any, annotation: Any) -> str | None:
 
 def _signature_problem(name: str, member: Callable[..., Any], declared: Callable[..., Any]) -> str | None:
     """Why `member` cannot be called the way the contract calls `declared` (positionally, same count)."""
-    expected = [p for p in inspect.signature(declared).parameters.values() if p.name != "self"]
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    expected = [p for p in inspect.signature(declared).parameters.values()
+                if p.name != "self" and p.kind in positional and p.default is inspect.Parameter.empty]
     try:
         inspect.signature(member).bind(*([None] * len(expected)))
     except TypeError:

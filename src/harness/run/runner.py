@@ -21,10 +21,11 @@ from harness.attacks.engine import auto_batch_size, enable_determinism, prepare_
 from harness.attacks.example_images import save_examples
 from harness.attacks.indicators import compute_indicators
 from harness.attacks.sweep import batches, merge_outcomes, predict_logits, run_attack
+from harness.data.checks import validate_dataset
 from harness.data.loading import load_dataset
-from harness.data.splits import SPLIT_NAMES
-from harness.errors import DataError, HarnessError
-from harness.plan.schema import Plan
+from harness.errors import DataError, HarnessError, ModelError, PlanError
+from harness.plan.architecture import split_architecture
+from harness.plan.schema import AttackSpec, Plan
 from harness.registry.contracts import DatasetBundle, DatasetContext, DefenceContext, ModelBundle, ModelContext
 from harness.registry.manager import Registry
 from harness.results.criteria import evaluate, verdict
@@ -34,6 +35,7 @@ from harness.run import distributed
 from harness.run.environment import device_info, library_versions, platform_info, resolve_device, source_revision
 from harness.run.progress import ProgressMode, ProgressReporter
 from harness.storage.atomic import write_json_atomic, write_text_atomic
+from harness.storage.model_copy import keep_model
 from harness.storage.rundir import create_run_dir, default_cache_dir, deid_salt
 
 
@@ -143,7 +145,7 @@ class Runner:
         context = DatasetContext(seed=self.plan.seed, base_dir=self.plan.base_dir, cache_dir=self.cache_dir)
         self.echo(f"harness: loading data set '{self.plan.dataset.plugin}'")
         dataset = load_dataset(plugin, self.plan.dataset.params, context, salt)
-        validate_dataset(dataset)
+        validate_dataset(dataset, self._trainers())
         self.manifest["dataset"] = {"plugin": self.plan.dataset.plugin, "name": dataset.name,
                                     "class_names": dataset.class_names, "positive_class": dataset.positive_class,
                                     "image_shape": list(dataset.image_shape),
@@ -154,16 +156,46 @@ class Runner:
                                    "n_test": len(dataset.splits["test"]), "native_units": _native(dataset)}
         return dataset
 
+    def _trainers(self) -> list[str]:
+        """What trains on the data set's train/val splits: a model plugin that trains, and any defence."""
+        trainers = []
+        if self.registry.get("model", self.plan.model.plugin).needs_training_data:
+            trainers.append(f"model plugin '{self.plan.model.plugin}'")
+        if self.plan.defence is not None:
+            trainers.append(f"defence '{self.plan.defence.plugin}'")
+        return trainers
+
     def _provide_model(self, dataset: DatasetBundle) -> ModelBundle:
         plugin = self.registry.get("model", self.plan.model.plugin)
         context = ModelContext(dataset=dataset, device=self.device, seed=self.plan.seed, base_dir=self.plan.base_dir,
                                cache_dir=self.cache_dir, architectures=self.registry.of_kind("architecture"),
                                progress=self.progress, log=self.echo)
         self.echo(f"harness: preparing model '{self.plan.model.plugin}' on {self.device}")
-        bundle = plugin.provide(self.plan.model.params, context)
+        try:
+            bundle = plugin.provide(self.plan.model.params, context)
+        except PlanError as exc:  # a plugin knows the key, not the file
+            if exc.source is not None:
+                raise
+            raise PlanError(exc.detail, key=exc.key, line=exc.line, source=self.plan.source) from None
         bundle.module.eval()
+        if not bundle.differentiable and self.plan.defence is not None:
+            raise ModelError(f"defence '{self.plan.defence.plugin}' fine-tunes the model with gradients, but the "
+                             "model runs without them (e.g. an ONNX model through onnxruntime)")
         self.manifest["models"] = {"naive": {"plugin": self.plan.model.plugin, **bundle.provenance}}
+        distributed.on_main(lambda: self._keep_model("naive", bundle), share=False)
         return bundle
+
+    def _keep_model(self, role: str, bundle: ModelBundle) -> None:
+        """Rank 0: the tested model's file (or state dict) under run_dir/model/, unless `keep_model: false`."""
+        entry = self.manifest["models"][role]
+        if not getattr(self.plan.model.params, "keep_model", True):
+            entry["stored_copy"] = {"path": None, "how": "not kept (keep_model: false)"}
+            return
+        source = bundle.provenance.get("weights_path")
+        cache = Path(self.cache_dir).resolve()
+        in_cache = bool(source) and cache in Path(source).resolve().parents
+        entry["stored_copy"] = keep_model(self.run_dir, role, source, bundle.module, may_link=in_cache)
+        self._save()
 
     def _harden(self, naive: ModelBundle, dataset: DatasetBundle) -> ModelBundle:
         ref = self.plan.defence
@@ -176,6 +208,7 @@ class Runner:
         bundle.module.eval()
         provenance = bundle.provenance
         self.manifest["models"]["hardened"] = {"plugin": ref.plugin, **provenance}
+        distributed.on_main(lambda: self._keep_model("hardened", bundle), share=False)
         self.results["defence"] = {"plugin": ref.plugin, "params": ref.params_dict(),
                                    "selected_round": provenance.get("selected_round"),
                                    "selected_weights_sha256": provenance.get("weights_sha256"),
@@ -202,7 +235,8 @@ class Runner:
         self._save()
         attack_model = self._stage(f"{role}:engine", lambda: self._attack_model(role, bundle, test))
         shard = (self.rank, self.world)
-        for spec in self.plan.attacks:
+        attacks = self._possible_attacks(role, bundle)
+        for spec in attacks:
             plugin = self.registry.get("attack", spec.attack)
             bar = self.progress(f"{role}: {spec.id}", distributed.shard_size(len(test), self.batch_size, *shard))
             local = self._stage(f"{role}:attack:{spec.id}", lambda spec=spec, plugin=plugin, bar=bar: run_attack(
@@ -227,7 +261,10 @@ class Runner:
             if self.rank == 0:
                 write_samples(self.run_dir / "samples.csv", self.sample_rows, self._all_epsilons())
             self._save()
-        if self.plan.indicators.enabled:
+        if self.plan.indicators.enabled and not bundle.differentiable:
+            self.results["warnings"].append(f"{role}: the attack-failure indicators were not computed: they need "
+                                            "input gradients, which the model does not give")
+        elif self.plan.indicators.enabled:
             section["indicators"] = self._stage(f"{role}:indicators", lambda: distributed.on_main(
                 lambda: compute_indicators(bundle.module, test, section, self.plan, self.registry, self.device,
                                            self.batch_size, self.plan.seed, self.plan.indicators.n_images,
@@ -238,8 +275,21 @@ class Runner:
             self._save()
         settings = self.plan.report
         self._stage(f"{role}:examples", lambda: distributed.on_main(lambda: save_examples(
-            self.run_dir, role, bundle.module, test, self.plan.attacks, self.registry, self.device,
+            self.run_dir, role, bundle.module, test, attacks, self.registry, self.device,
             self.batch_size, settings.n_examples, settings.susceptibility_cutoff, self.plan.seed), share=False))
+
+    def _possible_attacks(self, role: str, bundle: ModelBundle) -> list[AttackSpec]:
+        """The plan's attacks this model allows: without gradients only those whose plugin needs none."""
+        possible, skipped = [], []
+        for spec in self.plan.attacks:
+            needs = getattr(self.registry.get("attack", spec.attack), "requires_gradients", True)
+            (skipped if needs and not bundle.differentiable else possible).append(spec)
+        for spec in skipped:
+            self.results["warnings"].append(f"{role}: attack '{spec.id}' was not run: it needs input gradients and "
+                                            "the model gives none (only gradient-free attacks can test it)")
+        self.manifest["models"][role]["attacks_possible"] = [spec.id for spec in possible]
+        self.manifest["models"][role]["attacks_not_possible"] = [spec.id for spec in skipped]
+        return possible
 
     def _attack_checkpoint(self, role: str, attack_id: str) -> Path:
         """Where one attack's per-batch state is saved; under torchrun one file per rank (and world size)."""
@@ -337,7 +387,7 @@ class Runner:
             used.add(("defence", plan.defence.plugin))
         architecture = getattr(plan.model.params, "architecture", None)
         if architecture:
-            used.add(("architecture", architecture))
+            used.add(("architecture", split_architecture(architecture)[0]))
         return (kind, name) in used
 
     def _save(self) -> None:
@@ -366,22 +416,6 @@ def check_same_data(dataset: DatasetBundle) -> None:
 
 def _silent(message: str) -> None:
     """Ranks other than 0 print nothing."""
-
-
-def validate_dataset(dataset: DatasetBundle) -> None:
-    """The core's own checks on any dataset plugin's output: splits present, shapes, ranges, no patient leak."""
-    for name in SPLIT_NAMES:
-        if name not in dataset.splits:
-            raise DataError(f"data set '{dataset.name}' has no {name} split")
-    if len(dataset.splits["test"]) == 0:
-        raise DataError(f"data set '{dataset.name}' has an empty test split")
-    if len(dataset.splits["train"]) == 0:
-        raise DataError(f"data set '{dataset.name}' has an empty train split")
-    k = len(dataset.class_names)
-    for name, split in dataset.splits.items():
-        labels = np.asarray(split.labels)
-        if len(labels) and (labels.min() < 0 or labels.max() >= k):
-            raise DataError(f"data set '{dataset.name}' split {name} has labels outside 0..{k - 1}")
 
 
 def _native(dataset: DatasetBundle) -> dict[str, Any] | None:

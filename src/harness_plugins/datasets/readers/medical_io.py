@@ -53,6 +53,7 @@ class MedicalParams:
     on_error: Literal["fail", "skip"] = "fail"  # skip: unusable files are listed in provenance['skipped']
     path_column: str = "path"
     label_column: str = "label"
+    split: Literal["auto", "all_test"] = "auto"  # all_test: a locked external test set (supplied models only)
     split_column: str = "split"  # used when the manifest has it; otherwise a patient-grouped split
     group_column: str | None = None  # patient/group column; default 'patient_id' when the manifest has it
     split_seed: int | None = None  # default: the plan's seed
@@ -437,7 +438,14 @@ class LazySplit(torch.utils.data.Dataset):
 def assign_splits(plugin: str, params: MedicalParams, listing: Listing, samples: Sequence[Sample],
                   group_ids: Sequence[str], seed: int) -> tuple[np.ndarray, str]:
     """Per-sample split names (from the manifest, or grouped and stratified) and how they were made."""
-    if listing.has_splits:
+    if params.split == "all_test":
+        assigned = sorted({s.entry.split for s in samples if s.entry.split not in (None, "test")})
+        if assigned:
+            raise PlanError(f"split: all_test, but the manifest's '{params.split_column}' column puts rows in "
+                            f"{' and '.join(assigned)}; remove one of the two", key="dataset.split")
+        assignment = np.array(["test"] * len(samples))
+        method = "all rows are test (split: all_test)"
+    elif listing.has_splits:
         assignment = np.array([s.entry.split for s in samples])
         method = f"from the manifest's '{params.split_column}' column ({listing.manifest.name})"
     else:
@@ -446,9 +454,9 @@ def assign_splits(plugin: str, params: MedicalParams, listing: Listing, samples:
         assignment = grouped_stratified_split(labels, group_ids, seed, fractions)
         method = (f"patient-grouped, label-stratified (harness.data.splits.grouped_stratified_split, seed {seed}, "
                   f"fractions {describe_fractions(fractions)})")
-    for name in ("train", "test"):
-        if not np.any(assignment == name):
-            raise DataError(f"{plugin}: the {name} split is empty ({method}); add data or change the split")
+    if not np.any(assignment == "test"):
+        raise DataError(f"{plugin}: the test split is empty ({method}); add data, change the split, or use "
+                        "split: all_test for a test-only set")
     return assignment, method
 
 

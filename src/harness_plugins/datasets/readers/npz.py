@@ -47,6 +47,7 @@ class NpzParams:
     value_range: list[float] | None = None
     clip: bool = False
     layout: Literal["auto", "nchw", "nhwc"] = "auto"
+    split: Literal["auto", "all_test"] = "auto"  # all_test: every row is test (supplied models only)
     max_per_split: int | None = field(default=None, metadata={"min": 1})
     split_fractions: list[float] = field(default_factory=lambda: [0.7, 0.15, 0.15], metadata={"min": 0})
     split_seed: int = 0
@@ -189,12 +190,19 @@ def assign_splits(npz: _NpzFile, labels: np.ndarray, raw_groups: np.ndarray, par
                   fractions: dict[str, float]) -> tuple[np.ndarray, bool]:
     """Per-sample split names from the file's `split` key, else generated; and whether the file gave them."""
     stored = read_strings(npz, "split", len(labels))
+    if stored is not None:
+        stored = np.char.strip(np.char.lower(stored))
+        bad = sorted(set(stored.tolist()) - set(SPLITS))
+        if bad:
+            raise npz.fail(f"key 'split' has value {bad[0]!r}; allowed: train, val, test")
+    if params.split == "all_test":
+        if stored is not None and (stored != "test").any():
+            raise PlanError(f"split: all_test, but {npz.path.name}'s 'split' key puts rows in "
+                            f"{' and '.join(sorted(set(stored.tolist()) - {'test'}))}; remove one of the two",
+                            key="dataset.split")
+        return np.array(["test"] * len(labels)), stored is not None
     if stored is None:
         return grouped_stratified_split(labels, raw_groups, params.split_seed, fractions), False
-    stored = np.char.strip(np.char.lower(stored))
-    bad = sorted(set(stored.tolist()) - set(SPLITS))
-    if bad:
-        raise npz.fail(f"key 'split' has value {bad[0]!r}; allowed: train, val, test")
     return stored, True
 
 
@@ -283,9 +291,8 @@ class NpzDataset:
         sample_ids = [f"{g}/{i}" for g, i in zip(raw_groups[keep], keep, strict=True)]
         splits = build_splits(resized(images[keep], params.image_size), labels[keep], sample_ids, group_ids,
                               assignment[keep])
-        for name in ("train", "test"):
-            if len(splits[name]) == 0:
-                raise npz.fail(f"the {name} split is empty")
+        if len(splits["test"]) == 0:
+            raise npz.fail("the test split is empty (use split: all_test for a test-only set)")
         provenance = {
             "source": f"npz file {path.name}",
             "path": params.path,
@@ -306,7 +313,9 @@ class NpzDataset:
 
     @staticmethod
     def _split_method(from_file: bool, has_patients: bool, params: NpzParams, fractions: dict[str, float]) -> str:
-        if from_file:
+        if params.split == "all_test":
+            text = "all rows are test (split: all_test)"
+        elif from_file:
             text = "from the file's 'split' key"
         else:
             groups = "patient-grouped" if has_patients else "no patient_ids in the file: each sample its own group"
