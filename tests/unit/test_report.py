@@ -17,8 +17,8 @@ from harness.errors import HarnessError
 from harness.plan.schema import AttackSpec
 from harness.registry.contracts import AttackOutput, TensorSplit
 from harness.report import render_report
-from harness.report.context import reduce_command, verbatim
 from harness.report.synthetic import ATTACKS, write_synthetic_run
+from harness.report.text import reduce_command, verbatim
 
 INJECTED = "<script>alert(1)</script> and <b>bold</b>"
 HEADINGS = ["1. Summary", "2. Intended use and scope", "3. Test plan", "4. Acceptance criteria", "5. Results",

@@ -55,5 +55,5 @@ def execute(args: argparse.Namespace, console: Console) -> int:
                        progress=False if args.no_progress else None, report=not args.no_report)
     result = Runner(plan, registry, config, resume_dir=args.resume).run()
     if distributed.is_main():
-        print_summary(console, result.results, str(result.run_dir))
+        print_summary(console, result)
     return EXIT_PASS if result.passed else EXIT_FAIL
