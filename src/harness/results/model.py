@@ -41,6 +41,11 @@ def thaw(value: Any) -> Any:
     return value
 
 
+def _present(**values: Any) -> Json:
+    """The optional keys of a results.json object that have a value (None leaves the key out)."""
+    return {key: value for key, value in values.items() if value is not None}
+
+
 def _set(obj: Any, **values: Any) -> None:
     """Normalise fields of a frozen dataclass in __post_init__."""
     for name, value in values.items():
@@ -68,14 +73,6 @@ class DatasetSummary:
 
     def __post_init__(self) -> None:
         _set(self, class_names=tuple(self.class_names))
-
-    def class_name(self, index: Any) -> str:
-        """The name of a class index ('class 3' when the index has no name)."""
-        try:
-            i = int(index)
-        except (TypeError, ValueError):
-            return str(index)
-        return self.class_names[i] if 0 <= i < len(self.class_names) else f"class {i}"
 
     def to_json(self) -> Json:
         """The `dataset` section of results.json."""
@@ -221,11 +218,9 @@ class AttackResult:
 
     def to_json(self) -> Json:
         """One entry of a model's `attacks`."""
-        out = {"attack": self.attack, "norm": self.norm, "kind": self.kind, "params": thaw(self.params),
-               "points": [p.to_json() for p in self.points]}
-        if self.min_epsilon is not None:
-            out["min_epsilon"] = self.min_epsilon.to_json()
-        return out
+        return {"attack": self.attack, "norm": self.norm, "kind": self.kind, "params": thaw(self.params),
+                "points": [p.to_json() for p in self.points],
+                **_present(min_epsilon=self.min_epsilon and self.min_epsilon.to_json())}
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> AttackResult:
@@ -251,11 +246,9 @@ class IndicatorCheck:
 
     def to_json(self) -> Json:
         """One entry of `checks` (explanation and flipped_by only when set)."""
-        out = {"id": self.id, "description": self.description, "passed": self.passed, "value": self.value,
-               "threshold": self.threshold, "detail": self.detail}
-        out.update({key: value for key, value in (("explanation", self.explanation),
-                                                  ("flipped_by", self.flipped_by)) if value is not None})
-        return out
+        return {"id": self.id, "description": self.description, "passed": self.passed, "value": self.value,
+                "threshold": self.threshold, "detail": self.detail,
+                **_present(explanation=self.explanation, flipped_by=self.flipped_by)}
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> IndicatorCheck:
@@ -315,11 +308,9 @@ class ModelResult:
 
     def to_json(self) -> Json:
         """One entry of `models`."""
-        out = {"weights_sha256": self.weights_sha256, "clean": self.clean.to_json(),
-               "attacks": {attack_id: a.to_json() for attack_id, a in self.attacks.items()}}
-        if self.indicators is not None:
-            out["indicators"] = self.indicators.to_json()
-        return out
+        return {"weights_sha256": self.weights_sha256, "clean": self.clean.to_json(),
+                "attacks": {attack_id: a.to_json() for attack_id, a in self.attacks.items()},
+                **_present(indicators=self.indicators and self.indicators.to_json())}
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> ModelResult:
@@ -460,15 +451,13 @@ class ResultsDocument:
 
     def to_json(self) -> Json:
         """The JSON document results.json holds."""
-        out = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "status": self.status,
-               "plan": {"name": self.plan.name, "sha256": self.plan.sha256},
-               "dataset": self.dataset.to_json() if self.dataset else {},
-               "models": {role: m.to_json() for role, m in self.models.items()},
-               "criteria": [c.to_json() for c in self.criteria],
-               "verdict": self.verdict.to_json() if self.verdict else None, "warnings": list(self.warnings)}
-        if self.defence is not None:
-            out["defence"] = self.defence.to_json()
-        return out
+        return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "status": self.status,
+                "plan": {"name": self.plan.name, "sha256": self.plan.sha256},
+                "dataset": self.dataset.to_json() if self.dataset else {},
+                "models": {role: m.to_json() for role, m in self.models.items()},
+                "criteria": [c.to_json() for c in self.criteria],
+                "verdict": self.verdict.to_json() if self.verdict else None, "warnings": list(self.warnings),
+                **_present(defence=self.defence and self.defence.to_json())}
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> ResultsDocument:
