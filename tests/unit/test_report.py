@@ -335,6 +335,10 @@ def test_indicator_explanations_are_shown_when_a_check_has_them(tmp_path):
     document = document.with_model("naive", type(naive)(naive.weights_sha256, naive.clean, naive.attacks,
                                                         Indicators(False, (check,), ("noise",), 8, "8 images")))
     (run_dir / "results.json").write_text(json.dumps(document.to_json()))
-    html = render_report(run_dir)[0].read_text()
+    from harness.report.context import build_context
+    from harness.report.load import load_report
+    from harness.report.render import render_html
+
+    html = render_html(build_context(load_report(run_dir)))  # the HTML is enough: no PDF layout
     assert "Attack-failure indicators" in html and "NOT CREDIBLE" in html
     assert "suggests masked gradients." in html and "flipped by: uniform noise draw 3" in html
