@@ -18,6 +18,7 @@ from harness.pytest_plugin.collection import is_plan_file, split_criterion_id
 from harness.pytest_plugin.fixtures import settings_to_overrides
 from harness.pytest_plugin.messages import failure_message
 from harness.pytest_plugin.session import render_pdf
+from harness.results.model import CriterionResult
 from harness.results.view import RunResults
 from harness.run.runner import RunConfig, Runner
 
@@ -235,13 +236,16 @@ def test_split_criterion_id_matches_pytest_selection_syntax() -> None:
 
 
 def test_failure_message_shows_measured_threshold_and_run_directory() -> None:
-    entry = {"id": "pgd_linf[eps=0.004]::robust_accuracy>=0.60", "op": ">=", "threshold": 0.6, "measured": 0.2314}
-    assert failure_message(entry, "runs/ct-1") == (
+    def entry(cid: str, op: str, threshold: float, measured: float | None, note: str | None = None):
+        return CriterionResult(id=cid, metric="m", model="naive", attack=None, epsilon=None, op=op,
+                               threshold=threshold, measured=measured, passed=False, note=note)
+
+    assert failure_message(entry("pgd_linf[eps=0.004]::robust_accuracy>=0.60", ">=", 0.6, 0.2314), "runs/ct-1") == (
         "pgd_linf[eps=0.004]::robust_accuracy>=0.60: measured 0.231 < 0.60 (run directory: runs/ct-1)")
-    entry = {"id": "x<=0.0005", "op": "<=", "threshold": 0.0005, "measured": 0.00071}
-    assert failure_message(entry, "r") == "x<=0.0005: measured 0.00071 > 0.0005 (run directory: r)"
-    entry = {"id": "auc", "op": ">=", "threshold": 0.9, "measured": None, "note": "not measured (undefined)"}
-    assert failure_message(entry, "r") == "auc: not measured (undefined); required >= 0.90 (run directory: r)"
+    assert failure_message(entry("x<=0.0005", "<=", 0.0005, 0.00071), "r") == (
+        "x<=0.0005: measured 0.00071 > 0.0005 (run directory: r)")
+    assert failure_message(entry("auc", ">=", 0.9, None, "not measured (undefined)"), "r") == (
+        "auc: not measured (undefined); required >= 0.90 (run directory: r)")
 
 
 def test_settings_to_overrides() -> None:

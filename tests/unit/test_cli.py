@@ -68,17 +68,19 @@ def test_tiny_plan_end_to_end(tiny_run):
     fmn_rows = [r for r in rows if r["attack"] == "fmn_linf"]
     assert all(r["min_epsilon"] for r in fmn_rows)
     # the verdict table is printed
-    assert "Acceptance criteria" in proc.stdout and "Verdict:" in proc.stdout
+    assert "Acceptance criteria" in proc.stdout and "harness: verdict " in proc.stdout
     # attack-failure indicators are computed and shown in the report
     indicators = naive["indicators"]
     assert {c["id"] for c in indicators["checks"]} >= {"unbounded_budget", "gradients", "noise_vs_attack"}
     text = subprocess.run(["pdftotext", str(run_dir / "report.pdf"), "-"], capture_output=True, text=True).stdout
     assert "Attack-failure indicators" in text and "Acceptance criteria" in text
     # the closing lines: verdict, failed criteria, where the evidence is
-    closing = proc.stdout.strip().splitlines()[-3:]
-    assert closing[0].startswith("harness: verdict ")
-    assert closing[1:] == [f"harness: report.pdf: {run_dir / 'report.pdf'}",
-                           f"harness: results.json: {run_dir / 'results.json'}"]
+    lines = proc.stdout.strip().splitlines()
+    verdict = next(i for i, line in enumerate(lines) if line.startswith("harness: verdict "))
+    assert lines[-2:] == [f"harness: report.pdf: {run_dir / 'report.pdf'}",
+                          f"harness: results.json: {run_dir / 'results.json'}"]
+    failed = [c["id"] for c in results["criteria"] if not c["passed"]]
+    assert [line.removeprefix("harness: failed ").rsplit(": ", 1)[0] for line in lines[verdict + 1:-2]] == failed
     # stderr is not a terminal: a line per stage (start and end), no bars
     assert "harness: naive:attack:pgd_linf ..." in proc.stderr
     assert "harness: naive:indicators finished in" in proc.stderr and "harness: report finished in" in proc.stderr

@@ -24,7 +24,7 @@ from harness.plan.schema import load_plan_text
 from harness.registry.contracts import AttackOutput, TensorSplit
 from harness.registry.hookspecs import hookimpl
 from harness.registry.manager import Registry, default_registry, make_plugin_manager
-from harness.results.document import attack_summary
+from harness.results.build import attack_result
 
 CPU = torch.device("cpu")
 PLAN = textwrap.dedent("""\
@@ -101,7 +101,8 @@ def evaluate_section(model: nn.Module, split: TensorSplit, plan, registry) -> di
     for spec in plan.attacks:
         outcome = run_attack(model, split, spec, registry.get("attack", spec.attack), prediction, 64, CPU,
                              plan.seed, "naive")
-        section["attacks"][spec.id] = attack_summary(spec, outcome, split.labels, correct, 1, None)
+        section["attacks"][spec.id] = attack_result(spec.attack, spec.norm, spec.kind, spec.params_dict(), outcome,
+                                                   split.labels, correct, 1, None).to_json()
     return section
 
 

@@ -53,16 +53,16 @@ def test_batch_size_auto_is_resolved_and_recorded(tmp_path):
     assert json.loads((fixed.run_dir / "manifest.json").read_text())["batch_size"] == {"requested": 64, "used": 64}
     recorded = json.loads((auto.run_dir / "manifest.json").read_text())["batch_size"]
     # on CPU the choice follows the image size, capped at the power of two covering the test set
-    n_test = auto.results["dataset"]["n_test"]
+    n_test = auto.dataset.n_test
     assert recorded["requested"] == "auto" and recorded["used"] == 1 << (n_test - 1).bit_length()
-    assert auto.results["models"] == fixed.results["models"]
+    assert auto.document.models == fixed.document.models
 
 
 def test_failed_criterion_gives_fail_verdict(tmp_path):
     result = run_toy(tmp_path, ["acceptance.1.min=1.01"])
     assert not result.passed
-    entry = result.results["criteria"][1]
-    assert entry["measured"] == 1.0 and entry["passed"] is False
+    entry = result.criteria[1]
+    assert entry.measured == 1.0 and entry.passed is False
 
 
 def test_nan_or_inf_is_reported_not_averaged():

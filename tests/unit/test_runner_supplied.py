@@ -133,7 +133,7 @@ def run(tmp_path, overrides=(), text=PLAN):
 
 def test_a_supplied_model_runs_on_test_only_data_and_is_kept(tmp_path):
     result = run(tmp_path)
-    assert set(result.results["models"]["naive"]["attacks"]) == {"shift_grad", "shift_free"}
+    assert set(result.raw["models"]["naive"]["attacks"]) == {"shift_grad", "shift_free"}
     manifest = json.loads((result.run_dir / "manifest.json").read_text())
     kept = manifest["models"]["naive"]["stored_copy"]
     assert kept["path"] == "model/naive.state_dict.pt" and kept["how"].startswith("state dict saved")
@@ -148,15 +148,15 @@ def test_a_training_model_plugin_on_test_only_data_is_refused(tmp_path):
 
 def test_without_gradients_only_gradient_free_attacks_run(tmp_path):
     result = run(tmp_path, ["model.differentiable=false"])
-    naive = result.results["models"]["naive"]
+    naive = result.raw["models"]["naive"]
     assert list(naive["attacks"]) == ["shift_free"] and "indicators" not in naive
-    warnings = result.results["warnings"]
+    warnings = result.raw["warnings"]
     assert any("attack 'shift_grad' was not run: it needs input gradients" in w for w in warnings)
     assert any("indicators were not computed" in w for w in warnings)
     manifest = json.loads((result.run_dir / "manifest.json").read_text())
     assert manifest["models"]["naive"]["attacks_possible"] == ["shift_free"]
     assert manifest["models"]["naive"]["attacks_not_possible"] == ["shift_grad"]
-    entry = result.results["criteria"][0]
+    entry = result.raw["criteria"][0]
     assert entry["measured"] is None and not result.passed  # a criterion on an attack that could not run fails
 
 

@@ -1,4 +1,5 @@
-"""The last lines of every `harness run`: the verdict, the failed criteria, and where the evidence is."""
+"""The last lines of every `harness run` (also with --quiet): warnings, the verdict, the failed criteria, and where
+the evidence is."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from harness.results.view import RunResults
 
 
 def closing_lines(view: RunResults) -> list[str]:
-    """Plain lines (no markup): verdict, each failed criterion with value and threshold, report and results paths."""
+    """Plain lines (no markup): warnings, the verdict, each failed criterion with value and threshold, and the
+    paths of report.pdf and results.json."""
     verdict = view.verdict
-    lines = []
+    lines = [f"harness: warning: {warning}" for warning in view.warnings]
     if verdict is not None:
         lines.append(f"harness: verdict {'PASS' if verdict.passed else 'FAIL'} "
                      f"({verdict.n_passed} of {verdict.n_criteria} criteria passed)")

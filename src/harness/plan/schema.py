@@ -14,11 +14,14 @@ import yaml
 
 from harness.errors import PlanError
 from harness.plan.architecture import check_architecture
-from harness.plan.criteria import METRICS, MODEL_ROLES, Criterion, criterion_id
+from harness.plan.criteria import MODEL_ROLES, Criterion, criterion_id
 from harness.plan.params import build_dataclass, params_to_dict
 from harness.plan.sandbox import enforce_sandbox, sandbox_roots
 from harness.plan.yaml_source import YamlDocument, apply_override, expand_env, load_yaml_file, load_yaml_text
 from harness.registry.manager import Registry, default_registry
+from harness.results.epsilons import EpsilonGrid
+from harness.results.formatting import eps_label
+from harness.results.metrics import METRICS
 
 PLAN_MARKER = "harness"
 SCHEMA_VERSION = 1
@@ -341,7 +344,7 @@ class _PlanBuilder:
             metric = item.get("metric")
             if not isinstance(metric, str) or metric not in METRICS:
                 raise self.error(f"unknown metric {metric!r} (available: {', '.join(METRICS)})", f"{path}.metric")
-            needs_attack, needs_eps = METRICS[metric]
+            needs_attack, needs_eps = METRICS[metric].needs_attack, METRICS[metric].needs_epsilon
             model = item.get("model", "naive")
             if model not in MODEL_ROLES:
                 raise self.error(f"model must be one of {', '.join(MODEL_ROLES)}, got {model!r}", f"{path}.model")
@@ -364,17 +367,18 @@ class _PlanBuilder:
                 if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)):
                     raise self.error(f"metric {metric} needs a numeric 'epsilon'", f"{path}.epsilon")
                 epsilon = float(epsilon)
-                if not any(abs(epsilon - e) <= 1e-12 for e in by_id[attack].epsilons):
-                    raise self.error(f"epsilon {epsilon:g} is not in the grid of attack {attack!r} "
-                                     f"({', '.join(f'{e:g}' for e in by_id[attack].epsilons)})",
-                                     f"{path}.epsilon")
+                grid = EpsilonGrid.of(by_id[attack].epsilons)
+                if epsilon not in grid:
+                    raise self.error(f"epsilon {eps_label(epsilon)} is not in the grid of attack {attack!r} "
+                                     f"({grid.text()})", f"{path}.epsilon")
             elif epsilon is not None:
                 raise self.error(f"metric {metric} takes no epsilon", f"{path}.epsilon")
-            if metric == "attack_credible" and model == "change":
-                raise self.error("attack_credible applies to one model (naive or hardened), not to 'change'",
+            scope = METRICS[metric].scope
+            if scope.per_model and model == "change":
+                raise self.error(f"{metric} applies to one model (naive or hardened), not to 'change'",
                                  f"{path}.model")
-            if metric == "median_min_epsilon" and by_id[attack].kind != "minimal":
-                raise self.error(f"median_min_epsilon needs a minimal-perturbation attack; {attack!r} is "
+            if scope.attack_kind == "minimal" and by_id[attack].kind != "minimal":
+                raise self.error(f"{metric} needs a minimal-perturbation attack; {attack!r} is "
                                  "fixed-epsilon", f"{path}.attack")
             cid = item.get("id") or criterion_id(metric, op, threshold, model, attack, epsilon)
             if not isinstance(cid, str):

@@ -14,7 +14,8 @@ from harness.pytest_plugin.session import RunRecord, harness_session
 if TYPE_CHECKING:
     from harness.plan.criteria import Criterion
     from harness.plan.schema import Plan
-    from harness.run.runner import RunResult
+    from harness.results.model import CriterionResult
+    from harness.results.view import RunResults
 
 PLAN_SUFFIXES = {".yaml", ".yml"}
 _MARKER_LINE = re.compile(r"^[\"']?harness[\"']?\s*:", re.MULTILINE)
@@ -134,9 +135,9 @@ class CriterionItem(pytest.Item):
         if record.error is not None:
             self._fail_run(record)
         entry = _criterion_entry(record.result, self.criterion.id)  # type: ignore[arg-type]
-        self.user_properties += [(f"{PROPERTY_PREFIX}measured", entry.get("measured")),
-                                 (f"{PROPERTY_PREFIX}threshold", entry.get("threshold"))]
-        problems = [] if entry.get("passed") else [failure_message(entry, record.shown_dir)]
+        self.user_properties += [(f"{PROPERTY_PREFIX}measured", entry.measured),
+                                 (f"{PROPERTY_PREFIX}threshold", entry.threshold)]
+        problems = [] if entry.passed else [failure_message(entry, record.shown_dir)]
         if record.report_error:
             problems.append(f"{self.criterion.id}: {record.report_error}")
         if problems:
@@ -192,8 +193,8 @@ def _criterion_lines(path: Path) -> dict[int, int]:
             if key.startswith("acceptance.") and key.count(".") == 1}
 
 
-def _criterion_entry(result: RunResult, criterion_id: str) -> dict[str, Any]:
-    for entry in result.results.get("criteria", []):
-        if entry["id"] == criterion_id:
+def _criterion_entry(result: RunResults, criterion_id: str) -> CriterionResult:
+    for entry in result.criteria:
+        if entry.id == criterion_id:
             return entry
     raise CriterionFailed(f"{criterion_id}: not in the run's results (run directory: {result.run_dir})")

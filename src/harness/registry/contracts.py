@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from harness.data.units import NativeUnits  # defined without torch, so results and reports can use it
+
 Norm = Literal["linf", "l2"]
 AttackKind = Literal["fixed_epsilon", "minimal"]
 Identifiers = Literal["from_source", "synthetic"]  # what a data set's sample and group ids are (see DatasetPlugin)
@@ -49,20 +51,6 @@ class TensorSplit(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         return self.images[index], int(self.labels[index])
-
-
-@dataclass(frozen=True)
-class NativeUnits:
-    """How an epsilon on [0,1] pixels maps to the data's native intensity (e.g. 1.0 = 1500 HU)."""
-
-    per_unit: float
-    unit: str
-    note: str = ""
-
-    def describe(self, epsilon: float) -> str:
-        """E.g. '6 HU' for epsilon 0.004 at a window width of 1500 HU."""
-        value = epsilon * self.per_unit
-        return f"{value:.3g} {self.unit}"
 
 
 @dataclass

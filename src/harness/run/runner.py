@@ -9,7 +9,7 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from harness import __version__
 from harness.attacks.engine import auto_batch_size, enable_determinism, prepare_attack_model
 from harness.attacks.example_images import save_examples
 from harness.attacks.indicators import compute_indicators
-from harness.attacks.sweep import batches, merge_outcomes, predict_logits, run_attack
+from harness.attacks.sweep import AttackOutcome, batches, merge_outcomes, predict_logits, run_attack
 from harness.data.checks import validate_dataset
 from harness.data.loading import load_dataset
 from harness.errors import DataError, HarnessError, ModelError, PlanError
@@ -28,9 +28,21 @@ from harness.plan.architecture import split_architecture
 from harness.plan.schema import AttackSpec, Plan
 from harness.registry.contracts import DatasetBundle, DatasetContext, DefenceContext, ModelBundle, ModelContext
 from harness.registry.manager import Registry
-from harness.results.criteria import evaluate, verdict
-from harness.results.document import attack_summary, new_results, sample_rows, write_samples
-from harness.results.metrics import clean_metrics
+from harness.results.build import attack_result, clean_metrics
+from harness.results.criteria import evaluate
+from harness.results.epsilons import EpsilonGrid
+from harness.results.formatting import eps_label
+from harness.results.model import (
+    DatasetSummary,
+    DefenceResult,
+    Indicators,
+    ModelResult,
+    PlanRef,
+    ResultsDocument,
+    Verdict,
+)
+from harness.results.samples import SampleOutcome, sample_outcomes, write_samples
+from harness.results.view import RunResults
 from harness.run import distributed
 from harness.run.environment import device_info, library_versions, platform_info, resolve_device, source_revision
 from harness.run.progress import ProgressMode, ProgressReporter
@@ -52,20 +64,6 @@ class RunConfig:
     echo: Callable[[str], None] = field(default=lambda message: print(message, file=sys.stderr))
 
 
-@dataclass
-class RunResult:
-    """What a finished run produced."""
-
-    run_dir: Path
-    results: dict[str, Any]
-    manifest: dict[str, Any]
-
-    @property
-    def passed(self) -> bool:
-        """Whether every acceptance criterion passed."""
-        return bool(self.results["verdict"]["passed"])
-
-
 class Runner:
     """Runs one plan end to end; each stage's work lives in its own module.
 
@@ -85,17 +83,18 @@ class Runner:
         self.progress = ProgressReporter("off")  # replaced for the stages of run()
         self.cache_dir = self.config.cache_dir or default_cache_dir()
         self.timings: dict[str, float] = {}
-        self.sample_rows: list[dict[str, Any]] = []
+        self.samples: list[SampleOutcome] = []
         self.resumed_batch_size: int | None = None
         self.batch_size = plan.batch_size  # replaced once the model is known when the plan says `batch_size: auto`
+        self.epsilons = EpsilonGrid.of(*(spec.epsilons for spec in plan.attacks))  # the samples.csv columns
 
     # -- stages --------------------------------------------------------------------------------------------
-    def run(self) -> RunResult:
+    def run(self) -> RunResults:
         """Run every stage; results and manifest are rewritten atomically after each one."""
         plan = self.plan
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise HarnessError(f"device {self.device} was requested but CUDA is not available")
-        self.results = new_results(plan.name, plan.sha256)
+        self.results = ResultsDocument(plan=PlanRef(plan.name, plan.sha256))
         self.manifest = self._initial_manifest()
         if self.resume_dir is not None:
             self.run_dir = self.resume_dir
@@ -118,13 +117,14 @@ class Runner:
                 hardened = self._stage("defence", lambda: self._harden(naive, dataset))
                 self._evaluate_model("hardened", hardened, dataset)
             self._stage("criteria", self._check_criteria)
-            self.results["status"] = "complete"
+            self.results = replace(self.results, status="complete")
             self._save()
             if self.config.report:
                 self._stage("report", lambda: distributed.on_main(self._render_report, share=False))
         if self.rank == 0:
-            self.registry.pm.hook.harness_run_end(plan=plan, run_dir=str(self.run_dir), results=self.results)
-        return RunResult(self.run_dir, self.results, self.manifest)
+            self.registry.pm.hook.harness_run_end(plan=plan, run_dir=str(self.run_dir),
+                                                  results=self.results.to_json())
+        return RunResults(self.run_dir, self.results, self.manifest)
 
     def _start_files(self) -> None:
         """Rank 0: the first results and manifest, the resolved plan, and the run-start hook."""
@@ -150,10 +150,10 @@ class Runner:
                                     "class_names": dataset.class_names, "positive_class": dataset.positive_class,
                                     "image_shape": list(dataset.image_shape),
                                     "native_units": _native(dataset), "provenance": dataset.provenance}
-        self.results["dataset"] = {"name": dataset.name, "class_names": dataset.class_names,
-                                   "positive_class": dataset.positive_class,
-                                   "content_sha256": dataset.provenance.get("content_sha256"),
-                                   "n_test": len(dataset.splits["test"]), "native_units": _native(dataset)}
+        self.results = replace(self.results, dataset=DatasetSummary(
+            name=dataset.name, class_names=tuple(dataset.class_names), positive_class=dataset.positive_class,
+            content_sha256=dataset.provenance.get("content_sha256"), n_test=len(dataset.splits["test"]),
+            native_units=dataset.native_units))
         return dataset
 
     def _trainers(self) -> list[str]:
@@ -206,17 +206,10 @@ class Runner:
         self.echo(f"harness: hardening the model with defence '{ref.plugin}'")
         bundle = plugin.harden(naive, ref.params, context)
         bundle.module.eval()
-        provenance = bundle.provenance
-        self.manifest["models"]["hardened"] = {"plugin": ref.plugin, **provenance}
+        self.manifest["models"]["hardened"] = {"plugin": ref.plugin, **bundle.provenance}
         distributed.on_main(lambda: self._keep_model("hardened", bundle), share=False)
-        self.results["defence"] = {"plugin": ref.plugin, "params": ref.params_dict(),
-                                   "selected_round": provenance.get("selected_round"),
-                                   "selected_weights_sha256": provenance.get("weights_sha256"),
-                                   "training_log": provenance.get("training_log", []),
-                                   **{key: provenance[key] for key in ("early_stopped", "resumed_from_round",
-                                                                       "naive_selected", "mixed_precision",
-                                                                       "selection", "distributed")
-                                     if key in provenance}}
+        self.results = replace(self.results, defence=DefenceResult.from_provenance(ref.plugin, ref.params_dict(),
+                                                                                    bundle.provenance))
         return bundle
 
     def _evaluate_model(self, role: str, bundle: ModelBundle, dataset: DatasetBundle) -> None:
@@ -228,10 +221,9 @@ class Runner:
                                                                       self.device, bar.advance))
         bar.close()
         clean_pred = logits.argmax(axis=1)
-        clean_correct = clean_pred == labels
-        section = {"weights_sha256": bundle.provenance.get("weights_sha256"),
-                   "clean": clean_metrics(labels, logits, dataset.positive_class), "attacks": {}}
-        self.results["models"][role] = section
+        model = ModelResult(weights_sha256=bundle.provenance.get("weights_sha256"),
+                            clean=clean_metrics(labels, logits, dataset.positive_class))
+        self.results = self.results.with_model(role, model)
         self._save()
         attack_model = self._stage(f"{role}:engine", lambda: self._attack_model(role, bundle, test))
         shard = (self.rank, self.world)
@@ -245,33 +237,21 @@ class Runner:
                 judge=bundle.module, shard=shard))
             bar.close()
             outcome = merge_outcomes(distributed.all_gather(local), self.batch_size)
-            summary = attack_summary(spec, outcome, labels, clean_correct, dataset.positive_class,
-                                     dataset.native_units)
-            section["attacks"][spec.id] = summary
-            for point in summary["points"]:
-                if point["bound_violations"]:
-                    self.results["warnings"].append(
-                        f"{role}/{spec.id} at eps={point['epsilon']:g}: {point['bound_violations']} adversarial "
-                        "examples were outside their epsilon bound and were not counted")
-                if self.rank == 0:
-                    self.registry.pm.hook.harness_attack_result(
-                        plan=self.plan, model_role=role, attack_id=spec.id, epsilon=point["epsilon"],
-                        robust_accuracy=point["robust_accuracy"])
-            self.sample_rows += sample_rows(role, spec, outcome, test.sample_ids, labels, clean_pred)
-            if self.rank == 0:
-                write_samples(self.run_dir / "samples.csv", self.sample_rows, self._all_epsilons())
-            self._save()
+            model = self._record_attack(role, model, spec, outcome, dataset, clean_pred)
         if self.plan.indicators.enabled and not bundle.differentiable:
-            self.results["warnings"].append(f"{role}: the attack-failure indicators were not computed: they need "
-                                            "input gradients, which the model does not give")
+            self.results = self.results.with_warnings(f"{role}: the attack-failure indicators were not computed: "
+                                                      "they need input gradients, which the model does not give")
         elif self.plan.indicators.enabled:
-            section["indicators"] = self._stage(f"{role}:indicators", lambda: distributed.on_main(
+            section = model.to_json()  # the indicators read the model's results as JSON data
+            indicators = Indicators.from_json(self._stage(f"{role}:indicators", lambda: distributed.on_main(
                 lambda: compute_indicators(bundle.module, test, section, self.plan, self.registry, self.device,
                                            self.batch_size, self.plan.seed, self.plan.indicators.n_images,
-                                           dataset.class_names)))
-            if not section["indicators"]["credible"]:
-                self.results["warnings"].append(f"{role}: the attack results may not be credible (attack-failure "
-                                                "indicators: " + "; ".join(section["indicators"]["flags"]) + ")")
+                                           dataset.class_names))))
+            self.results = self.results.with_model(role, replace(model, indicators=indicators))
+            if not indicators.credible:
+                self.results = self.results.with_warnings(
+                    f"{role}: the attack results may not be credible (attack-failure indicators: "
+                    + "; ".join(indicators.flags) + ")")
             self._save()
         settings = self.plan.report
         self._stage(f"{role}:examples", lambda: distributed.on_main(lambda: save_examples(
@@ -282,14 +262,35 @@ class Runner:
         """The plan's attacks this model allows: without gradients only those whose plugin needs none."""
         possible, skipped = [], []
         for spec in self.plan.attacks:
-            needs = getattr(self.registry.get("attack", spec.attack), "requires_gradients", True)
+            needs = self.registry.get("attack", spec.attack).requires_gradients
             (skipped if needs and not bundle.differentiable else possible).append(spec)
-        for spec in skipped:
-            self.results["warnings"].append(f"{role}: attack '{spec.id}' was not run: it needs input gradients and "
-                                            "the model gives none (only gradient-free attacks can test it)")
+        self.results = self.results.with_warnings(*(
+            f"{role}: attack '{spec.id}' was not run: it needs input gradients and the model gives none (only "
+            "gradient-free attacks can test it)" for spec in skipped))
         self.manifest["models"][role]["attacks_possible"] = [spec.id for spec in possible]
         self.manifest["models"][role]["attacks_not_possible"] = [spec.id for spec in skipped]
         return possible
+
+    def _record_attack(self, role: str, model: ModelResult, spec: AttackSpec, outcome: AttackOutcome,
+                       dataset: DatasetBundle, clean_pred: np.ndarray) -> ModelResult:
+        """Add one attack's result, warnings and samples.csv rows; save; the model's results with the attack."""
+        test = dataset.splits["test"]
+        result = attack_result(spec.attack, spec.norm, spec.kind, spec.params_dict(), outcome, test.labels,
+                               clean_pred == test.labels, dataset.positive_class, dataset.native_units)
+        model = model.with_attack(spec.id, result)
+        self.results = self.results.with_model(role, model).with_warnings(*(
+            f"{role}/{spec.id} at eps={eps_label(point.epsilon)}: {point.bound_violations} adversarial examples "
+            "were outside their epsilon bound and were not counted"
+            for point in result.points if point.bound_violations))
+        self.samples += sample_outcomes(role, spec.id, outcome, test.sample_ids, test.labels, clean_pred)
+        if self.rank == 0:
+            for point in result.points:
+                self.registry.pm.hook.harness_attack_result(plan=self.plan, model_role=role, attack_id=spec.id,
+                                                            epsilon=point.epsilon,
+                                                            robust_accuracy=point.robust_accuracy)
+            write_samples(self.run_dir / "samples.csv", self.samples, self.epsilons)
+        self._save()
+        return model
 
     def _attack_checkpoint(self, role: str, attack_id: str) -> Path:
         """Where one attack's per-batch state is saved; under torchrun one file per rank (and world size)."""
@@ -311,13 +312,12 @@ class Runner:
         """The model attacks run on: the plan's engine options applied to a copy (or the model itself)."""
         sample, _ = next(iter(batches(test, self.batch_size)))
         model, notes = prepare_attack_model(bundle.module, self.plan.engine, self.device, sample.to(self.device))
-        self.results["warnings"] += [f"{role}: engine: {note}" for note in notes]
+        self.results = self.results.with_warnings(*(f"{role}: engine: {note}" for note in notes))
         return model
 
     def _check_criteria(self) -> None:
-        entries = evaluate(self.plan.acceptance, self.results)
-        self.results["criteria"] = entries
-        self.results["verdict"] = verdict(entries)
+        criteria = evaluate(self.plan.acceptance, self.results)
+        self.results = replace(self.results, criteria=criteria, verdict=Verdict.of(criteria))
 
     # -- helpers -------------------------------------------------------------------------------------------
     def _stage(self, name: str, work: Callable[[], Any]) -> Any:
@@ -347,9 +347,6 @@ class Runner:
             self.resumed_batch_size = used  # an automatic choice is kept, so checkpoints of the first attempt match
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         return previous.get("started_at", now), [*previous.get("resumed_at", []), now]
-
-    def _all_epsilons(self) -> list[float]:
-        return sorted({eps for spec in self.plan.attacks for eps in spec.epsilons})
 
     def _seed(self, seed: int) -> None:
         random.seed(seed)
@@ -393,7 +390,7 @@ class Runner:
     def _save(self) -> None:
         if self.rank != 0:
             return  # rank 0 alone writes the run directory
-        write_json_atomic(self.run_dir / "results.json", self.results)
+        write_json_atomic(self.run_dir / "results.json", self.results.to_json())
         write_json_atomic(self.run_dir / "manifest.json", self.manifest)
 
 

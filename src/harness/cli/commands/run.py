@@ -45,7 +45,6 @@ def execute(args: argparse.Namespace, console: Console) -> int:
     from harness.cli.tables import print_summary
     from harness.plan.schema import load_plan
     from harness.registry.manager import default_registry
-    from harness.results.view import RunResults
     from harness.run import distributed
     from harness.run.runner import RunConfig, Runner
 
@@ -63,7 +62,7 @@ def execute(args: argparse.Namespace, console: Console) -> int:
     result = Runner(plan, registry, config, resume_dir=args.resume).run()
     if distributed.is_main():
         if not args.quiet:
-            print_summary(console, result.results, str(result.run_dir))
-        for line in closing_lines(RunResults.from_run(result)):
+            print_summary(console, result)
+        for line in closing_lines(result):
             console.print(escape(line), soft_wrap=True)
     return EXIT_PASS if result.passed else EXIT_FAIL
