@@ -147,6 +147,7 @@ class Runner:
         dataset = load_dataset(plugin, self.plan.dataset.params, context, salt)
         validate_dataset(dataset, self._trainers())
         self.manifest["dataset"] = {"plugin": self.plan.dataset.plugin, "name": dataset.name,
+                                    "identifiers": plugin.identifiers,  # 'synthetic': a generated phantom
                                     "class_names": dataset.class_names, "positive_class": dataset.positive_class,
                                     "image_shape": list(dataset.image_shape),
                                     "native_units": _native(dataset), "provenance": dataset.provenance}
