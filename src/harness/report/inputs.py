@@ -25,7 +25,9 @@ class ReportInput:
     run: RunResults
     samples: tuple[SampleOutcome, ...] = ()  # from samples.csv; empty when missing or unreadable
     examples: dict[str, Examples] = field(default_factory=dict)  # by model role
-    plan_yaml: str | None = None  # the resolved plan as YAML (Appendix A)
+    plan_yaml: str | None = None  # the resolved plan as YAML (shown when plan.source.yaml is missing)
+    plan_source: str | None = None  # plan.source.yaml: the plan file exactly as written (Appendix A)
+    plan_source_sha256: str | None = None  # sha256 of plan.source.yaml's bytes, checked against the manifest
     problems: list[str] = field(default_factory=list)  # files that could not be read (shown as warnings)
 
     # -- the run's files ----------------------------------------------------------------------------------
@@ -44,10 +46,32 @@ class ReportInput:
         """The plan's name."""
         return self.run.plan_name or self.resolved.get("name") or "harness run"
 
+    @functools.cached_property
+    def plan_record(self) -> dict[str, Any]:
+        """The manifest's `plan` section: source, hashes and their explanations, overrides."""
+        return self.manifest.get("plan") or {}
+
     @property
     def plan_sha256(self) -> str | None:
-        """The sha256 of the resolved plan."""
-        return self.run.document.plan.sha256 or (self.manifest.get("plan") or {}).get("sha256")
+        """The sha256 of the resolved plan (canonical JSON; it names the run directory)."""
+        return self.run.document.plan.sha256 or self.plan_record.get("sha256")
+
+    @property
+    def plan_file_sha256(self) -> str | None:
+        """The sha256 of the plan file as written (recorded by harness versions that keep plan.source.yaml)."""
+        return self.plan_record.get("file_sha256")
+
+    @property
+    def plan_source_verified(self) -> bool | None:
+        """Whether plan.source.yaml's bytes still hash to the manifest's plan file sha256 (None: nothing to check)."""
+        if self.plan_source_sha256 is None or not self.plan_file_sha256:
+            return None
+        return self.plan_source_sha256 == self.plan_file_sha256
+
+    @property
+    def overrides(self) -> list[str]:
+        """The command-line overrides (`--set`) applied to the plan file."""
+        return [str(o) for o in self.plan_record.get("overrides") or []]
 
     @property
     def harness_version(self) -> str:

@@ -6,30 +6,37 @@ from typing import Any
 
 from harness.report.inputs import ReportInput
 from harness.results.formatting import eps_text
-from harness.results.metrics import METRICS, RATE, Unit
+from harness.results.metrics import EPSILON, METRICS, RATE, Unit
+from harness.results.model import CriterionResult
 
 TITLE = "Acceptance criteria"
 OPERATORS = {">=": "≥", "<=": "≤"}
 
 
+def criterion_row(report: ReportInput, c: CriterionResult) -> dict[str, Any]:
+    """One criterion as the report writes it: what it measures (ε also in native units), threshold, measured value."""
+    metric = METRICS.get(c.metric)
+    unit: Unit = metric.unit if metric else RATE
+    what = c.metric
+    if c.attack:
+        what += f" under {c.attack}"
+    if c.epsilon is not None:
+        native = report.native_text(c.epsilon)
+        what += f" at ε = {eps_text(c.epsilon)}" + (f" ({native})" if native else "")
+    if c.measured is None:
+        verdict, css = "NOT MEASURED", "fail"
+    else:
+        verdict, css = ("PASS", "pass") if c.passed else ("FAIL", "fail")
+
+    def write(value: float | None) -> str:
+        native = report.native_text(value) if unit is EPSILON and value is not None and c.model != "change" else None
+        return unit.short(value) + (f" ({native})" if native else "")
+
+    return {"id": c.id, "what": what, "model": "hardened − naive" if c.model == "change" else c.model,
+            "description": c.description.strip(), "threshold": f"{OPERATORS.get(c.op, c.op)} {write(c.threshold)}",
+            "measured": write(c.measured), "note": c.note, "verdict": verdict, "css": css}
+
+
 def build(report: ReportInput) -> dict[str, Any]:
     """One row per criterion, in plan order."""
-    rows = []
-    for c in report.run.criteria:
-        metric = METRICS.get(c.metric)
-        unit: Unit = metric.unit if metric else RATE
-        what = c.metric
-        if c.attack:
-            what += f" under {c.attack}"
-        if c.epsilon is not None:
-            native = report.native_text(c.epsilon)
-            what += f" at ε = {eps_text(c.epsilon)}" + (f" ({native})" if native else "")
-        if c.measured is None:
-            verdict, css = "NOT MEASURED", "fail"
-        else:
-            verdict, css = ("PASS", "pass") if c.passed else ("FAIL", "fail")
-        rows.append({"id": c.id, "what": what, "model": "hardened − naive" if c.model == "change" else c.model,
-                     "description": c.description.strip(),
-                     "threshold": f"{OPERATORS.get(c.op, c.op)} {unit.short(c.threshold)}",
-                     "measured": unit.short(c.measured), "note": c.note, "verdict": verdict, "css": css})
-    return {"rows": rows}
+    return {"rows": [criterion_row(report, c) for c in report.run.criteria]}
