@@ -1,4 +1,8 @@
-"""Figures for the report: matplotlib (Agg, no pyplot state) rendered to PNG data URIs, and image thumbnails."""
+"""Figures for the report: matplotlib (Agg, no pyplot state) rendered to PNG data URIs, and image thumbnails.
+
+Every axis is labelled with its unit in parentheses; the labels are also written into the PNG (text chunk
+AXES_KEY, one line per axis) so that tests can check what each figure in a report shows.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import numpy as np
 DPI = 150
 COLOURS = {"naive": "#c0392b", "hardened": "#1f5fa8"}
 NORM_LABEL = {"linf": "L∞", "l2": "L2"}
+AXES_KEY = "harness-axes"  # PNG text chunk: the axis labels of the figure, one per line
 
 
 @dataclass
@@ -35,13 +40,40 @@ def _figure(width: float, height: float):
     return fig, fig.add_subplot()
 
 
+def axis_labels(fig) -> list[str]:
+    """Every non-empty axis label of a figure, secondary axes included."""
+    axes = [a for ax in fig.axes for a in (ax, *ax.child_axes)]
+    return [label for a in axes for label in (a.get_xlabel(), a.get_ylabel()) if label]
+
+
 def _png(fig) -> bytes:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+    fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None, AXES_KEY: "\n".join(axis_labels(fig))})
     return buffer.getvalue()
+
+
+def epsilon_label(what: str, norm: str) -> str:
+    """'ε (L∞ norm, [0,1] pixel units, log scale)': an epsilon axis on images scaled to [0,1]."""
+    return f"{what} ({NORM_LABEL.get(norm, norm)} norm, [0,1] pixel units, log scale)"
+
+
+def _native_axis(ax, what: str, per_unit: float | None, unit: str | None, norm: str,
+                 ticks: list[float] | None = None) -> None:
+    """A top axis with the epsilons in the data's native units (L∞ only: an L2 budget has no per-pixel unit)."""
+    from matplotlib.ticker import FuncFormatter
+
+    if not per_unit or not unit or norm != "linf":
+        return
+    top = ax.secondary_xaxis("top", functions=(lambda x: x * per_unit, lambda x: x / per_unit))
+    if ticks:
+        _fixed_ticks(top.xaxis, [e * per_unit for e in ticks], lambda v: f"{v:.3g}")
+    else:
+        top.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+    top.set_xlabel(f"{what} ({unit})", fontsize=8)
+    top.tick_params(labelsize=7.5)
 
 
 def _style(ax) -> None:
@@ -57,7 +89,7 @@ def accuracy_plot(attack_id: str, norm: str, curves: list[Curve], cutoff: float 
     """Accuracy under attack against epsilon (log scale), one line per model, clean accuracy dashed."""
     from matplotlib.ticker import PercentFormatter
 
-    fig, ax = _figure(6.0, 3.1)
+    fig, ax = _figure(6.4, 2.15)
     all_eps = [eps for curve in curves for eps in curve.epsilons if eps > 0]
     for curve in curves:
         colour = COLOURS.get(curve.role, "#555555")
@@ -78,15 +110,12 @@ def accuracy_plot(attack_id: str, norm: str, curves: list[Curve], cutoff: float 
         ax.axvline(cutoff, color="#777777", linestyle=":", linewidth=1.0, label=f"cutoff ε = {cutoff:g}")
     ax.set_ylim(-3, 103)
     ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
-    ax.set_xlabel(f"ε ({NORM_LABEL.get(norm, norm)}, on [0,1] pixels, log scale)", fontsize=8.5)
-    ax.set_ylabel("accuracy", fontsize=8.5)
-    if native_per_unit and native_unit and norm == "linf" and ticks:
-        top = ax.secondary_xaxis("top", functions=(lambda x: x * native_per_unit, lambda x: x / native_per_unit))
-        _fixed_ticks(top.xaxis, [e * native_per_unit for e in ticks], lambda v: f"{v:.3g}")
-        top.set_xlabel(f"ε in {native_unit}", fontsize=8)
-        top.tick_params(labelsize=7.5)
+    ax.set_xlabel(epsilon_label("ε", norm), fontsize=8.5)
+    ax.set_ylabel("accuracy (%)", fontsize=8.5)
+    if ticks:
+        _native_axis(ax, "ε", native_per_unit, native_unit, norm, ticks)
     _style(ax)
-    ax.legend(fontsize=7, loc="best", frameon=False, title=attack_id, title_fontsize=7.5)
+    ax.legend(fontsize=7, loc="lower left", frameon=False, title=attack_id, title_fontsize=7.5)
     return _png(fig)
 
 
@@ -106,9 +135,11 @@ def _fixed_ticks(axis, ticks: list[float], label) -> None:
     axis.set_minor_locator(NullLocator())
 
 
-def min_epsilon_histogram(attack_id: str, norm: str, values: dict[str, np.ndarray],
-                          cutoff: float | None) -> bytes | None:
+def min_epsilon_histogram(attack_id: str, norm: str, values: dict[str, np.ndarray], cutoff: float | None,
+                          native_per_unit: float | None = None, native_unit: str | None = None) -> bytes | None:
     """Histogram (log x) of per-image minimal flipping epsilons; zeros and 'not found' are left to the caption."""
+    from matplotlib.ticker import FuncFormatter
+
     finite = {role: v[np.isfinite(v) & (v > 0)] for role, v in values.items()}
     pooled = np.concatenate([v for v in finite.values()]) if finite else np.array([])
     if pooled.size == 0:
@@ -119,7 +150,7 @@ def min_epsilon_histogram(attack_id: str, norm: str, values: dict[str, np.ndarra
     if high / low < 1.5:
         low, high = low / 1.5, high * 1.5
     bins = np.logspace(np.log10(low), np.log10(high), 25)
-    fig, ax = _figure(6.0, 2.7)
+    fig, ax = _figure(6.4, 2.3)
     for role, v in finite.items():
         if v.size:
             colour = COLOURS.get(role, "#555555")
@@ -128,8 +159,10 @@ def min_epsilon_histogram(attack_id: str, norm: str, values: dict[str, np.ndarra
     if cutoff:
         ax.axvline(cutoff, color="#333333", linestyle=":", linewidth=1.1, label=f"cutoff ε = {cutoff:g}")
     ax.set_xscale("log")
-    ax.set_xlabel(f"minimal flipping ε ({NORM_LABEL.get(norm, norm)}, on [0,1] pixels, log scale)", fontsize=8.5)
-    ax.set_ylabel("test images", fontsize=8.5)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.set_xlabel(epsilon_label("minimal flipping ε", norm), fontsize=8.5)
+    ax.set_ylabel("test images (count)", fontsize=8.5)
+    _native_axis(ax, "minimal flipping ε", native_per_unit, native_unit, norm)
     _style(ax)
     ax.legend(fontsize=7, frameon=False, title=attack_id, title_fontsize=7.5)
     return _png(fig)

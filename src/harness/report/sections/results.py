@@ -55,4 +55,5 @@ def build(report: ReportInput) -> dict[str, Any]:
             "point_columns": [m.column for m in metrics_in(POINT)], "clean": clean_rows(report),
             "class_names": report.class_names, "positive_class": report.class_name(report.positive_class),
             "attacks": [attack_table(report, attack_id) for attack_id in report.attack_ids],
-            "cutoff": eps_text(report.cutoff)}
+            "cutoff": eps_text(report.cutoff), "cutoff_native": report.native_text(report.cutoff),
+            "native_unit": report.native.unit if report.native else None}

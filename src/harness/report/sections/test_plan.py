@@ -6,7 +6,7 @@ from typing import Any
 
 from harness.report.inputs import ROLES, ReportInput
 from harness.report.model_rows import model_contract_rows
-from harness.report.text import basename, cell, mapping_rows, verbatim
+from harness.report.text import basename, cell, mapping_rows, reduce_command, verbatim
 from harness.results.epsilons import EpsilonGrid
 from harness.results.formatting import eps_text, num, pct
 from harness.results.model import thaw
@@ -99,7 +99,7 @@ def build(report: ReportInput) -> dict[str, Any]:
                ("susceptibility cutoff", eps_text(report.cutoff)),
                ("examples per model", verbatim((resolved.get("report") or {}).get("n_examples", 3)))]
     return {"attacks": attacks(report), "defence": defence(report), "general": general,
-            "overrides": (report.manifest.get("plan") or {}).get("overrides") or [],
+            "overrides": [reduce_command([o]) for o in report.overrides],
             "dataset_params": mapping_rows(resolved.get("dataset")),
             "model_params": mapping_rows(resolved.get("model")),
             "models": models(report), "native_note": report.native_note()}
