@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 
 import numpy as np
 import pytest
 import torch
+from report_layout import (
+    figures_without_units,
+    ink_in_margins,
+    orphaned_headings,
+    page_fill,
+    read_layout,
+    tool,
+    words_past_margins,
+)
 from torch import nn
 
 from harness.attacks.example_images import choose_attack, closest_epsilon, save_examples
@@ -23,13 +31,7 @@ from harness.report.text import reduce_command, verbatim
 INJECTED = "<script>alert(1)</script> and <b>bold</b>"
 HEADINGS = ["1. Summary", "2. Intended use and scope", "3. Test plan", "4. Acceptance criteria", "5. Results",
             "6. Adversarial examples", "7. Data provenance", "8. Environment", "9. Warnings and deviations",
-            "10. Approval", "Appendix A. Resolved test plan"]
-
-
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    assert path, f"{name} (poppler-utils) is needed to check the PDF; install.sh installs it"
-    return path
+            "10. Approval", "Appendix A. Test plan as written"]
 
 
 def _section(rendered: dict, heading: str, until: str | None = None) -> str:
@@ -52,11 +54,11 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict:
                                   warnings=["naive/fgsm at eps=0.001: 1 adversarial examples were outside their "
                                             "epsilon bound and were not counted"])
     html_path, pdf_path = render_report(run_dir)
-    text = subprocess.run([_tool("pdftotext"), "-layout", str(pdf_path), "-"], check=True, capture_output=True,
+    text = subprocess.run([tool("pdftotext"), "-layout", str(pdf_path), "-"], check=True, capture_output=True,
                           text=True).stdout
-    raw = subprocess.run([_tool("pdftotext"), str(pdf_path), "-"], check=True, capture_output=True, text=True).stdout
+    raw = subprocess.run([tool("pdftotext"), str(pdf_path), "-"], check=True, capture_output=True, text=True).stdout
     return {"run_dir": run_dir, "html": html_path.read_text(encoding="utf-8"), "pdf": pdf_path, "text": text,
-            "raw": raw,
+            "raw": raw, "layout": read_layout(pdf_path, tmp_path_factory.mktemp("pages")),
             "pages": text.split("\f"),
             "results": json.loads((run_dir / "results.json").read_text()),
             "manifest": json.loads((run_dir / "manifest.json").read_text())}
@@ -122,14 +124,15 @@ def test_environment_lists_versions_device_and_seeds(rendered):
     env = _section(rendered, "8. Environment", "9. Warnings")
     for library, version in rendered["manifest"]["versions"].items():
         assert library in env and version in env, library
-    assert "NVIDIA H100 80GB HBM3" in env and "12.4" in env and "20221" in env
+    raw = _squash(rendered["raw"].split("8. Environment")[-1].split("9. Warnings")[0])  # columns read in order
+    assert _squash("NVIDIA H100 80GB HBM3") in raw and "12.4" in env and "20221" in env
 
 
 def test_figures_are_embedded(rendered):
     html = rendered["html"]
     # 3 accuracy plots + 1 minimal-epsilon histogram + 2 models × 3 examples × 3 panels
     assert html.count('<img src="data:image/png;base64,') == 3 + 1 + 18
-    listing = subprocess.run([_tool("pdfimages"), "-list", str(rendered["pdf"])], check=True,
+    listing = subprocess.run([tool("pdfimages"), "-list", str(rendered["pdf"])], check=True,
                              capture_output=True, text=True).stdout.splitlines()
     assert len(listing) - 2 >= 3 + 1 + 18  # two header lines
 
@@ -161,6 +164,43 @@ def test_warnings_and_susceptibility_analysis(rendered):
     naive_fmn = [r for r in body if r[0] == "naive" and r[1] == "fmn_linf"]
     removed = sum(1 for r in naive_fmn if float(r[col]) < 0.004)
     assert re.search(rf"naive +fmn_linf +{len(naive_fmn)} +{removed} ", text), text[text.find("Removing"):][:900]
+
+
+# ------------------------------------------------------------------------------------- visual regression
+MAX_PAGES = 12  # the default CT report must fit in 12 pages (issue 15); the synthetic run is its stand-in
+MIN_FILL = 0.6  # every page but the last of the body and of the appendix is filled at least this far down
+
+
+def test_the_report_fits_its_page_budget_and_fills_its_pages(rendered):
+    layout = rendered["layout"]
+    assert 8 <= layout.n_pages <= MAX_PAGES, layout.n_pages
+    assert len(layout.page_images) == layout.n_pages  # every page converted to PNG
+    appendix = max(i for i, text in enumerate(layout.page_texts) if "Appendix A. Test plan as written" in text)
+    exempt = {appendix - 1, layout.n_pages - 1}  # the body's last page and the appendix's last page
+    fills = page_fill(layout)
+    short = {i + 1: round(f, 2) for i, f in enumerate(fills) if i not in exempt and f < MIN_FILL}
+    assert not short, f"mostly blank pages (page: fill): {short}"
+
+
+def test_appendix_prints_the_plan_file_in_utf8_with_its_comments(rendered):
+    appendix = rendered["raw"].split("Appendix A. Test plan as written")[-1]
+    assert "# Synthetic study of a lung-nodule classifier on 64×64 CT patches (ε grid around 0.004 = 6 HU)." in appendix
+    assert "\\xD7" not in appendix and "\\u03B5" not in appendix  # no YAML escapes
+
+
+def test_no_text_or_drawing_runs_past_the_margins(rendered):
+    layout = rendered["layout"]
+    assert not words_past_margins(layout)
+    assert not ink_in_margins(layout)
+
+
+def test_no_heading_is_left_at_a_page_bottom(rendered):
+    assert not orphaned_headings(rendered["layout"], rendered["html"])
+
+
+def test_every_figure_has_axis_labels_with_units(rendered):
+    assert not figures_without_units(rendered["html"])
+    assert rendered["html"].count('<figure class="plot">') == 3 + 1  # 3 accuracy plots, 1 minimal-ε histogram
 
 
 def test_missing_results_is_a_one_line_harness_error(tmp_path):
@@ -330,7 +370,7 @@ def test_sections_are_numbered_in_order_and_parts_and_empty_sections_are_not(tmp
                                     appendix))
     assert [(s.name, s.heading) for s in built] == [
         ("cover", None), ("summary", "1. Summary"), ("subgroups", "2. Subgroups"), ("ci_part", None),
-        ("scope", "3. Intended use and scope"), ("appendix", "Appendix A. Resolved test plan")]
+        ("scope", "3. Intended use and scope"), ("appendix", "Appendix A. Test plan as written")]
     assert [s.anchor for s in built][-1] == "appendix" and built[2].template == "sections/subgroups.html"
 
 
