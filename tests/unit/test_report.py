@@ -393,3 +393,15 @@ def test_indicator_explanations_are_shown_when_a_check_has_them(tmp_path):
     html = render_html(build_context(load_report(run_dir)))  # the HTML is enough: no PDF layout
     assert "Attack-failure indicators" in html and "NOT CREDIBLE" in html
     assert "suggests masked gradients." in html and "flipped by: uniform noise draw 3" in html
+
+
+def test_preview_puts_the_chosen_pages_side_by_side(rendered, tmp_path):
+    from PIL import Image
+
+    from harness.report.preview import GAP, main
+
+    out = tmp_path / "preview.png"
+    assert main([str(rendered["run_dir"]), str(out), "--pages", "1", "3", "--dpi", "20"]) == 0
+    page_width, page_height = (round(side / 72 * 20) for side in rendered["layout"].page_sizes[0])
+    with Image.open(out) as image:
+        assert abs(image.width - (2 * page_width + 3 * GAP)) <= 2 and abs(image.height - (page_height + 2 * GAP)) <= 2
