@@ -25,6 +25,8 @@ MARGIN_MM = 20.0  # left and right page margins of report.css
 FOOTER_MM = 21.0  # bottom margin (the footer lives in it)
 HEADER_MM = 20.0  # top margin (the running title lives in it)
 PNG_DPI = 50
+MAX_PAGES = 12  # the default CT plan's report fits in 12 pages (issue 15)
+MIN_FILL = 0.6  # pages but the body's last and the appendix's last are filled at least this far down
 UNIT = re.compile(r"\([^()]*(%|HU|count|\[0,1\] pixel units)[^()]*\)")  # a unit in the label's parentheses
 
 
@@ -115,6 +117,13 @@ def page_fill(layout: Layout) -> list[float]:
         inked = np.flatnonzero((image[top:bottom] < 200).any(axis=1))
         fills.append(0.0 if inked.size == 0 else (inked[-1] + 1) / (bottom - top))
     return fills
+
+
+def short_pages(layout: Layout, min_fill: float) -> dict[int, float]:
+    """Pages (1-based) filled less than `min_fill`, besides the body's last page (before Appendix A) and the last."""
+    appendix = max(i for i, text in enumerate(layout.page_texts) if "Appendix A. " in text)
+    exempt = {appendix - 1, layout.n_pages - 1}
+    return {i + 1: round(float(f), 2) for i, f in enumerate(page_fill(layout)) if i not in exempt and f < min_fill}
 
 
 def headings(html: str) -> dict[str, int]:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import pytest
 import torch
 from report_layout import (
+    MAX_PAGES,
+    MIN_FILL,
     figures_without_units,
     ink_in_margins,
     orphaned_headings,
-    page_fill,
     read_layout,
+    short_pages,
     words_past_margins,
 )
 from support import REPO
@@ -22,9 +24,6 @@ from support import REPO
 from harness.plan.schema import load_plan
 from harness.registry.manager import default_registry
 from harness.run.runner import RunConfig, Runner
-
-MAX_PAGES = 12
-MIN_FILL = 0.6
 
 
 @pytest.fixture(scope="module")
@@ -42,11 +41,7 @@ def ct_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def test_default_ct_report_fits_in_twelve_filled_pages(ct_report):
     layout = ct_report["layout"]
     assert layout.n_pages <= MAX_PAGES, layout.n_pages
-    appendix = max(i for i, text in enumerate(layout.page_texts) if "Appendix A. Test plan as written" in text)
-    fills = page_fill(layout)
-    short = {i + 1: round(f, 2) for i, f in enumerate(fills)
-             if i not in (appendix - 1, layout.n_pages - 1) and f < MIN_FILL}
-    assert not short, f"mostly blank pages (page: fill): {short}"
+    assert not short_pages(layout, MIN_FILL), "mostly blank pages (page: fill)"
 
 
 def test_default_ct_report_layout_is_clean(ct_report):

@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 import torch
 from report_layout import (
+    MAX_PAGES,
+    MIN_FILL,
     figures_without_units,
     ink_in_margins,
     orphaned_headings,
-    page_fill,
     read_layout,
+    short_pages,
     tool,
     words_past_margins,
 )
@@ -167,19 +169,13 @@ def test_warnings_and_susceptibility_analysis(rendered):
 
 
 # ------------------------------------------------------------------------------------- visual regression
-MAX_PAGES = 12  # the default CT report must fit in 12 pages (issue 15); the synthetic run is its stand-in
-MIN_FILL = 0.6  # every page but the last of the body and of the appendix is filled at least this far down
 
 
 def test_the_report_fits_its_page_budget_and_fills_its_pages(rendered):
     layout = rendered["layout"]
     assert 8 <= layout.n_pages <= MAX_PAGES, layout.n_pages
     assert len(layout.page_images) == layout.n_pages  # every page converted to PNG
-    appendix = max(i for i, text in enumerate(layout.page_texts) if "Appendix A. Test plan as written" in text)
-    exempt = {appendix - 1, layout.n_pages - 1}  # the body's last page and the appendix's last page
-    fills = page_fill(layout)
-    short = {i + 1: round(f, 2) for i, f in enumerate(fills) if i not in exempt and f < MIN_FILL}
-    assert not short, f"mostly blank pages (page: fill): {short}"
+    assert not short_pages(layout, MIN_FILL), "mostly blank pages (page: fill)"
 
 
 def test_appendix_prints_the_plan_file_in_utf8_with_its_comments(rendered):

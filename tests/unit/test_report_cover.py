@@ -219,3 +219,8 @@ def test_criteria_on_minimal_epsilon_give_native_units(run):
 def test_html_twin_has_screen_margins(run):
     css = run["html"].split("@media screen", 1)[1]
     assert re.search(r"body \{ max-width: \d+mm; margin: \d+mm auto;", css)
+
+
+def test_training_log_epsilons_are_also_in_native_units(run):
+    block = _part(run["html"], "Adversarial training log", "Model and data set")
+    assert "1 0.002 (3 HU)" in block and "2 0.004 (6 HU)" in block

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from harness.data.units import NativeUnits
+from harness.results.formatting import eps_text
 from harness.results.model import AttackPoint, AttackResult, ModelResult, thaw
 from harness.results.samples import SampleOutcome
 from harness.results.view import RunResults
@@ -186,6 +187,11 @@ class ReportInput:
         if self.native and self.native.per_unit:
             return self.native.describe(eps).strip()
         return None
+
+    def eps_native(self, eps: float, point: AttackPoint | None = None) -> str:
+        """'0.004 (6 HU)': an epsilon with its native-unit value, or the bare epsilon without native units."""
+        native = self.native_text(eps, point)
+        return eps_text(eps) + (f" ({native})" if native else "")
 
     def native_note(self) -> str | None:
         """'1.0 on [0,1] pixels = 1500 HU (lung window W1500 L-600)', or None."""

@@ -10,7 +10,7 @@ from harness.report.inputs import ROLES, ReportInput
 from harness.report.sections.criteria import criterion_row
 from harness.report.sections.warnings import warnings
 from harness.report.text import basename, short_hash, utc_text
-from harness.results.formatting import eps_text, pct
+from harness.results.formatting import pct
 
 TITLE = None
 STATUS_TEXT = {
@@ -50,9 +50,7 @@ def key_numbers(report: ReportInput) -> dict[str, Any]:
         first = next((p for p in points if p is not None), None)
         if first is None:
             continue
-        native = report.native_text(first.epsilon, first)
-        rows.append({"what": f"accuracy under {attack_id} at ε = {eps_text(first.epsilon)}"
-                             + (f" ({native})" if native else ""),
+        rows.append({"what": f"accuracy under {attack_id} at ε = {report.eps_native(first.epsilon, first)}",
                      "cells": [_rate(p, "robust_accuracy", intervals) for p in points]})
     notes = [f"[ ]: {100 * level:g}% confidence interval ({method.replace('_', '-')})"
              for level, method in sorted(intervals)]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from harness.report.inputs import ReportInput
-from harness.results.formatting import eps_text
 from harness.results.metrics import EPSILON, METRICS, RATE, Unit
 from harness.results.model import CriterionResult
 
@@ -21,16 +20,17 @@ def criterion_row(report: ReportInput, c: CriterionResult) -> dict[str, Any]:
     if c.attack:
         what += f" under {c.attack}"
     if c.epsilon is not None:
-        native = report.native_text(c.epsilon)
-        what += f" at ε = {eps_text(c.epsilon)}" + (f" ({native})" if native else "")
+        what += f" at ε = {report.eps_native(c.epsilon)}"
     if c.measured is None:
         verdict, css = "NOT MEASURED", "fail"
     else:
         verdict, css = ("PASS", "pass") if c.passed else ("FAIL", "fail")
 
     def write(value: float | None) -> str:
-        native = report.native_text(value) if unit is EPSILON and value is not None and c.model != "change" else None
-        return unit.short(value) + (f" ({native})" if native else "")
+        """The value in the metric's unit; an epsilon (not a change of one) also in native units."""
+        if unit is EPSILON and value is not None and c.model != "change":
+            return report.eps_native(value)
+        return unit.short(value)
 
     return {"id": c.id, "what": what, "model": "hardened − naive" if c.model == "change" else c.model,
             "description": c.description.strip(), "threshold": f"{OPERATORS.get(c.op, c.op)} {write(c.threshold)}",

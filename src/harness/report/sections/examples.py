@@ -26,12 +26,6 @@ def nice_factor(raw: float) -> float:
     return float(power)
 
 
-def _with_native(report: ReportInput, eps: float) -> str:
-    """'0.004 (6 HU)', or the bare epsilon without native units."""
-    native = report.native_text(eps)
-    return eps_text(eps) + (f" ({native})" if native else "")
-
-
 def model_examples(report: ReportInput, ex: Examples) -> dict[str, Any]:
     """One model's examples as image data URIs with their predictions."""
     delta = ex.adversarial - ex.clean
@@ -50,7 +44,7 @@ def model_examples(report: ReportInput, ex: Examples) -> dict[str, Any]:
             "pert_uri": plots.data_uri(plots.image_png(perturbation)),
             "clean_pred": report.class_name(ex.clean_pred[i]), "clean_conf": pct(float(ex.clean_conf[i])),
             "adv_pred": report.class_name(ex.adv_pred[i]), "adv_conf": pct(float(ex.adv_conf[i])),
-            "linf": _with_native(report, float(np.abs(delta[i]).max())),
+            "linf": report.eps_native(float(np.abs(delta[i]).max())),
             "flipped": flipped,
             "in_bound": bool(ex.within_bound[i]) if ex.within_bound is not None else True,
         })
