@@ -7,7 +7,6 @@ the core refuses an attribute with more distinct values than MAX_VALUES, or with
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -15,19 +14,21 @@ from harness.errors import DataError
 
 MAX_VALUES = 24  # distinct values an attribute may have: more looks like an identifier or an unbucketed number
 UNKNOWN = "unknown"  # the value of a sample whose attribute is missing
-_ATTRIBUTE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
-def split_metadata(split: Any, where: str = "test split") -> dict[str, list[str]]:
-    """The split's metadata as attribute → values (empty when it has none); DataError when malformed."""
+def split_metadata(split: Any, attributes: Sequence[str], where: str) -> dict[str, list[str]]:
+    """The split's values of the requested attributes (only those are read or checked); DataError naming `where`
+    (e.g. "data set 'dicom', test split") when one is missing or malformed."""
     raw = getattr(split, "metadata", None) or {}
     if not isinstance(raw, Mapping):
         raise DataError(f"{where}: metadata must map attribute names to lists of values, got {type(raw).__name__}")
     n = len(split)
     out: dict[str, list[str]] = {}
-    for attribute, values in raw.items():
-        if not isinstance(attribute, str) or not _ATTRIBUTE.match(attribute):
-            raise DataError(f"{where}: metadata attribute {attribute!r} must be a name (letters, digits, '_')")
+    for attribute in attributes:
+        if attribute not in raw:
+            have = ", ".join(sorted(str(a) for a in raw)) or "none"
+            raise DataError(f"{where}: no metadata '{attribute}' for the plan's subgroups (it has: {have})")
+        values = raw[attribute]
         if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or len(values) != n:
             raise DataError(f"{where}: metadata '{attribute}' must hold one value per sample ({n})")
         out[attribute] = [UNKNOWN if v is None or str(v).strip() == "" else str(v).strip() for v in values]
@@ -42,12 +43,3 @@ def check_categories(attribute: str, values: Sequence[str], where: str) -> None:
         raise DataError(f"{where}: metadata '{attribute}' has {distinct} distinct values in {len(values)} samples; "
                         f"subgroup attributes must be categories (at most {MAX_VALUES} values; bucket ages and "
                         "measurements into bands, and never use names or ids)")
-
-
-def require_attributes(metadata: Mapping[str, Sequence[str]], attributes: Sequence[str], dataset: str) -> None:
-    """DataError naming the first plan subgroup the data set's test split has no metadata for."""
-    for attribute in attributes:
-        if attribute not in metadata:
-            have = ", ".join(sorted(metadata)) or "none"
-            raise DataError(f"data set '{dataset}' has no metadata '{attribute}' for the plan's subgroups "
-                            f"(its test split has: {have})")

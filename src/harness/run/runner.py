@@ -23,7 +23,7 @@ from harness.attacks.indicators import compute_indicators
 from harness.attacks.sweep import AttackOutcome, batches, merge_outcomes, predict_logits, run_attack
 from harness.data.checks import validate_dataset
 from harness.data.loading import load_dataset
-from harness.data.metadata import require_attributes, split_metadata
+from harness.data.metadata import split_metadata
 from harness.errors import DataError, HarnessError, ModelError, PlanError
 from harness.plan.architecture import split_architecture
 from harness.plan.schema import AttackSpec, Plan
@@ -167,8 +167,7 @@ class Runner:
     def _statistics(self, dataset: DatasetBundle) -> None:
         """Interval settings and subgroup metadata of the test split; warnings for criteria it cannot decide."""
         options, test = self.plan.statistics, dataset.splits["test"]
-        self.metadata = split_metadata(test)
-        require_attributes(self.metadata, self.plan.subgroups, dataset.name)
+        self.metadata = split_metadata(test, self.plan.subgroups, f"data set '{dataset.name}', test split")
         self.intervals = IntervalSettings.for_split(options.interval, options.confidence, test.group_ids,
                                                     options.bootstrap_resamples, self.plan.seed)
         self.manifest["statistics"] = {**dataclasses.asdict(options), "subgroups": list(self.plan.subgroups)}
