@@ -48,6 +48,7 @@ def test_wilson_is_proper_at_zero_and_n_and_matches_the_closed_form(k, n, expect
     assert interval.low == pytest.approx(max(0.0, (centre - half) / (1 + z * z / n)), abs=1e-12)
     assert interval.high == pytest.approx(min(1.0, (centre + half) / (1 + z * z / n)), abs=1e-12)
     assert interval.low < interval.high
+    assert (k > 0 or interval.low == 0.0) and (k < n or interval.high == 1.0)  # exact, not 0.9999999999999999
 
 
 def test_jeffreys_is_the_beta_posterior_interval_and_proper_at_the_edges():

@@ -42,6 +42,6 @@ def binomial_interval(successes: float, n: float, method: str = DEFAULT_METHOD,
     if n <= 0:
         return None
     low, high = proportion_confint(successes, n, alpha=1 - confidence, method=METHODS[method])
-    if method == "jeffreys":
-        low, high = (0.0 if successes <= 0 else low), (1.0 if successes >= n else high)
+    # exact at the edges (Wilson's closed form gives 0.9999999999999999 at n of n; Jeffreys needs the modification)
+    low, high = (0.0 if successes <= 0 else low), (1.0 if successes >= n else high)
     return Interval(low=float(max(0.0, low)), high=float(min(1.0, high)), confidence=confidence, method=method)
