@@ -84,6 +84,7 @@ model: {{plugin: train, architecture: small_cnn, epochs: 1, batch_size: 8, cache
 epsilons: [0.004]
 attacks:
   - attack: fgsm
+indicators: {{enabled: false}}
 subgroups: {subgroups}
 acceptance:
   - metric: clean_accuracy
