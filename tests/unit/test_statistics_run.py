@@ -300,3 +300,12 @@ def test_compare_samples_pairs_by_sample_id_and_refuses_other_images():
     assert attacked.p_value == 0.5 and attacked.difference == pytest.approx(2 / 3)
     with pytest.raises(ValueError, match="different images"):
         compare_samples(a, b[:2], "run1", "run2")
+
+
+def test_validate_prints_the_smallest_decidable_test_split(capsys):
+    from harness.cli.main import main
+    from support import REPO
+
+    assert main(["validate", str(REPO / "specs" / "ct_nodule.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "sample size: clean_accuracy>=0.80: decidable from 16 test images (95% wilson)" in out
