@@ -303,8 +303,9 @@ def test_compare_samples_pairs_by_sample_id_and_refuses_other_images():
 
 
 def test_validate_prints_the_smallest_decidable_test_split(capsys):
-    from harness.cli.main import main
     from support import REPO
+
+    from harness.cli.main import main
 
     assert main(["validate", str(REPO / "specs" / "ct_nodule.yaml")]) == 0
     out = capsys.readouterr().out

@@ -21,17 +21,20 @@ MEDIAN_MIN_EPSILON = METRICS["median_min_epsilon"]
 
 def with_interval(metric: Metric, model: ModelResult, attack: str | None = None, epsilon: float | None = None,
                   separator: str = " ") -> str:
-    """'69.2% [50.0%–83.5%]': the value and the interval the tables show (cluster-adjusted where recorded)."""
+    """'69.2% [50.0–83.5]': the value and the interval the tables show (cluster-adjusted where recorded); the
+    interval's ends in the value's unit, without repeating a percent sign."""
     text = metric.unit.table(metric.read(model, attack, epsilon))
     bounds = shown(metric.read_interval(model, attack, epsilon))
-    return text if bounds is None else f"{text}{separator}[{interval_text(bounds, metric.unit.table)}]"
+    if bounds is None:
+        return text
+    return f"{text}{separator}[{interval_text(bounds, lambda v: metric.unit.table(v).removesuffix('%'))}]"
 
 
 def _robust_accuracy_table(role: str, model: ModelResult, run: RunResults) -> Table:
     """One row per attack, one column per epsilon, and the median minimal epsilon of minimal attacks."""
     native = run.dataset.native_units if run.dataset else None
     grid = EpsilonGrid.of(*(attack.grid for attack in model.attacks.values()))
-    table = Table(title=f"Robust accuracy ({role})", title_justify="left")
+    table = Table(title=f"Robust accuracy ({role})", title_justify="left", padding=(0, 0) if len(grid) > 5 else (0, 1))
     table.add_column("attack")
     for eps in grid:
         table.add_column(f"ε={eps_label(eps)}" + (f"\n{native.describe(eps)}" if native else ""), justify="right")
@@ -97,5 +100,6 @@ def print_summary(console: Console, run: RunResults) -> None:
             table.add_column(column, justify="left" if column == "criterion" else "right")
         for c in run.criteria:
             mark = "[green]PASS[/green]" if c.passed else "[red]FAIL[/red]"
-            table.add_row(escape(c.id), f"{c.op} {c.threshold:g}", escape(judged_text(c)), mark)
+            judged = judged_text(c).removeprefix("measured ")
+            table.add_row(escape(c.id), f"{c.op} {c.threshold:g}", escape(judged), mark)
         console.print(table)

@@ -104,13 +104,13 @@ def bound_at(interval: MetricInterval, estimate: float, side: str, confidence: f
 
 
 def describe(interval: MetricInterval, clustered: bool = True) -> str:
-    """How an interval was computed, in words: 'Wilson score', 'Wilson score, patient-clustered (design effect
+    """How an interval was computed, in words: 'Wilson score', 'Wilson score, patient-clustered, design effect
     2.10)' or 'DeLong'."""
     if interval.method == "delong":
         return "DeLong"
     text = METHOD_NAMES.get(interval.method, interval.method)
     if clustered and interval.clustered is not None:
-        text += f", patient-clustered (design effect {interval.clustered.design_effect:.2f})"
+        text += f", patient-clustered, design effect {interval.clustered.design_effect:.2f}"
     return text
 
 
