@@ -310,3 +310,9 @@ def test_validate_prints_the_smallest_decidable_test_split(capsys):
     assert main(["validate", str(REPO / "specs" / "ct_nodule.yaml")]) == 0
     out = capsys.readouterr().out
     assert "sample size: clean_accuracy>=0.80: decidable from 16 test images (95% wilson)" in out
+
+
+def test_run_results_expose_statistics_and_comparisons(clinic_run):
+    loaded = RunResults.load(clinic_run.run_dir)
+    assert loaded.statistics == clinic_run.document.statistics and loaded.statistics.clustered
+    assert loaded.comparisons == clinic_run.document.comparisons and len(loaded.comparisons) == 3

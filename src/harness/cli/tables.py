@@ -64,7 +64,7 @@ def _subgroup_table(role: str, model: ModelResult) -> Table:
 
 def _comparison_table(run: RunResults) -> Table:
     """Naive against hardened on the same images: discordant pairs and the exact McNemar p-value."""
-    comparisons = run.document.comparisons
+    comparisons = run.comparisons
     table = Table(title=f"Paired comparison {comparisons[0].a} vs {comparisons[0].b} (exact McNemar)",
                   title_justify="left")
     for column in ("attack", "ε", "pairs", f"{comparisons[0].a} only", f"{comparisons[0].b} only", "p"):
@@ -78,7 +78,7 @@ def _comparison_table(run: RunResults) -> Table:
 def print_summary(console: Console, run: RunResults) -> None:
     """Print the clean metrics, the robust-accuracy grid, subgroups, paired comparisons and the criteria table
     (harness.cli.closing ends the run)."""
-    statistics = run.document.statistics
+    statistics = run.statistics
     for role in run.model_roles:
         model = run.model(role)
         clean = ", ".join(f"{m.label} {with_interval(m, model)}" for m in metrics_in(CLEAN))
@@ -92,7 +92,7 @@ def print_summary(console: Console, run: RunResults) -> None:
         console.print(escape(f"[brackets]: two-sided {level_text(statistics.confidence)} "
                              f"{METHOD_NAMES.get(statistics.interval, statistics.interval)} intervals "
                              f"(ROC AUC: DeLong){clustered}"))
-    if run.document.comparisons:
+    if run.comparisons:
         console.print(_comparison_table(run))
     if run.criteria:
         table = Table(title="Acceptance criteria", title_justify="left")
