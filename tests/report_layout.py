@@ -80,6 +80,8 @@ def read_layout(pdf: Path, png_dir: Path) -> Layout:
     texts = subprocess.run([tool("pdftotext"), "-layout", str(pdf), "-"], check=True, capture_output=True,
                            text=True).stdout.split("\f")[:len(sizes)]
     png_dir.mkdir(parents=True, exist_ok=True)
+    for stale in png_dir.glob("page-*.png"):
+        stale.unlink()
     subprocess.run([tool("pdftoppm"), "-r", str(PNG_DPI), "-png", str(pdf), str(png_dir / "page")], check=True)
     images = [np.asarray(Image.open(path).convert("L")) for path in sorted(png_dir.glob("page-*.png"))]
     assert len(images) == len(sizes), (len(images), len(sizes))
@@ -140,7 +142,7 @@ def _body_lines(text: str) -> list[str]:
     return lines[1:-1]
 
 
-def orphaned_headings(layout: Layout, html: str, lead_in_lines: int = 3) -> list[str]:
+def orphaned_headings(layout: Layout, html: str, lead_in_lines: int = 2) -> list[str]:
     """Headings left at a page bottom: the page's last heading is followed by at most a short lead-in, and the
     next page goes on under it (with body text or a lower-level heading), not with a heading of its own rank."""
     levels = headings(html)
@@ -157,22 +159,29 @@ def orphaned_headings(layout: Layout, html: str, lead_in_lines: int = 3) -> list
     return out
 
 
+def png_axis_labels(png: bytes) -> list[str]:
+    """The axis labels harness.report.plots wrote into a figure's PNG."""
+    with Image.open(io.BytesIO(png)) as image:
+        return [line for line in image.text.get(AXES_KEY, "").splitlines() if line]
+
+
 def figure_axis_labels(html: str) -> list[list[str]]:
-    """The axis labels of every figure (<figure class="plot">) in the HTML, read from the embedded PNGs."""
+    """The axis labels of every figure (<figure class="plot ...">) in the HTML, read from the embedded PNGs."""
     labels = []
-    for figure in re.findall(r'<figure class="plot">(.*?)</figure>', html, flags=re.S):
+    for figure in re.findall(r'<figure class="plot[^"]*">(.*?)</figure>', html, flags=re.S):
         match = re.search(r'src="data:image/png;base64,([^"]+)"', figure)
         assert match, figure[:200]
-        image = Image.open(io.BytesIO(base64.b64decode(match.group(1))))
-        labels.append([line for line in image.text.get(AXES_KEY, "").splitlines() if line])
+        labels.append(png_axis_labels(base64.b64decode(match.group(1))))
     return labels
+
+
+def labels_without_units(labels: list[str]) -> list[str]:
+    """What is wrong with one figure's axis labels: fewer than an x and a y label, or a label naming no unit."""
+    out = [f"axis labels {labels}"] if len(labels) < 2 else []
+    return out + [f"{label!r} names no unit" for label in labels if not UNIT.search(label)]
 
 
 def figures_without_units(html: str) -> list[str]:
     """Figures missing an x or y axis label, or with a label that names no unit."""
-    out = []
-    for number, labels in enumerate(figure_axis_labels(html), start=1):
-        if len(labels) < 2:
-            out.append(f"figure {number}: axis labels {labels}")
-        out += [f"figure {number}: {label!r} names no unit" for label in labels if not UNIT.search(label)]
-    return out
+    return [f"figure {number}: {problem}" for number, labels in enumerate(figure_axis_labels(html), start=1)
+            for problem in labels_without_units(labels)]

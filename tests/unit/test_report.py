@@ -12,6 +12,7 @@ import torch
 from report_layout import (
     MAX_PAGES,
     MIN_FILL,
+    figure_axis_labels,
     figures_without_units,
     ink_in_margins,
     orphaned_headings,
@@ -31,9 +32,10 @@ from harness.report.synthetic import ATTACKS, write_synthetic_run
 from harness.report.text import reduce_command, verbatim
 
 INJECTED = "<script>alert(1)</script> and <b>bold</b>"
-HEADINGS = ["1. Summary", "2. Intended use and scope", "3. Test plan", "4. Acceptance criteria", "5. Results",
-            "6. Adversarial examples", "7. Data provenance", "8. Environment", "9. Warnings and deviations",
-            "10. Approval", "Appendix A. Test plan as written"]
+HEADINGS = ["1. Summary", "2. Intended use and scope", "3. Test plan", "4. Acceptance criteria",
+            "5. How to read the intervals", "6. Results", "7. Paired comparison: naive and hardened",
+            "8. Adversarial examples", "9. Data provenance", "10. Environment", "11. Warnings and deviations",
+            "12. Approval", "Appendix A. Test plan as written"]
 
 
 def _section(rendered: dict, heading: str, until: str | None = None) -> str:
@@ -100,9 +102,9 @@ def test_summary_gives_the_headline_at_the_cutoff(rendered):
 
 def test_every_criterion_row_is_in_the_table(rendered):
     raw = rendered["raw"].split("\f", 1)[1]
-    section = raw[raw.index("4. Acceptance criteria"):raw.index("5. Results")]
+    section = raw[raw.index("4. Acceptance criteria"):raw.index("5. How to read the intervals")]
     lines = [line.replace("\u200b", "").split() for line in
-             "\f".join(rendered["pages"][1:]).split("4. Acceptance criteria", 1)[1].split("5. Results")[0].splitlines()]
+             "\f".join(rendered["pages"][1:]).split("4. Acceptance criteria", 1)[1].split("5. How to")[0].splitlines()]
     for criterion in rendered["results"]["criteria"]:
         assert _squash(criterion["id"]) in _squash(section), criterion["id"]
         verdict = "PASS" if criterion["passed"] else "FAIL"
@@ -123,20 +125,20 @@ def test_every_attack_parameter_is_shown_verbatim(rendered):
 
 
 def test_environment_lists_versions_device_and_seeds(rendered):
-    env = _section(rendered, "8. Environment", "9. Warnings")
+    env = _section(rendered, "10. Environment", "11. Warnings")
     for library, version in rendered["manifest"]["versions"].items():
         assert library in env and version in env, library
-    raw = _squash(rendered["raw"].split("8. Environment")[-1].split("9. Warnings")[0])  # columns read in order
+    raw = _squash(rendered["raw"].split("10. Environment")[-1].split("11. Warnings")[0])  # columns read in order
     assert _squash("NVIDIA H100 80GB HBM3") in raw and "12.4" in env and "20221" in env
 
 
 def test_figures_are_embedded(rendered):
     html = rendered["html"]
-    # 3 accuracy plots + 1 minimal-epsilon histogram + 2 models × 3 examples × 3 panels
-    assert html.count('<img src="data:image/png;base64,') == 3 + 1 + 18
+    # 1 accuracy figure (a panel per attack) + 1 minimal-epsilon histogram + 2 models × 3 examples × 3 panels
+    assert html.count('<img src="data:image/png;base64,') == 1 + 1 + 18
     listing = subprocess.run([tool("pdfimages"), "-list", str(rendered["pdf"])], check=True,
                              capture_output=True, text=True).stdout.splitlines()
-    assert len(listing) - 2 >= 3 + 1 + 18  # two header lines
+    assert len(listing) - 2 >= 1 + 1 + 18  # two header lines
 
 
 def test_free_text_from_the_plan_is_escaped(rendered):
@@ -152,11 +154,11 @@ def test_no_machine_paths_leak_into_the_report(rendered):
     html, text = rendered["html"], rendered["text"]
     for secret in ("/home/qa", "/opt/venv", "/srv/runs", str(rendered["run_dir"]), "executable"):
         assert secret not in html and secret not in text, secret
-    assert "harness run synthetic_ct.yaml --out runs" in _section(rendered, "8. Environment")
+    assert "harness run synthetic_ct.yaml --out runs" in _section(rendered, "10. Environment")
 
 
 def test_warnings_and_susceptibility_analysis(rendered):
-    text = _section(rendered, "5. Results")
+    text = _section(rendered, "6. Results")
     assert "1 adversarial examples were outside their epsilon bound" in text
     assert "weights were loaded from the harness cache" in text
     assert "Removing the most susceptible images" in text
@@ -169,11 +171,12 @@ def test_warnings_and_susceptibility_analysis(rendered):
 
 
 # ------------------------------------------------------------------------------------- visual regression
+SYNTHETIC_MAX_PAGES = MAX_PAGES + 1  # the synthetic run adds a hardened model and its paired comparison
 
 
 def test_the_report_fits_its_page_budget_and_fills_its_pages(rendered):
     layout = rendered["layout"]
-    assert 8 <= layout.n_pages <= MAX_PAGES, layout.n_pages
+    assert 8 <= layout.n_pages <= SYNTHETIC_MAX_PAGES, layout.n_pages
     assert len(layout.page_images) == layout.n_pages  # every page converted to PNG
     assert not short_pages(layout, MIN_FILL), "mostly blank pages (page: fill)"
 
@@ -196,7 +199,9 @@ def test_no_heading_is_left_at_a_page_bottom(rendered):
 
 def test_every_figure_has_axis_labels_with_units(rendered):
     assert not figures_without_units(rendered["html"])
-    assert rendered["html"].count('<figure class="plot">') == 3 + 1  # 3 accuracy plots, 1 minimal-ε histogram
+    assert len(figure_axis_labels(rendered["html"])) == 2  # the accuracy panels and the minimal-ε histogram
+    panels = figure_axis_labels(rendered["html"])[0]
+    assert panels.count("accuracy (%)") == len(ATTACKS) and panels.count("ε (HU)") == len(ATTACKS)
 
 
 def test_missing_results_is_a_one_line_harness_error(tmp_path):

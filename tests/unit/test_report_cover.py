@@ -16,7 +16,7 @@ from harness.report.load import load_report
 from harness.report.render import render_html
 from harness.report.sections import cover, indicators, minimal_epsilon
 from harness.report.synthetic import write_synthetic_run
-from harness.results.model import IndicatorCheck
+from harness.results.model import IndicatorCheck, MetricInterval, PatientInterval
 
 
 def _text(html: str) -> str:
@@ -76,22 +76,37 @@ def test_cover_key_numbers_are_the_results_at_the_headline_epsilon(run):
     text = run["cover"]
     models = run["results"]["models"]
     assert "Key numbers (0.004 = 6 HU is the plan's headline ε" in text
-    clean = " ".join(f"{100 * models[r]['clean']['accuracy']:.1f}%" for r in ("naive", "hardened"))
+
+    def shown(holder: dict, field: str) -> str:
+        interval = holder["intervals"][field]
+        return f"{100 * holder[field]:.1f}% [{100 * interval['low']:.1f}%–{100 * interval['high']:.1f}%]"
+
+    clean = " ".join(shown(models[r]["clean"], "accuracy") for r in ("naive", "hardened"))
     assert f"accuracy without attack {clean}" in text
     for attack in ("fgsm", "pgd_linf", "fmn_linf"):
-        values = [next(p["robust_accuracy"] for p in models[r]["attacks"][attack]["points"] if p["epsilon"] == 0.004)
+        points = [next(p for p in models[r]["attacks"][attack]["points"] if p["epsilon"] == 0.004)
                   for r in ("naive", "hardened")]
-        assert f"accuracy under {attack} at ε = 0.004 (6 HU) " + " ".join(f"{100 * v:.1f}%" for v in values) in text
+        assert f"accuracy under {attack} at ε = 0.004 (6 HU) " + " ".join(shown(p, "robust_accuracy")
+                                                                         for p in points) in text
 
 
-def test_key_numbers_show_a_confidence_interval_when_the_results_carry_one():
-    interval = SimpleNamespace(low=0.568, high=0.734, confidence=0.95, method="clopper_pearson")
-    with_interval = SimpleNamespace(robust_accuracy=0.656, intervals={"robust_accuracy": interval})
-    seen: set[tuple[float, str]] = set()
-    assert cover._rate(with_interval, "robust_accuracy", seen) == {"value": "65.6%", "interval": "56.8%–73.4%"}
-    assert seen == {(0.95, "clopper_pearson")}
-    assert cover._rate(SimpleNamespace(robust_accuracy=0.656), "robust_accuracy", seen) == {"value": "65.6%",
-                                                                                           "interval": ""}
+def test_key_numbers_show_the_confidence_interval_the_results_carry():
+    plain = MetricInterval(0.568, 0.734, "clopper_pearson", 0.95, successes=80, n=122)
+    clustered = MetricInterval(0.568, 0.734, "wilson", 0.95, clustered=PatientInterval(0.52, 0.77, 1.6, 60))
+    seen: set[tuple[float, str, bool]] = set()
+    point = SimpleNamespace(robust_accuracy=0.656, intervals={"robust_accuracy": plain})
+    assert cover._rate(point, "robust_accuracy", seen) == {"value": "65.6%", "interval": "56.8%–73.4%"}
+    point = SimpleNamespace(robust_accuracy=0.656, intervals={"robust_accuracy": clustered})
+    assert cover._rate(point, "robust_accuracy", seen) == {"value": "65.6%", "interval": "52.0%–77.0%"}
+    assert seen == {(0.95, "clopper_pearson", False), (0.95, "wilson", True)}
+    assert cover._rate(SimpleNamespace(robust_accuracy=0.656, intervals={}), "robust_accuracy", seen) == \
+        {"value": "65.6%", "interval": ""}
+
+
+def test_cover_key_numbers_carry_the_run_intervals(run):
+    clean = run["results"]["models"]["naive"]["clean"]["intervals"]["accuracy"]
+    assert f"[{100 * clean['low']:.1f}%–{100 * clean['high']:.1f}%]" in run["cover"]
+    assert "[ ]: 95% confidence interval (Wilson score)" in run["cover"]
 
 
 def test_cover_hashes_can_be_verified_and_are_explained(run):
@@ -107,7 +122,7 @@ def test_cover_hashes_can_be_verified_and_are_explained(run):
 def test_cover_flags_warnings_and_attacks_that_are_not_credible(run):
     text = run["cover"]
     assert "Attack credibility naive: credible; hardened: NOT CREDIBLE" in text
-    assert re.search(r"Warnings [1-9]\d* \(section 9, Warnings and deviations\)", text)
+    assert re.search(r"Warnings [1-9]\d* \(section 11, Warnings and deviations\)", text)
     assert "Run status complete: every stage of the plan ran" in text
 
 
@@ -188,10 +203,10 @@ def test_susceptibility_table_says_the_kept_accuracy_is_not_robust_accuracy(run)
 
 
 @pytest.mark.parametrize(("value", "passed", "sentence"), [
-    (0.0, True, "Passes when the measured value is at most 0.0282, the threshold set by the rule above."),
-    (0.05, False, "Passes when the measured value is at most 0.0282, the threshold set by the rule above."),
-    (1.0, True, "Passes when the measured value is at least 0.0282, the threshold set by the rule above."),
-    (0.0282, True, "The measured value equals the threshold 0.0282 set by the rule above, and the check passes."),
+    (0.0, True, "Passes at values at most 0.0282, the threshold set by the rule above."),
+    (0.05, False, "Passes at values at most 0.0282, the threshold set by the rule above."),
+    (1.0, True, "Passes at values at least 0.0282, the threshold set by the rule above."),
+    (0.0282, True, "The value equals the threshold 0.0282 set by the rule above and passes."),
 ])
 def test_indicator_threshold_is_explained_when_the_check_does_not(value, passed, sentence):
     check = IndicatorCheck("iterative_vs_single_step", "Iterative attacks beat FGSM (tolerance 0.02 plus one image).",
@@ -224,3 +239,13 @@ def test_html_twin_has_screen_margins(run):
 def test_training_log_epsilons_are_also_in_native_units(run):
     block = _part(run["html"], "Adversarial training log", "Model and data set")
     assert "1 0.002 (3 HU)" in block and "2 0.004 (6 HU)" in block
+
+
+def test_subgroup_forest_plot_labels_its_axes_with_units():
+    from report_layout import labels_without_units, png_axis_labels
+
+    from harness.report.plots import subgroup_plot
+
+    png = subgroup_plot([("manufacturer=GE (n=12)", 0.75, (0.5, 0.9)), ("manufacturer=Siemens (n=9)", 0.6, None)],
+                        "accuracy without attack")
+    assert png is not None and not labels_without_units(png_axis_labels(png))

@@ -26,6 +26,7 @@ class Curve:
     epsilons: list[float]
     accuracy: list[float | None]
     clean_accuracy: float | None
+    bounds: list[tuple[float, float] | None] | None = None  # the confidence interval at each epsilon (a band)
 
 
 def data_uri(png: bytes) -> str:
@@ -84,12 +85,12 @@ def _style(ax) -> None:
         ax.spines[side].set_visible(False)
 
 
-def accuracy_plot(attack_id: str, norm: str, curves: list[Curve], cutoff: float | None,
-                  native_per_unit: float | None = None, native_unit: str | None = None) -> bytes:
-    """Accuracy under attack against epsilon (log scale), one line per model, clean accuracy dashed."""
+def _accuracy_axes(ax, norm: str, curves: list[Curve], cutoff: float | None, native_per_unit: float | None,
+                   native_unit: str | None, fontsize: float = 8.5, min_decades: float = 0.0) -> None:
+    """One attack's accuracy against epsilon (log scale) on `ax`: a line and band per model, clean accuracy dashed,
+    the cutoff dotted, ε in native units on the top axis."""
     from matplotlib.ticker import PercentFormatter
 
-    fig, ax = _figure(6.4, 2.15)
     all_eps = [eps for curve in curves for eps in curve.epsilons if eps > 0]
     for curve in curves:
         colour = COLOURS.get(curve.role, "#555555")
@@ -97,11 +98,15 @@ def accuracy_plot(attack_id: str, norm: str, curves: list[Curve], cutoff: float 
         ys = [100 * a for e, a in zip(curve.epsilons, curve.accuracy, strict=True) if a is not None and e > 0]
         ax.plot(xs, ys, marker="o", markersize=3.5, linewidth=1.6, color=colour,
                 label=f"{curve.role}: under attack")
+        band = [(e, b) for e, b in zip(curve.epsilons, curve.bounds or [], strict=False) if b is not None and e > 0]
+        if band:
+            ax.fill_between([e for e, _ in band], [100 * b[0] for _, b in band], [100 * b[1] for _, b in band],
+                            color=colour, alpha=0.15, linewidth=0, label=f"{curve.role}: confidence interval")
         if curve.clean_accuracy is not None:
             ax.axhline(100 * curve.clean_accuracy, color=colour, linestyle="--", linewidth=1.0, alpha=0.8,
                        label=f"{curve.role}: clean")
     ax.set_xscale("log")
-    ticks = _tick_subset(sorted(set(all_eps)))
+    ticks = _tick_subset(sorted(set(all_eps)), min_decades=min_decades, keep=cutoff)
     if all_eps:
         low, high = min(all_eps), max(all_eps)
         ax.set_xlim(low / 1.5, high * 1.5)
@@ -110,17 +115,77 @@ def accuracy_plot(attack_id: str, norm: str, curves: list[Curve], cutoff: float 
         ax.axvline(cutoff, color="#777777", linestyle=":", linewidth=1.0, label=f"cutoff ε = {cutoff:g}")
     ax.set_ylim(-3, 103)
     ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
-    ax.set_xlabel(epsilon_label("ε", norm), fontsize=8.5)
-    ax.set_ylabel("accuracy (%)", fontsize=8.5)
+    ax.set_xlabel(epsilon_label("ε", norm), fontsize=fontsize)
+    ax.set_ylabel("accuracy (%)", fontsize=fontsize)
     if ticks:
         _native_axis(ax, "ε", native_per_unit, native_unit, norm, ticks)
     _style(ax)
-    ax.legend(fontsize=7, loc="lower left", frameon=False, title=attack_id, title_fontsize=7.5)
+
+
+def accuracy_plot(attack_id: str, norm: str, curves: list[Curve], cutoff: float | None,
+                  native_per_unit: float | None = None, native_unit: str | None = None) -> bytes:
+    """Accuracy under one attack against epsilon (log scale), one line per model, clean accuracy dashed."""
+    fig, ax = _figure(6.4, 1.85)
+    _accuracy_axes(ax, norm, curves, cutoff, native_per_unit, native_unit)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title=attack_id,
+              title_fontsize=7.5)  # beside the axes: the curves and bands stay visible
     return _png(fig)
 
 
-def _tick_subset(values: list[float], most: int = 7) -> list[float]:
-    """At most `most` of the grid epsilons, spread evenly, always keeping the first and last."""
+def accuracy_panels(panels: list[tuple[str, str, list[Curve]]], cutoff: float | None,
+                    native_per_unit: float | None = None, native_unit: str | None = None) -> bytes:
+    """Accuracy against epsilon under each attack, one panel per (attack id, norm, curves), two panels a row and
+    one legend below them."""
+    from matplotlib.figure import Figure
+
+    columns = min(2, len(panels))
+    rows = -(-len(panels) // columns)
+    fig = Figure(figsize=(6.8, 0.45 + 2.05 * rows), dpi=DPI, layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    for ax, (attack_id, norm, curves) in zip(axes, panels, strict=False):
+        _accuracy_axes(ax, norm, curves, cutoff, native_per_unit, native_unit, fontsize=7.5, min_decades=0.45)
+        ax.set_title(attack_id, fontsize=8.5, fontweight="bold", loc="left")
+    for ax in axes[len(panels):]:
+        ax.set_axis_off()
+    legend = {label: handle for ax in axes[:len(panels)] for handle, label in zip(*ax.get_legend_handles_labels(),
+                                                                                  strict=True)}
+    fig.legend(list(legend.values()), list(legend), loc="outside lower center", ncols=min(4, len(legend)),
+               fontsize=7, frameon=False)
+    return _png(fig)
+
+
+def subgroup_plot(rows: list[tuple[str, float | None, tuple[float, float] | None]], xlabel: str) -> bytes | None:
+    """One dot per subgroup with its confidence interval as an error bar (a horizontal forest plot, in %)."""
+    from matplotlib.ticker import PercentFormatter
+
+    shown = [(label, value, bounds) for label, value, bounds in rows if value is not None]
+    if not shown:
+        return None
+    fig, ax = _figure(6.0, 0.9 + 0.28 * len(shown))
+    ys = list(range(len(shown)))[::-1]
+    for y, (_, value, bounds) in zip(ys, shown, strict=True):
+        if bounds is not None:
+            ax.plot([100 * bounds[0], 100 * bounds[1]], [y, y], color="#1f5fa8", linewidth=1.4)
+        ax.plot([100 * value], [y], marker="o", markersize=4, color="#1f5fa8")
+    ax.set_yticks(ys, [label for label, _, _ in shown], fontsize=7.5)
+    ax.set_xlim(-3, 103)
+    ax.xaxis.set_major_formatter(PercentFormatter(decimals=0))
+    ax.set_xlabel(f"{xlabel} (%)", fontsize=8.5)
+    ax.set_ylabel("subgroup (n: test image count)", fontsize=8.5)
+    _style(ax)
+    return _png(fig)
+
+
+def _tick_subset(values: list[float], most: int = 7, min_decades: float = 0.0,
+                 keep: float | None = None) -> list[float]:
+    """At most `most` of the grid epsilons, spread evenly, always keeping the first and last; with `min_decades`,
+    only ticks at least that far apart on the log axis (the first, the last and `keep` are placed first)."""
+    if min_decades > 0:
+        chosen = [v for v in (values[0], values[-1], keep) if v in values] if values else []
+        for v in values:
+            if all(abs(np.log10(v / c)) >= min_decades for c in chosen):
+                chosen.append(v)
+        return sorted(set(chosen))
     if len(values) <= most:
         return values
     picks = np.unique(np.round(np.linspace(0, len(values) - 1, most)).astype(int))
@@ -150,7 +215,7 @@ def min_epsilon_histogram(attack_id: str, norm: str, values: dict[str, np.ndarra
     if high / low < 1.5:
         low, high = low / 1.5, high * 1.5
     bins = np.logspace(np.log10(low), np.log10(high), 25)
-    fig, ax = _figure(6.4, 2.3)
+    fig, ax = _figure(6.4, 2.1)
     for role, v in finite.items():
         if v.size:
             colour = COLOURS.get(role, "#555555")

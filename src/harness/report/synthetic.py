@@ -2,9 +2,9 @@
 
 The per-image outcomes are made up; everything computed from them goes through the runner's own code (the results
 model, metric registry, criteria and samples.csv of harness.results), giving results.json, manifest.json,
-samples.csv, plan.source.yaml (a plan file with comments), plan.resolved.yaml, attack-failure indicators and
-examples_<role>.npz for the naive and hardened models, with two fixed-epsilon attacks and one minimal-perturbation
-attack: every section of the report has something to show.
+samples.csv, plan.source.yaml (a plan file with comments), plan.resolved.yaml, confidence intervals, the paired
+comparison, attack-failure indicators and examples_<role>.npz for the naive and hardened models, with two
+fixed-epsilon attacks and one minimal-perturbation attack: every section but subgroups has something to show.
 """
 
 from __future__ import annotations
@@ -35,7 +35,9 @@ from harness.results.model import (
     Verdict,
     thaw,
 )
+from harness.results.paired import compare_roles
 from harness.results.samples import sample_outcomes, write_samples
+from harness.results.uncertainty import IntervalSettings
 from harness.storage.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
 
 CLASS_NAMES = ["benign", "malignant"]
@@ -87,8 +89,10 @@ def write_synthetic_run(run_dir: Path, *, n_test: int = 60, n_eps: int = 5, hard
     labels = np.arange(n_test) % 2
     sample_ids = [f"s-{i:04d}-{rng.integers(16**6):06x}" for i in range(n_test)]
     roles = ["naive", "hardened"] if hardened else ["naive"]
+    intervals = IntervalSettings()  # the plan's default: Wilson 95 %, every image its own patient
     document = ResultsDocument(plan=PlanRef("synthetic_ct", "ab" * 32), status="complete", warnings=warnings or (),
-                               dataset=DatasetSummary("phantom_ct", tuple(CLASS_NAMES), 1, "cd" * 32, n_test, NATIVE))
+                               dataset=DatasetSummary("phantom_ct", tuple(CLASS_NAMES), 1, "cd" * 32, n_test, NATIVE),
+                               statistics=intervals.summary("holm"))
     samples = []
     for role in roles:
         clean_correct = rng.random(n_test) < (0.85 if role == "naive" else 0.8)
@@ -96,7 +100,7 @@ def write_synthetic_run(run_dir: Path, *, n_test: int = 60, n_eps: int = 5, hard
         margin = rng.lognormal(math.log(0.003 if role == "naive" else 0.02), 0.9, n_test)
         clean_pred = np.where(clean_correct, labels, 1 - labels)
         model = ModelResult(weights_sha256=("e1" if role == "naive" else "f2") * 32,
-                            clean=clean_metrics(labels, _logits(labels, clean_pred, confidence_rng), 1))
+                            clean=clean_metrics(labels, _logits(labels, clean_pred, confidence_rng), 1, intervals))
         for attack_id, spec in ATTACKS.items():
             minimal = spec["kind"] == "minimal"
             threshold = margin / STRENGTH[attack_id]
@@ -107,12 +111,12 @@ def write_synthetic_run(run_dir: Path, *, n_test: int = 60, n_eps: int = 5, hard
             violations = np.array([int(attack_id == "fgsm" and role == "naive" and k == 0) for k in range(len(grid))])
             outcome = AttackOutcome(grid, success, violations, min_eps if minimal else None)
             result = attack_result(spec["attack"], spec["norm"], spec["kind"], spec["params"], outcome, labels,
-                                   clean_correct, 1, NATIVE)
+                                   clean_correct, 1, NATIVE, intervals)
             model = model.with_attack(attack_id, result)
             samples += sample_outcomes(role, attack_id, outcome, sample_ids, labels, clean_pred)
         document = document.with_model(role, replace(model, indicators=_indicators(role)))
     if hardened:
-        document = replace(document, defence=DefenceResult(
+        document = replace(document, comparisons=compare_roles(samples, "naive", "hardened"), defence=DefenceResult(
             plugin="adversarial_training",
             params={"attack": "pgd_linf", "epsilons": [0.002, 0.004], "rounds": 2, "epochs_per_round": 3,
                     "steps": 7, "mix_clean": 0.5},

@@ -10,7 +10,9 @@ from harness.report.inputs import ROLES, ReportInput
 from harness.report.sections.criteria import criterion_row
 from harness.report.sections.warnings import warnings
 from harness.report.text import basename, short_hash, utc_text
-from harness.results.formatting import pct
+from harness.results.formatting import interval_text, level_text, pct
+from harness.results.uncertainty import shown
+from harness.stats.intervals import METHOD_NAMES
 
 TITLE = None
 STATUS_TEXT = {
@@ -25,24 +27,19 @@ REVISION_NOTE = ("the harness release that made the run and, when it ran from a 
                  "that source ('-dirty': with uncommitted changes)")
 
 
-def interval_of(holder: Any, field: str) -> Any:
-    """The confidence interval the results store for one metric field (intervals are optional), or None."""
-    return (getattr(holder, "intervals", None) or {}).get(field) if holder is not None else None
-
-
-def _rate(holder: Any, field: str, intervals: set[tuple[float, str]]) -> dict[str, str]:
-    """A rate with its interval when the results carry one (its level and method are collected for the note)."""
-    value = getattr(holder, field, None) if holder is not None else None
-    interval = interval_of(holder, field)
-    if interval is None or value is None:
-        return {"value": pct(value), "interval": ""}
-    intervals.add((float(interval.confidence), str(interval.method)))
-    return {"value": pct(value), "interval": f"{pct(interval.low)}–{pct(interval.high)}"}
+def _rate(holder: Any, field: str, intervals: set[tuple[float, str, bool]]) -> dict[str, str]:
+    """A rate with its confidence interval when the results carry one (its level and method go to the note)."""
+    if holder is None:
+        return {"value": "n/a", "interval": ""}
+    interval = holder.intervals.get(field)
+    if interval is not None:
+        intervals.add((float(interval.confidence), str(interval.method), interval.clustered is not None))
+    return {"value": pct(getattr(holder, field)), "interval": interval_text(shown(interval), pct)}
 
 
 def key_numbers(report: ReportInput) -> dict[str, Any]:
     """Clean accuracy and the accuracy under each attack at the grid ε closest to the cutoff, per model."""
-    intervals: set[tuple[float, str]] = set()
+    intervals: set[tuple[float, str, bool]] = set()
     rows = [{"what": "accuracy without attack", "cells": [_rate(report.model(r).clean, "accuracy", intervals)
                                                           for r in report.roles]}]  # type: ignore[union-attr]
     for attack_id in report.attack_ids:
@@ -52,8 +49,9 @@ def key_numbers(report: ReportInput) -> dict[str, Any]:
             continue
         rows.append({"what": f"accuracy under {attack_id} at ε = {report.eps_native(first.epsilon, first)}",
                      "cells": [_rate(p, "robust_accuracy", intervals) for p in points]})
-    notes = [f"[ ]: {100 * level:g}% confidence interval ({method.replace('_', '-')})"
-             for level, method in sorted(intervals)]
+    notes = [f"[ ]: {level_text(level)} confidence interval ({METHOD_NAMES.get(method, method)}"
+             + (", widened for patients with several images)" if clustered else ")")
+             for level, method, clustered in sorted(intervals)]
     return {"roles": report.roles, "rows": rows, "notes": notes}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.report.inputs import ReportInput
+from harness.results.formatting import level_text
 from harness.results.metrics import EPSILON, METRICS, RATE, Unit
 from harness.results.model import CriterionResult
 
@@ -13,7 +14,8 @@ OPERATORS = {">=": "≥", "<=": "≤"}
 
 
 def criterion_row(report: ReportInput, c: CriterionResult) -> dict[str, Any]:
-    """One criterion as the report writes it: what it measures (ε also in native units), threshold, measured value."""
+    """One criterion as the report writes it: what it measures (ε also in native units, the subgroup), threshold,
+    measured value and what was judged (the point estimate or a confidence bound)."""
     metric = METRICS.get(c.metric)
     unit: Unit = metric.unit if metric else RATE
     what = c.metric
@@ -25,6 +27,9 @@ def criterion_row(report: ReportInput, c: CriterionResult) -> dict[str, Any]:
         verdict, css = "NOT MEASURED", "fail"
     else:
         verdict, css = ("PASS", "pass") if c.passed else ("FAIL", "fail")
+    if c.subgroup:
+        where = ", ".join(f"{k} = {v}" for k, v in c.subgroup.items())
+        what += f", worst subgroup ({where})" if c.subgroup_rule == "worst" else f", subgroup {where}"
 
     def write(value: float | None) -> str:
         """The value in the metric's unit; an epsilon (not a change of one) also in native units."""
@@ -32,7 +37,11 @@ def criterion_row(report: ReportInput, c: CriterionResult) -> dict[str, Any]:
             return report.eps_native(value)
         return unit.short(value)
 
-    return {"id": c.id, "what": what, "model": "hardened − naive" if c.model == "change" else c.model,
+    judged = "point estimate"
+    if c.bounded:
+        judged = (f"{c.judged_on} {level_text(c.confidence or 0.95)} bound {write(c.bound_value)}"
+                  + (f" ({c.interval})" if c.interval else ""))
+    return {"id": c.id, "what": what, "judged": judged, "model": "hardened − naive" if c.model == "change" else c.model,
             "description": c.description.strip(), "threshold": f"{OPERATORS.get(c.op, c.op)} {write(c.threshold)}",
             "measured": write(c.measured), "note": c.note, "verdict": verdict, "css": css}
 

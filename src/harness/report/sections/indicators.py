@@ -21,9 +21,9 @@ def threshold_sentence(check: IndicatorCheck) -> str | None:
     threshold = cell(check.threshold)
     if check.value == check.threshold:
         outcome = "passes" if check.passed else "fails"
-        return f"The measured value equals the threshold {threshold} set by the rule above, and the check {outcome}."
+        return f"The value equals the threshold {threshold} set by the rule above and {outcome}."
     side = "at most" if (check.value < check.threshold) == check.passed else "at least"
-    return f"Passes when the measured value is {side} {threshold}, the threshold set by the rule above."
+    return f"Passes at values {side} {threshold}, the threshold set by the rule above."
 
 def build(report: ReportInput) -> dict[str, Any] | None:
     """Each model's checks with verdict, value, threshold and detail; left out when none were computed."""
