@@ -142,7 +142,8 @@ class Runner:
     def _load_dataset(self) -> DatasetBundle:
         plugin = self.registry.get("dataset", self.plan.dataset.plugin)
         salt = distributed.main_first(lambda: deid_salt(self.cache_dir))  # rank 0 creates it; the others read it
-        context = DatasetContext(seed=self.plan.seed, base_dir=self.plan.base_dir, cache_dir=self.cache_dir)
+        context = DatasetContext(seed=self.plan.seed, base_dir=self.plan.base_dir, cache_dir=self.cache_dir,
+                                 show_paths=self.plan.show_paths, sandbox_roots=self.plan.sandbox_roots)
         self.echo(f"harness: loading data set '{self.plan.dataset.plugin}'")
         dataset = load_dataset(plugin, self.plan.dataset.params, context, salt)
         validate_dataset(dataset, self._trainers())
