@@ -15,10 +15,18 @@ EXIT_PASS, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2,
 
 
 def error_report(exc: BaseException) -> tuple[int, str]:
-    """The exit code and the one line ('error: …' or 'internal error: Type: …') of an error that stops a command."""
+    """The exit code and the one-line message of an error that stops a command: a HarnessError's own line, or
+    'internal error: Type: message' for anything else (a bug). Commands print it after 'harness: error: ' or
+    'harness: '; a run records it in results.json."""
     if isinstance(exc, HarnessError):
-        return exc.exit_code, f"error: {exc.one_line()}"
+        return exc.exit_code, exc.one_line()
     return EXIT_INTERNAL, f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
+def error_line(exc: BaseException) -> str:
+    """The line a command prints for an error: 'harness: error: …' or 'harness: internal error: …'."""
+    message = error_report(exc)[1]
+    return f"harness: error: {message}" if isinstance(exc, HarnessError) else f"harness: {message}"
 
 
 class HarnessError(Exception):

@@ -235,7 +235,7 @@ def test_defence_trains_with_ddp_and_every_rank_ends_with_the_same_weights(tmp_p
     results = json.loads((run_dir / "results.json").read_text())
     manifest = json.loads((run_dir / "manifest.json").read_text())
     defence = results["defence"]
-    assert results["status"] == "complete" and defence["plugin"] == "iterative_adversarial_training"
+    assert results["status"] in ("passed", "failed") and defence["plugin"] == "iterative_adversarial_training"
     assert [entry["round"] for entry in defence["training_log"]] == [0, 1, 2]
     ranks = defence["distributed"]
     assert ranks["world_size"] == 2 and len(ranks["rank_weights_sha256"]) == 2

@@ -15,7 +15,7 @@ from rich.console import Console
 from harness import __version__
 from harness.cli.commands import load_commands
 from harness.cli.exit_codes import EXIT_INTERRUPTED
-from harness.errors import HarnessError, error_report
+from harness.errors import HarnessError, error_line, error_report
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,20 +40,18 @@ def main(argv: list[str] | None = None) -> int:
         distributed.shutdown(sync=True)
         return code
     except HarnessError as exc:
-        code, line = error_report(exc)
-        _print_error(f"harness: {line}", exc)
+        _print_error(error_line(exc), exc)
         distributed.shutdown(sync=distributed.shared_with_main(exc))
-        return code
+        return exc.exit_code
     except KeyboardInterrupt:
         print("harness: interrupted; results computed so far are in the run directory", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:  # an internal error: one line, traceback on request
         if args.traceback:
             traceback.print_exc()
-        code, line = error_report(exc)
-        _print_error(f"harness: {line} (rerun with --traceback for details)", exc)
+        _print_error(f"{error_line(exc)} (rerun with --traceback for details)", exc)
         distributed.shutdown(sync=distributed.shared_with_main(exc))
-        return code
+        return error_report(exc)[0]
 
 
 def _print_error(line: str, exc: BaseException) -> None:

@@ -107,8 +107,9 @@ class Leakage:
 
     def to_json(self) -> dict[str, Any]:
         """The manifest's `dataset.leakage` section."""
-        return {"exact_duplicates": self.exact, "near_duplicates": self.near, "repeats_within_split": self.repeats,
-                "examples": self.examples, "method": METHOD, "seconds": round(self.seconds, 3)}
+        return {"summary": self.summary(), "exact_duplicates": self.exact, "near_duplicates": self.near,
+                "repeats_within_split": self.repeats, "examples": self.examples, "method": METHOD,
+                "seconds": round(self.seconds, 3)}
 
 
 def find_leakage(splits: Mapping[str, Any]) -> Leakage:

@@ -13,7 +13,7 @@ from rich.markup import escape
 
 from harness.cli.exit_codes import EXIT_PASS
 from harness.cli.options import add_plan_options
-from harness.errors import HarnessError, PlanError, error_report
+from harness.errors import HarnessError, PlanError, error_line
 
 if TYPE_CHECKING:
     from harness.plan.schema import Plan
@@ -40,9 +40,8 @@ def execute(args: argparse.Namespace, console: Console) -> int:
             plan = load_plan(path, args.overrides, registry)
             check_input_files(plan)
         except HarnessError as exc:
-            code, line = error_report(exc)
-            print(f"harness: {line}", file=sys.stderr)
-            worst = max(worst, code)
+            print(error_line(exc), file=sys.stderr)
+            worst = max(worst, exc.exit_code)
             continue
         console.print(escape(f"{path}: valid plan '{plan.name}': data set {plan.dataset.plugin}, model "
                              f"{plan.model.plugin}, {len(plan.attacks)} attacks, {len(plan.acceptance)} criteria; "
