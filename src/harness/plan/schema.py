@@ -221,7 +221,7 @@ class _PlanBuilder:
         attacks = self.attacks(epsilons)
         sandbox = self.scalar("sandbox", bool, default=False)
         roots = self.enforce_sandbox(dataset, model, defence, attacks) if sandbox else []
-        leakage = self.scalar("leakage", str, default="warn")
+        leakage = "off" if self.data.get("leakage") is False else self.data.get("leakage", "warn")  # YAML: off → false
         if leakage not in LEAKAGE_MODES:
             raise self.error(f"leakage must be one of {', '.join(LEAKAGE_MODES)}, got {leakage!r}", "leakage")
         acceptance = self.acceptance(attacks, defence is not None)
