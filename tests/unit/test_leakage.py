@@ -15,6 +15,8 @@ from harness.data.leakage import Signatures, find_leakage, signatures_of
 from harness.errors import DataError
 from harness.plan.schema import load_plan_text
 from harness.registry.contracts import TensorSplit
+from harness.report.load import load_report
+from harness.report.sections import provenance
 from harness.run.runner import RunConfig, Runner
 
 RNG = np.random.default_rng(0)
@@ -99,6 +101,8 @@ def test_a_run_warns_by_default_refuses_with_error_and_skips_with_off(tmp_path, 
                for w in warned.warnings)
     leakage = json.loads((warned.run_dir / "manifest.json").read_text())["dataset"]["leakage"]
     assert leakage["exact_duplicates"]["train→test"] == 1 and leakage["examples"][0]["kind"] == "exact"
+    shown = provenance.build(load_report(warned.run_dir))["leakage"]  # the report's data provenance section
+    assert shown.startswith("data leakage across splits: 1 test image has an exact duplicate in train")
     with pytest.raises(DataError, match=r"1 test image has an exact duplicate in train.*\(leakage: error; leakage: "
                                         r"warn runs anyway\)"):
         run_toy(tmp_path / "error", ["leakage=error"])
