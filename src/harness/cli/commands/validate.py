@@ -45,7 +45,7 @@ def execute(args: argparse.Namespace, console: Console) -> int:
             continue
         console.print(escape(f"{path}: valid plan '{plan.name}': data set {plan.dataset.plugin}, model "
                              f"{plan.model.plugin}, {len(plan.attacks)} attacks, {len(plan.acceptance)} criteria; "
-                             "the files it names are readable"))
+                             "input files readable"), soft_wrap=True)
     return worst
 
 
