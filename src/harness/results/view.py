@@ -103,9 +103,7 @@ class RunResults:
         """running, passed, failed, error or interrupted (harness.results.status); a run recorded as running whose
         process is gone (killed) reads interrupted."""
         recorded = self._document.status
-        if recorded != run_status.RUNNING:
-            return recorded
-        return run_status.effective(recorded, run_in_progress(self._run_dir))
+        return run_status.effective(recorded, recorded == run_status.RUNNING and run_in_progress(self._run_dir))
 
     @property
     def stage(self) -> str | None:

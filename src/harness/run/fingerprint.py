@@ -77,9 +77,10 @@ def previous_parts(manifest: Mapping[str, Any]) -> dict[str, Any]:
 
 def start_parts(plan_sha256: str, attack_seeding: str, determinism: Any, device: Mapping[str, Any],
                 threads: int, versions: Mapping[str, Any]) -> dict[str, Any]:
-    """The parts known when a run starts (device: harness.run.environment.device_info, without the thread count)."""
+    """The parts known when a run starts. `device` is harness.run.environment.device_info: its kind, CPU, GPU model
+    and CUDA versions count; its index (which GPU of a node, per torchrun rank) does not."""
     return {"plan_sha256": plan_sha256, "attack_seeding": attack_seeding, "determinism": determinism,
-            "device": {k: v for k, v in device.items() if k != "torch_threads"}, "torch_threads": threads,
+            "device": {k: v for k, v in device.items() if k not in ("name", "torch_threads")}, "torch_threads": threads,
             **{f"versions.{name}": versions.get(name) for name in VERSIONED}}
 
 

@@ -110,8 +110,7 @@ class Runner:
         self.run_dir = self.resume_dir if self.resume_dir is not None else distributed.on_main(
             lambda: create_run_dir(self.config.out_root, plan.name, plan.sha256))
         with contextlib.ExitStack() as held:
-            if self.rank == 0:
-                self._hold_run_dir(held)
+            distributed.on_main(lambda: self._hold_run_dir(held), share=False)  # every rank stops if it is refused
             previous = None
             if self.resume_dir is not None:
                 (self.manifest["started_at"], self.manifest["resumed_at"]), previous = distributed.together(
@@ -131,10 +130,9 @@ class Runner:
         plan = self.plan
         self._seed(plan.seed)
         self.manifest["determinism"] = enable_determinism(plan.engine, self.device)
-        for name, value in start_parts(plan.sha256, self.manifest["seeds"]["attack_batches"],
-                                       self.manifest["determinism"], self.manifest["device"], torch.get_num_threads(),
-                                       self.manifest["versions"]).items():
-            self.fingerprint.add(name, value)
+        parts = start_parts(plan.sha256, self.manifest["seeds"]["attack_batches"], self.manifest["determinism"],
+                            self.manifest["device"], torch.get_num_threads(), self.manifest["versions"])
+        distributed.together(lambda: [self.fingerprint.add(name, value) for name, value in parts.items()])
         if self.resume_dir is None:
             self._begin_writing()
         mode = self.config.progress if self.rank == 0 and not self.config.quiet else "off"
