@@ -26,6 +26,7 @@ from harness.registry.contracts import DatasetBundle, DatasetContext
 from harness.registry.manager import default_registry
 from harness.run.runner import RunConfig, Runner
 from harness_plugins.datasets.readers.dicom import EXTRA_TAGS, DicomDataset, DicomReader, WindowParams, modality
+from harness_plugins.datasets.readers.medical_io import short_reason
 
 SALT = "test-salt"
 SHARED_DICOM = SHARED_DATASETS / "dicom_samples"
@@ -618,6 +619,12 @@ acceptance:
             assert secret not in text, f"{secret} found in {path.name}"
     samples = (result.run_dir / "samples.csv").read_text()
     assert bundle.splits["test"].sample_ids[0] in samples  # the hashed ids are what reach the outputs
+
+
+def test_reasons_quote_neither_the_path_nor_the_name_of_a_file():
+    path = Path("/data/Doe_John_MRN1234.dcm")
+    error = ValueError(f"bad tag in Doe_John_MRN1234.dcm (read from {path})")
+    assert short_reason(error, path) == "bad tag in <file> (read from <file>)"
 
 
 def test_salt_changes_every_id(tmp_path):

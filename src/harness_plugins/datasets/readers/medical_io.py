@@ -455,10 +455,10 @@ def _size(shape: Sequence[int]) -> str:
 
 
 def short_reason(exc: BaseException, *paths: Path) -> str:
-    """An exception as one short line, without the file paths it may quote."""
+    """An exception as one short line, without the file paths or names it may quote (they can carry PHI)."""
     text = " ".join(str(exc).split()) or type(exc).__name__
     for path in paths:
-        text = text.replace(str(path), "<file>")
+        text = text.replace(str(path), "<file>").replace(Path(path).name, "<file>")
     return text if len(text) <= 300 else text[:297] + "..."
 
 
