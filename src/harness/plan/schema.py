@@ -14,7 +14,7 @@ import yaml
 
 from harness.errors import PlanError
 from harness.plan.architecture import check_architecture
-from harness.plan.criteria import MODEL_ROLES, Criterion, criterion_id
+from harness.plan.criteria import BOUNDS, MODEL_ROLES, WORST, Criterion, criterion_id
 from harness.plan.params import build_dataclass, params_to_dict
 from harness.plan.sandbox import enforce_sandbox, sandbox_roots
 from harness.plan.yaml_source import (
@@ -36,7 +36,7 @@ DEFAULT_BATCH_SIZE = 64
 TOP_LEVEL_KEYS = {
     PLAN_MARKER, "name", "description", "intended_use", "seed", "device", "batch_size", "epsilons",
     "dataset", "model", "attacks", "defence", "acceptance", "report", "engine", "sandbox", "data_root",
-    "indicators", "show_paths", "leakage",
+    "indicators", "statistics", "subgroups", "show_paths", "leakage",
 }
 LEAKAGE_MODES = ("warn", "error", "off")  # duplicates across splits: warn (default), stop the run, or not checked
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -98,6 +98,16 @@ class IndicatorSettings:
 
 
 @dataclass
+class StatisticsOptions:
+    """How intervals are computed and bounds adjusted (harness.stats; see README, 'Intervals and bounds')."""
+
+    interval: Literal["wilson", "clopper_pearson", "jeffreys"] = "wilson"
+    confidence: float = field(default=0.95, metadata={"min": 0.5, "max": 0.999})  # two-sided level
+    multiple_comparisons: Literal["holm", "none"] = "holm"  # adjusts the level of bound criteria
+    bootstrap_resamples: int = field(default=2000, metadata={"min": 200, "max": 100_000})  # patient clusters
+
+
+@dataclass
 class Plan:
     """A validated test plan."""
 
@@ -125,6 +135,8 @@ class Plan:
     leakage: str = "warn"  # duplicates across train/val/test: warn, error or off (harness.data.leakage)
     sandbox_roots: tuple[Path, ...] = ()  # `sandbox: true`: every file the run reads must resolve inside these
     text: str = ""  # the plan file exactly as written (comments kept); the run directory keeps a copy
+    statistics: StatisticsOptions = field(default_factory=StatisticsOptions)
+    subgroups: list[str] = field(default_factory=list)  # metadata attributes every metric is reported by
 
     @property
     def sha256(self) -> str:
@@ -224,7 +236,12 @@ class _PlanBuilder:
         leakage = "off" if self.data.get("leakage") is False else self.data.get("leakage", "warn")  # YAML: off → false
         if leakage not in LEAKAGE_MODES:
             raise self.error(f"leakage must be one of {', '.join(LEAKAGE_MODES)}, got {leakage!r}", "leakage")
-        acceptance = self.acceptance(attacks, defence is not None)
+        subgroups = self.subgroups()
+        acceptance = self.acceptance(attacks, defence is not None, subgroups)
+        statistics_raw = data.get("statistics") or {}
+        if not isinstance(statistics_raw, dict):
+            raise self.error("expected a mapping", "statistics")
+        statistics = build_dataclass(StatisticsOptions, statistics_raw, "statistics", self.line)
         report_raw = data.get("report") or {}
         if not isinstance(report_raw, dict):
             raise self.error("expected a mapping", "report")
@@ -248,8 +265,8 @@ class _PlanBuilder:
             defence=defence, acceptance=acceptance, report=report, engine=engine, indicators=indicators,
             source=self.doc.source,
             base_dir=self.base_dir, resolved=resolved, overrides=list(self.overrides), batch_size_auto=batch_size_auto,
-            text=self.doc.text, show_paths=self.scalar("show_paths", bool, default=False), leakage=leakage,
-            sandbox_roots=tuple(roots))
+            text=self.doc.text, statistics=statistics, subgroups=subgroups,
+            show_paths=self.scalar("show_paths", bool, default=False), leakage=leakage, sandbox_roots=tuple(roots))
 
     def enforce_sandbox(self, dataset: PluginRef, model: PluginRef, defence: PluginRef | None,
                         attacks: list[AttackSpec]) -> list[Path]:
@@ -345,12 +362,58 @@ class _PlanBuilder:
                                     norm=plugin.norm, kind=plugin.kind))
         return specs
 
-    def acceptance(self, attacks: list[AttackSpec], has_defence: bool) -> list[Criterion]:
+    def subgroups(self) -> list[str]:
+        raw = self.data.get("subgroups") or []
+        if not isinstance(raw, list) or not all(isinstance(a, str) and _NAME.match(a) for a in raw):
+            raise self.error("expected a list of metadata attribute names (e.g. [manufacturer, sex])", "subgroups")
+        if len(set(raw)) != len(raw):
+            raise self.error("subgroup attributes must not repeat", "subgroups")
+        return list(raw)
+
+    def criterion_subgroup(self, value: Any, subgroups: list[str], path: str) -> dict[str, str] | str | None:
+        """A criterion's `subgroup`: None, 'worst', or {attribute: value} naming one of the plan's subgroups."""
+        if value is None:
+            return None
+        if not subgroups:
+            raise self.error("a criterion on a subgroup needs the plan's 'subgroups' list (e.g. subgroups: "
+                             "[manufacturer])", path)
+        if value == WORST:
+            return WORST
+        if not isinstance(value, dict) or len(value) != 1:
+            raise self.error(f"expected 'worst' or one attribute and its value, e.g. {{{subgroups[0]}: GE}}, "
+                             f"got {value!r}", path)
+        (attribute, wanted), = value.items()
+        if attribute not in subgroups:
+            raise self.error(f"'{attribute}' is not one of the plan's subgroups ({', '.join(subgroups)})",
+                             f"{path}.{attribute}")
+        if isinstance(wanted, bool) or not isinstance(wanted, (str, int, float)):
+            raise self.error(f"expected a subgroup value, got {wanted!r}", f"{path}.{attribute}")
+        return {str(attribute): str(wanted)}
+
+    def criterion_bound(self, value: Any, key: str, metric: str, model: str, path: str) -> str | None:
+        """A criterion's `bound`: None (point estimate), 'lower' with min, 'upper' with max."""
+        if value is None:
+            return None
+        if value not in BOUNDS:
+            raise self.error(f"bound must be lower or upper, got {value!r}", f"{path}.bound")
+        if (value == "lower") != (key == "min"):
+            raise self.error(f"bound: {value} goes with '{'min' if value == 'lower' else 'max'}', not '{key}'",
+                             f"{path}.bound")
+        if not METRICS[metric].has_interval:
+            with_interval = ", ".join(name for name, m in METRICS.items() if m.has_interval)
+            raise self.error(f"{metric} has no confidence interval (bounds apply to: {with_interval})",
+                             f"{path}.bound")
+        if model == "change":
+            raise self.error("bounds apply to one model's metric, not to 'change' (the paired McNemar comparison "
+                             "of naive and hardened is in the results)", f"{path}.bound")
+        return value
+
+    def acceptance(self, attacks: list[AttackSpec], has_defence: bool, subgroups: list[str]) -> list[Criterion]:
         raw = self.data.get("acceptance") or []
         if not isinstance(raw, list):
             raise self.error("expected a list of criteria", "acceptance")
         by_id = {a.id: a for a in attacks}
-        allowed = {"id", "metric", "model", "attack", "epsilon", "min", "max", "description"}
+        allowed = {"id", "metric", "model", "attack", "epsilon", "min", "max", "description", "bound", "subgroup"}
         criteria, seen = [], set()
         for i, item in enumerate(raw):
             path = f"acceptance.{i}"
@@ -398,7 +461,11 @@ class _PlanBuilder:
             if scope.attack_kind == "minimal" and by_id[attack].kind != "minimal":
                 raise self.error(f"{metric} needs a minimal-perturbation attack; {attack!r} is "
                                  "fixed-epsilon", f"{path}.attack")
-            cid = item.get("id") or criterion_id(metric, op, threshold, model, attack, epsilon)
+            bound = self.criterion_bound(item.get("bound"), key, metric, model, path)
+            subgroup = self.criterion_subgroup(item.get("subgroup"), subgroups, f"{path}.subgroup")
+            if subgroup is not None and scope.per_model:
+                raise self.error(f"{metric} is not measured per subgroup", f"{path}.subgroup")
+            cid = item.get("id") or criterion_id(metric, op, threshold, model, attack, epsilon, bound, subgroup)
             if not isinstance(cid, str):
                 raise self.error("criterion id must be a string", f"{path}.id")
             if cid in seen:
@@ -408,5 +475,6 @@ class _PlanBuilder:
             if not isinstance(description, str):
                 raise self.error("expected a string", f"{path}.description")
             criteria.append(Criterion(id=cid, metric=metric, op=op, threshold=threshold, model=model,
-                                      attack=attack, epsilon=epsilon, description=description))
+                                      attack=attack, epsilon=epsilon, description=description, bound=bound,
+                                      subgroup=subgroup))
         return criteria

@@ -27,6 +27,7 @@ from harness.attacks.sweep import AttackOutcome, batches, merge_outcomes, predic
 from harness.data.checks import validate_dataset
 from harness.data.leakage import find_leakage
 from harness.data.loading import load_dataset
+from harness.data.metadata import split_metadata
 from harness.errors import EXIT_INTERRUPTED, DataError, HarnessError, ModelError, PlanError, error_report
 from harness.plan.architecture import split_architecture
 from harness.plan.schema import AttackSpec, Plan
@@ -45,8 +46,12 @@ from harness.results.model import (
     ResultsDocument,
     Verdict,
 )
+from harness.results.paired import compare_roles
+from harness.results.sample_size import undecidable_warnings
 from harness.results.samples import SampleOutcome, sample_outcomes, write_samples
 from harness.results.status import ERROR, INTERRUPTED, RUNNING
+from harness.results.subgroups import subgroup_results
+from harness.results.uncertainty import IntervalSettings
 from harness.results.view import RunResults
 from harness.results.warnings import collect as collect_warnings
 from harness.run import distributed
@@ -97,6 +102,8 @@ class Runner:
         self.epsilons = EpsilonGrid.of(*(spec.epsilons for spec in plan.attacks))  # the samples.csv columns
         self.writing = False  # a resumed run directory is left untouched until its fingerprint is checked
         self.current_stage: str | None = None
+        self.intervals: IntervalSettings | None = None  # set once the test split is known
+        self.metadata: dict[str, list[str]] = {}  # the test split's subgroup attributes
 
     # -- stages --------------------------------------------------------------------------------------------
     def run(self) -> RunResults:
@@ -221,6 +228,7 @@ class Runner:
             name=dataset.name, class_names=tuple(dataset.class_names), positive_class=dataset.positive_class,
             content_sha256=dataset.provenance.get("content_sha256"), n_test=len(dataset.splits["test"]),
             native_units=dataset.native_units))
+        self._statistics(dataset)
         return dataset
 
     def _leakage(self, dataset: DatasetBundle) -> dict[str, Any]:
@@ -231,6 +239,18 @@ class Runner:
         if found.summary() and self.plan.leakage == "error":
             raise DataError(f"{found.summary()} (leakage: error; leakage: warn runs anyway)")
         return found.to_json()
+
+    def _statistics(self, dataset: DatasetBundle) -> None:
+        """Interval settings and subgroup metadata of the test split; warnings for criteria it cannot decide."""
+        options, test = self.plan.statistics, dataset.splits["test"]
+        self.metadata = split_metadata(test, self.plan.subgroups, f"data set '{dataset.name}', test split")
+        self.intervals = IntervalSettings.for_split(options.interval, options.confidence, test.group_ids,
+                                                    options.bootstrap_resamples, self.plan.seed)
+        self.manifest["statistics"] = {**dataclasses.asdict(options), "subgroups": list(self.plan.subgroups)}
+        self.results = replace(self.results, statistics=self.intervals.summary(
+            options.multiple_comparisons, self.plan.subgroups)).with_warnings(*undecidable_warnings(
+                self.plan.acceptance, options.interval, options.confidence, test.labels, dataset.positive_class,
+                self.metadata))
 
     def _trainers(self) -> list[str]:
         """What trains on the data set's train/val splits: a model plugin that trains, and any defence."""
@@ -301,13 +321,14 @@ class Runner:
         bar.close()
         clean_pred = logits.argmax(axis=1)
         model = ModelResult(weights_sha256=bundle.provenance.get("weights_sha256"),
-                            clean=clean_metrics(labels, logits, dataset.positive_class))
+                            clean=clean_metrics(labels, logits, dataset.positive_class, self.intervals))
         self.results = self.results.with_model(role, model)
         self._save()
         attack_model = self._stage(f"{role}:engine", lambda: self._attack_model(role, bundle, test))
         shard = (self.rank, self.world)
         fingerprint = self.fingerprint.digest()  # what the attack checkpoints of this model are valid for
         attacks = self._possible_attacks(role, bundle)
+        outcomes: dict[str, AttackOutcome] = {}  # per attack, for the subgroups
         for spec in attacks:
             plugin = self.registry.get("attack", spec.attack)
             bar = self.progress(f"{role}: {spec.id}", distributed.shard_size(len(test), self.batch_size, *shard))
@@ -316,8 +337,14 @@ class Runner:
                 self.plan.seed, role, bar.advance, self._attack_checkpoint(role, spec.id),
                 judge=bundle.module, shard=shard, run_fingerprint=fingerprint))
             bar.close()
-            outcome = merge_outcomes(distributed.all_gather(local), self.batch_size)
+            outcome = outcomes[spec.id] = merge_outcomes(distributed.all_gather(local), self.batch_size)
             model = self._record_attack(role, model, spec, outcome, dataset, clean_pred)
+        if self.plan.subgroups:
+            model = replace(model, subgroups=subgroup_results(
+                model, self.plan.subgroups, self.metadata, labels, logits, outcomes, dataset.positive_class,
+                dataset.native_units, self.intervals))
+            self.results = self.results.with_model(role, model)
+            self._save()
         if self.plan.indicators.enabled and not bundle.differentiable:
             self.results = self.results.with_warnings(f"{role}: the attack-failure indicators were not computed: "
                                                       "they need input gradients, which the model does not give")
@@ -356,7 +383,8 @@ class Runner:
         """Add one attack's result, warnings and samples.csv rows; save; the model's results with the attack."""
         test = dataset.splits["test"]
         result = attack_result(spec.attack, spec.norm, spec.kind, spec.params_dict(), outcome, test.labels,
-                               clean_pred == test.labels, dataset.positive_class, dataset.native_units)
+                               clean_pred == test.labels, dataset.positive_class, dataset.native_units,
+                               self.intervals)
         model = model.with_attack(spec.id, result)
         self.results = self.results.with_model(role, model).with_warnings(*(
             f"{role}/{spec.id} at eps={eps_label(point.epsilon)}: {point.bound_violations} adversarial examples "
@@ -396,6 +424,8 @@ class Runner:
         return model
 
     def _check_criteria(self) -> None:
+        if {"naive", "hardened"} <= set(self.results.models):  # paired: the same test images, both models
+            self.results = replace(self.results, comparisons=compare_roles(self.samples, "naive", "hardened"))
         criteria = evaluate(self.plan.acceptance, self.results)
         self.results = replace(self.results, criteria=criteria, verdict=Verdict.of(criteria))
 

@@ -29,9 +29,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def execute(args: argparse.Namespace, console: Console) -> int:
-    """Validate each plan and the files it names; one line per plan; the worst exit code."""
+    """Validate each plan and the files it names; one line per plan (with the smallest test split each proportion
+    criterion can be decided on); the worst exit code."""
     from harness.plan.schema import load_plan
     from harness.registry.manager import default_registry
+    from harness.results.sample_size import decidable_from
 
     registry = default_registry()
     worst = EXIT_PASS
@@ -46,6 +48,9 @@ def execute(args: argparse.Namespace, console: Console) -> int:
         console.print(escape(f"{path}: valid plan '{plan.name}': data set {plan.dataset.plugin}, model "
                              f"{plan.model.plugin}, {len(plan.attacks)} attacks, {len(plan.acceptance)} criteria; "
                              "input files readable"), soft_wrap=True)
+        options = plan.statistics
+        for line in decidable_from(plan.acceptance, options.interval, options.confidence):
+            console.print(escape(f"  sample size: {line} ({options.confidence:.0%} {options.interval})"))
     return worst
 
 

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from harness.data.deid import SHOW_PATHS_HINT
 from harness.data.leakage import Signatures, digest, thumbnail
+from harness.data.metadata import UNKNOWN
 from harness.data.splits import SPLIT_NAMES, grouped_stratified_split
 from harness.errors import DataError, PlanError
 from harness.registry.contracts import DatasetBundle, DatasetContext, NativeUnits
@@ -68,6 +69,7 @@ class MedicalParams:
     cache_decoded: bool | Literal["auto"] = "auto"  # auto: keep decoded images when they fit cache_limit_mb
     cache_limit_mb: float = field(default=256.0, metadata={"min": 0})
     name: str | None = None  # the data set's name in reports; default: the plugin name
+    metadata_columns: list[str] = field(default_factory=list)  # manifest columns given as subgroup attributes
 
     def __post_init__(self) -> None:
         fractions_from_list(self.split_fractions, "dataset.split_fractions")
@@ -93,6 +95,7 @@ class Entry:
     group: str | None = None
     split: str | None = None
     roi: tuple[int, int, int] | None = None  # centre x (column), centre y (row), side length
+    metadata: tuple[tuple[str, str], ...] = ()  # (column, value) of the plan's metadata_columns
 
 
 @dataclass
@@ -127,6 +130,9 @@ def list_source(plugin: str, params: MedicalParams, context: DatasetContext, acc
     root, manifest = resolve_source(params.path, context.base_dir)
     if manifest is not None:
         return _manifest_listing(plugin, params, root, manifest, default_grouping, context.name_file)
+    if params.metadata_columns:
+        raise PlanError(f"metadata_columns {params.metadata_columns} name columns of a manifest CSV, but "
+                        f"{params.path} is a folder without labels.csv", key="dataset.metadata_columns")
     return _folder_listing(plugin, params, root, accept, default_grouping, context.name_file)
 
 
@@ -157,6 +163,9 @@ def _manifest_listing(plugin: str, params: MedicalParams, root: Path, manifest: 
     for column in (params.path_column, params.label_column):
         if column not in header:
             raise DataError(f"{manifest}: no '{column}' column (columns: {', '.join(header)})")
+    for column in params.metadata_columns:
+        if column not in header:
+            raise DataError(f"{manifest}: no '{column}' column for metadata_columns (columns: {', '.join(header)})")
     if params.group_column and params.group_column not in header:
         raise DataError(f"{manifest}: no '{params.group_column}' column for group_column "
                         f"(columns: {', '.join(header)})")
@@ -173,7 +182,8 @@ def _manifest_listing(plugin: str, params: MedicalParams, root: Path, manifest: 
             where=where,
             group=(row.get(group_column) or "").strip() or None if group_column else None,
             split=_split_value(row[split_column], where) if split_column else None,
-            roi=_roi(row, where) if roi else None)
+            roi=_roi(row, where) if roi else None,
+            metadata=tuple((column, row.get(column, "")) for column in params.metadata_columns))
         key = (entry.rel, entry.roi)
         if key in seen:
             raise DataError(f"{where}: repeats line {seen[key]} (same file and ROI)")
@@ -321,6 +331,7 @@ class FileInfo:
     group: str | None = None
     key: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    subgroups: dict[str, str] = field(default_factory=dict)  # bucketed header attributes (never names or ids)
 
 
 class Reader(Protocol):
@@ -341,6 +352,7 @@ class Sample:
     group_raw: str
     digest: bytes
     thumbnail: np.ndarray  # for the core's duplicate search (harness.data.leakage)
+    subgroups: dict[str, str] = field(default_factory=dict)  # header attributes, then the manifest's columns
 
 
 @dataclass
@@ -434,7 +446,8 @@ def scan(plugin: str, params: MedicalParams, listing: Listing, files: Files) -> 
         for frame, image in images:
             first = first or (entry.rel, image.shape)
             _check_size(plugin, files, entry.rel, image.shape, *first)
-            samples.append(Sample(entry, frame, info.key, group, digest(image), thumbnail(image)))
+            samples.append(Sample(entry, frame, info.key, group, digest(image), thumbnail(image),
+                                  {**info.subgroups, **dict(entry.metadata)}))
             cache.add(image, len(images))
     if not samples:
         hint = f"; all {len(skipped)} files were skipped, e.g. {skipped[0]['file']}: {skipped[0]['reason']}" \
@@ -475,6 +488,7 @@ class LazySplit(torch.utils.data.Dataset):
                  shape: tuple[int, int, int], images: torch.Tensor | None = None) -> None:
         self.files, self.shape = files, shape
         self.items = [(s.entry.rel, s.frame, s.entry.roi) for s in samples]
+        self.metadata = sample_metadata(samples)
         self.labels = np.asarray([s.entry.label for s in samples], dtype=np.int64)
         self.sample_ids, self.group_ids = list(sample_ids), list(group_ids)
         self.images = images  # N×C×H×W when cached (the training loop's fast path), else None
@@ -498,6 +512,12 @@ class LazySplit(torch.utils.data.Dataset):
             raise DataError(f"{self.files.name(rel)}: now {_size(image.shape)}, was {_size(self.shape)} when the "
                             f"data set was loaded{self.files.hint()}")
         return torch.from_numpy(image), int(self.labels[index])
+
+
+def sample_metadata(samples: Sequence[Sample]) -> dict[str, list[str]]:
+    """Subgroup attributes per sample (harness.registry.contracts.Split.metadata); 'unknown' where missing."""
+    names = sorted({name for s in samples for name in s.subgroups})
+    return {name: [s.subgroups.get(name) or UNKNOWN for s in samples] for name in names}
 
 
 def assign_splits(plugin: str, params: MedicalParams, listing: Listing, samples: Sequence[Sample],
