@@ -298,4 +298,6 @@ def test_a_failing_rank_stops_every_rank_with_one_error_line(tmp_path, session_c
     lines = [line for line in proc.stderr.splitlines() if line.startswith("harness:") and "error" in line]
     assert lines == ["harness: error: rank 1 failed: attack 'fail_on_rank' failed: simulated failure on rank 1"]
     results = json.loads((_only_run_dir(tmp_path / "runs") / "results.json").read_text())
-    assert results["status"] == "running" and "fail_on_rank" not in results["models"]["naive"]["attacks"]
+    assert "fail_on_rank" not in results["models"]["naive"]["attacks"]
+    assert (results["status"], results["stage"], results["exit_code"]) == ("error", "naive:attack:fail_on_rank", 2)
+    assert results["error"] == "rank 1 failed: attack 'fail_on_rank' failed: simulated failure on rank 1"
