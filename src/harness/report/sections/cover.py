@@ -11,12 +11,12 @@ from harness.report.sections.criteria import criterion_row
 from harness.report.sections.warnings import warnings
 from harness.report.text import basename, short_hash, utc_text
 from harness.results.formatting import interval_text, level_text, pct
+from harness.results.status import FAILED, PASSED
 from harness.results.uncertainty import shown
 from harness.stats.intervals import METHOD_NAMES
 
 TITLE = None
 STATUS_TEXT = {
-    "complete": "complete: every stage of the plan ran",
     "passed": "complete: every stage ran and every criterion passed",
     "failed": "complete: every stage ran and at least one criterion failed",
     "running": "not finished: the run was still running, or stopped without recording why",
@@ -113,16 +113,11 @@ def hashes(report: ReportInput) -> list[dict[str, str]]:
 
 
 def run_status(report: ReportInput) -> dict[str, str | None]:
-    """The run's status in words, and the error line and stage when the run recorded them."""
-    status = report.run.status
-    error = report.run.raw.get("error") or report.manifest.get("error")
-    message = stage = None
-    if isinstance(error, str):
-        message = error
-    elif error:
-        message, stage = error.get("message") or error.get("line"), error.get("stage")
-    return {"status": status, "text": STATUS_TEXT.get(status, status), "error": message,
-            "stage": stage or report.run.raw.get("stage") or report.manifest.get("stage")}
+    """The run's status in words, with the stage and error line the run recorded when it stopped short."""
+    run = report.run
+    finished = run.status in (PASSED, FAILED)
+    return {"status": run.status, "text": STATUS_TEXT.get(run.status, run.status), "error": run.error,
+            "stage": None if finished else run.stage}
 
 
 def credibility(report: ReportInput) -> str | None:
@@ -136,10 +131,12 @@ def build(report: ReportInput) -> dict[str, Any]:
     """Everything the cover shows."""
     run = report.run
     word, css = report.verdict_word()
+    stopped = report.stop_description()
     if run.verdict is None:
-        detail = f"no verdict was formed (run status: {run.status})"
+        detail = f"{stopped}; no verdict was formed"
     else:
-        detail = f"{run.verdict.n_passed} of {run.verdict.n_criteria} acceptance criteria passed"
+        detail = f"{run.verdict.n_passed} of {run.verdict.n_criteria} acceptance criteria passed" + (
+            f"; then {stopped}" if stopped else "")
     dataset = run.dataset
     return {
         "plan_name": run.plan_name or report.plan_record.get("name"),
