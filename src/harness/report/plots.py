@@ -140,7 +140,7 @@ def accuracy_panels(panels: list[tuple[str, str, list[Curve]]], cutoff: float | 
 
     columns = min(2, len(panels))
     rows = -(-len(panels) // columns)
-    fig = Figure(figsize=(6.8, 0.45 + 2.05 * rows), dpi=DPI, layout="constrained")
+    fig = Figure(figsize=(6.8, 0.4 + 1.75 * rows), dpi=DPI, layout="constrained")
     axes = fig.subplots(rows, columns, squeeze=False).ravel()
     for ax, (attack_id, norm, curves) in zip(axes, panels, strict=False):
         _accuracy_axes(ax, norm, curves, cutoff, native_per_unit, native_unit, fontsize=7.5, min_decades=0.45)
