@@ -371,7 +371,7 @@ def scan(plugin: str, params: MedicalParams, listing: Listing, reader: Reader, p
                 raise DataError(f"{plugin}: {path}: {problem}{where}") from None
             skipped.append({"file": entry.rel, "reason": str(problem)})
             continue
-        metas.append(info.meta)
+        metas.append({**info.meta, "roi_size": entry.roi[2] if entry.roi else None})
         group = entry.group or info.group or f"file:{entry.rel}"
         for frame, image in images:
             first = first or (entry.rel, image.shape)
