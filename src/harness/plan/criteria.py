@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from harness.results.formatting import eps_label, threshold_label
 
 MODEL_ROLES = ("naive", "hardened", "change")
+ANY_CORRUPTION = "any"  # `corruption: any` in a criterion: every corruption of the plan must meet it
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,8 @@ class Criterion:
     attack: str | None = None
     epsilon: float | None = None
     description: str = ""
+    corruption: str | None = None  # a corruption id of the plan, or 'any'
+    severity: int | None = None
 
     def holds(self, measured: float) -> bool:
         """Whether a measured value satisfies the criterion (NaN never does)."""
@@ -30,12 +33,16 @@ class Criterion:
 
 
 def criterion_id(metric: str, op: str, threshold: float, model: str, attack: str | None,
-                 epsilon: float | None) -> str:
-    """A readable id such as 'pgd_linf[eps=0.004]::robust_accuracy>=0.60'."""
+                 epsilon: float | None, corruption: str | None = None, severity: int | None = None) -> str:
+    """A readable id such as 'pgd_linf[eps=0.004]::robust_accuracy>=0.60' or
+    'ct_noise[severity=3]::accuracy>=0.80' ('any_corruption[severity=3]::…' for `corruption: any`)."""
     parts = []
     if model != "naive":
         parts.append(model)
     if attack:
         parts.append(f"{attack}[eps={eps_label(epsilon)}]" if epsilon is not None else attack)
+    if corruption:
+        name = "any_corruption" if corruption == ANY_CORRUPTION else corruption
+        parts.append(f"{name}[severity={severity}]" if severity is not None else name)
     parts.append(f"{metric}{op}{threshold_label(threshold)}")
     return "::".join(parts)

@@ -14,6 +14,7 @@ import yaml
 
 from harness.errors import PlanError
 from harness.plan.architecture import check_architecture
+from harness.plan.corruptions import CorruptionSpec, corruption_specs, criterion_corruption
 from harness.plan.criteria import MODEL_ROLES, Criterion, criterion_id
 from harness.plan.params import build_dataclass, params_to_dict
 from harness.plan.sandbox import enforce_sandbox, sandbox_roots
@@ -29,7 +30,7 @@ DEFAULT_BATCH_SIZE = 64
 TOP_LEVEL_KEYS = {
     PLAN_MARKER, "name", "description", "intended_use", "seed", "device", "batch_size", "epsilons",
     "dataset", "model", "attacks", "defence", "acceptance", "report", "engine", "sandbox", "data_root",
-    "indicators",
+    "indicators", "corruptions",
 }
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -114,6 +115,7 @@ class Plan:
     overrides: list[str] = field(default_factory=list)
     batch_size_auto: bool = False  # `batch_size: auto`: the runner picks the largest batch that fits the device
     text: str = ""  # the plan file exactly as written (comments kept); the run directory keeps a copy
+    corruptions: list[CorruptionSpec] = field(default_factory=list)  # natural corruptions of the test images
 
     @property
     def sha256(self) -> str:
@@ -209,7 +211,8 @@ class _PlanBuilder:
         sandbox = self.scalar("sandbox", bool, default=False)
         if sandbox:
             self.enforce_sandbox(dataset, model, defence, attacks)
-        acceptance = self.acceptance(attacks, defence is not None)
+        corruptions = corruption_specs(data.get("corruptions"), self.registry, self.error, self.line, _NAME)
+        acceptance = self.acceptance(attacks, defence is not None, corruptions)
         report_raw = data.get("report") or {}
         if not isinstance(report_raw, dict):
             raise self.error("expected a mapping", "report")
@@ -233,7 +236,7 @@ class _PlanBuilder:
             defence=defence, acceptance=acceptance, report=report, engine=engine, indicators=indicators,
             source=self.doc.source,
             base_dir=self.base_dir, resolved=resolved, overrides=list(self.overrides), batch_size_auto=batch_size_auto,
-            text=self.doc.text)
+            text=self.doc.text, corruptions=corruptions)
 
     def enforce_sandbox(self, dataset: PluginRef, model: PluginRef, defence: PluginRef | None,
                         attacks: list[AttackSpec]) -> None:
@@ -327,12 +330,13 @@ class _PlanBuilder:
                                     norm=plugin.norm, kind=plugin.kind))
         return specs
 
-    def acceptance(self, attacks: list[AttackSpec], has_defence: bool) -> list[Criterion]:
+    def acceptance(self, attacks: list[AttackSpec], has_defence: bool,
+                   corruptions: list[CorruptionSpec]) -> list[Criterion]:
         raw = self.data.get("acceptance") or []
         if not isinstance(raw, list):
             raise self.error("expected a list of criteria", "acceptance")
         by_id = {a.id: a for a in attacks}
-        allowed = {"id", "metric", "model", "attack", "epsilon", "min", "max", "description"}
+        allowed = {"id", "metric", "model", "attack", "epsilon", "min", "max", "description", "corruption", "severity"}
         criteria, seen = [], set()
         for i, item in enumerate(raw):
             path = f"acceptance.{i}"
@@ -380,7 +384,8 @@ class _PlanBuilder:
             if scope.attack_kind == "minimal" and by_id[attack].kind != "minimal":
                 raise self.error(f"{metric} needs a minimal-perturbation attack; {attack!r} is "
                                  "fixed-epsilon", f"{path}.attack")
-            cid = item.get("id") or criterion_id(metric, op, threshold, model, attack, epsilon)
+            corruption, severity = criterion_corruption(METRICS[metric], item, corruptions, path, self.error)
+            cid = item.get("id") or criterion_id(metric, op, threshold, model, attack, epsilon, corruption, severity)
             if not isinstance(cid, str):
                 raise self.error("criterion id must be a string", f"{path}.id")
             if cid in seen:
@@ -390,5 +395,6 @@ class _PlanBuilder:
             if not isinstance(description, str):
                 raise self.error("expected a string", f"{path}.description")
             criteria.append(Criterion(id=cid, metric=metric, op=op, threshold=threshold, model=model,
-                                      attack=attack, epsilon=epsilon, description=description))
+                                      attack=attack, epsilon=epsilon, description=description,
+                                      corruption=corruption, severity=severity))
         return criteria

@@ -41,6 +41,11 @@ def eps_text(epsilon: float | None) -> str:
     return f"{epsilon:.4g}"
 
 
+def severity_text(value: float, unit: str) -> str:
+    """A corruption severity's parameter value in its unit: '43 HU (σ)', '1.5 mm FWHM', '40 JPEG quality'."""
+    return f"{value:g} {unit}".strip()
+
+
 def threshold_label(value: float) -> str:
     """A criterion threshold as criterion ids write it: two decimals when exact (0.80), else as short as possible."""
     return f"{value:.2f}" if round(value, 2) == value else f"{value:g}"
