@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from harness.data.severities import SEVERITY_LEVELS
 from harness.results.epsilons import EpsilonGrid
 from harness.results.formatting import eps_label
 from harness.results.metrics import CLEAN, METRICS, metrics_in
@@ -14,6 +15,8 @@ from harness.results.view import RunResults
 
 ROBUST_ACCURACY = METRICS["robust_accuracy"]
 MEDIAN_MIN_EPSILON = METRICS["median_min_epsilon"]
+CORRUPTION_ACCURACY = METRICS["accuracy"]
+CORRUPTION_ERROR = METRICS["corruption_error"]
 
 
 def _robust_accuracy_table(role: str, model: ModelResult, run: RunResults) -> Table:
@@ -34,6 +37,21 @@ def _robust_accuracy_table(role: str, model: ModelResult, run: RunResults) -> Ta
     return table
 
 
+def _corruption_table(role: str, model: ModelResult) -> Table:
+    """One row per corruption: accuracy at each severity run, and its corruption error."""
+    mce = CORRUPTION_ERROR.unit.fixed(model.mean_corruption_error)
+    table = Table(title=f"Accuracy under corruptions ({role}; mean corruption error {mce})", title_justify="left")
+    table.add_column("corruption")
+    for level in SEVERITY_LEVELS:
+        table.add_column(f"severity {level}", justify="right")
+    table.add_column(CORRUPTION_ERROR.column, justify="right")
+    for corruption_id, result in model.corruptions.items():
+        cells = [CORRUPTION_ACCURACY.unit.table(p.accuracy) if (p := result.find(level)) else ""
+                 for level in SEVERITY_LEVELS]
+        table.add_row(escape(corruption_id), *cells, CORRUPTION_ERROR.unit.fixed(result.corruption_error))
+    return table
+
+
 def print_summary(console: Console, run: RunResults) -> None:
     """Print the clean metrics, the robust-accuracy grid and the criteria table (harness.cli.closing ends the run)."""
     for role in run.model_roles:
@@ -41,6 +59,8 @@ def print_summary(console: Console, run: RunResults) -> None:
         clean = ", ".join(f"{m.label} {m.unit.table(m.read(model))}" for m in metrics_in(CLEAN))
         console.print(f"[bold]{role} model[/bold], test n={model.clean.n}: {clean}")
         console.print(_robust_accuracy_table(role, model, run))
+        if model.corruptions:
+            console.print(_corruption_table(role, model))
     if run.criteria:
         table = Table(title="Acceptance criteria", title_justify="left")
         for column in ("criterion", "threshold", "measured", "verdict"):

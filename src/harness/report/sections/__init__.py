@@ -25,6 +25,8 @@ from types import ModuleType
 from harness.report.sections import (
     appendix,
     approval,
+    corruption_examples,
+    corruptions,
     cover,
     criteria,
     environment,
@@ -33,6 +35,7 @@ from harness.report.sections import (
     minimal_epsilon,
     provenance,
     results,
+    robustness_profile,
     scope,
     summary,
     susceptibility,
@@ -43,6 +46,7 @@ from harness.report.sections import (
 SECTIONS: tuple[ModuleType, ...] = (
     cover,
     summary,
+    robustness_profile,
     scope,
     test_plan,
     criteria,
@@ -51,6 +55,8 @@ SECTIONS: tuple[ModuleType, ...] = (
     susceptibility,
     indicators,
     examples,
+    corruptions,
+    corruption_examples,
     provenance,
     environment,
     warnings,
