@@ -19,6 +19,7 @@ def closing_lines(view: RunResults) -> list[str]:
     for criterion in view.criteria:
         if not criterion.passed:
             measured = "not measured" if criterion.measured is None else f"measured {criterion.measured:.4g}"
+            measured += f" ({criterion.note})" if criterion.measured is not None and criterion.note else ""
             lines.append(f"harness: failed {criterion.id}: {measured}, required {criterion.op} "
                          f"{criterion.threshold:g}")
     for name in ("report.pdf", "results.json"):

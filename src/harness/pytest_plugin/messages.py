@@ -22,6 +22,7 @@ def failure_message(entry: CriterionResult, run_dir: str) -> str:
         detail = f"{entry.note or 'not measured'}; required {entry.op} {threshold}"
     else:
         detail = f"measured {format_value(float(entry.measured))} {'<' if entry.op == '>=' else '>'} {threshold}"
+        detail += f" ({entry.note})" if entry.note else ""  # e.g. which corruption was the worst
     return f"{entry.id}: {detail} (run directory: {run_dir})"
 
 

@@ -8,11 +8,12 @@ from typing import Any
 from harness.data.severities import SEVERITY_LEVELS
 from harness.report import plots
 from harness.report.inputs import ReportInput
-from harness.results.formatting import num, severity_text
+from harness.results.formatting import num, pct, severity_text
 from harness.results.metrics import CORRUPTION_POINT, metrics_in
-from harness.results.model import CorruptionResult
+from harness.results.model import CorruptionPoint, CorruptionResult
 
 TITLE = "Natural corruptions"
+SAME_DROP = 0.01  # mean relative drops closer than this (one point) count as unchanged by hardening
 
 
 def corruption_block(report: ReportInput, corruption_id: str) -> dict[str, Any]:
@@ -40,11 +41,50 @@ def _name(by_role: dict[str, CorruptionResult], level: int) -> str:
     return next((p.name for result in by_role.values() if (p := result.find(level))), "")
 
 
-def hardened_change(report: ReportInput) -> dict[str, Any] | None:
-    """Hardened minus naive accuracy per corruption and severity, and how many points rose, fell or held."""
-    if not {"naive", "hardened"} <= set(report.roles):
+def paired_points(report: ReportInput) -> list[tuple[CorruptionPoint, CorruptionPoint]]:
+    """(naive, hardened) points of every corruption and severity both models ran, with accuracies."""
+    pairs = []
+    for corruption_id in report.corruption_ids:
+        naive = report.corruption_result("naive", corruption_id)
+        hardened = report.corruption_result("hardened", corruption_id)
+        for before in naive.points if naive and hardened else ():
+            after = hardened.find(before.severity)  # type: ignore[union-attr]
+            if after is not None and before.accuracy is not None and after.accuracy is not None:
+                pairs.append((before, after))
+    return pairs
+
+
+def hardening_sentence(report: ReportInput) -> str | None:
+    """Whether adversarial fine-tuning helped or hurt natural robustness beyond what it did to clean accuracy."""
+    pairs = paired_points(report)
+    naive, hardened = report.model("naive"), report.model("hardened")
+    if not pairs or naive is None or hardened is None:
         return None
-    rows, changes = [], []
+    changes = [after.accuracy - before.accuracy for before, after in pairs]  # type: ignore[operator]
+    mean = sum(changes) / len(changes)
+    plugin = report.run.defence.plugin if report.run.defence else "the defence"
+    text = (f"On natural corruptions, hardening by {plugin} changed accuracy by {100 * mean:+.1f} percentage points "
+            f"on average (higher at {sum(c > 0 for c in changes)}, lower at {sum(c < 0 for c in changes)} of "
+            f"{len(changes)} corruption and severity points)")
+    if naive.clean.accuracy is not None and hardened.clean.accuracy is not None:
+        text += f", against {100 * (hardened.clean.accuracy - naive.clean.accuracy):+.1f} on clean images"
+    drops = [[point.relative_drop for point in side if point.relative_drop is not None] for side in zip(*pairs,
+                                                                                                         strict=True)]
+    if not all(drops):
+        return text + "."
+    before, after = (sum(d) / len(d) for d in drops)
+    effect = "helped" if after < before - SAME_DROP else "hurt" if after > before + SAME_DROP else "did not change"
+    return (text + f". Relative to each model's own clean accuracy, the naive model loses {pct(before)} and the "
+            f"hardened model {pct(after)} on average, so hardening {effect} natural robustness beyond its effect on "
+            "clean accuracy.")
+
+
+def hardened_change(report: ReportInput) -> dict[str, Any] | None:
+    """Hardened minus naive accuracy per corruption and severity, with the sentence that reads it."""
+    sentence = hardening_sentence(report)
+    if sentence is None:
+        return None
+    rows = []
     for corruption_id in report.corruption_ids:
         naive = report.corruption_result("naive", corruption_id)
         hardened = report.corruption_result("hardened", corruption_id)
@@ -56,27 +96,9 @@ def hardened_change(report: ReportInput) -> dict[str, Any] | None:
                 cells.append({"text": "", "css": ""})
                 continue
             change = b.accuracy - a.accuracy
-            changes.append(change)
             cells.append({"text": f"{100 * change:+.1f}", "css": "up" if change > 0 else "down" if change < 0 else ""})
         rows.append({"id": corruption_id, "cells": cells})
-    if not changes:
-        return None
-    return {"levels": SEVERITY_LEVELS, "rows": rows, "sentence": change_sentence(report, changes)}
-
-
-def change_sentence(report: ReportInput, changes: list[float]) -> str:
-    """Whether adversarial fine-tuning helped or hurt natural robustness, in one sentence."""
-    plugin = report.run.defence.plugin if report.run.defence else "the defence"
-    up, down = sum(c > 0 for c in changes), sum(c < 0 for c in changes)
-    mean = sum(changes) / len(changes)
-    verdict = "neither clearly helped nor hurt"
-    if up > down and mean > 0:
-        verdict = "helped"
-    elif down > up and mean < 0:
-        verdict = "hurt"
-    return (f"Hardening by {plugin} {verdict} natural robustness here: accuracy on corrupted images rose at {up} and "
-            f"fell at {down} of {len(changes)} (corruption, severity) points, by {100 * mean:+.1f} percentage points "
-            "on average.")
+    return {"levels": SEVERITY_LEVELS, "rows": rows, "sentence": sentence}
 
 
 def build(report: ReportInput) -> dict[str, Any] | None:

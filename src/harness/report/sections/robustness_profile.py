@@ -7,7 +7,7 @@ from typing import Any
 
 from harness.report import plots
 from harness.report.inputs import ReportInput
-from harness.report.sections.corruptions import change_sentence
+from harness.report.sections.corruptions import hardening_sentence
 from harness.results.formatting import eps_text, num, pct
 
 TITLE = "Robustness profile"
@@ -68,12 +68,9 @@ def sentences(report: ReportInput, rows: list[plots.ProfileRow]) -> list[str]:
         if changes:
             out.append(f"Hardening changed accuracy under attack by {100 * _mean(changes):+.1f} percentage points "
                        "on average over the attacks above.")
-        natural = [after.accuracy - before.accuracy for cid in report.corruption_ids
-                   if (n := report.corruption_result("naive", cid)) and (h := report.corruption_result("hardened", cid))
-                   for before in n.points if (after := h.find(before.severity)) and before.accuracy is not None
-                   and after.accuracy is not None]
+        natural = hardening_sentence(report)
         if natural:
-            out.append(change_sentence(report, natural))
+            out.append(natural)
     return out
 
 
