@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from harness.data.units import NativeUnits
 from harness.results.model import AttackPoint, AttackResult, CorruptionResult, ModelResult, thaw
@@ -16,7 +17,18 @@ if TYPE_CHECKING:
     from harness.report.saved_examples import Examples
 
 ROLES = ("naive", "hardened")
+T = TypeVar("T")
 DEFAULT_CUTOFF = 0.004
+
+
+def first_found(lookup: Callable[[str, str], T | None], item_id: str) -> T | None:
+    """`lookup(role, item_id)` for the first role (naive, then hardened) that has it, or None."""
+    return next((found for role in ROLES if (found := lookup(role, item_id)) is not None), None)
+
+
+def plugin_label(item_id: str, plugin: str | None) -> str:
+    """An attack's or corruption's id, with its plugin in brackets when the id is not the plugin's name."""
+    return item_id if not plugin or plugin == item_id else f"{item_id} ({plugin})"
 
 
 @dataclass
@@ -99,13 +111,12 @@ class ReportInput:
 
     def attack(self, attack_id: str) -> AttackResult | None:
         """An attack's plugin, norm, kind and parameters: from the first role it ran on (None if on none)."""
-        return next((found for role in ROLES if (found := self.attack_result(role, attack_id))), None)
+        return first_found(self.attack_result, attack_id)
 
     def attack_label(self, attack_id: str) -> str:
         """'pgd' or 'strong_pgd (pgd_linf)' when the id is not the plugin's name."""
         attack = self.attack(attack_id)
-        plugin = attack.attack if attack else None
-        return attack_id if not plugin or plugin == attack_id else f"{attack_id} ({plugin})"
+        return plugin_label(attack_id, attack.attack if attack else None)
 
     def attack_ids_of_kind(self, kind: str) -> list[str]:
         """The attack ids of one kind ('fixed_epsilon' or 'minimal')."""
@@ -126,13 +137,12 @@ class ReportInput:
 
     def corruption(self, corruption_id: str) -> CorruptionResult | None:
         """A corruption's plugin, parameter, unit and parameters: from the first role it ran on."""
-        return next((found for role in ROLES if (found := self.corruption_result(role, corruption_id))), None)
+        return first_found(self.corruption_result, corruption_id)
 
     def corruption_label(self, corruption_id: str) -> str:
         """'ct_noise' or 'ct_nps_sharp (ct_nps_noise)' when the id is not the plugin's name."""
         found = self.corruption(corruption_id)
-        return corruption_id if found is None or found.corruption == corruption_id \
-            else f"{corruption_id} ({found.corruption})"
+        return plugin_label(corruption_id, found.corruption if found else None)
 
     def point_near_cutoff(self, role: str, attack_id: str) -> AttackPoint | None:
         """The point of an attack at the grid epsilon closest to the susceptibility cutoff."""

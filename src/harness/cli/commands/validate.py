@@ -26,6 +26,8 @@ def execute(args: argparse.Namespace, console: Console) -> int:
     from harness.plan.schema import load_plan
 
     plan = load_plan(args.plan, args.overrides)
+    corruptions = f"{len(plan.corruptions)} corruptions, " if plan.corruptions else ""
     console.print(escape(f"{args.plan}: valid plan '{plan.name}': data set {plan.dataset.plugin}, model "
-                         f"{plan.model.plugin}, {len(plan.attacks)} attacks, {len(plan.acceptance)} criteria"))
+                         f"{plan.model.plugin}, {len(plan.attacks)} attacks, {corruptions}"
+                         f"{len(plan.acceptance)} criteria"))
     return EXIT_PASS
