@@ -7,16 +7,16 @@ import json
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
 from support import PLANS
-from test_corruption_stage import SECTION
-from test_plan import VALID
-from test_pytest_plugin import gate_dir, run_dirs  # noqa: F401 - gate_dir is a fixture
+from test_pytest_plugin import PLAN, gate_dir, run_dirs  # noqa: F401 - gate_dir is a fixture
 
 from harness.results.view import RunResults
 
+pytest_plugins = ["pytester"]
 TINY = PLANS / "tiny_corruptions.yaml"
 
 
@@ -36,7 +36,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> RunResults:
 
 def test_both_models_are_judged_on_every_corruption_and_severity(tiny_run):
     for role in ("naive", "hardened"):
-        assert tiny_run.corruptions(role) == ("ct_noise", "ct_quantum_noise", "ct_blur", "jpeg")
+        assert sorted(tiny_run.corruptions(role)) == ["ct_blur", "ct_noise", "ct_quantum_noise", "jpeg"]
         assert [p.severity for p in tiny_run.corruption("ct_noise", role).points] == [1, 3, 5]
         assert tiny_run.corruption("ct_blur", role).unit == "mm FWHM"
         assert tiny_run.model(role).mean_corruption_error is not None
@@ -78,13 +78,30 @@ def test_an_interrupted_run_resumes_to_the_same_corruption_results(tiny_run, tmp
         (tiny_run.run_dir / "corruption_samples.csv").read_text()
 
 
-GATES = VALID.replace("name: toy_plan", "name: corruption_gates") + SECTION
+GATES = PLAN.replace("name: toy_plan", "name: corruption_gates") + textwrap.dedent("""\
+      - metric: accuracy
+        corruption: darken
+        severity: 3
+        min: 0.5
+      - metric: relative_drop
+        corruption: any
+        severity: 4
+        max: 0.05
+      - metric: mean_corruption_error
+        max: 100
+    corruptions:
+      - corruption: darken
+      - corruption: darken
+        id: darken_steady
+        severities: [1, 4]
+        jitter: 0.0
+    """)
 
 
 def test_corruption_criteria_are_pytest_gates(gate_dir: pytest.Pytester) -> None:  # noqa: F811
     (gate_dir.path / "gates.yaml").write_text(GATES)
     collected = gate_dir.runpytest_subprocess("gates.yaml", "--collect-only", "-q")
-    assert [line for line in collected.stdout.lines if line.startswith("gates.yaml::")][2:] == [
+    assert [line for line in collected.stdout.lines if line.startswith("gates.yaml::")][4:] == [
         "gates.yaml::darken[severity=3]::accuracy>=0.50",
         "gates.yaml::any_corruption[severity=4]::relative_drop<=0.05",
         "gates.yaml::mean_corruption_error<=100.00"]

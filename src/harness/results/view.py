@@ -177,7 +177,7 @@ class RunResults:
         return self.attack(attack, model).min_epsilon
 
     def corruptions(self, model: str = "naive") -> tuple[str, ...]:
-        """The corruption ids evaluated on one model role (plan order)."""
+        """The corruption ids evaluated on one model role (the report takes the plan's order from the plan)."""
         return tuple(self.model(model).corruptions)
 
     def corruption(self, corruption: str, model: str = "naive") -> CorruptionResult:
