@@ -57,7 +57,7 @@ def test_corruptions_are_parsed_with_ids_sorted_severities_and_overrides():
 ])
 def test_bad_corruption_entries_are_one_line_errors_naming_the_key(override, key, message):
     exc = error([override])
-    assert exc.key == key and message in exc.detail and exc.source == "plan.yaml"
+    assert exc.key == key and message in exc.detail and exc.source == f"--set {override}"  # blamed on the override
     assert "\n" not in str(exc)
 
 

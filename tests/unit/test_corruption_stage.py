@@ -9,12 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fake_plugins import Darken, fake_registry
+import torch
+from fake_plugins import Darken, DarkenParams, MeanModel, MeanModelParams, fake_registry
 from test_plan import VALID
 
 from harness.errors import PlanError
 from harness.plan.schema import load_plan_text
-from harness.registry.contracts import CorruptionContext, DatasetContext
+from harness.registry.contracts import CorruptionContext, DatasetContext, Severity
 from harness.results.model import ResultsDocument
 from harness.run.runner import RunConfig, Runner
 
@@ -179,5 +180,59 @@ def test_closing_lines_name_the_worst_corruption(tmp_path):
     run = run_plan(tmp_path)
     drop = run.criteria[3]
     assert not drop.passed
-    assert (f"harness: failed {drop.id}: measured {drop.measured:.4g} ({drop.note}), required <= 0.05"
-            in closing_lines(run))
+    assert drop.note == "worst of 2 corruptions: darken"
+    assert (f"harness: failed {drop.id}: measured {drop.measured:.3f} (worst of 2 corruptions: darken), "
+            "required <= 0.05" in closing_lines(run))
+
+
+def test_a_resume_under_other_corruption_inputs_is_refused_and_reuses_no_batch(tmp_path, monkeypatch):
+    from harness.run.fingerprint import ResumeRefused
+
+    monkeypatch.setattr(Darken, "calls", 0)
+    monkeypatch.setattr(Darken, "crash_after", 2 + 5)  # interrupted after darken's first batch
+    with pytest.raises(KeyboardInterrupt):
+        run_plan(tmp_path, ["batch_size=3"])
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    parts = json.loads((run_dir / "manifest.json").read_text())["fingerprint"]["parts"]
+    assert parts["corruptions"]["corruptions"][1] == {
+        "id": "darken_steady", "corruption": "darken", "severities": [1, 4],
+        "params": [{"amount": 0.05, "jitter": 0.0}, {"amount": 0.2, "jitter": 0.0}]}
+    monkeypatch.setattr(Darken, "crash_after", None)
+    # the same plan, but the plugin's severity 5 now darkens more (e.g. a new plugin version)
+    monkeypatch.setattr(Darken, "severities", Darken.severities[:4] + (Severity(5, "severe", 0.35),))
+    checkpoint = run_dir / "checkpoints" / "corruptions" / "naive__darken.npz"
+    before = checkpoint.read_bytes()
+    with pytest.raises(ResumeRefused, match="the corruptions .* changed since it was started"):
+        run_plan(tmp_path, ["batch_size=3"], resume=run_dir)
+    assert checkpoint.read_bytes() == before
+
+
+def test_a_corruption_checkpoint_of_another_run_fingerprint_is_not_reused(tmp_path):
+    from harness.corruptions.evaluate import corrupted_predictions
+    from harness.plan.corruptions import CorruptionSpec
+
+    registry = fake_registry()
+    data = registry.get("dataset", "toy")
+    test = data.load(data.Params(n=30), DatasetContext(seed=SEED, base_dir=Path("."), cache_dir=Path("."))) \
+        .splits["test"]
+    spec = CorruptionSpec(id="darken", corruption="darken", severities=[1, 5], params=DarkenParams(), key="c.0")
+    checkpoint = tmp_path / "darken.npz"
+    module = MeanModel().provide(MeanModelParams(), None).module
+    args = (module, test, Darken(), spec, CorruptionContext(seed=SEED), 3, torch.device("cpu"), checkpoint)
+    first = corrupted_predictions(*args, run_fingerprint="weights A")
+    Darken.calls = 0
+    again = corrupted_predictions(*args, run_fingerprint="weights A")
+    assert Darken.calls == 0 and (again == first).all()  # every batch reused
+    corrupted_predictions(*args, run_fingerprint="weights B")
+    assert Darken.calls == 4 * 2  # recomputed: 4 batches × 2 severities
+
+
+def test_corruption_points_carry_intervals_and_bound_criteria_use_them(tmp_path):
+    bounded = SECTION.replace("    severity: 3\n    min: 0.5\n", "    severity: 3\n    min: 0.5\n    bound: lower\n")
+    run = run_plan(tmp_path, text=VALID + bounded)
+    point = run.corruption_point("darken", 3)
+    interval = point.intervals["accuracy"]
+    assert interval.low < point.accuracy <= interval.high and point.n == 10
+    accuracy = run.criteria[2]
+    assert accuracy.id == "darken[severity=3]::lower(accuracy)>=0.50" and accuracy.judged_on == "lower"
+    assert accuracy.bound_value == pytest.approx(interval.low) and accuracy.passed is (interval.low >= 0.5)

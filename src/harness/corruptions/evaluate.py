@@ -35,12 +35,14 @@ def severity_params(plugin: CorruptionPlugin, spec: CorruptionSpec) -> list[Any]
 def corrupted_predictions(model: nn.Module, split: Split, plugin: CorruptionPlugin, spec: CorruptionSpec,
                           context: CorruptionContext, batch_size: int, device: torch.device,
                           checkpoint: Path | None = None,
-                          on_batch: Callable[[int], None] | None = None) -> np.ndarray:
-    """The predicted class of every test image at every severity of the spec: int64 [n_severities, N]."""
+                          on_batch: Callable[[int], None] | None = None, run_fingerprint: str = "") -> np.ndarray:
+    """The predicted class of every test image at every severity of the spec: int64 [n_severities, N]. A checkpoint
+    is reused only when it was made under the same settings and `run_fingerprint` (harness.run.fingerprint)."""
     n = len(split)
     params = severity_params(plugin, spec)
     state = _PredictionState.load(checkpoint, (len(params), n), f"n={n};severities={spec.severities};"
-                                  f"batch={batch_size};params={spec.params_dict()!r};seed={context.seed}")
+                                  f"batch={batch_size};params={spec.params_dict()!r};seed={context.seed};"
+                                  f"run={run_fingerprint}")
     done = sum(len(batch_range(b, n, batch_size)) for b in range(state.next_batch))
     if on_batch and done:
         on_batch(done)

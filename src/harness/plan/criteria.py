@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from harness.results.formatting import eps_label, threshold_label
 
 MODEL_ROLES = ("naive", "hardened", "change")
 ANY_CORRUPTION = "any"  # `corruption: any` in a criterion: every corruption of the plan must meet it
+BOUNDS = ("lower", "upper")  # `bound: lower` goes with `min`, `bound: upper` with `max`
+WORST = "worst"  # `subgroup: worst`: every subgroup must clear the threshold; the worst one is reported
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,8 @@ class Criterion:
     attack: str | None = None
     epsilon: float | None = None
     description: str = ""
+    bound: str | None = None  # None: the point estimate is judged; 'lower' or 'upper': that confidence bound
+    subgroup: Mapping[str, str] | str | None = None  # {attribute: value}, 'worst', or None (every test image)
     corruption: str | None = None  # a corruption id of the plan, or 'any'
     severity: int | None = None
 
@@ -33,16 +38,22 @@ class Criterion:
 
 
 def criterion_id(metric: str, op: str, threshold: float, model: str, attack: str | None,
-                 epsilon: float | None, corruption: str | None = None, severity: int | None = None) -> str:
-    """A readable id such as 'pgd_linf[eps=0.004]::robust_accuracy>=0.60' or
+                 epsilon: float | None, bound: str | None = None, subgroup: Mapping[str, str] | str | None = None,
+                 corruption: str | None = None, severity: int | None = None) -> str:
+    """A readable id such as 'pgd_linf[eps=0.004]::robust_accuracy>=0.60', with a bound and a subgroup
+    'subgroup[manufacturer=GE]::pgd_linf[eps=0.004]::lower(robust_accuracy)>=0.60', or on a corruption
     'ct_noise[severity=3]::accuracy>=0.80' ('any_corruption[severity=3]::…' for `corruption: any`)."""
     parts = []
     if model != "naive":
         parts.append(model)
+    if subgroup is not None:
+        what = subgroup if isinstance(subgroup, str) else ",".join(f"{k}={v}" for k, v in subgroup.items())
+        parts.append(f"subgroup[{what}]")
     if attack:
         parts.append(f"{attack}[eps={eps_label(epsilon)}]" if epsilon is not None else attack)
     if corruption:
         name = "any_corruption" if corruption == ANY_CORRUPTION else corruption
         parts.append(f"{name}[severity={severity}]" if severity is not None else name)
-    parts.append(f"{metric}{op}{threshold_label(threshold)}")
+    measured = f"{bound}({metric})" if bound else metric
+    parts.append(f"{measured}{op}{threshold_label(threshold)}")
     return "::".join(parts)

@@ -20,6 +20,7 @@ from harness.results.model import (
     CorruptionResult,
     MinEpsilonSummary,
 )
+from harness.results.uncertainty import IntervalSettings, metric_intervals
 
 if TYPE_CHECKING:
     from harness.attacks.sweep import AttackOutcome
@@ -32,8 +33,9 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def clean_metrics(labels: np.ndarray, logits: np.ndarray, positive_class: int) -> CleanMetrics:
-    """Clean metrics on one split from its logits: every CLEAN metric, the confusion matrix and n."""
+def clean_metrics(labels: np.ndarray, logits: np.ndarray, positive_class: int,
+                  intervals: IntervalSettings | None = None) -> CleanMetrics:
+    """Clean metrics on one split from its logits: every CLEAN metric, its interval, the confusion matrix and n."""
     labels = np.asarray(labels, dtype=np.int64)
     predictions = logits.argmax(axis=1)
     correct = predictions == labels
@@ -41,12 +43,14 @@ def clean_metrics(labels: np.ndarray, logits: np.ndarray, positive_class: int) -
     k = logits.shape[1]
     confusion = np.zeros((k, k), dtype=np.int64)
     np.add.at(confusion, (labels, predictions), 1)
-    return CleanMetrics(**compute(CLEAN, outcomes), n=int(len(labels)), confusion_matrix=confusion.tolist())
+    return CleanMetrics(**compute(CLEAN, outcomes), n=int(len(labels)), confusion_matrix=confusion.tolist(),
+                        intervals=metric_intervals(CLEAN, outcomes, intervals) if intervals else {})
 
 
 def attack_points(outcome: AttackOutcome, labels: np.ndarray, clean_correct: np.ndarray, positive_class: int,
-                  native: NativeUnits | None) -> tuple[AttackPoint, ...]:
-    """Every POINT metric per epsilon: an image counts as correct under attack only if it was correct without."""
+                  native: NativeUnits | None, intervals: IntervalSettings | None = None) -> tuple[AttackPoint, ...]:
+    """Every POINT metric and its interval per epsilon: an image counts as correct under attack only if it was
+    correct without."""
     labels = np.asarray(labels)
     clean_correct = np.asarray(clean_correct, dtype=bool)
     points = []
@@ -54,6 +58,7 @@ def attack_points(outcome: AttackOutcome, labels: np.ndarray, clean_correct: np.
         outcomes = Outcomes(labels, positive_class, clean_correct, clean_correct & ~outcome.success[k])
         points.append(AttackPoint(epsilon=eps, epsilon_native=native.describe(eps) if native else None,
                                   n=int(len(labels)), bound_violations=int(outcome.violations[k]),
+                                  intervals=metric_intervals(POINT, outcomes, intervals) if intervals else {},
                                   **compute(POINT, outcomes)))
     return tuple(points)
 
@@ -75,16 +80,16 @@ def min_epsilon_summary(min_eps: np.ndarray) -> MinEpsilonSummary:
 
 def attack_result(attack: str, norm: str, kind: str, params: Mapping[str, Any], outcome: AttackOutcome,
                   labels: np.ndarray, clean_correct: np.ndarray, positive_class: int,
-                  native: NativeUnits | None) -> AttackResult:
+                  native: NativeUnits | None, intervals: IntervalSettings | None = None) -> AttackResult:
     """One attack's result on one model from its per-sample outcome."""
     return AttackResult(attack=attack, norm=norm, kind=kind, params=params,
-                        points=attack_points(outcome, labels, clean_correct, positive_class, native),
+                        points=attack_points(outcome, labels, clean_correct, positive_class, native, intervals),
                         min_epsilon=None if outcome.min_epsilon is None else min_epsilon_summary(outcome.min_epsilon))
 
 
-
 def corruption_result(plugin: Any, params: Mapping[str, Any], severities: list[int], predictions: np.ndarray,
-                      labels: np.ndarray, clean_accuracy: float | None, positive_class: int) -> CorruptionResult:
+                      labels: np.ndarray, clean_accuracy: float | None, positive_class: int,
+                      intervals: IntervalSettings | None = None) -> CorruptionResult:
     """One corruption's result on one model from its predictions per severity (int [n_severities, N]).
 
     `params` are the plan's parameters; the severity parameter is left out (each point gives its value).
@@ -102,7 +107,9 @@ def corruption_result(plugin: Any, params: Mapping[str, Any], severities: list[i
         drop = None if not clean_accuracy or accuracy is None else (clean_accuracy - accuracy) / clean_accuracy
         severity = plugin.severities[level - 1]
         points.append(CorruptionPoint(severity=level, name=severity.name, value=severity.value, n=int(len(labels)),
-                                      relative_drop=drop, **metrics))
+                                      relative_drop=drop, **metrics,
+                                      intervals=metric_intervals(CORRUPTION_POINT, outcomes, intervals)
+                                      if intervals else {}))
     errors = [1.0 - p.accuracy for p in points if p.accuracy is not None]
     clean_error = None if clean_accuracy is None else 1.0 - clean_accuracy
     ce = float(np.mean(errors)) / clean_error if errors and clean_error else None

@@ -15,15 +15,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.corruptions.evaluate import corrupted_predictions
+from harness.corruptions.evaluate import corrupted_predictions, severity_params
 from harness.corruptions.examples import save_corruption_examples
 from harness.corruptions.fit import corruption_context, describe_context
 from harness.plan.corruptions import CorruptionSpec
+from harness.plan.params import params_to_dict
 from harness.plan.schema import Plan
 from harness.registry.contracts import DatasetBundle
 from harness.results.build import corruption_result, mean_corruption_error
 from harness.results.corruption_samples import FILE_NAME, corruption_rows, update_corruption_samples
 from harness.results.model import CorruptionResult, ModelResult
+from harness.results.uncertainty import IntervalSettings
 from harness.run import distributed
 
 Timed = Callable[[str, Callable[[], Any]], Any]  # the runner's _stage: run work as a named, timed stage
@@ -35,10 +37,20 @@ class CorruptionStage:
     """Runs the plan's corruptions on the test split for one model at a time."""
 
     def __init__(self, plan: Plan, registry: Any, dataset: DatasetBundle, run_dir: Path, device: torch.device,
-                 batch_size: int, progress: Callable[[str, int], Any]) -> None:
+                 batch_size: int, progress: Callable[[str, int], Any],
+                 intervals: IntervalSettings | None = None) -> None:
         self.plan, self.registry, self.dataset, self.run_dir = plan, registry, dataset, run_dir
-        self.device, self.batch_size, self.progress = device, batch_size, progress
+        self.device, self.batch_size, self.progress, self.intervals = device, batch_size, progress, intervals
         self.context = corruption_context(dataset, plan.seed)
+
+    def inputs(self) -> dict[str, Any]:
+        """What decides the corrupted images (the resume fingerprint's `corruptions` part): each corruption's plugin,
+        severities and parameters at each severity, and what the corruptions know of the data."""
+        return {"context": describe_context(self.dataset, self.context),
+                "corruptions": [{"id": spec.id, "corruption": spec.corruption, "severities": list(spec.severities),
+                                 "params": [params_to_dict(p) for p in severity_params(
+                                     self.registry.get("corruption", spec.corruption), spec)]}
+                                for spec in self.plan.corruptions]}
 
     def describe(self) -> dict[str, Any]:
         """The manifest's `corruptions` section: what the corruptions knew of the data, and each severity's value."""
@@ -48,10 +60,11 @@ class CorruptionStage:
                 "evaluation": EVALUATION, "batch_size": self.batch_size}
 
     def run(self, role: str, module: nn.Module, spec: CorruptionSpec, clean_pred: np.ndarray, model: ModelResult,
-            timed: Timed) -> ModelResult:
-        """`model` with this corruption's result and the updated mean corruption error."""
+            timed: Timed, run_fingerprint: str = "") -> ModelResult:
+        """`model` with this corruption's result and the updated mean corruption error; its batch checkpoint is
+        reused only under the same `run_fingerprint` (harness.run.fingerprint: weights, data, corruption inputs)."""
         raw = timed(f"{role}:corruption:{spec.id}", lambda: distributed.on_main(
-            lambda: self._evaluate(role, module, spec, clean_pred, model.clean.accuracy).to_json()))
+            lambda: self._evaluate(role, module, spec, clean_pred, model.clean.accuracy, run_fingerprint).to_json()))
         result = CorruptionResult.from_json(raw)  # every rank rebuilds it from rank 0's JSON
         every = {**model.corruptions, spec.id: result}
         return model.with_corruption(spec.id, result, mean_corruption_error(every.values()))
@@ -64,15 +77,15 @@ class CorruptionStage:
             self.dataset.positive_class, self.device), share=False))
 
     def _evaluate(self, role: str, module: nn.Module, spec: CorruptionSpec, clean_pred: np.ndarray,
-                  clean_accuracy: float | None) -> CorruptionResult:
+                  clean_accuracy: float | None, run_fingerprint: str) -> CorruptionResult:
         plugin = self.registry.get("corruption", spec.corruption)
         test = self.dataset.splits["test"]
         bar = self.progress(f"{role}: corruption {spec.id}", len(test))
         checkpoint = self.run_dir / "checkpoints" / "corruptions" / f"{role}__{spec.id}.npz"
         predictions = corrupted_predictions(module, test, plugin, spec, self.context, self.batch_size, self.device,
-                                            checkpoint, bar.advance)
+                                            checkpoint, bar.advance, run_fingerprint)
         bar.close()
         update_corruption_samples(self.run_dir / FILE_NAME, corruption_rows(
             role, spec.id, spec.severities, predictions, test.sample_ids, test.labels, clean_pred))
         return corruption_result(plugin, spec.params_dict(), spec.severities, predictions, test.labels,
-                                 clean_accuracy, self.dataset.positive_class)
+                                 clean_accuracy, self.dataset.positive_class, self.intervals)

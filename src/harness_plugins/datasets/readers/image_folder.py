@@ -1,7 +1,8 @@
 """Dataset plugin 'image_folder': PNG/JPEG/BMP/TIFF images from class folders or a labels.csv, decoded lazily.
 
 Any PIL mode is accepted: 8-bit modes (L, P, RGB, RGBA, CMYK, ...) are scaled by 255; 16-bit greyscale ('I;16*',
-and 'I' as PIL opens 16-bit PNGs) by 65535 without going through 8 bits; 'F' is clipped to [0,1]. The plan's
+and 'I' as PIL opens 16-bit PNGs) by 65535 without going through 8 bits; 'F' is clipped to [0,1] (NaN or Inf
+makes the file unusable). The plan's
 `channels` then picks greyscale (BT.601 luma) or RGB. Native units are None unless the plan gives them.
 """
 
@@ -22,6 +23,7 @@ from harness_plugins.datasets.readers.medical_io import (
     FileProblem,
     MedicalParams,
     Scan,
+    finite_or_problem,
     load_bundle,
     short_reason,
     tally,
@@ -53,7 +55,7 @@ def pil_to_unit(image: Image.Image) -> np.ndarray:
     if mode in SIXTEEN_BIT:
         return (np.clip(np.asarray(image, dtype=np.float32), 0, 65535) / 65535.0)[None]
     if mode == "F":
-        return np.clip(np.asarray(image, dtype=np.float32), 0, 1)[None]
+        return np.clip(finite_or_problem(np.asarray(image, dtype=np.float32)), 0, 1)[None]
     if mode in GREY_8BIT:
         return (np.asarray(image.convert("L"), dtype=np.float32) / 255.0)[None]
     rgb = image if mode == "RGB" else image.convert("RGB")
