@@ -320,3 +320,14 @@ def test_groups_in_two_manifest_splits_are_refused(tmp_path):
     write_csv(tmp_path / "labels.csv", rows, ("path", "label", "split", "patient_id"))
     with pytest.raises(DataError, match=r"labels\.csv: patient [0-9a-f]{16} appears in both the train and test"):
         load({"path": str(tmp_path), "class_names": ["cyst", "tumour"]})
+
+
+def test_truncated_images_are_refused_after_weasyprint_is_imported(tmp_path, bad_images):
+    """WeasyPrint sets PIL's LOAD_TRUNCATED_IMAGES on import; the reader must still refuse a truncated file."""
+    pytest.importorskip("weasyprint")
+    from PIL import ImageFile
+
+    assert ImageFile.LOAD_TRUNCATED_IMAGES  # the global the reader must not depend on
+    bundle = load({"path": str(tmp_path), "on_error": "skip"}, show_paths=True)
+    assert any("truncated.png" in entry["file"] for entry in bundle.provenance["skipped"])
+    assert ImageFile.LOAD_TRUNCATED_IMAGES  # and it is left as it was found

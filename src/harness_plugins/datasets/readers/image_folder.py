@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from harness.errors import PlanError
 from harness.registry.contracts import DatasetBundle, DatasetContext, Modality, NativeUnits
@@ -62,6 +62,16 @@ def pil_to_unit(image: Image.Image) -> np.ndarray:
     return (np.asarray(rgb, dtype=np.float32) / 255.0).transpose(2, 0, 1).copy()
 
 
+def load_complete(image: Image.Image) -> None:
+    """Decode every pixel, refusing truncated files even where another library (WeasyPrint) let PIL accept them."""
+    accepting = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        image.load()
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = accepting
+
+
 class ImageReader:
     """Reads image files with PIL (first frame of multi-page files)."""
 
@@ -74,7 +84,7 @@ class ImageReader:
         """Decode the image to float32 C×H×W in [0,1]."""
         with self._open(path) as image:
             try:
-                image.load()
+                load_complete(image)
                 return pil_to_unit(image)
             except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
                 raise FileProblem(f"cannot decode the {image.format or ''} image: {short_reason(exc, path)}") \
