@@ -47,6 +47,9 @@ def print_summary(console: Console, run: RunResults) -> None:
             table.add_column(column, justify="left" if column == "criterion" else "right")
         for c in run.criteria:
             mark = "[green]PASS[/green]" if c.passed else "[red]FAIL[/red]"
-            table.add_row(escape(c.id), f"{c.op} {c.threshold:g}", METRICS[c.metric].unit.fixed(c.measured), mark)
+            unit = METRICS[c.metric].unit
+            threshold = f"{c.op} {c.threshold:g}" if c.baseline is None else (  # a regression gate: approved ∓ drop
+                f"{c.op} {unit.fixed(c.baseline.approved)} {'-' if c.op == '>=' else '+'} {c.baseline.max_drop:g}")
+            table.add_row(escape(c.id), threshold, unit.fixed(c.measured), mark)
         console.print(table)
 

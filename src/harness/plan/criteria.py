@@ -3,39 +3,71 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from harness.results.formatting import eps_label, threshold_label
 
 MODEL_ROLES = ("naive", "hardened", "change")
+LATEST_PASS = "latest-pass"  # `baseline: latest-pass`: the newest passing run of the plan on the same data
+
+
+@dataclass(frozen=True)
+class BaselineRef:
+    """A regression gate's approved run as the plan names it: a run directory, or `latest-pass`."""
+
+    spec: str  # as written: 'latest-pass' or the path
+    path: Path | None  # the run directory, resolved against the plan's folder; None for latest-pass
+    max_drop: float  # how far the metric may fall below the approved run's value
+    key: str  # the plan key, for errors: 'acceptance.3.baseline'
+    line: int | None = None
+    source: str | None = None
+
+    @property
+    def label(self) -> str:
+        """How criterion ids name the approved run: 'latest-pass' or the run directory's name."""
+        return LATEST_PASS if self.path is None else self.path.name
 
 
 @dataclass(frozen=True)
 class Criterion:
-    """One pre-registered acceptance criterion: metric (of a model, attack, epsilon) compared to a threshold."""
+    """One pre-registered acceptance criterion: metric (of a model, attack, epsilon) compared to a threshold, or
+    to an approved run's value less `max_drop` (a regression gate: `baseline` set, `threshold` None)."""
 
     id: str
     metric: str
     op: str  # ">=" or "<="
-    threshold: float
+    threshold: float | None
     model: str = "naive"  # naive | hardened | change (hardened minus naive)
     attack: str | None = None
     epsilon: float | None = None
     description: str = ""
+    baseline: BaselineRef | None = None
 
     def holds(self, measured: float) -> bool:
-        """Whether a measured value satisfies the criterion (NaN never does)."""
-        if measured != measured:
+        """Whether a measured value satisfies a fixed-threshold criterion (NaN never does)."""
+        if measured != measured or self.threshold is None:
             return False
         return measured >= self.threshold if self.op == ">=" else measured <= self.threshold
 
 
-def criterion_id(metric: str, op: str, threshold: float, model: str, attack: str | None,
-                 epsilon: float | None) -> str:
-    """A readable id such as 'pgd_linf[eps=0.004]::robust_accuracy>=0.60'."""
+def _scope(model: str, attack: str | None, epsilon: float | None) -> list[str]:
+    """The leading parts of an id: the model role unless naive, then the attack and epsilon."""
     parts = []
     if model != "naive":
         parts.append(model)
     if attack:
         parts.append(f"{attack}[eps={eps_label(epsilon)}]" if epsilon is not None else attack)
-    parts.append(f"{metric}{op}{threshold_label(threshold)}")
-    return "::".join(parts)
+    return parts
+
+
+def criterion_id(metric: str, op: str, threshold: float, model: str, attack: str | None,
+                 epsilon: float | None) -> str:
+    """A readable id such as 'pgd_linf[eps=0.004]::robust_accuracy>=0.60'."""
+    return "::".join([*_scope(model, attack, epsilon), f"{metric}{op}{threshold_label(threshold)}"])
+
+
+def baseline_criterion_id(metric: str, op: str, baseline: str, max_drop: float, model: str, attack: str | None,
+                          epsilon: float | None) -> str:
+    """A regression gate's id, naming the approved run: 'pgd_linf[eps=0.004]::robust_accuracy>=latest-pass-0.02'."""
+    sign = "-" if op == ">=" else "+"
+    return "::".join([*_scope(model, attack, epsilon), f"{metric}{op}{baseline}{sign}{threshold_label(max_drop)}"])

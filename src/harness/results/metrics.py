@@ -38,19 +38,38 @@ def _ratio(numerator: int, denominator: int) -> float | None:
     return float(numerator) / denominator if denominator else None
 
 
+def every_sample(o: Outcomes) -> np.ndarray:
+    """All samples: the population of accuracy."""
+    return np.ones(len(o.labels), dtype=bool)
+
+
+def positive_samples(o: Outcomes) -> np.ndarray:
+    """The positive class: the population of sensitivity."""
+    return o.positive
+
+
+def negative_samples(o: Outcomes) -> np.ndarray:
+    """The other classes: the population of specificity."""
+    return ~o.positive
+
+
+def _share_correct(o: Outcomes, population: np.ndarray) -> float | None:
+    return _ratio(int(np.count_nonzero(o.correct & population)), int(np.count_nonzero(population)))
+
+
 def accuracy(o: Outcomes) -> float | None:
     """Share of samples classified correctly."""
-    return _ratio(int(np.count_nonzero(o.correct)), len(o.labels))
+    return _share_correct(o, every_sample(o))
 
 
 def sensitivity(o: Outcomes) -> float | None:
     """Recall of the positive class."""
-    return _ratio(int(np.count_nonzero(o.correct & o.positive)), int(np.count_nonzero(o.positive)))
+    return _share_correct(o, positive_samples(o))
 
 
 def specificity(o: Outcomes) -> float | None:
     """Recall of the other classes."""
-    return _ratio(int(np.count_nonzero(o.correct & ~o.positive)), int(np.count_nonzero(~o.positive)))
+    return _share_correct(o, negative_samples(o))
 
 
 def roc_auc(o: Outcomes) -> float | None:
@@ -115,6 +134,10 @@ class Metric:
     label: str  # in tables and prose: 'sensitivity'
     column: str  # a narrow table header: 'sens.'
     compute: Callable[[Outcomes], float | None] | None = None  # None: read from a summary computed elsewhere
+    higher_is_better: bool = True  # the direction a regression gate's `max_drop` is measured in
+    # The samples the metric is the share correct of, the same in two runs on one test set (labels only): runs can
+    # then be compared image by image (paired test). None: not such a share (AUC, success rate, epsilons, flags).
+    paired_population: Callable[[Outcomes], np.ndarray] | None = None
 
     @property
     def needs_attack(self) -> bool:
@@ -147,14 +170,21 @@ def _registry(*metrics: Metric) -> dict[str, Metric]:
 
 
 METRICS: dict[str, Metric] = _registry(
-    Metric("clean_accuracy", CLEAN, "accuracy", RATE, "accuracy", "accuracy", accuracy),
-    Metric("clean_sensitivity", CLEAN, "sensitivity", RATE, "sensitivity", "sensitivity", sensitivity),
-    Metric("clean_specificity", CLEAN, "specificity", RATE, "specificity", "specificity", specificity),
+    Metric("clean_accuracy", CLEAN, "accuracy", RATE, "accuracy", "accuracy", accuracy,
+           paired_population=every_sample),
+    Metric("clean_sensitivity", CLEAN, "sensitivity", RATE, "sensitivity", "sensitivity", sensitivity,
+           paired_population=positive_samples),
+    Metric("clean_specificity", CLEAN, "specificity", RATE, "specificity", "specificity", specificity,
+           paired_population=negative_samples),
     Metric("clean_auc", CLEAN, "roc_auc", SCORE, "ROC AUC", "ROC AUC", roc_auc),
-    Metric("robust_accuracy", POINT, "robust_accuracy", RATE, "accuracy", "accuracy", accuracy),
-    Metric("robust_sensitivity", POINT, "robust_sensitivity", RATE, "sensitivity", "sens.", sensitivity),
-    Metric("robust_specificity", POINT, "robust_specificity", RATE, "specificity", "spec.", specificity),
-    Metric("attack_success_rate", POINT, "attack_success_rate", RATE, "attack success rate", "success", success_rate),
+    Metric("robust_accuracy", POINT, "robust_accuracy", RATE, "accuracy", "accuracy", accuracy,
+           paired_population=every_sample),
+    Metric("robust_sensitivity", POINT, "robust_sensitivity", RATE, "sensitivity", "sens.", sensitivity,
+           paired_population=positive_samples),
+    Metric("robust_specificity", POINT, "robust_specificity", RATE, "specificity", "spec.", specificity,
+           paired_population=negative_samples),
+    Metric("attack_success_rate", POINT, "attack_success_rate", RATE, "attack success rate", "success", success_rate,
+           higher_is_better=False),
     Metric("median_min_epsilon", MIN_EPSILON, "median", EPSILON, "median minimal ε", "median min ε"),
     Metric("attack_credible", INDICATORS, "credible", FLAG, "attack results credible", "credible"),
 )

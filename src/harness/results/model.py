@@ -364,6 +364,88 @@ class DefenceResult:
 
 
 @dataclass(frozen=True)
+class PairedTest:
+    """A paired comparison of two runs on the test images both measured: how many only run A (the approved run of
+    a regression gate) got right, how many only run B got right, and the exact McNemar test on those counts."""
+
+    n: int  # images in the comparison (the metric's population, e.g. the positive class for sensitivity)
+    a_only: int  # right in run A, wrong in run B
+    b_only: int  # right in run B, wrong in run A
+    p_value: float
+    method: str
+
+    def to_json(self) -> Json:
+        """A `paired` section."""
+        return {"n": self.n, "a_only": self.a_only, "b_only": self.b_only, "p_value": self.p_value,
+                "method": self.method}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> PairedTest:
+        """Read a `paired` section."""
+        return cls(n=raw["n"], a_only=raw["a_only"], b_only=raw["b_only"], p_value=raw["p_value"],
+                   method=raw["method"])
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """What identifies a run that another run is compared with: its directory, plan, data and tested weights."""
+
+    run_dir: str
+    plan_name: str
+    plan_sha256: str
+    data_sha256: str | None  # the data set's content hash
+    weights_sha256: Mapping[str, str | None]  # by model role
+    passed: bool | None  # its verdict; None without one
+
+    def __post_init__(self) -> None:
+        _set(self, weights_sha256=freeze(self.weights_sha256))
+
+    @property
+    def name(self) -> str:
+        """The run directory's name."""
+        return self.run_dir.rstrip("/").rsplit("/", 1)[-1]
+
+    def to_json(self) -> Json:
+        """A `run` section."""
+        return {"run_dir": self.run_dir, "plan_name": self.plan_name, "plan_sha256": self.plan_sha256,
+                "data_sha256": self.data_sha256, "weights_sha256": thaw(self.weights_sha256), "passed": self.passed}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> RunIdentity:
+        """Read a `run` section."""
+        return cls(run_dir=raw["run_dir"], plan_name=raw["plan_name"], plan_sha256=raw["plan_sha256"],
+                   data_sha256=raw.get("data_sha256"), weights_sha256=raw.get("weights_sha256") or {},
+                   passed=raw.get("passed"))
+
+
+@dataclass(frozen=True)
+class BaselineResult:
+    """A regression gate's approved run and how this run's value compares with the approved value."""
+
+    spec: str  # as the plan gives it: 'latest-pass' or a run directory
+    run: RunIdentity  # the approved run
+    approved: float  # the approved run's value of the criterion's metric
+    max_drop: float
+    drop: float | None  # how much worse this run is, in the metric's direction (negative: better); None: unmeasured
+    paired: PairedTest | None = None  # A: the approved run, B: this run
+    paired_note: str | None = None  # why there is no paired test
+
+    def to_json(self) -> Json:
+        """A criterion's `baseline` section."""
+        return {"spec": self.spec, "run": self.run.to_json(), "approved": self.approved, "max_drop": self.max_drop,
+                "drop": self.drop, **_present(paired=self.paired and self.paired.to_json(),
+                                              paired_note=self.paired_note)}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> BaselineResult:
+        """Read a criterion's `baseline` section."""
+        paired = raw.get("paired")
+        return cls(spec=raw["spec"], run=RunIdentity.from_json(raw["run"]), approved=raw["approved"],
+                   max_drop=raw["max_drop"], drop=raw.get("drop"),
+                   paired=PairedTest.from_json(paired) if paired else None, paired_note=raw.get("paired_note"))
+
+
+@dataclass(frozen=True)
 class CriterionResult:
     """One acceptance criterion with its measured value, threshold and outcome."""
 
@@ -378,19 +460,23 @@ class CriterionResult:
     passed: bool
     description: str = ""
     note: str | None = None
+    baseline: BaselineResult | None = None  # a regression gate: threshold is the approved value less max_drop
 
     def to_json(self) -> Json:
-        """One entry of `criteria`."""
+        """One entry of `criteria` (`baseline` only for a regression gate)."""
         return {"id": self.id, "metric": self.metric, "model": self.model, "attack": self.attack,
                 "epsilon": self.epsilon, "op": self.op, "threshold": self.threshold,
-                "description": self.description, "measured": self.measured, "passed": self.passed, "note": self.note}
+                "description": self.description, "measured": self.measured, "passed": self.passed, "note": self.note,
+                **_present(baseline=self.baseline and self.baseline.to_json())}
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> CriterionResult:
         """Read one criterion."""
+        baseline = raw.get("baseline")
         return cls(id=raw["id"], metric=raw["metric"], model=raw.get("model", "naive"), attack=raw.get("attack"),
                    epsilon=raw.get("epsilon"), op=raw["op"], threshold=raw["threshold"], measured=raw.get("measured"),
-                   passed=bool(raw["passed"]), description=raw.get("description") or "", note=raw.get("note"))
+                   passed=bool(raw["passed"]), description=raw.get("description") or "", note=raw.get("note"),
+                   baseline=BaselineResult.from_json(baseline) if baseline else None)
 
 
 @dataclass(frozen=True)
