@@ -53,23 +53,24 @@ def negative_samples(o: Outcomes) -> np.ndarray:
     return ~o.positive
 
 
-def _share_correct(o: Outcomes, population: np.ndarray) -> float | None:
-    return _ratio(int(np.count_nonzero(o.correct & population)), int(np.count_nonzero(population)))
+@dataclass(frozen=True)
+class ShareCorrect:
+    """A metric that is the share of a population of samples classified correctly (accuracy: of every sample).
+
+    Two runs on one test set have the same population (it depends on the labels only), so they can be compared
+    image by image (harness.results.compare.paired_test).
+    """
+
+    population: Callable[[Outcomes], np.ndarray]
+
+    def __call__(self, o: Outcomes) -> float | None:
+        population = self.population(o)
+        return _ratio(int(np.count_nonzero(o.correct & population)), int(np.count_nonzero(population)))
 
 
-def accuracy(o: Outcomes) -> float | None:
-    """Share of samples classified correctly."""
-    return _share_correct(o, every_sample(o))
-
-
-def sensitivity(o: Outcomes) -> float | None:
-    """Recall of the positive class."""
-    return _share_correct(o, positive_samples(o))
-
-
-def specificity(o: Outcomes) -> float | None:
-    """Recall of the other classes."""
-    return _share_correct(o, negative_samples(o))
+accuracy = ShareCorrect(every_sample)  # share of samples classified correctly
+sensitivity = ShareCorrect(positive_samples)  # recall of the positive class
+specificity = ShareCorrect(negative_samples)  # recall of the other classes
 
 
 def roc_auc(o: Outcomes) -> float | None:
@@ -135,9 +136,11 @@ class Metric:
     column: str  # a narrow table header: 'sens.'
     compute: Callable[[Outcomes], float | None] | None = None  # None: read from a summary computed elsewhere
     higher_is_better: bool = True  # the direction a regression gate's `max_drop` is measured in
-    # The samples the metric is the share correct of, the same in two runs on one test set (labels only): runs can
-    # then be compared image by image (paired test). None: not such a share (AUC, success rate, epsilons, flags).
-    paired_population: Callable[[Outcomes], np.ndarray] | None = None
+
+    @property
+    def paired_population(self) -> Callable[[Outcomes], np.ndarray] | None:
+        """The samples a share-correct metric counts (two runs can be paired on them); None for other metrics."""
+        return self.compute.population if isinstance(self.compute, ShareCorrect) else None
 
     @property
     def needs_attack(self) -> bool:
@@ -170,19 +173,13 @@ def _registry(*metrics: Metric) -> dict[str, Metric]:
 
 
 METRICS: dict[str, Metric] = _registry(
-    Metric("clean_accuracy", CLEAN, "accuracy", RATE, "accuracy", "accuracy", accuracy,
-           paired_population=every_sample),
-    Metric("clean_sensitivity", CLEAN, "sensitivity", RATE, "sensitivity", "sensitivity", sensitivity,
-           paired_population=positive_samples),
-    Metric("clean_specificity", CLEAN, "specificity", RATE, "specificity", "specificity", specificity,
-           paired_population=negative_samples),
+    Metric("clean_accuracy", CLEAN, "accuracy", RATE, "accuracy", "accuracy", accuracy),
+    Metric("clean_sensitivity", CLEAN, "sensitivity", RATE, "sensitivity", "sensitivity", sensitivity),
+    Metric("clean_specificity", CLEAN, "specificity", RATE, "specificity", "specificity", specificity),
     Metric("clean_auc", CLEAN, "roc_auc", SCORE, "ROC AUC", "ROC AUC", roc_auc),
-    Metric("robust_accuracy", POINT, "robust_accuracy", RATE, "accuracy", "accuracy", accuracy,
-           paired_population=every_sample),
-    Metric("robust_sensitivity", POINT, "robust_sensitivity", RATE, "sensitivity", "sens.", sensitivity,
-           paired_population=positive_samples),
-    Metric("robust_specificity", POINT, "robust_specificity", RATE, "specificity", "spec.", specificity,
-           paired_population=negative_samples),
+    Metric("robust_accuracy", POINT, "robust_accuracy", RATE, "accuracy", "accuracy", accuracy),
+    Metric("robust_sensitivity", POINT, "robust_sensitivity", RATE, "sensitivity", "sens.", sensitivity),
+    Metric("robust_specificity", POINT, "robust_specificity", RATE, "specificity", "spec.", specificity),
     Metric("attack_success_rate", POINT, "attack_success_rate", RATE, "attack success rate", "success", success_rate,
            higher_is_better=False),
     Metric("median_min_epsilon", MIN_EPSILON, "median", EPSILON, "median minimal ε", "median min ε"),
