@@ -173,3 +173,13 @@ def test_latest_pass_whose_directory_is_gone_is_an_error_not_a_fallback(tmp_path
                                         rf"{second.run_dir} \(recorded in .*\), no longer exists"):
         run(gates("{metric: clean_accuracy, baseline: latest-pass, max_drop: 0.02}"), tmp_path)
     assert first.run_dir.is_dir()
+
+
+def test_a_gate_without_the_approved_runs_samples_is_judged_without_a_paired_test(approved, tmp_path):
+    copy = shutil.copytree(approved, tmp_path / "no-samples")
+    (copy / "samples.csv").unlink()
+    result = run(gates(f"{{metric: clean_accuracy, baseline: {copy}, max_drop: 0}}"), tmp_path)
+    gate = result.criteria[2]
+    assert gate.passed and gate.baseline.paired is None
+    assert gate.baseline.paired_note == f"no paired test: {copy / 'samples.csv'} is missing: comparing runs image " \
+                                        "by image needs their samples.csv"

@@ -73,7 +73,8 @@ def judge_against(c: Criterion, results: ResultsDocument, approved_run: RunResul
 def _paired(c: Criterion, results: ResultsDocument, approved_run: RunResults,
             samples: Sequence[SampleOutcome]) -> tuple[PairedTest | None, str | None]:
     """The exact McNemar test of the approved run (A) against this run (B) on their shared test images, or why not."""
-    from harness.results.compare import correct_by_sample, paired_test
+    from harness.errors import HarnessError
+    from harness.results.compare import correct_by_sample, paired_test, run_samples
 
     metric = METRICS[c.metric]
     if metric.paired_population is None:
@@ -81,9 +82,9 @@ def _paired(c: Criterion, results: ResultsDocument, approved_run: RunResults,
     if c.model == "change":
         return None, "a hardened − naive change has no paired test"
     try:
-        approved_samples = approved_run.samples
-    except (OSError, UnicodeDecodeError, ValueError, KeyError) as exc:
-        return None, f"the approved run's samples.csv is not readable ({type(exc).__name__}): no paired test"
+        approved_samples = run_samples(approved_run)
+    except HarnessError as exc:
+        return None, f"no paired test: {exc.one_line()}"
     a = correct_by_sample(approved_samples, c.model, c.attack, c.epsilon)
     b = correct_by_sample(samples, c.model, c.attack, c.epsilon)
     if not a or not b:
