@@ -106,7 +106,7 @@ def test_harness_runs_lists_the_history(tmp_path, capsys):
     shutil.rmtree(runs / "other-20260101-000001-bbbbbbbb")
     assert main(["runs", "--out", str(runs), "--plan", "plan"]) == 0
     out = capsys.readouterr().out
-    assert "PASS 1/1" in out and "80.0%" in out and DATA[:12] in out and "other" not in out
+    assert "PASS 1/1" in out and "80.0%" in out and DATA[:8] in out and "other" not in out
     assert main(["runs", "--out", str(runs), "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert [(e["plan_name"], e["passed"], e["exists"]) for e in listed] == [("other", False, False),

@@ -40,16 +40,17 @@ def execute(args: argparse.Namespace, console: Console) -> int:
         which = f" of plan '{args.plan}'" if args.plan else ""
         console.print(escape(f"harness: no runs{which} recorded in {history_path(args.out)}"), soft_wrap=True)
         return EXIT_PASS
-    table = Table(title=f"Runs recorded in {history_path(args.out)}", title_justify="left")
-    for column in ("finished (UTC)", "plan", "verdict", "clean accuracy", "data sha256", "model sha256",
-                   "run directory"):
-        table.add_column(column, justify="right" if column == "clean accuracy" else "left",
-                         overflow="fold" if column == "run directory" else "ellipsis")
+    table = Table(title=f"Runs recorded in {history_path(args.out)} (data and model: sha256, first 8 digits)",
+                  title_justify="left")
+    for column in ("finished (UTC)", "plan", "verdict", "clean acc.", "data", "model", "run directory"):
+        table.add_column(column, justify="right" if column == "clean acc." else "left", overflow="fold",
+                         no_wrap=column in ("finished (UTC)", "run directory"))
     for e in entries:
         verdict = f"{'PASS' if e.passed else 'FAIL'} {e.n_passed}/{e.n_criteria}"
         accuracy = pct(((e.metrics.get("clean") or {}).get("naive") or {}).get("clean_accuracy"))
-        where = str(e.path) + ("" if e.path.is_dir() else " (missing)")
-        table.add_row(e.finished_at.replace("T", " ").rstrip("Z"), escape(e.plan_name), verdict, accuracy,
-                      short_hash(e.data_sha256), short_hash(e.model_sha256), escape(where))
+        shown = e.path.name if e.path.parent == args.out else str(e.path)  # the title names the folder
+        where = shown + ("" if e.path.is_dir() else " (missing)")
+        table.add_row(e.finished_at.replace("T", " ")[:16], escape(e.plan_name), verdict, accuracy,
+                      short_hash(e.data_sha256, 8), short_hash(e.model_sha256, 8), escape(where))
     console.print(table)
     return EXIT_PASS
