@@ -265,6 +265,10 @@ FAILING_PLUGIN = textwrap.dedent('''\
     class FailOnRank:
         name, norm, kind, Params = "fail_on_rank", "linf", "fixed_epsilon", Params
         description = "Raises on one torchrun rank (test plugin)."
+        iterative, requires_gradients = False, False
+
+        def strengthen(self, params, steps_factor, restarts):
+            return None
 
         def run(self, model, images, labels, epsilons, params):
             if int(os.environ.get("RANK", "0")) == params.rank:

@@ -93,9 +93,9 @@ def test_compare_two_runs_of_the_default_plan_with_different_seeds(runs):
     assert (pgd["a"], pgd["b"]) == (a.robust_accuracy("pgd_linf", 0.004), b.robust_accuracy("pgd_linf", 0.004))
     for row in comparison["metrics"]:
         if row["paired"] and row["metric"].endswith("accuracy"):  # accuracy counts every image
-            n = row["paired"]["n"]
+            n = row["paired"]["n_pairs"]
             assert n == comparison["n_images"]
-            assert row["difference"] == pytest.approx((row["paired"]["b_only"] - row["paired"]["a_only"]) / n)
+            assert row["difference"] == pytest.approx(row["paired"]["difference"])
     assert rows[("median_min_epsilon", "fmn_linf", None)]["paired"] is None
     assert (runs["b"] / "comparisons" / f"{runs['a'].name}.md").read_text().startswith(f"# {runs['b'].name}")
 
@@ -129,7 +129,7 @@ def test_the_kept_model_itself_passes_with_no_drop_and_latest_pass_is_the_newest
     clean, pgd, latest = RunResults.load(run_dir).criteria
     for gate in (clean, pgd):  # same weights, data, seed and attacks: the approved numbers, image by image
         assert gate.passed and gate.baseline.drop == 0.0
-        assert (gate.baseline.paired.a_only, gate.baseline.paired.b_only) == (0, 0)
+        assert (gate.baseline.paired.only_a, gate.baseline.paired.only_b) == (0, 0)
     assert latest.baseline.run.run_dir == str(newest_pass)
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert [b["run"]["run_dir"] for b in manifest["baselines"]] == [str(runs["a"])] * 2 + [str(newest_pass)]

@@ -10,16 +10,14 @@ from baseline_runs import PGD_PARAMS, load, outcomes, write_run
 
 from harness.cli.main import main
 from harness.errors import DataError, HarnessError
-from harness.results.compare import compare_runs, correct_by_sample, mcnemar_exact, paired_test
+from harness.results.compare import compare_runs, decisions_by_sample, paired_test
 from harness.results.metrics import METRICS
+from harness.stats.paired import exact_mcnemar
 
 
-def test_exact_mcnemar_is_the_two_sided_binomial_test_on_the_discordant_pairs():
-    # 3 vs 9 discordant pairs: 2 * P(X <= 3), X ~ Binomial(12, 1/2) = 2 * (1 + 12 + 66 + 220) / 4096
-    assert mcnemar_exact(3, 9) == 2 * 299 / 4096
-    assert mcnemar_exact(9, 3) == 2 * 299 / 4096
-    assert mcnemar_exact(0, 0) == 1.0
-    assert mcnemar_exact(0, 6) == 2 / 64
+def mcnemar_exact(only_a: int, only_b: int) -> float:
+    """The harness.stats p-value for `only_a` and `only_b` discordant images."""
+    return exact_mcnemar([True] * only_a + [False] * only_b, [False] * only_a + [True] * only_b).p_value
 
 
 def test_the_paired_test_counts_the_metrics_population_only(tmp_path):
@@ -29,17 +27,21 @@ def test_the_paired_test_counts_the_metrics_population_only(tmp_path):
     right_b[[17, 19]] = True  # two positives gained
     a = load(write_run(tmp_path / "a", right=right_a, fooled=fooled))
     b = load(write_run(tmp_path / "b", right=right_b, fooled=fooled & right_b))
-    clean_a, clean_b = correct_by_sample(a.samples, "naive"), correct_by_sample(b.samples, "naive")
+    clean_a, clean_b = decisions_by_sample(a.samples, "naive"), decisions_by_sample(b.samples, "naive")
     accuracy = paired_test(METRICS["clean_accuracy"], clean_a, clean_b, 1)
     sensitivity = paired_test(METRICS["clean_sensitivity"], clean_a, clean_b, 1)
     specificity = paired_test(METRICS["clean_specificity"], clean_a, clean_b, 1)
-    assert (accuracy.n, accuracy.a_only, accuracy.b_only) == (20, 3, 2)
-    assert (sensitivity.n, sensitivity.a_only, sensitivity.b_only) == (10, 0, 2)
-    assert (specificity.n, specificity.a_only, specificity.b_only) == (10, 3, 0)
-    assert accuracy.p_value == mcnemar_exact(3, 2) and "McNemar" in accuracy.method
-    assert paired_test(METRICS["clean_auc"], clean_a, clean_b, 1) is None  # not a share of correct images
-    robust = correct_by_sample(a.samples, "naive", "pgd", 0.004)
-    assert sum(ok for _, ok in robust.values()) == 10  # 16 right, 6 fooled
+    assert (accuracy.n_pairs, accuracy.only_a, accuracy.only_b) == (20, 3, 2)
+    assert (sensitivity.n_pairs, sensitivity.only_a, sensitivity.only_b) == (10, 0, 2)
+    assert (specificity.n_pairs, specificity.only_a, specificity.only_b) == (10, 3, 0)
+    assert accuracy.p_value == mcnemar_exact(3, 2) == 1.0 and "McNemar" in accuracy.test
+    assert paired_test(METRICS["clean_auc"], clean_a, clean_b, 1) is None  # not a proportion of test images
+    robust = decisions_by_sample(a.samples, "naive", "pgd", 0.004)
+    assert sum(ok for _, _, ok in robust.values()) == 10  # 16 right, 6 fooled
+    robust_b = decisions_by_sample(b.samples, "naive", "pgd", 0.004)
+    success = METRICS["attack_success_rate"]  # counts the clean-correct images, which differ: no pairing
+    assert paired_test(success, robust, robust_b, 1, "pgd", 0.004) is None
+    assert paired_test(success, robust, robust, 1, "pgd", 0.004).n_pairs == 16
 
 
 def test_runs_are_compared_per_metric_with_paired_tests(tmp_path):
@@ -49,9 +51,10 @@ def test_runs_are_compared_per_metric_with_paired_tests(tmp_path):
     rows = {(r.metric, r.attack, r.epsilon): r for r in comparison.rows}
     clean = rows[("clean_accuracy", None, None)]
     assert (clean.a, clean.b) == (0.8, 0.7) and clean.difference == pytest.approx(-0.1)
-    assert (clean.paired.a_only, clean.paired.b_only) == (2, 0)
+    assert (clean.paired.only_a, clean.paired.only_b) == (2, 0) and clean.paired.p_value == mcnemar_exact(2, 0)
     robust = rows[("robust_accuracy", "pgd", 0.004)]
-    assert (robust.a, robust.b) == (0.5, 0.4) and (robust.paired.a_only, robust.paired.b_only) == (2, 0)
+    assert (robust.a, robust.b) == (0.5, 0.4) and (robust.paired.only_a, robust.paired.only_b) == (2, 0)
+    assert (robust.paired.attack, robust.paired.epsilon) == ("pgd", 0.004)
     assert rows[("clean_auc", None, None)].paired is None
     assert comparison.n_images == 20 and comparison.b.weights_sha256["naive"] == "bb" * 32
     assert comparison.notes == ("naive: attack pgd ran with other parameters (steps 10 vs 20)",)
@@ -108,7 +111,7 @@ def test_harness_compare_refuses_in_one_line_with_exit_2(tmp_path, capsys):
 
 def test_clean_outcomes_are_read_from_any_attack_row(tmp_path):
     run = load(write_run(tmp_path / "a", n_right=3, n=4))
-    assert correct_by_sample(run.samples, "naive") == {"id000": (0, True), "id001": (1, True), "id002": (0, True),
-                                                       "id003": (1, False)}
-    assert correct_by_sample(run.samples, "hardened") == {}
+    assert decisions_by_sample(run.samples, "naive") == {"id000": (0, True, True), "id001": (1, True, True),
+                                                         "id002": (0, True, True), "id003": (1, False, False)}
+    assert decisions_by_sample(run.samples, "hardened") == {}
     assert np.isclose(run.clean_metrics().accuracy, 0.75)

@@ -20,8 +20,9 @@ from harness.report.context import build_context
 from harness.report.load import load_report
 from harness.report.render import render_html
 from harness.report.sections import baselines as baselines_section
-from harness.results.compare import mcnemar_exact
+from harness.results.baselines import baseline_outcome
 from harness.run.runner import RunConfig, Runner
+from harness.stats.paired import exact_mcnemar
 from harness.storage.history import list_runs
 
 GATE_LINE = 23  # the line of the first extra criterion's `baseline:` key in VALID + gates(...)
@@ -62,6 +63,9 @@ def test_a_gate_names_its_approved_run_in_its_id_and_takes_max_drop(approved):
     assert robust.baseline.key == "acceptance.2.baseline" and robust.baseline.line == GATE_LINE
     assert clean.id == "clean_accuracy>=latest-pass-0.05" and clean.baseline.path is None
     assert success.id == "shift[eps=0.01]::attack_success_rate<=latest-pass+0.00" and success.op == "<="
+    with_alpha = plan_of(gates("{metric: clean_accuracy, baseline: latest-pass, max_drop: 0.02, alpha: 0.05}"),
+                         approved.parent).acceptance[2]
+    assert with_alpha.id == "clean_accuracy>=latest-pass-0.02@p<0.05" and with_alpha.baseline.alpha == 0.05
     relative = plan_of(gates(f"{{metric: clean_accuracy, baseline: runs/{approved.name}, max_drop: 0}}"),
                        approved.parent.parent)
     assert relative.acceptance[2].baseline.path == approved  # relative to the plan's folder
@@ -69,11 +73,17 @@ def test_a_gate_names_its_approved_run_in_its_id_and_takes_max_drop(approved):
 
 @pytest.mark.parametrize(("entry", "message"), [
     ("{metric: clean_accuracy, baseline: latest-pass, max_drop: 0.02, min: 0.5}",
-     r"acceptance.2.min': a regression gate \('baseline'\) takes 'max_drop', not 'min' or 'max'"),
+     r"acceptance.2.min': a regression gate \('baseline'\) takes 'max_drop' \(and 'alpha'\), not 'min'$"),
     ("{metric: clean_accuracy, baseline: latest-pass}", r"key 'acceptance.2': a baseline criterion needs 'max_drop'"),
     ("{metric: clean_accuracy, max_drop: 0.02}", r"key 'acceptance.2.max_drop': 'max_drop' needs a 'baseline'"),
     ("{metric: clean_accuracy, baseline: latest-pass, max_drop: -0.1}", r"max_drop must be a number >= 0"),
     ("{metric: clean_accuracy, baseline: 3, max_drop: 0.1}", r"expected a run directory or latest-pass, got 3"),
+    ("{metric: clean_accuracy, alpha: 0.05}", r"key 'acceptance.2.alpha': 'alpha' needs a 'baseline'"),
+    ("{metric: clean_accuracy, baseline: latest-pass, max_drop: 0.02, alpha: 1.5}", r"alpha must be between 0 and 1"),
+    ("{metric: clean_auc, baseline: latest-pass, max_drop: 0.02, alpha: 0.05}",
+     r"clean_auc has no paired test, so a gate on it takes no 'alpha'"),
+    ("{metric: clean_accuracy, baseline: latest-pass, max_drop: 0.02, bound: lower}",
+     r"acceptance.2.bound': a regression gate \('baseline'\) takes 'max_drop' \(and 'alpha'\), not 'bound'"),
 ])
 def test_malformed_gates_are_plan_errors(tmp_path, entry, message):
     with pytest.raises(PlanError, match=message):
@@ -119,7 +129,7 @@ def test_the_same_model_passes_its_gates_with_no_drop_and_is_recorded(approved):
     assert (robust.baseline.approved, robust.measured, robust.baseline.drop, robust.threshold) == (0.0, 0.0, 0.0, 0.0)
     assert clean.baseline.spec == "latest-pass" and clean.baseline.run.run_dir == str(approved)
     n_test = result.dataset.n_test
-    assert (clean.baseline.paired.n, clean.baseline.paired.a_only, clean.baseline.paired.b_only) == (n_test, 0, 0)
+    assert (clean.baseline.paired.n_pairs, clean.baseline.paired.only_a, clean.baseline.paired.only_b) == (n_test, 0, 0)
     manifest = json.loads((result.run_dir / "manifest.json").read_text())
     assert [b["spec"] for b in manifest["baselines"]] == [str(approved), "latest-pass"]
     assert manifest["baselines"][1]["run"]["run_dir"] == str(approved)
@@ -136,10 +146,11 @@ def test_a_weaker_model_fails_its_gate_and_every_display_names_the_approved_run(
     lost = round((1.0 - gate.measured) * n_test)
     assert gate.baseline.approved == 1.0 and gate.baseline.drop == pytest.approx(1.0 - gate.measured)
     assert gate.threshold == pytest.approx(0.98) and lost > 0
-    assert (gate.baseline.paired.a_only, gate.baseline.paired.b_only) == (lost, 0)
+    assert (gate.baseline.paired.only_a, gate.baseline.paired.only_b) == (lost, 0)
+    p_value = exact_mcnemar([True] * lost, [False] * lost).p_value
     expected = (f"clean_accuracy>={approved.name}-0.02: measured {gate.measured:.3f}, approved 1.000 ({approved}), "
                 f"drop {gate.baseline.drop:.3f} > 0.020; paired on {n_test} images: {lost} right only in the "
-                f"approved run, 0 only in this run, exact McNemar p = {mcnemar_exact(lost, 0):.3g}")
+                f"approved run, 0 only in this run, exact McNemar p = {p_value:.3g}")
     assert failure_message(gate, "runs/x") == f"{expected} (run directory: runs/x)"
     assert f"harness: failed {expected}" in closing_lines(result)
     stored = json.loads((result.run_dir / "results.json").read_text())["criteria"][2]["baseline"]
@@ -183,3 +194,17 @@ def test_a_gate_without_the_approved_runs_samples_is_judged_without_a_paired_tes
     assert gate.passed and gate.baseline.paired is None
     assert gate.baseline.paired_note == f"no paired test: {copy / 'samples.csv'} is missing: comparing runs image " \
                                         "by image needs their samples.csv"
+
+
+@pytest.mark.parametrize("alpha", [1e-9, 0.5])  # 1e-9: no drop on this test set is that significant
+def test_with_alpha_a_drop_beyond_max_drop_fails_only_when_the_paired_test_is_significant(approved, alpha):
+    base = approved.parent.parent
+    result = run(gates(f"{{metric: clean_accuracy, baseline: {approved}, max_drop: 0.02, alpha: {alpha:.10f}}}"), base,
+                 ["model.threshold=0.8"])  # every bright square becomes 'dark'
+    gate = result.criteria[2]
+    paired = gate.baseline.paired
+    assert gate.baseline.drop > 0.02 and paired.only_a > 0 and gate.baseline.alpha == alpha
+    assert gate.passed == (paired.p_value >= alpha)
+    assert gate.passed == (alpha < 0.5)
+    expected = "<" if paired.p_value < alpha else ">="
+    assert baseline_outcome(gate).endswith(f"exact McNemar p = {paired.p_value:.3g} {expected} alpha {alpha:g}")

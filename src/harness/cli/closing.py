@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.results.criteria import baseline_outcome
+from harness.results.baselines import baseline_outcome
+from harness.results.formatting import judged_text
 from harness.results.view import RunResults
 
 
@@ -21,8 +22,7 @@ def closing_lines(view: RunResults) -> list[str]:
         if not criterion.passed and criterion.baseline is not None:
             lines.append(f"harness: failed {criterion.id}: {baseline_outcome(criterion)}")
         elif not criterion.passed:
-            measured = "not measured" if criterion.measured is None else f"measured {criterion.measured:.4g}"
-            lines.append(f"harness: failed {criterion.id}: {measured}, required {criterion.op} "
+            lines.append(f"harness: failed {criterion.id}: {judged_text(criterion)}, required {criterion.op} "
                          f"{criterion.threshold:g}")
     for name in ("report.pdf", "results.json"):
         path = Path(view.run_dir) / name

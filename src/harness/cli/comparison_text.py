@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from harness.report.text import short_hash
-from harness.results.compare import MCNEMAR, Comparison, MetricDifference
+from harness.results.compare import Comparison, MetricDifference
 from harness.results.formatting import eps_label, missing
 from harness.results.metrics import METRICS
 from harness.results.model import RunIdentity
+from harness.stats.paired import TEST_NAME
 
 RUN_COLUMNS = ("", "run directory", "plan", "plan sha256", "data sha256", "naive weights sha256", "verdict")
 METRIC_COLUMNS = ("metric", "attack", "ε", "A", "B", "B − A", "A only", "B only", "p")
@@ -28,7 +29,7 @@ def metric_cells(row: MetricDifference) -> list[str]:
     unit = METRICS[row.metric].unit
     paired = row.paired
     return [row.metric, row.attack or "", "" if row.epsilon is None else eps_label(row.epsilon), unit.table(row.a),
-            unit.table(row.b), signed(row), str(paired.a_only) if paired else "", str(paired.b_only) if paired else "",
+            unit.table(row.b), signed(row), str(paired.only_a) if paired else "", str(paired.only_b) if paired else "",
             f"{paired.p_value:.3g}" if paired else ""]
 
 
@@ -52,7 +53,7 @@ def markdown(comparison: Comparison) -> str:
     for role in comparison.roles:
         rows = [metric_cells(row) for row in comparison.rows if row.role == role]
         lines += [f"## {role} model", "", _table(METRIC_COLUMNS, rows), ""]
-    lines += [NOTE.format(test=MCNEMAR), ""]
+    lines += [NOTE.format(test=TEST_NAME), ""]
     if comparison.notes:
         lines += ["Notes:", "", *(f"- {note}" for note in comparison.notes), ""]
     return "\n".join(lines)

@@ -14,7 +14,16 @@ import yaml
 
 from harness.errors import PlanError
 from harness.plan.architecture import check_architecture
-from harness.plan.criteria import LATEST_PASS, MODEL_ROLES, BaselineRef, Criterion, baseline_criterion_id, criterion_id
+from harness.plan.criteria import (
+    BOUNDS,
+    LATEST_PASS,
+    MODEL_ROLES,
+    WORST,
+    BaselineRef,
+    Criterion,
+    baseline_criterion_id,
+    criterion_id,
+)
 from harness.plan.params import build_dataclass, params_to_dict
 from harness.plan.sandbox import check_path, enforce_sandbox, resolve, sandbox_roots
 from harness.plan.yaml_source import YamlDocument, apply_override, expand_env, load_yaml_file, load_yaml_text
@@ -29,7 +38,7 @@ DEFAULT_BATCH_SIZE = 64
 TOP_LEVEL_KEYS = {
     PLAN_MARKER, "name", "description", "intended_use", "seed", "device", "batch_size", "epsilons",
     "dataset", "model", "attacks", "defence", "acceptance", "report", "engine", "sandbox", "data_root",
-    "indicators",
+    "indicators", "statistics", "subgroups",
 }
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -90,6 +99,16 @@ class IndicatorSettings:
 
 
 @dataclass
+class StatisticsOptions:
+    """How intervals are computed and bounds adjusted (harness.stats; see README, 'Intervals and bounds')."""
+
+    interval: Literal["wilson", "clopper_pearson", "jeffreys"] = "wilson"
+    confidence: float = field(default=0.95, metadata={"min": 0.5, "max": 0.999})  # two-sided level
+    multiple_comparisons: Literal["holm", "none"] = "holm"  # adjusts the level of bound criteria
+    bootstrap_resamples: int = field(default=2000, metadata={"min": 200, "max": 100_000})  # patient clusters
+
+
+@dataclass
 class Plan:
     """A validated test plan."""
 
@@ -114,6 +133,8 @@ class Plan:
     overrides: list[str] = field(default_factory=list)
     batch_size_auto: bool = False  # `batch_size: auto`: the runner picks the largest batch that fits the device
     text: str = ""  # the plan file exactly as written (comments kept); the run directory keeps a copy
+    statistics: StatisticsOptions = field(default_factory=StatisticsOptions)
+    subgroups: list[str] = field(default_factory=list)  # metadata attributes every metric is reported by
 
     @property
     def sha256(self) -> str:
@@ -209,7 +230,12 @@ class _PlanBuilder:
         sandbox = self.scalar("sandbox", bool, default=False)
         if sandbox:
             self.enforce_sandbox(dataset, model, defence, attacks)
-        acceptance = self.acceptance(attacks, defence is not None)
+        subgroups = self.subgroups()
+        acceptance = self.acceptance(attacks, defence is not None, subgroups)
+        statistics_raw = data.get("statistics") or {}
+        if not isinstance(statistics_raw, dict):
+            raise self.error("expected a mapping", "statistics")
+        statistics = build_dataclass(StatisticsOptions, statistics_raw, "statistics", self.line)
         report_raw = data.get("report") or {}
         if not isinstance(report_raw, dict):
             raise self.error("expected a mapping", "report")
@@ -233,7 +259,7 @@ class _PlanBuilder:
             defence=defence, acceptance=acceptance, report=report, engine=engine, indicators=indicators,
             source=self.doc.source,
             base_dir=self.base_dir, resolved=resolved, overrides=list(self.overrides), batch_size_auto=batch_size_auto,
-            text=self.doc.text)
+            text=self.doc.text, statistics=statistics, subgroups=subgroups)
 
     def enforce_sandbox(self, dataset: PluginRef, model: PluginRef, defence: PluginRef | None,
                         attacks: list[AttackSpec]) -> None:
@@ -331,12 +357,59 @@ class _PlanBuilder:
                                     norm=plugin.norm, kind=plugin.kind))
         return specs
 
-    def acceptance(self, attacks: list[AttackSpec], has_defence: bool) -> list[Criterion]:
+    def subgroups(self) -> list[str]:
+        raw = self.data.get("subgroups") or []
+        if not isinstance(raw, list) or not all(isinstance(a, str) and _NAME.match(a) for a in raw):
+            raise self.error("expected a list of metadata attribute names (e.g. [manufacturer, sex])", "subgroups")
+        if len(set(raw)) != len(raw):
+            raise self.error("subgroup attributes must not repeat", "subgroups")
+        return list(raw)
+
+    def criterion_subgroup(self, value: Any, subgroups: list[str], path: str) -> dict[str, str] | str | None:
+        """A criterion's `subgroup`: None, 'worst', or {attribute: value} naming one of the plan's subgroups."""
+        if value is None:
+            return None
+        if not subgroups:
+            raise self.error("a criterion on a subgroup needs the plan's 'subgroups' list (e.g. subgroups: "
+                             "[manufacturer])", path)
+        if value == WORST:
+            return WORST
+        if not isinstance(value, dict) or len(value) != 1:
+            raise self.error(f"expected 'worst' or one attribute and its value, e.g. {{{subgroups[0]}: GE}}, "
+                             f"got {value!r}", path)
+        (attribute, wanted), = value.items()
+        if attribute not in subgroups:
+            raise self.error(f"'{attribute}' is not one of the plan's subgroups ({', '.join(subgroups)})",
+                             f"{path}.{attribute}")
+        if isinstance(wanted, bool) or not isinstance(wanted, (str, int, float)):
+            raise self.error(f"expected a subgroup value, got {wanted!r}", f"{path}.{attribute}")
+        return {str(attribute): str(wanted)}
+
+    def criterion_bound(self, value: Any, key: str, metric: str, model: str, path: str) -> str | None:
+        """A criterion's `bound`: None (point estimate), 'lower' with min, 'upper' with max."""
+        if value is None:
+            return None
+        if value not in BOUNDS:
+            raise self.error(f"bound must be lower or upper, got {value!r}", f"{path}.bound")
+        if (value == "lower") != (key == "min"):
+            raise self.error(f"bound: {value} goes with '{'min' if value == 'lower' else 'max'}', not '{key}'",
+                             f"{path}.bound")
+        if not METRICS[metric].has_interval:
+            with_interval = ", ".join(name for name, m in METRICS.items() if m.has_interval)
+            raise self.error(f"{metric} has no confidence interval (bounds apply to: {with_interval})",
+                             f"{path}.bound")
+        if model == "change":
+            raise self.error("bounds apply to one model's metric, not to 'change' (the paired McNemar comparison "
+                             "of naive and hardened is in the results)", f"{path}.bound")
+        return value
+
+    def acceptance(self, attacks: list[AttackSpec], has_defence: bool, subgroups: list[str]) -> list[Criterion]:
         raw = self.data.get("acceptance") or []
         if not isinstance(raw, list):
             raise self.error("expected a list of criteria", "acceptance")
         by_id = {a.id: a for a in attacks}
-        allowed = {"id", "metric", "model", "attack", "epsilon", "min", "max", "description", "baseline", "max_drop"}
+        allowed = {"id", "metric", "model", "attack", "epsilon", "min", "max", "description", "bound", "subgroup",
+                   "baseline", "max_drop", "alpha"}
         criteria, seen = [], set()
         for i, item in enumerate(raw):
             path = f"acceptance.{i}"
@@ -355,9 +428,9 @@ class _PlanBuilder:
             if model != "naive" and not has_defence:
                 raise self.error(f"criterion refers to the {model} model but the plan has no 'defence'",
                                  f"{path}.model")
-            baseline = self.baseline(item, path) if "baseline" in item or "max_drop" in item else None
+            baseline = self.baseline(item, path) if {"baseline", "max_drop", "alpha"} & set(item) else None
             if baseline is not None:
-                op, threshold = (">=" if METRICS[metric].higher_is_better else "<="), None
+                op, key, threshold = (">=" if METRICS[metric].higher_is_better else "<="), "max_drop", None
             elif ("min" in item) == ("max" in item):
                 raise self.error("give exactly one of 'min' or 'max'", path)
             else:
@@ -388,9 +461,13 @@ class _PlanBuilder:
             if scope.attack_kind == "minimal" and by_id[attack].kind != "minimal":
                 raise self.error(f"{metric} needs a minimal-perturbation attack; {attack!r} is "
                                  "fixed-epsilon", f"{path}.attack")
+            bound = self.criterion_bound(item.get("bound"), key, metric, model, path)
+            subgroup = self.criterion_subgroup(item.get("subgroup"), subgroups, f"{path}.subgroup")
+            if subgroup is not None and scope.per_model:
+                raise self.error(f"{metric} is not measured per subgroup", f"{path}.subgroup")
             cid = item.get("id") or (
-                criterion_id(metric, op, threshold, model, attack, epsilon) if baseline is None
-                else baseline_criterion_id(metric, op, baseline.label, baseline.max_drop, model, attack, epsilon))
+                criterion_id(metric, op, threshold, model, attack, epsilon, bound, subgroup) if baseline is None
+                else baseline_criterion_id(metric, op, baseline, model, attack, epsilon))
             if not isinstance(cid, str):
                 raise self.error("criterion id must be a string", f"{path}.id")
             if cid in seen:
@@ -400,7 +477,8 @@ class _PlanBuilder:
             if not isinstance(description, str):
                 raise self.error("expected a string", f"{path}.description")
             criterion = Criterion(id=cid, metric=metric, op=op, threshold=threshold, model=model, attack=attack,
-                                  epsilon=epsilon, description=description, baseline=baseline)
+                                  epsilon=epsilon, description=description, bound=bound, subgroup=subgroup,
+                                  baseline=baseline)
             if baseline is not None and baseline.path is not None:
                 from harness.results.baselines import check_approved
 
@@ -409,20 +487,28 @@ class _PlanBuilder:
         return criteria
 
     def baseline(self, item: dict, path: str) -> BaselineRef:
-        """A regression gate's `baseline` (a run directory, relative to the plan's folder, or latest-pass) and
-        `max_drop`; the directory itself is checked by harness.results.baselines."""
-        for key in ("min", "max"):
+        """A regression gate's `baseline` (a run directory, relative to the plan's folder, or latest-pass),
+        `max_drop` and optional `alpha`; the directory itself is checked by harness.results.baselines."""
+        for key in ("min", "max", "bound", "subgroup"):
             if key in item:
-                raise self.error("a regression gate ('baseline') takes 'max_drop', not 'min' or 'max'",
+                raise self.error(f"a regression gate ('baseline') takes 'max_drop' (and 'alpha'), not '{key}'",
                                  f"{path}.{key}")
         if "baseline" not in item:
-            raise self.error(f"'max_drop' needs a 'baseline': a run directory or {LATEST_PASS}", f"{path}.max_drop")
+            extra = "max_drop" if "max_drop" in item else "alpha"
+            raise self.error(f"'{extra}' needs a 'baseline': a run directory or {LATEST_PASS}", f"{path}.{extra}")
         if "max_drop" not in item:
             raise self.error("a baseline criterion needs 'max_drop': how far the metric may fall below the approved "
                              "run's value (e.g. 0.02)", path)
         max_drop = self.scalar("max_drop", float, mapping=item, path=f"{path}.max_drop")
         if not 0 <= max_drop < float("inf"):
             raise self.error(f"max_drop must be a number >= 0, got {max_drop!r}", f"{path}.max_drop")
+        alpha = self.scalar("alpha", float, mapping=item, path=f"{path}.alpha")
+        if alpha is not None and not 0 < alpha < 1:
+            raise self.error(f"alpha must be between 0 and 1 (e.g. 0.05), got {alpha!r}", f"{path}.alpha")
+        if alpha is not None and METRICS[item["metric"]].counts is None:
+            raise self.error(f"{item['metric']} has no paired test, so a gate on it takes no 'alpha' (paired tests "
+                             f"apply to: {', '.join(n for n, m in METRICS.items() if m.counts is not None)})",
+                             f"{path}.alpha")
         spec = item["baseline"]
         key = f"{path}.baseline"
         if not isinstance(spec, str) or not spec.strip():
@@ -437,4 +523,4 @@ class _PlanBuilder:
             except (OSError, ValueError, RuntimeError) as exc:
                 raise self.error(f"baseline {spec!r} cannot be resolved: {exc}", key) from None
         return BaselineRef(spec=spec, path=run_dir, max_drop=max_drop, key=key, line=self.line(key),
-                           source=self.doc.source)
+                           source=self.doc.source, alpha=alpha)

@@ -1,8 +1,8 @@
-"""Two runs compared metric by metric, and image by image where a metric is a share of correctly classified images.
+"""Two runs compared metric by metric, and image by image where a metric is a proportion of the same images.
 
 The paired test needs the same test images in both runs: the same de-identified sample ids (and labels) in their
-samples.csv. `compare_runs` refuses runs measured on different test images. The exact McNemar test comes from
-statsmodels (`mcnemar_exact`); it is to move into the statistics module of issue 16 when that lands.
+samples.csv. `compare_runs` refuses runs measured on different test images. The exact McNemar test and the paired
+table come from harness.results.paired (harness.stats).
 """
 
 from __future__ import annotations
@@ -17,56 +17,58 @@ import numpy as np
 
 from harness.errors import DataError, HarnessError
 from harness.results.metrics import CLEAN, METRICS, Metric, Outcomes, metrics_in
-from harness.results.model import Json, PairedTest, RunIdentity, thaw
+from harness.results.model import Json, PairedComparison, RunIdentity, thaw
+from harness.results.paired import compare
 from harness.results.samples import SampleOutcome
 from harness.results.view import RunResults
+from harness.stats.paired import TEST_NAME
 
 SCHEMA = "harness.comparison"
 SCHEMA_VERSION = 1
-MCNEMAR = "exact McNemar test, two-sided (statsmodels)"
 ROBUST_ACCURACY = METRICS["robust_accuracy"]
 MEDIAN_MIN_EPSILON = METRICS["median_min_epsilon"]
-Correctness = Mapping[str, tuple[int, bool]]  # de-identified sample id -> (label, classified correctly)
+Decisions = Mapping[str, tuple[int, bool, bool]]  # de-identified sample id -> (label, clean correct, correct)
 
 
-def mcnemar_exact(a_only: int, b_only: int) -> float:
-    """Two-sided exact McNemar p-value from the discordant counts (statsmodels' binomial test on them)."""
-    from statsmodels.stats.contingency_tables import mcnemar
-
-    return float(mcnemar([[0, a_only], [b_only, 0]], exact=True).pvalue)
-
-
-def correct_by_sample(samples: Iterable[SampleOutcome], role: str, attack: str | None = None,
-                      epsilon: float | None = None) -> dict[str, tuple[int, bool]]:
-    """Per test image of one model role: its label and whether the model was right without attack (attack None:
-    read from any attack's rows, which all repeat the clean prediction) or still right under `attack` at `epsilon`."""
-    out: dict[str, tuple[int, bool]] = {}
+def decisions_by_sample(samples: Iterable[SampleOutcome], role: str, attack: str | None = None,
+                        epsilon: float | None = None) -> dict[str, tuple[int, bool, bool]]:
+    """Per test image of one model role: its label, whether it was right without attack, and whether it was right
+    in the condition measured: without attack (attack None: read from any attack's rows, which all repeat the clean
+    prediction) or still right under `attack` at `epsilon`."""
+    out: dict[str, tuple[int, bool, bool]] = {}
     for s in samples:
         if s.model != role or (attack is not None and s.attack != attack):
             continue
         if attack is None:
-            out.setdefault(s.sample_id, (s.label, s.clean_correct))
+            out.setdefault(s.sample_id, (s.label, s.clean_correct, s.clean_correct))
         elif epsilon in s.success:
-            out[s.sample_id] = (s.label, s.clean_correct and not s.success[epsilon])
+            out[s.sample_id] = (s.label, s.clean_correct, s.clean_correct and not s.success[epsilon])
     return out
 
 
-def paired_test(metric: Metric, a: Correctness, b: Correctness, positive_class: int) -> PairedTest | None:
-    """The exact McNemar test of a share-correct metric on the images both runs measured; None when the metric is
-    not such a share or the runs did not measure the same images with the same labels."""
-    if metric.paired_population is None or not a or set(a) != set(b):
+def paired_test(metric: Metric, a: Decisions, b: Decisions, positive_class: int, attack: str | None = None,
+                epsilon: float | None = None, names: tuple[str, str] = ("A", "B")) -> PairedComparison | None:
+    """The exact McNemar test of a proportion on the images it counts in both runs (accuracy: every image;
+    sensitivity: the positive class); None when the metric is not a proportion, the runs did not measure the same
+    images with the same labels, or the metric counts other images in each (attack success: the clean-correct ones)."""
+    if metric.counts is None or not a or set(a) != set(b):
         return None
     ids = sorted(a)
-    labels = np.array([a[i][0] for i in ids])
     if any(b[i][0] != a[i][0] for i in ids):
         return None
-    right_a = np.array([a[i][1] for i in ids], dtype=bool)
-    right_b = np.array([b[i][1] for i in ids], dtype=bool)
-    population = metric.paired_population(Outcomes(labels, positive_class, right_a, right_a))
-    a_only = int(np.count_nonzero(population & right_a & ~right_b))
-    b_only = int(np.count_nonzero(population & right_b & ~right_a))
-    return PairedTest(n=int(np.count_nonzero(population)), a_only=a_only, b_only=b_only,
-                      p_value=mcnemar_exact(a_only, b_only), method=MCNEMAR)
+    labels = np.array([a[i][0] for i in ids])
+
+    def counts(run: Decisions) -> tuple[np.ndarray, np.ndarray]:
+        clean = np.array([run[i][1] for i in ids], dtype=bool)
+        right = np.array([run[i][2] for i in ids], dtype=bool)
+        return metric.counts(Outcomes(labels, positive_class, clean, right))  # type: ignore[misc]
+
+    (hits_a, members_a), (hits_b, members_b) = counts(a), counts(b)
+    if not np.array_equal(members_a, members_b):
+        return None
+    chosen = [i for i, member in zip(ids, members_a, strict=True) if member]
+    return compare(names[0], names[1], attack, epsilon, chosen, dict(zip(ids, hits_a.tolist(), strict=True)),
+                   dict(zip(ids, hits_b.tolist(), strict=True)))
 
 
 def identify(run: RunResults) -> RunIdentity:
@@ -129,7 +131,7 @@ class MetricDifference:
     epsilon: float | None
     a: float | None
     b: float | None
-    paired: PairedTest | None = None
+    paired: PairedComparison | None = None
 
     @property
     def difference(self) -> float | None:
@@ -162,7 +164,7 @@ class Comparison:
     def to_json(self) -> Json:
         """The comparison as JSON data (schema harness.comparison)."""
         return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "a": self.a.to_json(), "b": self.b.to_json(),
-                "n_images": self.n_images, "test": MCNEMAR, "notes": list(self.notes),
+                "n_images": self.n_images, "test": TEST_NAME, "notes": list(self.notes),
                 "metrics": [row.to_json() for row in self.rows]}
 
 
@@ -176,8 +178,8 @@ def compare_runs(a: RunResults, b: RunResults) -> Comparison:
     rows: list[MetricDifference] = []
 
     def add(metric: Metric, role: str, attack: str | None = None, epsilon: float | None = None) -> None:
-        paired = paired_test(metric, correct_by_sample(samples_a, role, attack, epsilon),
-                             correct_by_sample(samples_b, role, attack, epsilon), positive)
+        paired = paired_test(metric, decisions_by_sample(samples_a, role, attack, epsilon),
+                             decisions_by_sample(samples_b, role, attack, epsilon), positive, attack, epsilon)
         rows.append(MetricDifference(role, metric.name, attack, epsilon, metric.read(a.model(role), attack, epsilon),
                                      metric.read(b.model(role), attack, epsilon), paired))
 

@@ -1,21 +1,50 @@
-"""Evaluate acceptance criteria against the results document and form the verdict."""
+"""Evaluate acceptance criteria against the results document and form the verdict.
+
+A criterion judges its metric's point estimate, or with `bound: lower|upper` the end of the metric's two-sided
+confidence interval (cluster-adjusted where patients repeat). Bound criteria form one family: with
+`multiple_comparisons: holm` their levels are adjusted by Holm's step-down procedure (harness.stats.multiplicity).
+A criterion on a subgroup reads the subgroup's results; `subgroup: worst` requires every subgroup with a value to
+clear the threshold (an intersection-union test, which needs no adjustment across subgroups) and reports the worst.
+A regression gate (`baseline:`) is judged against its approved run by harness.results.baselines.
+"""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from harness.plan.criteria import Criterion
+from harness.plan.criteria import WORST, Criterion
 from harness.results.metrics import METRICS
-from harness.results.model import BaselineResult, CriterionResult, PairedTest, ResultsDocument
+from harness.results.model import CriterionResult, MetricInterval, ModelResult, ResultsDocument
+from harness.results.uncertainty import bound_at, describe
+from harness.stats.intervals import DEFAULT_CONFIDENCE
+from harness.stats.multiplicity import adjusted_levels
 
 if TYPE_CHECKING:
     from harness.results.samples import SampleOutcome
     from harness.results.view import RunResults
 
 NOT_MEASURED = "not measured (undefined on this data)"
-DROP_TOLERANCE = 1e-12  # float rounding of differences of shares, never a margin
+NO_INTERVAL = "no confidence interval was computed for this value"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One value a criterion may be judged on: the whole test split's, or one subgroup's."""
+
+    value: float | None
+    interval: MetricInterval | None
+    subgroup: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """The outcome of a criterion at one confidence level."""
+
+    passed: bool
+    chosen: Candidate | None
+    bound: float | None = None
 
 
 def measure(results: ResultsDocument, criterion: Criterion) -> float | None:
@@ -23,95 +52,87 @@ def measure(results: ResultsDocument, criterion: Criterion) -> float | None:
     return METRICS[criterion.metric].measure(results, criterion.model, criterion.attack, criterion.epsilon)
 
 
+def _read(model: ModelResult, criterion: Criterion, subgroup: Mapping[str, str] | None) -> Candidate:
+    metric = METRICS[criterion.metric]
+    return Candidate(metric.read(model, criterion.attack, criterion.epsilon),
+                     metric.read_interval(model, criterion.attack, criterion.epsilon), subgroup)
+
+
+def candidates(results: ResultsDocument, criterion: Criterion) -> list[Candidate]:
+    """What the criterion may be judged on: the whole split, the named subgroup, or every subgroup (worst)."""
+    if criterion.subgroup is None:
+        model = results.models.get(criterion.model)
+        if model is None or criterion.model == "change":
+            return [Candidate(measure(results, criterion), None)]
+        return [_read(model, criterion, None)]
+    model = results.models.get(criterion.model)
+    if model is None:
+        return [Candidate(None, None, None if criterion.subgroup == WORST else criterion.subgroup)]
+    if criterion.subgroup == WORST:
+        return [_read(sub, criterion, {attribute: value}) for attribute, values in model.subgroups.items()
+                for value, sub in values.items()]
+    (attribute, value), = criterion.subgroup.items()
+    sub = model.subgroups.get(attribute, {}).get(value)
+    return [Candidate(None, None, criterion.subgroup) if sub is None else _read(sub, criterion, criterion.subgroup)]
+
+
+def judge(criterion: Criterion, found: list[Candidate], level: float) -> Judgement:
+    """Judge the worst measured candidate (by its bound at `level`, or by its estimate)."""
+    measured = [c for c in found if c.value is not None]
+    if not measured:
+        return Judgement(False, found[0] if found else None)
+    if criterion.bound is None:
+        scored = [(c.value, c) for c in measured]
+    else:
+        scored = [(None if c.interval is None else bound_at(c.interval, c.value, criterion.bound, level), c)
+                  for c in measured]
+        missing = [c for score, c in scored if score is None]
+        if missing:
+            return Judgement(False, missing[0])
+    worse = min if criterion.op == ">=" else max
+    score, chosen = worse(scored, key=lambda pair: pair[0])
+    return Judgement(criterion.holds(score), chosen, score if criterion.bound else None)
+
+
 def evaluate(criteria: list[Criterion], results: ResultsDocument, approved: Mapping[str, RunResults] | None = None,
              samples: Sequence[SampleOutcome] = ()) -> tuple[CriterionResult, ...]:
-    """One result per criterion: its definition, measured value, threshold and pass/fail (unmeasured fails).
+    """One result per criterion: its definition, measured value, the bound and level judged when it names one,
+    threshold and pass/fail (unmeasured fails). The level and adjustment come from results.statistics.
 
-    A regression gate (`baseline`) is judged against its approved run in `approved` (by criterion id, from
+    A regression gate is judged against its approved run in `approved` (by criterion id, from
     harness.results.baselines.resolve_baselines); `samples` are this run's per-image outcomes, for its paired test.
     """
+    settings = results.statistics
+    confidence = settings.confidence if settings else DEFAULT_CONFIDENCE
+    adjustment = settings.multiple_comparisons if settings else "none"
+    found = [candidates(results, c) for c in criteria]
+    bounded = [i for i, c in enumerate(criteria) if c.bound is not None]
+    levels = dict(zip(bounded, adjusted_levels(
+        [lambda level, i=i: judge(criteria[i], found[i], level).passed for i in bounded], confidence, adjustment),
+        strict=True))
     out = []
-    for c in criteria:
+    for i, c in enumerate(criteria):
         if c.baseline is not None:
+            from harness.results.baselines import judge_against
+
             if approved is None or c.id not in approved:
                 raise ValueError(f"criterion {c.id!r} is a regression gate but no approved run was resolved for it")
             out.append(judge_against(c, results, approved[c.id], samples))
             continue
-        value = measure(results, c)
-        out.append(CriterionResult(id=c.id, metric=c.metric, model=c.model, attack=c.attack, epsilon=c.epsilon,
-                                   op=c.op, threshold=c.threshold, description=c.description, measured=value,
-                                   passed=value is not None and c.holds(value),
-                                   note=None if value is not None else NOT_MEASURED))
+        level = levels.get(i, confidence)
+        verdict = judge(c, found[i], level)
+        chosen = verdict.chosen
+        value = chosen.value if chosen else None
+        note = None
+        if value is None:
+            note = NOT_MEASURED
+        elif c.bound is not None and verdict.bound is None:
+            note = NO_INTERVAL
+        out.append(CriterionResult(
+            id=c.id, metric=c.metric, model=c.model, attack=c.attack, epsilon=c.epsilon, op=c.op,
+            threshold=c.threshold, description=c.description, measured=value, passed=verdict.passed, note=note,
+            judged_on=c.bound or "estimate", bound_value=verdict.bound,
+            confidence=level if c.bound else None,
+            interval=describe(chosen.interval) if c.bound and chosen and chosen.interval else None,
+            subgroup=chosen.subgroup if chosen else None, subgroup_rule=WORST if c.subgroup == WORST else None))
     return tuple(out)
-
-
-def judge_against(c: Criterion, results: ResultsDocument, approved_run: RunResults,
-                  samples: Sequence[SampleOutcome]) -> CriterionResult:
-    """A regression gate: this run's value may be worse than the approved run's by at most max_drop (in the metric's
-    direction); the threshold recorded is the approved value less (or, lower being better, plus) max_drop."""
-    from harness.results.compare import identify
-
-    assert c.baseline is not None
-    metric = METRICS[c.metric]
-    approved = measure(approved_run.document, c)
-    if approved is None:
-        raise ValueError(f"the approved run {approved_run.run_dir} has no value for criterion {c.id!r}")
-    value = measure(results, c)
-    direction = 1.0 if metric.higher_is_better else -1.0
-    drop = None if value is None else direction * (approved - value) + 0.0  # + 0.0: no negative zero
-    max_drop = c.baseline.max_drop
-    passed = drop is not None and (drop <= max_drop or math.isclose(drop, max_drop, rel_tol=0, abs_tol=DROP_TOLERANCE))
-    paired, paired_note = _paired(c, results, approved_run, samples)
-    return CriterionResult(id=c.id, metric=c.metric, model=c.model, attack=c.attack, epsilon=c.epsilon, op=c.op,
-                           threshold=approved - direction * max_drop, description=c.description, measured=value,
-                           passed=passed, note=None if value is not None else NOT_MEASURED,
-                           baseline=BaselineResult(spec=c.baseline.spec, run=identify(approved_run), approved=approved,
-                                                   max_drop=max_drop, drop=drop, paired=paired,
-                                                   paired_note=paired_note))
-
-
-def _paired(c: Criterion, results: ResultsDocument, approved_run: RunResults,
-            samples: Sequence[SampleOutcome]) -> tuple[PairedTest | None, str | None]:
-    """The exact McNemar test of the approved run (A) against this run (B) on their shared test images, or why not."""
-    from harness.errors import HarnessError
-    from harness.results.compare import correct_by_sample, paired_test, run_samples
-
-    metric = METRICS[c.metric]
-    if metric.paired_population is None:
-        return None, f"{c.metric} is not a share of correctly classified images: no paired test"
-    if c.model == "change":
-        return None, "a hardened − naive change has no paired test"
-    try:
-        approved_samples = run_samples(approved_run)
-    except HarnessError as exc:
-        return None, f"no paired test: {exc.one_line()}"
-    a = correct_by_sample(approved_samples, c.model, c.attack, c.epsilon)
-    b = correct_by_sample(samples, c.model, c.attack, c.epsilon)
-    if not a or not b:
-        return None, "no per-image outcomes in " + ("the approved run" if not a else "this run") + ": no paired test"
-    positive = results.dataset.positive_class if results.dataset else 1
-    paired = paired_test(metric, a, b, positive)
-    if paired is None:
-        return None, ("the approved run's test images carry other ids or labels (another de-identification salt?): "
-                      "no paired test")
-    return paired, None
-
-
-def baseline_outcome(entry: CriterionResult, show: Callable[[str], str] = str) -> str:
-    """'measured 0.612, approved 0.656 (runs/…), drop 0.044 > 0.02; paired: 9 images lost, 4 gained, exact McNemar
-    p = 0.27' for a regression gate's result."""
-    baseline = entry.baseline
-    assert baseline is not None
-    unit = METRICS[entry.metric].unit if entry.metric in METRICS else None
-    fixed = unit.fixed if unit else (lambda value: f"{value:.4g}")
-    word = "drop" if entry.op == ">=" else "rise"
-    measured = (entry.note or "not measured") if entry.measured is None else f"measured {fixed(entry.measured)}"
-    text = f"{measured}, approved {fixed(baseline.approved)} ({show(baseline.run.run_dir)})"
-    if baseline.drop is not None:
-        verb = "<=" if entry.passed else ">"
-        text += f", {word} {fixed(baseline.drop)} {verb} {fixed(baseline.max_drop)}"
-    if baseline.paired is not None:
-        p = baseline.paired
-        text += (f"; paired on {p.n} images: {p.a_only} right only in the approved run, {p.b_only} only in this "
-                 f"run, exact McNemar p = {p.p_value:.3g}")
-    return text

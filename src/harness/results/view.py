@@ -20,7 +20,9 @@ from harness.results.model import (
     DefenceResult,
     MinEpsilonSummary,
     ModelResult,
+    PairedComparison,
     ResultsDocument,
+    StatisticsSettings,
     Verdict,
     freeze,
 )
@@ -130,6 +132,16 @@ class RunResults:
     def defence(self) -> DefenceResult | None:
         """The defence that hardened the model, or None."""
         return self._document.defence
+
+    @property
+    def statistics(self) -> StatisticsSettings | None:
+        """How the intervals were computed (method, level, adjustment, cluster bootstrap); None for older runs."""
+        return self._document.statistics
+
+    @property
+    def comparisons(self) -> tuple[PairedComparison, ...]:
+        """Naive against hardened on the same test images: paired counts and exact McNemar p per attack and ε."""
+        return self._document.comparisons
 
     # -- models, clean metrics and the attack sweep -------------------------------------------------------
     @property

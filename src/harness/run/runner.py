@@ -23,6 +23,7 @@ from harness.attacks.indicators import compute_indicators
 from harness.attacks.sweep import AttackOutcome, batches, merge_outcomes, predict_logits, run_attack
 from harness.data.checks import validate_dataset
 from harness.data.loading import load_dataset
+from harness.data.metadata import split_metadata
 from harness.errors import DataError, HarnessError, ModelError, PlanError
 from harness.plan.architecture import split_architecture
 from harness.plan.schema import AttackSpec, Plan
@@ -42,7 +43,11 @@ from harness.results.model import (
     ResultsDocument,
     Verdict,
 )
+from harness.results.paired import compare_roles
+from harness.results.sample_size import undecidable_warnings
 from harness.results.samples import SampleOutcome, sample_outcomes, write_samples
+from harness.results.subgroups import subgroup_results
+from harness.results.uncertainty import IntervalSettings
 from harness.results.view import RunResults
 from harness.run import distributed
 from harness.run.environment import device_info, library_versions, platform_info, resolve_device, source_revision
@@ -90,6 +95,8 @@ class Runner:
         self.resumed_batch_size: int | None = None
         self.batch_size = plan.batch_size  # replaced once the model is known when the plan says `batch_size: auto`
         self.epsilons = EpsilonGrid.of(*(spec.epsilons for spec in plan.attacks))  # the samples.csv columns
+        self.intervals: IntervalSettings | None = None  # set once the test split is known
+        self.metadata: dict[str, list[str]] = {}  # the test split's subgroup attributes
 
     # -- stages --------------------------------------------------------------------------------------------
     def run(self) -> RunResults:
@@ -159,7 +166,20 @@ class Runner:
             name=dataset.name, class_names=tuple(dataset.class_names), positive_class=dataset.positive_class,
             content_sha256=dataset.provenance.get("content_sha256"), n_test=len(dataset.splits["test"]),
             native_units=dataset.native_units))
+        self._statistics(dataset)
         return dataset
+
+    def _statistics(self, dataset: DatasetBundle) -> None:
+        """Interval settings and subgroup metadata of the test split; warnings for criteria it cannot decide."""
+        options, test = self.plan.statistics, dataset.splits["test"]
+        self.metadata = split_metadata(test, self.plan.subgroups, f"data set '{dataset.name}', test split")
+        self.intervals = IntervalSettings.for_split(options.interval, options.confidence, test.group_ids,
+                                                    options.bootstrap_resamples, self.plan.seed)
+        self.manifest["statistics"] = {**dataclasses.asdict(options), "subgroups": list(self.plan.subgroups)}
+        self.results = replace(self.results, statistics=self.intervals.summary(
+            options.multiple_comparisons, self.plan.subgroups)).with_warnings(*undecidable_warnings(
+                self.plan.acceptance, options.interval, options.confidence, test.labels, dataset.positive_class,
+                self.metadata))
 
     def _trainers(self) -> list[str]:
         """What trains on the data set's train/val splits: a model plugin that trains, and any defence."""
@@ -227,12 +247,13 @@ class Runner:
         bar.close()
         clean_pred = logits.argmax(axis=1)
         model = ModelResult(weights_sha256=bundle.provenance.get("weights_sha256"),
-                            clean=clean_metrics(labels, logits, dataset.positive_class))
+                            clean=clean_metrics(labels, logits, dataset.positive_class, self.intervals))
         self.results = self.results.with_model(role, model)
         self._save()
         attack_model = self._stage(f"{role}:engine", lambda: self._attack_model(role, bundle, test))
         shard = (self.rank, self.world)
         attacks = self._possible_attacks(role, bundle)
+        outcomes: dict[str, AttackOutcome] = {}  # per attack, for the subgroups
         for spec in attacks:
             plugin = self.registry.get("attack", spec.attack)
             bar = self.progress(f"{role}: {spec.id}", distributed.shard_size(len(test), self.batch_size, *shard))
@@ -241,8 +262,14 @@ class Runner:
                 self.plan.seed, role, bar.advance, self._attack_checkpoint(role, spec.id),
                 judge=bundle.module, shard=shard))
             bar.close()
-            outcome = merge_outcomes(distributed.all_gather(local), self.batch_size)
+            outcome = outcomes[spec.id] = merge_outcomes(distributed.all_gather(local), self.batch_size)
             model = self._record_attack(role, model, spec, outcome, dataset, clean_pred)
+        if self.plan.subgroups:
+            model = replace(model, subgroups=subgroup_results(
+                model, self.plan.subgroups, self.metadata, labels, logits, outcomes, dataset.positive_class,
+                dataset.native_units, self.intervals))
+            self.results = self.results.with_model(role, model)
+            self._save()
         if self.plan.indicators.enabled and not bundle.differentiable:
             self.results = self.results.with_warnings(f"{role}: the attack-failure indicators were not computed: "
                                                       "they need input gradients, which the model does not give")
@@ -281,7 +308,8 @@ class Runner:
         """Add one attack's result, warnings and samples.csv rows; save; the model's results with the attack."""
         test = dataset.splits["test"]
         result = attack_result(spec.attack, spec.norm, spec.kind, spec.params_dict(), outcome, test.labels,
-                               clean_pred == test.labels, dataset.positive_class, dataset.native_units)
+                               clean_pred == test.labels, dataset.positive_class, dataset.native_units,
+                               self.intervals)
         model = model.with_attack(spec.id, result)
         self.results = self.results.with_model(role, model).with_warnings(*(
             f"{role}/{spec.id} at eps={eps_label(point.epsilon)}: {point.bound_violations} adversarial examples "
@@ -321,6 +349,8 @@ class Runner:
         return model
 
     def _check_criteria(self) -> None:
+        if {"naive", "hardened"} <= set(self.results.models):  # paired: the same test images, both models
+            self.results = replace(self.results, comparisons=compare_roles(self.samples, "naive", "hardened"))
         criteria = evaluate(self.plan.acceptance, self.results, self.approved, self.samples)
         self.results = replace(self.results, criteria=criteria, verdict=Verdict.of(criteria))
 

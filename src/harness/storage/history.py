@@ -1,9 +1,9 @@
 """The run history: an SQLite file beside the run directories with one row per finished run.
 
-One file per output directory (`<out>/history.sqlite`), in WAL mode so that readers never block the writer; each
-write is one short `BEGIN IMMEDIATE` transaction with a busy timeout, so CI jobs on one machine that finish at once
-wait for each other instead of failing. (WAL needs a local file system: not NFS.) Run directories inside the output
-directory are recorded by name, so the folder can be moved or cached as a whole.
+One file per output directory (`<out>/history.sqlite`, set up under `history.sqlite.lock`), in WAL mode so that
+readers never block the writer; each write is one short `BEGIN IMMEDIATE` transaction with a busy timeout, so CI
+jobs on one machine that finish at once wait for each other instead of failing (WAL needs a local file system, not
+NFS). Run directories inside the output directory are recorded by name, so the folder can be moved or cached whole.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
+from harness.storage.filelock import file_lock, lock_path_for
 
 if TYPE_CHECKING:
     from harness.results.view import RunResults
@@ -80,7 +81,9 @@ def history_path(out_root: Path) -> Path:
 
 @contextlib.contextmanager
 def _connect(path: Path, create: bool) -> Iterator[sqlite3.Connection]:
-    """A connection in WAL mode with the schema in place (HistoryError naming the file on any SQLite error)."""
+    """A connection to a history in WAL mode with the schema in place (HistoryError naming the file on any SQLite
+    error). Setting up a new file is serialised by a file lock: SQLite answers two connections switching one file to
+    WAL at once with 'database is locked' instead of waiting."""
     if not create and not path.is_file():
         raise FileNotFoundError(path)
     try:
@@ -91,14 +94,12 @@ def _connect(path: Path, create: bool) -> Iterator[sqlite3.Connection]:
     try:
         connection.row_factory = sqlite3.Row
         connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        connection.execute("PRAGMA journal_mode = WAL")
-        version = connection.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, SCHEMA_VERSION):
-            raise HistoryError(f"the run history {path} has schema version {version}; this harness reads "
-                               f"{SCHEMA_VERSION}")
-        if version == 0:
-            with _transaction(connection):
-                _create(connection)
+        if not _ready(connection, path):
+            with file_lock(lock_path_for(path), timeout=BUSY_TIMEOUT_S):
+                if not _ready(connection, path):
+                    connection.execute("PRAGMA journal_mode = WAL")
+                    with _transaction(connection):
+                        _create(connection)
         yield connection
     except sqlite3.Error as exc:
         raise HistoryError(f"the run history {path} cannot be used: {exc}") from None
@@ -106,8 +107,16 @@ def _connect(path: Path, create: bool) -> Iterator[sqlite3.Connection]:
         connection.close()
 
 
+def _ready(connection: sqlite3.Connection, path: Path) -> bool:
+    """Whether the file is in WAL mode with this schema (HistoryError for another schema version)."""
+    version = connection.execute("PRAGMA user_version").fetchone()[0]
+    if version not in (0, SCHEMA_VERSION):
+        raise HistoryError(f"the run history {path} has schema version {version}; this harness reads {SCHEMA_VERSION}")
+    return version == SCHEMA_VERSION and connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
 def _create(connection: sqlite3.Connection) -> None:
-    """The table, its index and the schema version (inside the caller's transaction)."""
+    """The table, its index and the schema version (inside the caller's transaction; a no-op when present)."""
     for statement in filter(str.strip, _SCHEMA.split(";")):
         connection.execute(statement)
     connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

@@ -36,8 +36,9 @@ def execute(args: argparse.Namespace, console: Console) -> int:
         metric_cells,
         run_cells,
     )
-    from harness.results.compare import MCNEMAR, compare_runs
+    from harness.results.compare import compare_runs
     from harness.results.view import RunResults
+    from harness.stats.paired import TEST_NAME
     from harness.storage.atomic import write_json_atomic, write_text_atomic
 
     comparison = compare_runs(RunResults.load(args.run_a), RunResults.load(args.run_b))
@@ -56,7 +57,7 @@ def execute(args: argparse.Namespace, console: Console) -> int:
             if row.role == role:
                 table.add_row(*map(escape, metric_cells(row)))
         console.print(table)
-    console.print(escape(NOTE.format(test=MCNEMAR)), soft_wrap=True)
+    console.print(escape(NOTE.format(test=TEST_NAME)), soft_wrap=True)
     for note in comparison.notes:
         console.print(escape(f"harness: note: {note}"), soft_wrap=True)
     folder = args.out or Path(args.run_b) / FOLDER

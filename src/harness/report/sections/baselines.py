@@ -45,9 +45,10 @@ def gate_rows(report: ReportInput) -> list[dict[str, Any]]:
                      "approved_run": basename(baseline.run.run_dir), "approved": unit.short(baseline.approved),
                      "measured": unit.short(c.measured), "drop": unit.short(baseline.drop),
                      "max_drop": unit.short(baseline.max_drop), "word": "drop" if c.op == ">=" else "rise",
-                     "paired": None if paired is None else {"n": paired.n, "a_only": paired.a_only,
-                                                            "b_only": paired.b_only, "p": f"{paired.p_value:.3g}"},
-                     "paired_note": baseline.paired_note, "method": paired.method if paired else None,
+                     "paired": None if paired is None else {"n": paired.n_pairs, "a_only": paired.only_a,
+                                                            "b_only": paired.only_b, "p": f"{paired.p_value:.3g}"},
+                     "paired_note": baseline.paired_note, "method": paired.test if paired else None,
+                     "alpha": None if baseline.alpha is None else f"{baseline.alpha:g}",
                      "verdict": "PASS" if c.passed else ("NOT MEASURED" if c.measured is None else "FAIL"),
                      "css": "pass" if c.passed else "fail"})
     return rows

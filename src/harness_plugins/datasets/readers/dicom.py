@@ -6,7 +6,8 @@ the image's min..max (`minmax`) → MONOCHROME1 inverted → ROI crop → channe
 center − width/2 to 0 and center + width/2 to 1, so 1.0 on [0,1] pixels is `width` native units. Colour images
 (RGB, YBR, palette) are scaled by their stored range; windows apply to greyscale images only.
 Patient ids default to the DICOM PatientID; the core replaces them and the sample ids by keyed hashes
-(identifiers = "from_source").
+(identifiers = "from_source"). Each split carries bucketed subgroup attributes from the headers (manufacturer, sex,
+age_band, slice_thickness; see dicom_metadata) and any manifest `metadata_columns`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pydicom.uid import UID
 from harness.errors import PlanError
 from harness.registry.contracts import DatasetBundle, DatasetContext, NativeUnits
 from harness.registry.hookspecs import hookimpl
+from harness_plugins.datasets.readers.dicom_metadata import header_attributes
 from harness_plugins.datasets.readers.medical_io import (
     FileInfo,
     FileProblem,
@@ -96,7 +98,8 @@ class DicomReader:
                 "rescaled": bool("RescaleSlope" in ds or "ModalityLUTSequence" in ds
                                  or functional_item(ds, 0, "PixelValueTransformationSequence") is not None)}
         return FileInfo(frames=self.select_frames(n_frames), group=str(ds.get("PatientID") or "").strip() or None,
-                        key=str(ds.get("SOPInstanceUID") or "") or None, meta=meta)
+                        key=str(ds.get("SOPInstanceUID") or "") or None, meta=meta,
+                        subgroups=header_attributes(ds))
 
     def select_frames(self, n_frames: int) -> list[int | None]:
         """None for a single-frame file; the middle, all, or the listed frames of a multi-frame one."""

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from harness.data.metadata import UNKNOWN
 from harness.data.splits import SPLIT_NAMES, grouped_stratified_split
 from harness.errors import DataError, PlanError
 from harness.registry.contracts import DatasetBundle, DatasetContext, NativeUnits
@@ -61,6 +62,7 @@ class MedicalParams:
     cache_decoded: bool | Literal["auto"] = "auto"  # auto: keep decoded images when they fit cache_limit_mb
     cache_limit_mb: float = field(default=256.0, metadata={"min": 0})
     name: str | None = None  # the data set's name in reports; default: the plugin name
+    metadata_columns: list[str] = field(default_factory=list)  # manifest columns given as subgroup attributes
 
     def __post_init__(self) -> None:
         fractions_from_list(self.split_fractions, "dataset.split_fractions")
@@ -86,6 +88,7 @@ class Entry:
     group: str | None = None
     split: str | None = None
     roi: tuple[int, int, int] | None = None  # centre x (column), centre y (row), side length
+    metadata: tuple[tuple[str, str], ...] = ()  # (column, value) of the plan's metadata_columns
 
 
 @dataclass
@@ -120,6 +123,9 @@ def list_source(plugin: str, params: MedicalParams, base_dir: Path, accept: Call
     root, manifest = resolve_source(params.path, base_dir)
     if manifest is not None:
         return _manifest_listing(plugin, params, root, manifest, default_grouping)
+    if params.metadata_columns:
+        raise PlanError(f"metadata_columns {params.metadata_columns} name columns of a manifest CSV, but "
+                        f"{params.path} is a folder without labels.csv", key="dataset.metadata_columns")
     return _folder_listing(plugin, params, root, accept, default_grouping)
 
 
@@ -150,6 +156,9 @@ def _manifest_listing(plugin: str, params: MedicalParams, root: Path, manifest: 
     for column in (params.path_column, params.label_column):
         if column not in header:
             raise DataError(f"{manifest}: no '{column}' column (columns: {', '.join(header)})")
+    for column in params.metadata_columns:
+        if column not in header:
+            raise DataError(f"{manifest}: no '{column}' column for metadata_columns (columns: {', '.join(header)})")
     if params.group_column and params.group_column not in header:
         raise DataError(f"{manifest}: no '{params.group_column}' column for group_column "
                         f"(columns: {', '.join(header)})")
@@ -166,7 +175,8 @@ def _manifest_listing(plugin: str, params: MedicalParams, root: Path, manifest: 
             where=where,
             group=(row.get(group_column) or "").strip() or None if group_column else None,
             split=_split_value(row[split_column], where) if split_column else None,
-            roi=_roi(row, where) if roi else None)
+            roi=_roi(row, where) if roi else None,
+            metadata=tuple((column, row.get(column, "")) for column in params.metadata_columns))
         key = (entry.rel, entry.roi)
         if key in seen:
             raise DataError(f"{where}: repeats line {seen[key]} (same file and ROI)")
@@ -300,6 +310,7 @@ class FileInfo:
     group: str | None = None
     key: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    subgroups: dict[str, str] = field(default_factory=dict)  # bucketed header attributes (never names or ids)
 
 
 class Reader(Protocol):
@@ -319,6 +330,7 @@ class Sample:
     key: str | None
     group_raw: str
     digest: bytes
+    subgroups: dict[str, str] = field(default_factory=dict)  # header attributes, then the manifest's columns
 
 
 @dataclass
@@ -376,7 +388,8 @@ def scan(plugin: str, params: MedicalParams, listing: Listing, reader: Reader, p
         for frame, image in images:
             first = first or (entry.rel, image.shape)
             _check_size(plugin, path, image.shape, *first)
-            samples.append(Sample(entry, frame, info.key, group, hashlib.sha256(image.tobytes()).digest()))
+            samples.append(Sample(entry, frame, info.key, group, hashlib.sha256(image.tobytes()).digest(),
+                                  {**info.subgroups, **dict(entry.metadata)}))
             cache.add(image, len(images))
     if not samples:
         hint = f"; all {len(skipped)} files were skipped, e.g. {skipped[0]['file']}: {skipped[0]['reason']}" \
@@ -414,6 +427,7 @@ class LazySplit(torch.utils.data.Dataset):
                  images: torch.Tensor | None = None) -> None:
         self.root, self.reader, self.pipeline, self.shape = root, reader, pipeline, shape
         self.items = [(s.entry.rel, s.frame, s.entry.roi) for s in samples]
+        self.metadata = sample_metadata(samples)
         self.labels = np.asarray([s.entry.label for s in samples], dtype=np.int64)
         self.sample_ids, self.group_ids = list(sample_ids), list(group_ids)
         self.images = images  # N×C×H×W when cached (the training loop's fast path), else None
@@ -433,6 +447,12 @@ class LazySplit(torch.utils.data.Dataset):
         if image.shape != self.shape:
             raise DataError(f"{path}: now {_size(image.shape)}, was {_size(self.shape)} when the data set was loaded")
         return torch.from_numpy(image), int(self.labels[index])
+
+
+def sample_metadata(samples: Sequence[Sample]) -> dict[str, list[str]]:
+    """Subgroup attributes per sample (harness.registry.contracts.Split.metadata); 'unknown' where missing."""
+    names = sorted({name for s in samples for name in s.subgroups})
+    return {name: [s.subgroups.get(name) or UNKNOWN for s in samples] for name in names}
 
 
 def assign_splits(plugin: str, params: MedicalParams, listing: Listing, samples: Sequence[Sample],
