@@ -12,6 +12,7 @@ from harness.results.build import attack_result, clean_metrics
 from harness.results.epsilons import EpsilonGrid
 from harness.results.model import DatasetSummary, ModelResult, PlanRef, ResultsDocument, Verdict
 from harness.results.samples import sample_outcomes, write_samples
+from harness.results.status import FAILED, PASSED
 from harness.results.view import RunResults
 from harness.storage.atomic import write_json_atomic
 
@@ -28,10 +29,11 @@ def outcomes(n: int, n_right: int, n_fooled: int) -> tuple[np.ndarray, np.ndarra
 
 
 def write_run(run_dir: Path, *, n: int = 20, n_right: int = 16, n_fooled: int = 6, ids: list[str] | None = None,
-              plan: str = "plan", data: str | None = DATA, params: dict | None = None, status: str = "complete",
+              plan: str = "plan", data: str | None = DATA, params: dict | None = None, status: str | None = None,
               passed: bool = True, weights: str = "aa" * 32, right: np.ndarray | None = None,
               fooled: np.ndarray | None = None) -> Path:
-    """A run directory (results.json, manifest.json, samples.csv) of one naive model and one attack, 'pgd'."""
+    """A run directory (results.json, manifest.json, samples.csv) of one naive model and one attack, 'pgd'; finished
+    (passed or failed by `passed`) unless `status` says otherwise."""
     run_dir = Path(run_dir)
     labels = np.arange(n) % 2
     default_right, default_fooled = outcomes(n, n_right, n_fooled)
@@ -43,10 +45,11 @@ def write_run(run_dir: Path, *, n: int = 20, n_right: int = 16, n_fooled: int = 
     outcome = AttackOutcome(EPSILONS, fooled, np.zeros(len(EPSILONS), dtype=int), None)
     result = attack_result("pgd_linf", "linf", "fixed_epsilon", params or PGD_PARAMS, outcome, labels, right, 1, None)
     model = ModelResult(weights, clean_metrics(labels, logits, 1)).with_attack("pgd", result)
+    status = status or (PASSED if passed else FAILED)
     document = ResultsDocument(PlanRef(plan, "bb" * 32), status=status,
                                dataset=DatasetSummary("phantom", ("benign", "malignant"), 1, data, n),
                                models={"naive": model})
-    if status == "complete":
+    if status in (PASSED, FAILED):
         document = replace(document, verdict=Verdict(passed, int(passed), 1))
     write_json_atomic(run_dir / "results.json", document.to_json())
     write_json_atomic(run_dir / "manifest.json", {"schema": "harness.manifest", "started_at": "2026-01-01T00:00:00Z",

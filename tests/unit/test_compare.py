@@ -76,7 +76,7 @@ def test_runs_on_different_test_images_are_refused(tmp_path):
 
 def test_unfinished_runs_and_runs_without_samples_are_refused(tmp_path):
     a = load(write_run(tmp_path / "a"))
-    with pytest.raises(HarnessError, match="unfinished run .status 'running', no verdict"):
+    with pytest.raises(HarnessError, match="unfinished run .status 'interrupted'.: only a run that passed or failed"):
         compare_runs(a, load(write_run(tmp_path / "b", status="running")))
     (write_run(tmp_path / "c") / "samples.csv").unlink()
     with pytest.raises(HarnessError, match="samples.csv is missing"):

@@ -28,7 +28,7 @@ def test_a_finished_run_is_recorded_with_its_hashes_verdict_and_key_metrics(tmp_
     assert entry.path == run_dir and entry.plan_name == "plan" and entry.plan_sha256 == "bb" * 32
     assert (entry.data_sha256, entry.model_sha256, entry.hardened_sha256) == (DATA, "ab" * 32, None)
     assert entry.plan_file_sha256 == "cc" * 32 and entry.started_at == "2026-01-01T00:00:00Z"
-    assert entry.passed and (entry.n_passed, entry.n_criteria) == (1, 1)
+    assert entry.passed and entry.status == "passed" and (entry.n_passed, entry.n_criteria) == (1, 1)
     assert entry.metrics["clean"]["naive"]["clean_accuracy"] == 0.8
     with sqlite3.connect(path) as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -137,8 +137,8 @@ def test_harness_runs_lists_the_history(tmp_path, capsys):
     assert "PASS 1/1" in out and "80.0%" in out and DATA[:8] in out and "other" not in out
     assert main(["runs", "--out", str(runs), "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
-    assert [(e["plan_name"], e["passed"], e["exists"]) for e in listed] == [("other", False, False),
-                                                                           ("plan", True, True)]
+    assert [(e["plan_name"], e["status"], e["exists"]) for e in listed] == [("other", "failed", False),
+                                                                           ("plan", "passed", True)]
     assert main(["runs", "--out", str(tmp_path / "empty")]) == 0
     assert "no runs recorded in" in capsys.readouterr().out
     assert Path(listed[1]["run_dir"]).name == "plan-20260101-000000-bbbbbbbb"

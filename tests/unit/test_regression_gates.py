@@ -103,7 +103,7 @@ def test_bad_baseline_directories_are_refused_at_validation_naming_them(approved
     unfinished = shutil.copytree(approved, tmp_path / "unfinished")
     raw = json.loads((unfinished / "results.json").read_text())
     (unfinished / "results.json").write_text(json.dumps({**raw, "status": "running", "verdict": None}))
-    assert f"{unfinished} is an unfinished run (status 'running', no verdict)" in refused(unfinished)
+    assert f"{unfinished} is an unfinished run (status 'interrupted')" in refused(unfinished)
     (tmp_path / "empty").mkdir()
     assert "results.json not found" in refused(tmp_path / "empty")
     robust = "{{metric: robust_accuracy, attack: shift, epsilon: 0.004, baseline: {path}, max_drop: 0.02}}"
@@ -184,6 +184,15 @@ def test_latest_pass_whose_directory_is_gone_is_an_error_not_a_fallback(tmp_path
                                         rf"{second.run_dir} \(recorded in .*\), no longer exists"):
         run(gates("{metric: clean_accuracy, baseline: latest-pass, max_drop: 0.02}"), tmp_path)
     assert first.run_dir.is_dir()
+
+
+def test_latest_pass_whose_run_no_longer_reads_passed_is_an_error(tmp_path):
+    approved = run(VALID, tmp_path).run_dir  # recorded as passed; then, say, its report failed (passed -> error)
+    raw = json.loads((approved / "results.json").read_text())
+    (approved / "results.json").write_text(json.dumps({**raw, "status": "error", "exit_code": 1}))
+    with pytest.raises(PlanError, match=rf"the newest passing run of plan 'toy_plan' on this data, {approved} "
+                                        r"\(recorded in .*\), now has status 'error'"):
+        run(gates("{metric: clean_accuracy, baseline: latest-pass, max_drop: 0.02}"), tmp_path)
 
 
 def test_a_gate_without_the_approved_runs_samples_is_judged_without_a_paired_test(approved, tmp_path):

@@ -26,7 +26,14 @@ from harness.plan.criteria import (
 )
 from harness.plan.params import build_dataclass, params_to_dict
 from harness.plan.sandbox import check_path, enforce_sandbox, resolve, sandbox_roots
-from harness.plan.yaml_source import YamlDocument, apply_override, expand_env, load_yaml_file, load_yaml_text
+from harness.plan.yaml_source import (
+    YamlDocument,
+    apply_overrides,
+    blame_override,
+    expand_env,
+    load_yaml_file,
+    load_yaml_text,
+)
 from harness.registry.manager import Registry, default_registry
 from harness.results.epsilons import EpsilonGrid
 from harness.results.formatting import eps_label
@@ -38,8 +45,9 @@ DEFAULT_BATCH_SIZE = 64
 TOP_LEVEL_KEYS = {
     PLAN_MARKER, "name", "description", "intended_use", "seed", "device", "batch_size", "epsilons",
     "dataset", "model", "attacks", "defence", "acceptance", "report", "engine", "sandbox", "data_root",
-    "indicators", "statistics", "subgroups",
+    "indicators", "statistics", "subgroups", "show_paths", "leakage",
 }
+LEAKAGE_MODES = ("warn", "error", "off")  # duplicates across splits: warn (default), stop the run, or not checked
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -132,6 +140,9 @@ class Plan:
     resolved: dict[str, Any] = field(default_factory=dict)
     overrides: list[str] = field(default_factory=list)
     batch_size_auto: bool = False  # `batch_size: auto`: the runner picks the largest batch that fits the device
+    show_paths: bool = False  # outputs may name data files by their folder-relative path (default: keyed hash only)
+    leakage: str = "warn"  # duplicates across train/val/test: warn, error or off (harness.data.leakage)
+    sandbox_roots: tuple[Path, ...] = ()  # `sandbox: true`: every file the run reads must resolve inside these
     text: str = ""  # the plan file exactly as written (comments kept); the run directory keeps a copy
     statistics: StatisticsOptions = field(default_factory=StatisticsOptions)
     subgroups: list[str] = field(default_factory=list)  # metadata attributes every metric is reported by
@@ -173,12 +184,14 @@ def plan_from_document(doc: YamlDocument, base_dir: Path, overrides: list[str],
                        registry: Registry | None = None) -> Plan:
     """Validate a parsed document into a Plan."""
     registry = registry or default_registry()
+    data = expand_env(doc.data, doc)  # its errors name the file and line
+    data, overridden = apply_overrides(data, overrides)  # its errors name the override
     try:
-        data = expand_env(doc.data, doc)
-        for assignment in overrides:
-            data = apply_override(data, assignment, doc.source)
         return _PlanBuilder(doc, data, registry, base_dir, overrides).build()
     except PlanError as exc:
+        blamed = blame_override(exc, overridden)  # a value set by --set is the command line's fault, not the file's
+        if blamed is not None:
+            raise blamed from None
         if exc.source is None:  # raised by a shared validator that does not know the file
             raise PlanError(exc.detail, key=exc.key, line=exc.line, source=doc.source) from None
         raise
@@ -228,8 +241,10 @@ class _PlanBuilder:
         defence = self.plugin_ref("defence", "defence") if data.get("defence") is not None else None
         attacks = self.attacks(epsilons)
         sandbox = self.scalar("sandbox", bool, default=False)
-        if sandbox:
-            self.enforce_sandbox(dataset, model, defence, attacks)
+        roots = self.enforce_sandbox(dataset, model, defence, attacks) if sandbox else []
+        leakage = "off" if self.data.get("leakage") is False else self.data.get("leakage", "warn")  # YAML: off → false
+        if leakage not in LEAKAGE_MODES:
+            raise self.error(f"leakage must be one of {', '.join(LEAKAGE_MODES)}, got {leakage!r}", "leakage")
         subgroups = self.subgroups()
         acceptance = self.acceptance(attacks, defence is not None, subgroups)
         statistics_raw = data.get("statistics") or {}
@@ -259,12 +274,14 @@ class _PlanBuilder:
             defence=defence, acceptance=acceptance, report=report, engine=engine, indicators=indicators,
             source=self.doc.source,
             base_dir=self.base_dir, resolved=resolved, overrides=list(self.overrides), batch_size_auto=batch_size_auto,
-            text=self.doc.text, statistics=statistics, subgroups=subgroups)
+            text=self.doc.text, statistics=statistics, subgroups=subgroups,
+            show_paths=self.scalar("show_paths", bool, default=False), leakage=leakage, sandbox_roots=tuple(roots))
 
     def enforce_sandbox(self, dataset: PluginRef, model: PluginRef, defence: PluginRef | None,
-                        attacks: list[AttackSpec]) -> None:
+                        attacks: list[AttackSpec]) -> list[Path]:
         """With `sandbox: true`, every path parameter must resolve (symlinks and '..' included) inside the
-        plan's folder or the declared `data_root`."""
+        plan's folder or the declared `data_root`; returns those roots (a data set's files are checked against
+        them as they are read)."""
         roots = self.sandbox_roots()
         sections = [("dataset", dataset.params), ("model", model.params)]
         sections += [("defence", defence.params)] if defence else []
@@ -274,6 +291,7 @@ class _PlanBuilder:
                 enforce_sandbox(params, roots, key, self.base_dir)
             except PlanError as exc:
                 raise self.error(exc.detail, exc.key) from None
+        return roots
 
     def sandbox_roots(self) -> list[Path]:
         """Where path parameters may point under `sandbox: true`: the plan's folder and the declared data_root."""

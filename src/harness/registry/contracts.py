@@ -80,11 +80,36 @@ class DatasetBundle:
 
 @dataclass
 class DatasetContext:
-    """What a dataset plugin may use while loading."""
+    """What a dataset plugin may use while loading.
+
+    A plugin that reads files names them in messages and provenance only through `name_file` (file names can
+    carry patient names), and passes every file it opens through `check_file` (the plan's sandbox).
+    """
 
     seed: int
     base_dir: Path  # directory of the plan, for relative paths
     cache_dir: Path
+    show_paths: bool = False  # the plan's `show_paths`: outputs may show folder-relative file paths
+    sandbox_roots: tuple[Path, ...] = ()  # the plan's `sandbox: true`: files must resolve inside one of these
+    file_namer: Callable[[str], str] | None = None  # set by the core (harness.data.loading), keyed with its secret
+
+    def __post_init__(self) -> None:
+        if self.file_namer is None:
+            from harness.data.deid import FileNamer
+
+            self.file_namer = FileNamer(show_paths=self.show_paths)
+
+    def name_file(self, relative_path: str) -> str:
+        """How messages and provenance name a data file: 'file <short keyed hash>' (plus the path with
+        show_paths)."""
+        return self.file_namer(relative_path)  # type: ignore[misc]
+
+    def check_file(self, path: Path, relative_path: str) -> Path:
+        """The file's real path (symlinks resolved); DataError naming it when the sandbox is on and it resolves
+        outside the sandbox."""
+        from harness.plan.sandbox import check_data_file
+
+        return check_data_file(path, self.sandbox_roots, self.name_file(relative_path))
 
 
 @dataclass

@@ -36,6 +36,7 @@ from harness.results.model import (
     PairedComparison,
     ResultsDocument,
 )
+from harness.results.status import PASSED
 from harness.results.view import RunResults
 from harness.storage.history import history_path, latest_pass
 
@@ -124,7 +125,8 @@ def resolve_baselines(plan: Plan, dataset: DatasetSummary | None, out_root: Path
 
 
 def _latest_pass(ref: BaselineRef, plan_name: str, data_sha256: str | None, out_root: Path) -> Path:
-    """The run directory `latest-pass` names (PlanError when the history has none, or it is gone)."""
+    """The run directory `latest-pass` names (PlanError when the history has none, or it is gone or no longer
+    reads passed: never a silent fall back to an older approval)."""
     history = history_path(out_root)
     try:
         entry = latest_pass(out_root, plan_name, data_sha256)
@@ -134,9 +136,16 @@ def _latest_pass(ref: BaselineRef, plan_name: str, data_sha256: str | None, out_
         raise plan_error(ref, f"latest-pass: no passing run of plan '{plan_name}' on this data (content sha256 "
                               f"{_short(data_sha256)}) is recorded in {history}: approve a run first (a passing run "
                               "of the plan without its baseline criteria), or name a run directory")
+    newest = (f"latest-pass: the newest passing run of plan '{plan_name}' on this data, {entry.path} (recorded in "
+              f"{history})")
     if not entry.path.is_dir():
-        raise plan_error(ref, f"latest-pass: the newest passing run of plan '{plan_name}' on this data, {entry.path} "
-                              f"(recorded in {history}), no longer exists")
+        raise plan_error(ref, f"{newest}, no longer exists")
+    try:
+        status = RunResults.load(entry.path).status
+    except HarnessError as exc:
+        raise plan_error(ref, f"{newest}, cannot be read: {exc.one_line()}") from None
+    if status != PASSED:
+        raise plan_error(ref, f"{newest}, now has status '{status}'")
     return entry.path
 
 

@@ -13,12 +13,13 @@ from types import MappingProxyType
 from typing import Any
 
 from harness.data.units import NativeUnits
+from harness.results import status as run_status
 from harness.results.epsilons import EpsilonGrid
 from harness.results.formatting import eps_label
 
 SCHEMA = "harness.results"
-SCHEMA_VERSION = 1
-READABLE_VERSIONS = (1,)
+SCHEMA_VERSION = 2  # 2: status is running | passed | failed | error | interrupted (v1: running | complete)
+READABLE_VERSIONS = (1, 2)
 QUANTILES = (10, 25, 50, 75, 90)  # minimal-epsilon quantiles, in percent
 Json = dict[str, Any]
 
@@ -671,10 +672,11 @@ class Verdict:
 
 @dataclass(frozen=True)
 class ResultsDocument:
-    """The whole of results.json for one run, finished ('complete') or stopped early ('running')."""
+    """The whole of results.json for one run: its status (harness.results.status), what it measured so far, and,
+    when it stopped, the exit code and (for error or interrupted) the stage and the error line."""
 
     plan: PlanRef
-    status: str = "running"
+    status: str = run_status.RUNNING
     dataset: DatasetSummary | None = None  # None until the data set is loaded
     models: Mapping[str, ModelResult] = field(default_factory=dict)  # by role: naive, hardened
     defence: DefenceResult | None = None
@@ -683,6 +685,9 @@ class ResultsDocument:
     warnings: tuple[str, ...] = ()
     statistics: StatisticsSettings | None = None  # None in documents written before intervals
     comparisons: tuple[PairedComparison, ...] = ()  # naive vs hardened on the same test images
+    stage: str | None = None  # running: the stage in progress; error or interrupted: the stage it stopped in
+    error: str | None = None  # error or interrupted: the one line the command printed
+    exit_code: int | None = None  # the command's exit code once the run ended (0 passed, 1 failed, 2, 3, 130)
 
     def __post_init__(self) -> None:
         _set(self, models=MappingProxyType(dict(self.models)), criteria=tuple(self.criteria),
@@ -695,6 +700,26 @@ class ResultsDocument:
     def with_warnings(self, *warnings: str) -> ResultsDocument:
         """This document with warnings appended."""
         return replace(self, warnings=(*self.warnings, *warnings))
+
+    def at_stage(self, stage: str) -> ResultsDocument:
+        """This running document with the stage now in progress."""
+        return replace(self, stage=stage)
+
+    def finished(self) -> ResultsDocument:
+        """Passed (exit 0) or failed (exit 1) by the verdict, once the criteria are checked."""
+        if self.verdict is None:
+            raise ValueError("a run without a verdict cannot pass or fail")
+        passed = self.verdict.passed
+        return self._becomes(run_status.PASSED if passed else run_status.FAILED, exit_code=0 if passed else 1,
+                             stage=None, error=None)
+
+    def stopped(self, status: str, exit_code: int, error: str, stage: str | None) -> ResultsDocument:
+        """Error or interrupted: the exit code, the error line and the stage it stopped in."""
+        return self._becomes(status, exit_code=exit_code, error=error, stage=stage)
+
+    def _becomes(self, status: str, **changes: Any) -> ResultsDocument:
+        run_status.check_transition(self.status, status)
+        return replace(self, status=status, **changes)
 
     def model(self, role: str) -> ModelResult:
         """One model's results (KeyError naming the evaluated roles otherwise)."""
@@ -713,7 +738,8 @@ class ResultsDocument:
                 "verdict": self.verdict.to_json() if self.verdict else None, "warnings": list(self.warnings),
                 **_present(defence=self.defence and self.defence.to_json(),
                            statistics=self.statistics and self.statistics.to_json(),
-                           comparisons=[c.to_json() for c in self.comparisons] or None)}
+                           comparisons=[c.to_json() for c in self.comparisons] or None, stage=self.stage,
+                           error=self.error, exit_code=self.exit_code)}
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> ResultsDocument:
@@ -725,7 +751,12 @@ class ResultsDocument:
             raise ValueError(f"schema version {raw.get('schema_version')!r}; this harness reads "
                              f"{', '.join(map(str, READABLE_VERSIONS))}")
         defence, verdict, statistics = raw.get("defence"), raw.get("verdict"), raw.get("statistics")
-        return cls(plan=PlanRef(raw["plan"]["name"], raw["plan"]["sha256"]), status=raw["status"],
+        status, exit_code = raw["status"], raw.get("exit_code")
+        if status == run_status.LEGACY_COMPLETE:  # v1 wrote 'complete' for every finished run
+            passed = bool(verdict and verdict.get("passed"))
+            status, exit_code = (run_status.PASSED, 0) if passed else (run_status.FAILED, 1)
+        return cls(plan=PlanRef(raw["plan"]["name"], raw["plan"]["sha256"]), status=status, stage=raw.get("stage"),
+                   error=raw.get("error"), exit_code=exit_code,
                    dataset=DatasetSummary.from_json(raw["dataset"]) if raw.get("dataset") else None,
                    models={role: ModelResult.from_json(m) for role, m in raw.get("models", {}).items()},
                    defence=DefenceResult.from_json(defence) if defence else None,

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
+from harness.results.status import FAILED, PASSED
 from harness.storage.filelock import file_lock, lock_path_for
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ CREATE TABLE IF NOT EXISTS runs (
     data_sha256 TEXT,               -- the data set's content hash
     model_sha256 TEXT,              -- the naive model's weights
     hardened_sha256 TEXT,           -- the hardened model's weights, when the plan has a defence
-    passed INTEGER NOT NULL,
+    status TEXT NOT NULL,           -- passed or failed (harness.results.status) when the run was recorded
     n_passed INTEGER NOT NULL,
     n_criteria INTEGER NOT NULL,
     started_at TEXT,
@@ -43,10 +44,10 @@ CREATE TABLE IF NOT EXISTS runs (
     harness_version TEXT,
     metrics TEXT NOT NULL           -- JSON: clean metrics per model role and each criterion's measured value
 );
-CREATE INDEX IF NOT EXISTS runs_by_plan_data ON runs (plan_name, data_sha256, passed, finished_at);
+CREATE INDEX IF NOT EXISTS runs_by_plan_data ON runs (plan_name, data_sha256, status, finished_at);
 """
 _COLUMNS = ("run_dir", "plan_name", "plan_sha256", "plan_file_sha256", "data_sha256", "model_sha256",
-            "hardened_sha256", "passed", "n_passed", "n_criteria", "started_at", "finished_at", "harness_version",
+            "hardened_sha256", "status", "n_passed", "n_criteria", "started_at", "finished_at", "harness_version",
             "metrics")
 
 
@@ -65,13 +66,18 @@ class HistoryEntry:
     data_sha256: str | None
     model_sha256: str | None
     hardened_sha256: str | None
-    passed: bool
+    status: str  # passed or failed
     n_passed: int
     n_criteria: int
     started_at: str | None
     finished_at: str
     harness_version: str | None
     metrics: dict[str, Any]
+
+    @property
+    def passed(self) -> bool:
+        """Whether the run passed when it was recorded."""
+        return self.status == PASSED
 
 
 def history_path(out_root: Path) -> Path:
@@ -144,7 +150,7 @@ def entry_values(run: RunResults) -> dict[str, Any]:
     """The columns of one finished run (run_dir aside)."""
     document, manifest = run.document, run.manifest
     verdict = document.verdict
-    if document.status != "complete" or verdict is None:
+    if document.status not in (PASSED, FAILED) or verdict is None:
         raise HistoryError(f"{run.run_dir} has not finished, so it is not recorded in the run history")
     from harness.results.metrics import CLEAN, metrics_in
 
@@ -158,7 +164,7 @@ def entry_values(run: RunResults) -> dict[str, Any]:
             "data_sha256": document.dataset.content_sha256 if document.dataset else None,
             "model_sha256": naive.weights_sha256 if naive else None,
             "hardened_sha256": hardened.weights_sha256 if hardened else None,
-            "passed": int(verdict.passed), "n_passed": verdict.n_passed, "n_criteria": verdict.n_criteria,
+            "status": document.status, "n_passed": verdict.n_passed, "n_criteria": verdict.n_criteria,
             "started_at": manifest.get("started_at"), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "harness_version": manifest.get("harness_version"), "metrics": json.dumps(metrics, sort_keys=True)}
 
@@ -183,10 +189,10 @@ def list_runs(out_root: Path, plan_name: str | None = None) -> list[HistoryEntry
 
 
 def latest_pass(out_root: Path, plan_name: str, data_sha256: str | None) -> HistoryEntry | None:
-    """The newest passing run of a plan on the same data (content hash), or None."""
-    query = (f"SELECT {', '.join(_COLUMNS)} FROM runs WHERE plan_name = ? AND data_sha256 IS ? AND passed = 1 "
+    """The newest run of a plan on the same data (content hash) recorded with status passed, or None."""
+    query = (f"SELECT {', '.join(_COLUMNS)} FROM runs WHERE plan_name = ? AND data_sha256 IS ? AND status = ? "
              "ORDER BY finished_at DESC, rowid DESC LIMIT 1")
-    found = _select(out_root, query, [plan_name, data_sha256])
+    found = _select(out_root, query, [plan_name, data_sha256, PASSED])
     return found[0] if found else None
 
 
@@ -204,4 +210,4 @@ def _entry(out_root: Path, row: sqlite3.Row) -> HistoryEntry:
     values = dict(row)
     stored = Path(values.pop("run_dir"))
     return HistoryEntry(path=stored if stored.is_absolute() else Path(out_root) / stored,
-                        passed=bool(values.pop("passed")), metrics=json.loads(values.pop("metrics")), **values)
+                        metrics=json.loads(values.pop("metrics")), **values)
