@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -217,3 +218,15 @@ def test_with_alpha_a_drop_beyond_max_drop_fails_only_when_the_paired_test_is_si
     assert gate.passed == (alpha < 0.5)
     expected = "<" if paired.p_value < alpha else ">="
     assert baseline_outcome(gate).endswith(f"exact McNemar p = {paired.p_value:.3g} {expected} alpha {alpha:g}")
+
+
+def test_a_run_the_history_cannot_record_keeps_its_status_and_says_so(tmp_path):
+    (tmp_path / "runs").mkdir()
+    with sqlite3.connect(tmp_path / "runs" / "history.sqlite") as connection:
+        connection.execute("PRAGMA user_version = 7")  # a history this harness cannot read
+    result = run(VALID, tmp_path)
+    assert result.status == "passed"
+    stored = json.loads((result.run_dir / "results.json").read_text())
+    assert stored["status"] == "passed" and any(
+        w.startswith("the run was not recorded in the run history: the run history ") and "schema version 7" in w
+        for w in stored["warnings"])
