@@ -117,3 +117,10 @@ def test_mean_corruption_error_needs_corruptions_in_the_plan():
     text = VALID + "  - metric: mean_corruption_error\n    max: 1.5\n"
     exc = error([], text)
     assert exc.key == "acceptance.2.metric" and "needs corruptions in the plan" in exc.detail
+
+
+def test_a_regression_gate_on_a_corruption_is_refused():
+    gate = ("  - metric: accuracy\n    corruption: darken\n    severity: 3\n    baseline: latest-pass\n"
+            "    max_drop: 0.02\n")
+    exc = error([], VALID + gate + SECTION)
+    assert exc.key == "acceptance.2.baseline" and "not to corruptions" in exc.detail

@@ -167,6 +167,7 @@ class Metric:
     compute: Callable[[Outcomes], float | None] | None = None  # None: read from a summary computed elsewhere
     counts: Callable[[Outcomes], Proportion] | None = None  # proportions: per-sample successes and members
     interval: str | None = None  # 'binomial' (proportions, clustered where patients repeat) or 'delong' (AUC)
+    higher_is_better: bool = True  # the direction a regression gate's `max_drop` is measured in
 
     @property
     def has_interval(self) -> bool:
@@ -236,7 +237,7 @@ METRICS: dict[str, Metric] = _registry(
     Metric("robust_specificity", POINT, "robust_specificity", RATE, "specificity", "spec.", specificity,
            specificity_counts, "binomial"),
     Metric("attack_success_rate", POINT, "attack_success_rate", RATE, "attack success rate", "success", success_rate,
-           success_counts, "binomial"),
+           success_counts, "binomial", higher_is_better=False),
     Metric("median_min_epsilon", MIN_EPSILON, "median", EPSILON, "median minimal ε", "median min ε"),
     Metric("attack_credible", INDICATORS, "credible", FLAG, "attack results credible", "credible"),
     Metric("accuracy", CORRUPTION_POINT, "accuracy", RATE, "accuracy", "accuracy", accuracy, accuracy_counts,
@@ -245,10 +246,12 @@ METRICS: dict[str, Metric] = _registry(
            sensitivity_counts, "binomial"),
     Metric("specificity", CORRUPTION_POINT, "specificity", RATE, "specificity", "spec.", specificity,
            specificity_counts, "binomial"),
-    Metric("relative_drop", CORRUPTION_POINT, "relative_drop", RATE, "relative drop in accuracy", "rel. drop"),
-    Metric("corruption_error", CORRUPTION, "corruption_error", SCORE, "corruption error (× clean error)", "CE"),
+    Metric("relative_drop", CORRUPTION_POINT, "relative_drop", RATE, "relative drop in accuracy", "rel. drop",
+           higher_is_better=False),
+    Metric("corruption_error", CORRUPTION, "corruption_error", SCORE, "corruption error (× clean error)", "CE",
+           higher_is_better=False),
     Metric("mean_corruption_error", CORRUPTION_SUMMARY, "mean_corruption_error", SCORE, "mean corruption error",
-           "mCE"),
+           "mCE", higher_is_better=False),
 )
 
 

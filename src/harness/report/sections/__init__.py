@@ -25,6 +25,7 @@ from types import ModuleType
 from harness.report.sections import (
     appendix,
     approval,
+    baselines,
     corruption_examples,
     corruptions,
     cover,
@@ -53,6 +54,7 @@ SECTIONS: tuple[ModuleType, ...] = (
     scope,
     test_plan,
     criteria,
+    baselines,
     intervals,
     results,
     subgroups,
