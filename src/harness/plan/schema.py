@@ -14,9 +14,19 @@ import yaml
 
 from harness.errors import PlanError
 from harness.plan.architecture import check_architecture
-from harness.plan.criteria import BOUNDS, MODEL_ROLES, WORST, Criterion, criterion_id
+from harness.plan.corruptions import CorruptionSpec, corruption_specs, criterion_corruption
+from harness.plan.criteria import (
+    BOUNDS,
+    LATEST_PASS,
+    MODEL_ROLES,
+    WORST,
+    BaselineRef,
+    Criterion,
+    baseline_criterion_id,
+    criterion_id,
+)
 from harness.plan.params import build_dataclass, params_to_dict
-from harness.plan.sandbox import enforce_sandbox, sandbox_roots
+from harness.plan.sandbox import check_path, enforce_sandbox, resolve, sandbox_roots
 from harness.plan.yaml_source import (
     YamlDocument,
     apply_overrides,
@@ -36,7 +46,7 @@ DEFAULT_BATCH_SIZE = 64
 TOP_LEVEL_KEYS = {
     PLAN_MARKER, "name", "description", "intended_use", "seed", "device", "batch_size", "epsilons",
     "dataset", "model", "attacks", "defence", "acceptance", "report", "engine", "sandbox", "data_root",
-    "indicators", "statistics", "subgroups", "show_paths", "leakage",
+    "indicators", "statistics", "subgroups", "show_paths", "leakage", "corruptions",
 }
 LEAKAGE_MODES = ("warn", "error", "off")  # duplicates across splits: warn (default), stop the run, or not checked
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -137,6 +147,7 @@ class Plan:
     text: str = ""  # the plan file exactly as written (comments kept); the run directory keeps a copy
     statistics: StatisticsOptions = field(default_factory=StatisticsOptions)
     subgroups: list[str] = field(default_factory=list)  # metadata attributes every metric is reported by
+    corruptions: list[CorruptionSpec] = field(default_factory=list)  # natural corruptions of the test images
 
     @property
     def sha256(self) -> str:
@@ -237,7 +248,8 @@ class _PlanBuilder:
         if leakage not in LEAKAGE_MODES:
             raise self.error(f"leakage must be one of {', '.join(LEAKAGE_MODES)}, got {leakage!r}", "leakage")
         subgroups = self.subgroups()
-        acceptance = self.acceptance(attacks, defence is not None, subgroups)
+        corruptions = corruption_specs(data.get("corruptions"), self.registry, self.error, self.line, _NAME)
+        acceptance = self.acceptance(attacks, defence is not None, subgroups, corruptions)
         statistics_raw = data.get("statistics") or {}
         if not isinstance(statistics_raw, dict):
             raise self.error("expected a mapping", "statistics")
@@ -266,16 +278,15 @@ class _PlanBuilder:
             source=self.doc.source,
             base_dir=self.base_dir, resolved=resolved, overrides=list(self.overrides), batch_size_auto=batch_size_auto,
             text=self.doc.text, statistics=statistics, subgroups=subgroups,
-            show_paths=self.scalar("show_paths", bool, default=False), leakage=leakage, sandbox_roots=tuple(roots))
+            show_paths=self.scalar("show_paths", bool, default=False), leakage=leakage, sandbox_roots=tuple(roots),
+            corruptions=corruptions)
 
     def enforce_sandbox(self, dataset: PluginRef, model: PluginRef, defence: PluginRef | None,
                         attacks: list[AttackSpec]) -> list[Path]:
         """With `sandbox: true`, every path parameter must resolve (symlinks and '..' included) inside the
         plan's folder or the declared `data_root`; returns those roots (a data set's files are checked against
         them as they are read)."""
-        data_root = self.scalar("data_root", str, default=None)
-        root = (self.base_dir / data_root) if data_root and not Path(data_root).is_absolute() else data_root
-        roots = sandbox_roots(self.base_dir, root, None)
+        roots = self.sandbox_roots()
         sections = [("dataset", dataset.params), ("model", model.params)]
         sections += [("defence", defence.params)] if defence else []
         sections += [(f"attacks.{i}", spec.params) for i, spec in enumerate(attacks)]
@@ -285,6 +296,12 @@ class _PlanBuilder:
             except PlanError as exc:
                 raise self.error(exc.detail, exc.key) from None
         return roots
+
+    def sandbox_roots(self) -> list[Path]:
+        """Where path parameters may point under `sandbox: true`: the plan's folder and the declared data_root."""
+        data_root = self.scalar("data_root", str, default=None)
+        root = (self.base_dir / data_root) if data_root and not Path(data_root).is_absolute() else data_root
+        return sandbox_roots(self.base_dir, root, None)
 
     def scalar(self, key: str, tp: type, default: Any = None, mapping: dict | None = None,
                path: str | None = None) -> Any:
@@ -408,12 +425,14 @@ class _PlanBuilder:
                              "of naive and hardened is in the results)", f"{path}.bound")
         return value
 
-    def acceptance(self, attacks: list[AttackSpec], has_defence: bool, subgroups: list[str]) -> list[Criterion]:
+    def acceptance(self, attacks: list[AttackSpec], has_defence: bool, subgroups: list[str],
+                   corruptions: list[CorruptionSpec]) -> list[Criterion]:
         raw = self.data.get("acceptance") or []
         if not isinstance(raw, list):
             raise self.error("expected a list of criteria", "acceptance")
         by_id = {a.id: a for a in attacks}
-        allowed = {"id", "metric", "model", "attack", "epsilon", "min", "max", "description", "bound", "subgroup"}
+        allowed = {"id", "metric", "model", "attack", "epsilon", "min", "max", "description", "bound", "subgroup",
+                   "corruption", "severity", "baseline", "max_drop", "alpha"}
         criteria, seen = [], set()
         for i, item in enumerate(raw):
             path = f"acceptance.{i}"
@@ -432,10 +451,14 @@ class _PlanBuilder:
             if model != "naive" and not has_defence:
                 raise self.error(f"criterion refers to the {model} model but the plan has no 'defence'",
                                  f"{path}.model")
-            if ("min" in item) == ("max" in item):
+            baseline = self.baseline(item, path) if {"baseline", "max_drop", "alpha"} & set(item) else None
+            if baseline is not None:
+                op, key, threshold = (">=" if METRICS[metric].higher_is_better else "<="), "max_drop", None
+            elif ("min" in item) == ("max" in item):
                 raise self.error("give exactly one of 'min' or 'max'", path)
-            op, key = (">=", "min") if "min" in item else ("<=", "max")
-            threshold = self.scalar(key, float, mapping=item, path=f"{path}.{key}")
+            else:
+                op, key = (">=", "min") if "min" in item else ("<=", "max")
+                threshold = self.scalar(key, float, mapping=item, path=f"{path}.{key}")
             attack = item.get("attack")
             epsilon = item.get("epsilon")
             if needs_attack:
@@ -461,11 +484,17 @@ class _PlanBuilder:
             if scope.attack_kind == "minimal" and by_id[attack].kind != "minimal":
                 raise self.error(f"{metric} needs a minimal-perturbation attack; {attack!r} is "
                                  "fixed-epsilon", f"{path}.attack")
+            corruption, severity = criterion_corruption(METRICS[metric], item, corruptions, path, self.error)
             bound = self.criterion_bound(item.get("bound"), key, metric, model, path)
             subgroup = self.criterion_subgroup(item.get("subgroup"), subgroups, f"{path}.subgroup")
-            if subgroup is not None and scope.per_model:
+            if subgroup is not None and (scope.per_model or scope.needs_corruption):
                 raise self.error(f"{metric} is not measured per subgroup", f"{path}.subgroup")
-            cid = item.get("id") or criterion_id(metric, op, threshold, model, attack, epsilon, bound, subgroup)
+            if baseline is not None and corruption is not None:
+                raise self.error("regression gates ('baseline') apply to clean and attack metrics, not to "
+                                 "corruptions", f"{path}.baseline")
+            cid = item.get("id") or (
+                criterion_id(metric, op, threshold, model, attack, epsilon, bound, subgroup, corruption, severity)
+                if baseline is None else baseline_criterion_id(metric, op, baseline, model, attack, epsilon))
             if not isinstance(cid, str):
                 raise self.error("criterion id must be a string", f"{path}.id")
             if cid in seen:
@@ -474,7 +503,51 @@ class _PlanBuilder:
             description = item.get("description", "")
             if not isinstance(description, str):
                 raise self.error("expected a string", f"{path}.description")
-            criteria.append(Criterion(id=cid, metric=metric, op=op, threshold=threshold, model=model,
-                                      attack=attack, epsilon=epsilon, description=description, bound=bound,
-                                      subgroup=subgroup))
+            criterion = Criterion(id=cid, metric=metric, op=op, threshold=threshold, model=model, attack=attack,
+                                  epsilon=epsilon, description=description, bound=bound, subgroup=subgroup,
+                                  baseline=baseline, corruption=corruption, severity=severity)
+            if baseline is not None and baseline.path is not None:
+                from harness.results.baselines import check_approved
+
+                check_approved(baseline, criterion, by_id)
+            criteria.append(criterion)
         return criteria
+
+    def baseline(self, item: dict, path: str) -> BaselineRef:
+        """A regression gate's `baseline` (a run directory, relative to the plan's folder, or latest-pass),
+        `max_drop` and optional `alpha`; the directory itself is checked by harness.results.baselines."""
+        for key in ("min", "max", "bound", "subgroup"):
+            if key in item:
+                raise self.error(f"a regression gate ('baseline') takes 'max_drop' (and 'alpha'), not '{key}'",
+                                 f"{path}.{key}")
+        if "baseline" not in item:
+            extra = "max_drop" if "max_drop" in item else "alpha"
+            raise self.error(f"'{extra}' needs a 'baseline': a run directory or {LATEST_PASS}", f"{path}.{extra}")
+        if "max_drop" not in item:
+            raise self.error("a baseline criterion needs 'max_drop': how far the metric may fall below the approved "
+                             "run's value (e.g. 0.02)", path)
+        max_drop = self.scalar("max_drop", float, mapping=item, path=f"{path}.max_drop")
+        if not 0 <= max_drop < float("inf"):
+            raise self.error(f"max_drop must be a number >= 0, got {max_drop!r}", f"{path}.max_drop")
+        alpha = self.scalar("alpha", float, mapping=item, path=f"{path}.alpha")
+        if alpha is not None and not 0 < alpha < 1:
+            raise self.error(f"alpha must be between 0 and 1 (e.g. 0.05), got {alpha!r}", f"{path}.alpha")
+        if alpha is not None and METRICS[item["metric"]].counts is None:
+            raise self.error(f"{item['metric']} has no paired test, so a gate on it takes no 'alpha' (paired tests "
+                             f"apply to: {', '.join(n for n, m in METRICS.items() if m.counts is not None)})",
+                             f"{path}.alpha")
+        spec = item["baseline"]
+        key = f"{path}.baseline"
+        if not isinstance(spec, str) or not spec.strip():
+            raise self.error(f"expected a run directory or {LATEST_PASS}, got {spec!r}", key)
+        run_dir = None
+        if spec != LATEST_PASS:
+            try:
+                run_dir = (check_path(spec, self.sandbox_roots(), key, self.base_dir) if self.data.get("sandbox")
+                           is True else resolve(spec, self.base_dir))
+            except PlanError as exc:
+                raise self.error(exc.detail, key) from None
+            except (OSError, ValueError, RuntimeError) as exc:
+                raise self.error(f"baseline {spec!r} cannot be resolved: {exc}", key) from None
+        return BaselineRef(spec=spec, path=run_dir, max_drop=max_drop, key=key, line=self.line(key),
+                           source=self.doc.source, alpha=alpha)

@@ -24,6 +24,7 @@ from harness.attacks.engine import auto_batch_size, enable_determinism, prepare_
 from harness.attacks.example_images import save_examples
 from harness.attacks.indicators import compute_indicators
 from harness.attacks.sweep import AttackOutcome, batches, merge_outcomes, predict_logits, run_attack
+from harness.corruptions.fit import check_fit
 from harness.data.checks import validate_dataset
 from harness.data.leakage import find_leakage
 from harness.data.loading import load_dataset
@@ -33,6 +34,7 @@ from harness.plan.architecture import split_architecture
 from harness.plan.schema import AttackSpec, Plan
 from harness.registry.contracts import DatasetBundle, DatasetContext, DefenceContext, ModelBundle, ModelContext
 from harness.registry.manager import Registry
+from harness.results.baselines import approved_manifest, resolve_baselines
 from harness.results.build import attack_result, clean_metrics
 from harness.results.criteria import evaluate
 from harness.results.epsilons import EpsilonGrid
@@ -55,11 +57,13 @@ from harness.results.uncertainty import IntervalSettings
 from harness.results.view import RunResults
 from harness.results.warnings import collect as collect_warnings
 from harness.run import distributed
+from harness.run.corruption_stage import CorruptionStage
 from harness.run.environment import device_info, library_versions, platform_info, resolve_device, source_revision
 from harness.run.fingerprint import Fingerprint, previous_parts, start_parts
 from harness.run.progress import ProgressMode, ProgressReporter
 from harness.storage.atomic import write_json_atomic, write_text_atomic
 from harness.storage.filelock import LockTimeout, file_lock
+from harness.storage.history import record_run
 from harness.storage.model_copy import keep_model
 from harness.storage.rundir import create_run_dir, default_cache_dir, deid_salt, run_lock_path
 
@@ -97,6 +101,7 @@ class Runner:
         self.cache_dir = self.config.cache_dir or default_cache_dir()
         self.timings: dict[str, float] = {}
         self.samples: list[SampleOutcome] = []
+        self.approved: dict[str, RunResults] = {}  # the approved run of each regression gate, by criterion id
         self.resumed_batch_size: int | None = None
         self.batch_size = plan.batch_size  # replaced once the model is known when the plan says `batch_size: auto`
         self.epsilons = EpsilonGrid.of(*(spec.epsilons for spec in plan.attacks))  # the samples.csv columns
@@ -148,6 +153,7 @@ class Runner:
             dataset = self._stage("dataset", self._load_dataset)
             if self.world > 1:
                 distributed.together(lambda: check_same_data(dataset))
+            self._resolve_baselines()
             naive = self._stage("model", lambda: self._provide_model(dataset))
             self._choose_batch_size(naive, dataset)
             self._evaluate_model("naive", naive, dataset)
@@ -159,6 +165,8 @@ class Runner:
             self._save()
             if self.config.report:
                 self._stage("report", lambda: distributed.on_main(self._render_report, share=False))
+            distributed.on_main(self._record_in_history, share=False)  # last: only a run that ended passed or failed
+            self._save()
 
     def _hold_run_dir(self, held: contextlib.ExitStack) -> None:
         """Rank 0: hold the run directory's lock for the whole run (a reader tells a live run from a killed one by
@@ -218,6 +226,7 @@ class Runner:
         self.echo(f"harness: loading data set '{self.plan.dataset.plugin}'")
         dataset = load_dataset(plugin, self.plan.dataset.params, context, salt)
         validate_dataset(dataset, self._trainers())
+        check_fit(self.plan.corruptions, self.registry, dataset, self.plan.seed, self.plan.source)
         self.fingerprint.add("data_sha256", dataset.provenance.get("content_sha256"))
         self.manifest["dataset"] = {"plugin": self.plan.dataset.plugin, "name": dataset.name,
                                     "identifiers": plugin.identifiers,  # 'synthetic': a generated phantom
@@ -365,6 +374,23 @@ class Runner:
         self._stage(f"{role}:examples", lambda: distributed.on_main(lambda: save_examples(
             self.run_dir, role, bundle.module, test, attacks, self.registry, self.device,
             self.batch_size, settings.n_examples, settings.susceptibility_cutoff, self.plan.seed), share=False))
+        self._corruptions(role, bundle, dataset, clean_pred)
+
+    def _corruptions(self, role: str, bundle: ModelBundle, dataset: DatasetBundle, clean_pred: np.ndarray) -> None:
+        """The plan's natural corruptions judged by this model (harness.run.corruption_stage), saved after each."""
+        if not self.plan.corruptions:
+            return
+        stage = CorruptionStage(self.plan, self.registry, dataset, self.run_dir, self.device, self.batch_size,
+                                self.progress, self.intervals)
+        self.manifest["corruptions"] = stage.describe()
+        self.fingerprint.add("corruptions", stage.inputs())
+        fingerprint = self.fingerprint.digest()  # what this model's corruption checkpoints are valid for
+        for spec in self.plan.corruptions:
+            model = stage.run(role, bundle.module, spec, clean_pred, self.results.model(role), self._stage,
+                              fingerprint)
+            self.results = self.results.with_model(role, model)
+            self._save()
+        stage.examples(role, bundle.module, self._stage)
 
     def _possible_attacks(self, role: str, bundle: ModelBundle) -> list[AttackSpec]:
         """The plan's attacks this model allows: without gradients only those whose plugin needs none."""
@@ -427,8 +453,25 @@ class Runner:
     def _check_criteria(self) -> None:
         if {"naive", "hardened"} <= set(self.results.models):  # paired: the same test images, both models
             self.results = replace(self.results, comparisons=compare_roles(self.samples, "naive", "hardened"))
-        criteria = evaluate(self.plan.acceptance, self.results)
+        criteria = evaluate(self.plan.acceptance, self.results, self.approved, self.samples)
         self.results = replace(self.results, criteria=criteria, verdict=Verdict.of(criteria))
+
+    def _resolve_baselines(self) -> None:
+        """The approved runs of the plan's regression gates, checked against the loaded data (run history: the
+        output directory's); recorded in the manifest. Nothing to do without `baseline:` criteria."""
+        if any(c.baseline for c in self.plan.acceptance):
+            self.approved = self._stage("baselines", lambda: resolve_baselines(
+                self.plan, self.results.dataset, self.run_dir.parent))
+            self.manifest["baselines"] = approved_manifest(self.plan.acceptance, self.approved)
+
+    def _record_in_history(self) -> None:
+        """Rank 0: add the finished run to the output directory's run history (a warning if that fails; the report,
+        rendered before, does not show it)."""
+        try:
+            record_run(self.run_dir.parent, RunResults(self.run_dir, self.results, self.manifest))
+        except HarnessError as exc:
+            self.results = self.results.with_warnings(f"the run was not recorded in the run history: "
+                                                      f"{exc.one_line()}")
 
     # -- helpers -------------------------------------------------------------------------------------------
     def _stage(self, name: str, work: Callable[[], Any]) -> Any:
@@ -493,6 +536,7 @@ class Runner:
         plan = self.plan
         used = {("dataset", plan.dataset.plugin), ("model", plan.model.plugin)}
         used |= {("attack", spec.attack) for spec in plan.attacks}
+        used |= {("corruption", spec.corruption) for spec in plan.corruptions}
         if plan.defence:
             used.add(("defence", plan.defence.plugin))
         architecture = getattr(plan.model.params, "architecture", None)

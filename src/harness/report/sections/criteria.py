@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.plan.criteria import ANY_CORRUPTION
 from harness.report.inputs import ReportInput
-from harness.results.formatting import level_text
+from harness.results.formatting import level_text, severity_text
 from harness.results.metrics import EPSILON, METRICS, RATE, Unit
 from harness.results.model import CriterionResult
 
@@ -13,9 +14,21 @@ TITLE = "Acceptance criteria"
 OPERATORS = {">=": "≥", "<=": "≤"}
 
 
+def corruption_text(report: ReportInput, corruption: str, severity: int | None) -> str:
+    """' under ct_noise at severity 3 (43 HU (σ))', or ' under every corruption at severity 3' for 'any'."""
+    if corruption == ANY_CORRUPTION:
+        return " under every corruption" + (f" at severity {severity}" if severity is not None else "")
+    text = f" under {corruption}"
+    found = report.corruption(corruption)
+    point = found.find(severity) if found and severity is not None else None
+    if severity is not None:
+        text += f" at severity {severity}" + (f" ({severity_text(point.value, found.unit)})" if point else "")
+    return text
+
+
 def criterion_row(report: ReportInput, c: CriterionResult) -> dict[str, Any]:
-    """One criterion as the report writes it: what it measures (ε also in native units, the subgroup), threshold,
-    measured value and what was judged (the point estimate or a confidence bound)."""
+    """One criterion as the report writes it: what it measures (ε also in native units, the corruption, the
+    subgroup), threshold, measured value and what was judged (the point estimate or a confidence bound)."""
     metric = METRICS.get(c.metric)
     unit: Unit = metric.unit if metric else RATE
     what = c.metric
@@ -23,6 +36,8 @@ def criterion_row(report: ReportInput, c: CriterionResult) -> dict[str, Any]:
         what += f" under {c.attack}"
     if c.epsilon is not None:
         what += f" at ε = {report.eps_native(c.epsilon)}"
+    if c.corruption:
+        what += corruption_text(report, c.corruption, c.severity)
     if c.measured is None:
         verdict, css = "NOT MEASURED", "fail"
     else:
