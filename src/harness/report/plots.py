@@ -166,7 +166,7 @@ def severity_plot(corruption_id: str, curves: list[Curve], tick_labels: dict[int
     """
     from matplotlib.ticker import PercentFormatter
 
-    fig, ax = _figure(6.0, 2.6)
+    fig, ax = _figure(6.0, 1.75)
     for curve in curves:
         _accuracy_line(ax, curve, "corrupted")
     levels = sorted(tick_labels)
@@ -175,11 +175,12 @@ def severity_plot(corruption_id: str, curves: list[Curve], tick_labels: dict[int
                  lambda level: f"{int(level)}\n{tick_labels[int(level)]}")
     ax.set_ylim(-3, 103)
     ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
-    ax.set_xlabel("severity (and its parameter value)", fontsize=8.5)
-    ax.set_ylabel("accuracy", fontsize=8.5)
+    ax.set_xlabel("severity (level 1–5, with its parameter's value and unit below)", fontsize=8)
+    ax.set_ylabel("accuracy (%)", fontsize=8)
     ax.tick_params(axis="x", labelsize=7)
     _style(ax)
-    ax.legend(fontsize=7, loc="best", frameon=False, title=corruption_id, title_fontsize=7.5)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title=corruption_id,
+              title_fontsize=7.5)  # beside the axes: the curves and bands stay visible
     return _png(fig)
 
 
@@ -215,7 +216,8 @@ def profile_plot(rows: list[ProfileRow]) -> bytes:
     ax.set_ylim(-0.7, len(rows) - 0.3)
     ax.set_xlim(-3, 103)
     ax.xaxis.set_major_formatter(PercentFormatter(decimals=0))
-    ax.set_xlabel("accuracy", fontsize=8.5)
+    ax.set_xlabel("accuracy (%)", fontsize=8.5)
+    ax.set_ylabel("condition (categories)", fontsize=8.5)
     _style(ax)
     ax.grid(False, axis="y")
     ax.legend(fontsize=7, loc="lower left", frameon=False, ncols=len(roles))
