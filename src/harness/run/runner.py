@@ -18,7 +18,7 @@ import torch
 import yaml
 
 from harness import __version__
-from harness.attacks.engine import auto_batch_size, enable_determinism, prepare_attack_model
+from harness.attacks.engine import auto_batch_size, enable_determinism, prepare_attack_model, resolve_engine
 from harness.attacks.example_images import save_examples
 from harness.attacks.indicators import compute_indicators
 from harness.attacks.sweep import batches, merge_outcomes, predict_logits, run_attack
@@ -255,9 +255,15 @@ class Runner:
         self._save()
 
     def _attack_model(self, role: str, bundle: ModelBundle, test: Any) -> Any:
-        """The model attacks run on: the plan's engine options applied to a copy (or the model itself)."""
+        """The model attacks run on: the plan's engine options (or `engine: auto`'s choice, recorded in the
+        manifest) applied to a copy (or the model itself)."""
         sample, _ = next(iter(batches(test, self.batch_size)))
-        model, notes = prepare_attack_model(bundle.module, self.plan.engine, self.device, sample.to(self.device))
+        grid = [eps for spec in self.plan.attacks if spec.kind == "fixed_epsilon" and spec.norm == "linf"
+                for eps in spec.epsilons]
+        settings, choice = resolve_engine(self.plan.engine, bundle.module, self.device,
+                                          lambda n: next(iter(batches(test, n))), grid or self.plan.epsilons)
+        self.manifest.setdefault("engine_choice", {})[role] = choice
+        model, notes = prepare_attack_model(bundle.module, settings, self.device, sample.to(self.device))
         self.results["warnings"] += [f"{role}: engine: {note}" for note in notes]
         return model
 
