@@ -14,6 +14,7 @@ from torch import nn
 
 from harness.attacks.indicators import (
     DESCRIPTIONS,
+    EXPLANATIONS,
     check_iterative,
     check_monotone,
     compute_indicators,
@@ -138,16 +139,25 @@ def test_masked_model_looks_robust_but_is_not_credible(models, test_split):
     assert results["plain"]["flags"] == []
     assert not results["masked"]["credible"]
     assert not masked_checks["gradients"]["passed"] and masked_checks["gradients"]["value"] == 0.0
-    assert not masked_checks["unbounded_budget"]["passed"]
-    assert plain_checks["unbounded_budget"]["value"] <= 0.05
+    unbounded = masked_checks["unbounded_budget"]
+    assert not unbounded["passed"] and plain_checks["unbounded_budget"]["value"] <= 0.05
+    # zero gradients stop APGD; a trivial perturbation (all-black, all-white, a class mean) still flips the images:
+    # an attack-side failure, not robustness, and the flipping probes are named per class
+    assert "the attack is too weak for this model" in unbounded["detail"]
+    assert sum(unbounded["flipped_by"]["apgd_ce"].values()) == 0
+    trivial = {name: counts for name, counts in unbounded["flipped_by"].items() if name.startswith("toward")}
+    assert sum(sum(counts.values()) for counts in trivial.values()) > 0
+    assert any("gradient masking" in flag for flag in results["masked"]["flags"])
+    assert any("too weak for this model" in flag for flag in results["masked"]["flags"])
     # the detail says which true classes the unbounded attack could not flip (class names when given)
     named = compute_indicators(masked, test_split, sections["masked"], plan, registry, CPU, 32, plan.seed,
                                class_names=["benign", "malignant"])
-    detail = by_id(named)["unbounded_budget"]["detail"]
-    survivors = [int(part.split()[1]) for part in detail.split("still correct by class: ")[1].split(", ")]
+    named_unbounded = by_id(named)["unbounded_budget"]
+    detail = named_unbounded["detail"].split("still correct by class: ")[1].split("; ")[0]
+    survivors = [int(part.split()[1]) for part in detail.split(", ")]
     assert "benign " in detail and "malignant " in detail
-    assert sum(survivors) == round(by_id(named)["unbounded_budget"]["value"] * named["n_subset"])
-    assert any("gradient masking" in flag for flag in results["masked"]["flags"])
+    assert sum(survivors) == round(named_unbounded["value"] * named["n_subset"])
+    assert set(named_unbounded["flipped_by"]["toward black"]) == {"benign", "malignant"}
     assert indicator_criterion_value({"indicators": results["plain"]}) == 1.0
     assert indicator_criterion_value({"indicators": results["masked"]}) == 0.0
 
@@ -156,8 +166,10 @@ def test_masked_model_looks_robust_but_is_not_credible(models, test_split):
         assert indicators["n_subset"] == 64
         assert [c["id"] for c in indicators["checks"]] == list(DESCRIPTIONS)
         for c in indicators["checks"]:
-            assert set(c) == {"id", "description", "passed", "value", "threshold", "detail"}
-            assert "\n" not in c["description"] + c["detail"]
+            assert set(c) == {"id", "description", "explanation", "passed", "value", "threshold", "detail",
+                              "flipped_by"}
+            assert "\n" not in c["description"] + c["detail"] + c["explanation"]
+            assert c["explanation"] == EXPLANATIONS[c["id"]] and c["explanation"].endswith(".")
     # deterministic: the same inputs give the same indicators
     again = compute_indicators(masked, test_split, sections["masked"], plan, registry, CPU, 32, plan.seed)
     assert [c["value"] for c in again["checks"]] == [c["value"] for c in results["masked"]["checks"]]
@@ -229,30 +241,101 @@ def summary(attack: str, accs: list[float | None], eps=(0.01, 0.02, 0.04), steps
 
 def test_monotone_check_on_hand_built_sections():
     good = {"attacks": {"pgd": summary("pgd_linf", [0.8, 0.5, None], steps=10)}}
-    assert check_monotone(good)["passed"]
+    assert check_monotone(good).passed
     bad = {"attacks": {"pgd": summary("pgd_linf", [0.8, 0.5, 0.6], steps=10)}}
     result = check_monotone(bad)
-    assert not result["passed"] and "pgd: robust accuracy rises by 0.100 at ε=0.04" in result["detail"]
+    assert not result.passed and "pgd: robust accuracy rises by 0.100 at ε=0.04" in result.detail
     minimal = {"attacks": {"fmn": {"kind": "minimal", "points": [point(0.01, 0.9), point(0.02, 0.7)],
                                    "min_epsilon": {"p10": 0.01, "p25": None, "p50": 0.02, "p75": None, "p90": None}}}}
-    assert not check_monotone(minimal)["passed"]  # a found ε above a not-found (inf) quantile
-    assert check_monotone({"attacks": {}}, {"pgd": ((0.01, 0.02), (0.5, 0.53))})["passed"]  # within tolerance
-    assert not check_monotone({"attacks": {}}, {"pgd": ((0.01, 0.02), (0.5, 0.6))})["passed"]
+    assert not check_monotone(minimal).passed  # a found ε above a not-found (inf) quantile
+    assert check_monotone({"attacks": {}}, {"pgd": ((0.01, 0.02), (0.5, 0.53))}).passed  # within tolerance
+    assert not check_monotone({"attacks": {}}, {"pgd": ((0.01, 0.02), (0.5, 0.6))}).passed
 
 
 def test_iterative_check_on_hand_built_sections():
     fgsm = summary("fgsm", [0.7, 0.5, 0.3])
     ok = {"attacks": {"fgsm": fgsm, "pgd": summary("pgd_linf", [0.6, 0.3, 0.1], steps=10)}}
-    assert check_iterative(ok, default_registry())["passed"]
+    assert check_iterative(ok, default_registry()).passed
     weak = {"attacks": {"fgsm": fgsm, "bim": summary("bim_linf", [0.6, 0.55, 0.1], steps=10)}}
     result = check_iterative(weak, default_registry())
-    assert not result["passed"] and "bim vs fgsm at ε=0.02" in result["detail"]
-    assert result["value"] == pytest.approx(0.05)
+    assert not result.passed and "bim vs fgsm at ε=0.02" in result.detail
+    assert result.value == pytest.approx(0.05)
     only_fgsm = check_iterative({"attacks": {"fgsm": fgsm}}, default_registry())
-    assert only_fgsm["passed"] and only_fgsm["detail"].startswith("not applicable")
+    assert only_fgsm.passed and only_fgsm.detail.startswith("not applicable")
 
 
 def test_criterion_value_accepts_section_or_indicators():
     assert indicator_criterion_value({"credible": True, "checks": []}) == 1.0
     assert indicator_criterion_value({"attacks": {}}) == 0.0  # not computed: not shown credible
     assert indicator_criterion_value({"indicators": {"credible": False}}) == 0.0
+
+
+# ------------------------------------------------------------------------------------------------ attack-side failure
+
+
+class Overshoot(nn.Module):
+    """Benign (class 0) when the mean pixel m is below 0.30 or within 0.01 of 0.5, else malignant (class 1).
+
+    From a malignant image (m ≈ 0.735) every gradient points at the narrow band around 0.5: signed steps of
+    ε/4 = 0.125 (ε = 0.5) or 0.1 (ε = 1) jump across it back and forth and never flip the image, while a smaller
+    step, APGD's first step to the ball's edge, or simply darkening by ε (m → 0.235) flips it.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = x.flatten(1).mean(1, keepdim=True)
+        low = 20 * (0.30 - m) - 2000 * torch.relu(m - 0.30) ** 2  # falls steeply above 0.30
+        benign = torch.maximum(low, 0.5 - 50 * (m - 0.5).abs())  # a tent: gradients never vanish
+        return torch.cat([benign, torch.zeros_like(m)], dim=1)
+
+
+def overshoot_split(n: int = 40) -> TensorSplit:
+    """Benign images at m ≈ 0.02 (random noise cannot lift them past 0.30), malignant ones at m in [0.72, 0.735]
+    (so that neither 0.125 nor 0.1 steps land within 0.01 of 0.5)."""
+    generator = torch.Generator().manual_seed(7)
+    labels = np.arange(n) % 2
+    means = torch.where(torch.as_tensor(labels) == 1, 0.72 + 0.015 * torch.rand(n, generator=generator),
+                        0.01 + 0.02 * torch.rand(n, generator=generator))
+    noise = (torch.rand(n, 1, 16, 16, generator=generator) - 0.5) * 0.01
+    return TensorSplit((means.view(-1, 1, 1, 1) + noise).clamp(0, 1), labels, [f"s{i}" for i in range(n)],
+                       [f"p{i}" for i in range(n)])
+
+
+OVERSHOOT_PLAN = textwrap.dedent("""\
+    harness: 1
+    name: overshoot
+    seed: 3
+    dataset: {plugin: phantom_ct}
+    model: {plugin: train, architecture: small_cnn}
+    epsilons: [0.1, 0.25, 0.5]
+    attacks:
+      - attack: native_pgd_linf
+        id: pgd_linf
+        steps: 10
+        rel_stepsize: 0.25
+        random_start: false
+    """)
+
+
+def test_an_attack_that_overshoots_is_reported_as_an_attack_side_failure_not_robustness():
+    registry = default_registry()
+    plan = load_plan_text(OVERSHOOT_PLAN, registry=registry)
+    model, split = Overshoot().eval(), overshoot_split()
+    section = evaluate_section(model, split, plan, registry)
+    assert section["clean"]["accuracy"] == 1.0
+    assert robust(section, "pgd_linf", 0.5) == 0.5  # every malignant image survives the plan's PGD at ε = 0.5
+    indicators = compute_indicators(model, split, section, plan, registry, CPU, 16, plan.seed,
+                                    class_names=["benign", "malignant"])
+    checks = by_id(indicators)
+    # the unbounded budget is reached by converging and trivial probes: the model is not blamed
+    assert checks["unbounded_budget"]["passed"], checks["unbounded_budget"]["detail"]
+    assert checks["gradients"]["passed"]
+    assert not any("gradient masking" in flag for flag in indicators["flags"]), indicators["flags"]
+    # the plan's attack is: stronger and trivial probes flip the malignant images it left standing, named per class
+    more = checks["more_iterations"]
+    assert not more["passed"] and not indicators["credible"]
+    assert any("too weak for this model" in flag for flag in indicators["flags"])
+    flipped = more["flipped_by"]
+    assert flipped["apgd_ce"]["malignant"] == 20 and flipped["toward black"]["malignant"] == 20
+    assert flipped["pgd_linf ×5 steps, 3 restarts"]["malignant"] == 0  # more of the same steps still overshoot
+    assert "broken by " in more["detail"] and "malignant 20 of 20" in more["detail"]
+    assert more["explanation"].startswith("If stronger or simpler attacks break noticeably more images")

@@ -199,6 +199,7 @@ class Runner:
         self._save()
         attack_model = self._stage(f"{role}:engine", lambda: self._attack_model(role, bundle, test))
         shard = (self.rank, self.world)
+        outcomes = {}  # per-image outcomes by attack id: the indicators reuse them instead of attacking again
         for spec in self.plan.attacks:
             plugin = self.registry.get("attack", spec.attack)
             bar = self.progress(f"{role}: {spec.id}", distributed.shard_size(len(test), self.batch_size, *shard))
@@ -207,7 +208,7 @@ class Runner:
                 self.plan.seed, role, bar.advance, self._attack_checkpoint(role, spec.id),
                 judge=bundle.module, shard=shard))
             bar.close()
-            outcome = merge_outcomes(distributed.all_gather(local), self.batch_size)
+            outcome = outcomes[spec.id] = merge_outcomes(distributed.all_gather(local), self.batch_size)
             summary = attack_summary(spec, outcome, labels, clean_correct, dataset.positive_class,
                                      dataset.native_units)
             section["attacks"][spec.id] = summary
@@ -228,7 +229,7 @@ class Runner:
             section["indicators"] = self._stage(f"{role}:indicators", lambda: distributed.on_main(
                 lambda: compute_indicators(bundle.module, test, section, self.plan, self.registry, self.device,
                                            self.batch_size, self.plan.seed, self.plan.indicators.n_images,
-                                           dataset.class_names)))
+                                           dataset.class_names, outcomes)))
             if not section["indicators"]["credible"]:
                 self.results["warnings"].append(f"{role}: the attack results may not be credible (attack-failure "
                                                 "indicators: " + "; ".join(section["indicators"]["flags"]) + ")")
