@@ -68,6 +68,7 @@ def run(plan_data: dict[str, Any], out: Path, cache: Path) -> tuple[dict[str, An
     """Run the plan with its own weight cache (so naive training is timed); (results, manifest, wall seconds)."""
     from harness.plan.schema import load_plan_text
     from harness.registry.manager import default_registry
+    from harness.results.model import thaw
     from harness.run.runner import RunConfig, Runner
 
     text = yaml.safe_dump(plan_data, sort_keys=False)
@@ -76,7 +77,7 @@ def run(plan_data: dict[str, Any], out: Path, cache: Path) -> tuple[dict[str, An
     plan = load_plan_text(text, base_dir=REPO, source="benchmarks/defence_lidc.py")
     started = time.perf_counter()
     result = Runner(plan, default_registry(), RunConfig(out_root=out, cache_dir=cache, progress=False)).run()
-    return result.results, result.manifest, time.perf_counter() - started
+    return result.document.to_json(), thaw(result.manifest), time.perf_counter() - started
 
 
 def robust_at(model: dict[str, Any], attack: str, metric: str = "robust_accuracy") -> float:

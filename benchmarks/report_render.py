@@ -41,7 +41,7 @@ def main() -> int:
     start = time.perf_counter()
     from harness.report import render_report
     from harness.report.context import build_context
-    from harness.report.load import load_run
+    from harness.report.load import load_report
     from harness.report.render import html_to_pdf, render_html
     from harness.report.synthetic import ATTACKS, write_synthetic_run
 
@@ -53,7 +53,7 @@ def main() -> int:
         size_kb = 0.0
         for _ in range(max(args.repeat, 1)):
             t0 = time.perf_counter()
-            run = load_run(run_dir)
+            run = load_report(run_dir)
             t1 = time.perf_counter()
             context = build_context(run)
             t2 = time.perf_counter()

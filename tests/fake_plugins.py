@@ -27,6 +27,7 @@ class ToyDataParams:
 
 class ToyData:
     name, description, Params = "toy", "bright vs dark squares", ToyDataParams
+    identifiers = "synthetic"
 
     def load(self, params, context):
         if params.fail == "data":
@@ -52,6 +53,7 @@ class MeanModelParams:
 
 class MeanModel:
     name, description, Params = "mean_threshold", "classifies by mean brightness", MeanModelParams
+    needs_training_data = True
 
     def provide(self, params, context):
         class Net(nn.Module):

@@ -36,6 +36,15 @@ class PlanError(HarnessError):
         super().__init__(f"{prefix}: {message}" if prefix else message)
 
 
+class MissingVariableError(PlanError):
+    """A plan uses ${VAR} (without a default) and VAR is not set in the environment."""
+
+    def __init__(self, variable: str, *, key: str | None = None, line: int | None = None,
+                 source: str | None = None) -> None:
+        self.variable = variable
+        super().__init__(f"environment variable ${{{variable}}} is not set", key=key, line=line, source=source)
+
+
 class DataError(HarnessError):
     """Input data is unreadable or inconsistent; the message names the file or sample."""
 
@@ -46,3 +55,7 @@ class ModelError(HarnessError):
 
 class AttackError(HarnessError):
     """An attack failed or produced an invalid adversarial example."""
+
+
+class PluginContractError(HarnessError):
+    """An installed plugin breaks its kind's contract; the message names the provider and what is missing."""

@@ -211,7 +211,7 @@ def test_two_cpu_ranks_write_the_same_results_as_one_process(one_and_two_ranks):
     checkpoints = {p.name for p in (two / "checkpoints" / "attacks").iterdir()}
     assert {"naive__pgd_linf.rank0of2.npz", "naive__pgd_linf.rank1of2.npz"} <= checkpoints
     assert (two / "report.html").is_file()  # rank 0 renders the report
-    assert proc.stdout.count("Verdict:") == 1  # only rank 0 prints
+    assert proc.stdout.count("harness: verdict ") == 1  # only rank 0 prints
     assert proc.stderr.count("harness: loading data set") == 1
 
 
@@ -245,7 +245,7 @@ def test_defence_trains_with_ddp_and_every_rank_ends_with_the_same_weights(tmp_p
                                                  results["models"]["hardened"]["weights_sha256"],
                                                  manifest["models"]["hardened"]["weights_sha256"]}
     assert 0 <= results["models"]["hardened"]["clean"]["accuracy"] <= 1
-    assert proc.stdout.count("Verdict:") == 1
+    assert proc.stdout.count("harness: verdict ") == 1
 
 
 FAILING_PLUGIN = textwrap.dedent('''\

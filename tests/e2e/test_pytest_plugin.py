@@ -18,6 +18,7 @@ from harness.pytest_plugin.collection import is_plan_file, split_criterion_id
 from harness.pytest_plugin.fixtures import settings_to_overrides
 from harness.pytest_plugin.messages import failure_message
 from harness.pytest_plugin.session import render_pdf
+from harness.results.model import CriterionResult
 from harness.results.view import RunResults
 from harness.run.runner import RunConfig, Runner
 
@@ -182,8 +183,8 @@ def test_failing_gate_failed_run_k_selection_and_override(gate_dir: pytest.Pytes
     crash = ("the run of crash.yaml (overrides: acceptance.1.min=1.01) failed: toy data set: simulated unreadable "
              f"file (run directory: out/{out['crash_plan']})")
     sections = [line.strip("_ ") for line in result.stdout.lines if line.startswith("___")]
-    assert sections == [f"plan.yaml::{gate}", "crash.yaml::clean_accuracy>=0.80", f"crash.yaml::{gate}",
-                        "boom.yaml::clean_accuracy>=0.80", f"boom.yaml::{gate}"]
+    assert sections == [f"{gate} (plan.yaml)", "clean_accuracy>=0.80 (crash.yaml)", f"{gate} (crash.yaml)",
+                        "clean_accuracy>=0.80 (boom.yaml)", f"{gate} (boom.yaml)"]
     assert {measured, f"clean_accuracy>=0.80: {crash}", f"{gate}: {crash}"} <= set(result.stdout.lines)
     # an internal error shows its traceback once, on the plan's first item; the others get one line
     errors = [line for line in result.stdout.lines if line.startswith("E") and line.endswith("simulated bug")]
@@ -207,6 +208,23 @@ def test_xdist_summary_and_node_id_selection(gate_dir: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines([f"plan.yaml: PASS (4/4 criteria passed) -> run directory: runs/{dirs[0].name}"])
 
 
+def test_verbose_lines_setup_duration_and_a_plan_needing_an_unset_variable(gate_dir: pytest.Pytester) -> None:
+    (gate_dir.path / "needs_var.yaml").write_text(PLAN.replace("name: toy_plan", "name: var_plan")
+                                                  .replace("  n: 30", "  n: 30\n  fail: ${HARNESS_TEST_UNSET}"))
+    result = gate_dir.runpytest_subprocess("plan.yaml", "needs_var.yaml", "-v", "-rs", "--durations=0", "-vv")
+    result.assert_outcomes(passed=4, skipped=1)
+    verbose = [line for line in result.stdout.lines if " PASSED " in line]
+    assert [line.split(" PASSED")[0] for line in verbose] == [f"plan.yaml::{i}" for i in IDS]
+    assert not [line for line in result.stdout.lines if "::yaml::" in line or "]]" in line]
+    # the plan runs once, as a setup cost of its first criterion; the criteria's own calls are instant
+    durations = [line.split() for line in result.stdout.lines if line.split()[1:2] in (["setup"], ["call"])]
+    setups = {d[2]: float(d[0].rstrip("s")) for d in durations if d[1] == "setup"}
+    calls = {d[2]: float(d[0].rstrip("s")) for d in durations if d[1] == "call"}
+    assert max(setups, key=setups.get) == f"plan.yaml::{IDS[0]}" and max(calls.values()) < 0.5
+    result.stdout.fnmatch_lines(["SKIPPED [[]1] needs_var.yaml: ${HARNESS_TEST_UNSET} is not set (line *, key "
+                                 "'dataset.fail'): set HARNESS_TEST_UNSET to run this plan's gates"])
+
+
 # -- helpers, in process ---------------------------------------------------------------------------------------------
 def test_split_criterion_id_matches_pytest_selection_syntax() -> None:
     assert split_criterion_id("clean_accuracy>=0.80") == ([], "clean_accuracy>=0.80")
@@ -218,13 +236,16 @@ def test_split_criterion_id_matches_pytest_selection_syntax() -> None:
 
 
 def test_failure_message_shows_measured_threshold_and_run_directory() -> None:
-    entry = {"id": "pgd_linf[eps=0.004]::robust_accuracy>=0.60", "op": ">=", "threshold": 0.6, "measured": 0.2314}
-    assert failure_message(entry, "runs/ct-1") == (
+    def entry(cid: str, op: str, threshold: float, measured: float | None, note: str | None = None):
+        return CriterionResult(id=cid, metric="m", model="naive", attack=None, epsilon=None, op=op,
+                               threshold=threshold, measured=measured, passed=False, note=note)
+
+    assert failure_message(entry("pgd_linf[eps=0.004]::robust_accuracy>=0.60", ">=", 0.6, 0.2314), "runs/ct-1") == (
         "pgd_linf[eps=0.004]::robust_accuracy>=0.60: measured 0.231 < 0.60 (run directory: runs/ct-1)")
-    entry = {"id": "x<=0.0005", "op": "<=", "threshold": 0.0005, "measured": 0.00071}
-    assert failure_message(entry, "r") == "x<=0.0005: measured 0.00071 > 0.0005 (run directory: r)"
-    entry = {"id": "auc", "op": ">=", "threshold": 0.9, "measured": None, "note": "not measured (undefined)"}
-    assert failure_message(entry, "r") == "auc: not measured (undefined); required >= 0.90 (run directory: r)"
+    assert failure_message(entry("x<=0.0005", "<=", 0.0005, 0.00071), "r") == (
+        "x<=0.0005: measured 0.00071 > 0.0005 (run directory: r)")
+    assert failure_message(entry("auc", ">=", 0.9, None, "not measured (undefined)"), "r") == (
+        "auc: not measured (undefined); required >= 0.90 (run directory: r)")
 
 
 def test_settings_to_overrides() -> None:

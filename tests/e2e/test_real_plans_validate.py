@@ -9,10 +9,11 @@ import pytest
 from pydicom.data import get_testdata_file
 from support import REAL_PLANS, SHARED_DATASETS, require_shared
 
+from harness.data.checks import validate_dataset
+from harness.data.loading import load_dataset
 from harness.plan.schema import Plan, load_plan
 from harness.registry.contracts import DatasetBundle, DatasetContext
 from harness.registry.manager import default_registry
-from harness.run.runner import validate_dataset
 
 SHARED = SHARED_DATASETS
 PLANS = REAL_PLANS
@@ -60,11 +61,11 @@ def real_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return tmp_path
 
 
-def load_dataset(plan: Plan, cache_dir: Path) -> DatasetBundle:
+def load_plan_dataset(plan: Plan, cache_dir: Path) -> DatasetBundle:
     """The plan's data set, loaded by its plugin as the runner would."""
     plugin = default_registry().get("dataset", plan.dataset.plugin)
-    context = DatasetContext(seed=plan.seed, salt="test-salt", base_dir=plan.base_dir, cache_dir=cache_dir)
-    return plugin.load(plan.dataset.params, context)
+    context = DatasetContext(seed=plan.seed, base_dir=plan.base_dir, cache_dir=cache_dir)
+    return load_dataset(plugin, plan.dataset.params, context, "test-salt")
 
 
 def test_every_real_plan_is_covered():
@@ -77,7 +78,7 @@ def test_real_plan_validates_and_its_data_loads(real_env, name):
     plugin, sizes = EXPECTED[name]
     assert plan.name == name and plan.dataset.plugin == plugin
     assert "${" not in str(plan.resolved["dataset"]["path"])
-    bundle = load_dataset(plan, real_env)
+    bundle = load_plan_dataset(plan, real_env)
     validate_dataset(bundle)  # includes: no patient in two splits
     assert {split: len(bundle.splits[split]) for split in sizes} == sizes
     assert bundle.provenance["content_sha256"]

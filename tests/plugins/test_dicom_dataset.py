@@ -16,13 +16,15 @@ from pydicom.pixels import pixel_array
 from pydicom.uid import UID, ExplicitVRLittleEndian, RLELossless, generate_uid
 from support import SHARED_DATASETS, require_shared
 
+from harness.data.checks import validate_dataset
 from harness.data.deid import hash_id
+from harness.data.loading import load_dataset
 from harness.errors import DataError, PlanError
 from harness.plan.params import build_dataclass
 from harness.plan.schema import load_plan_text
 from harness.registry.contracts import DatasetBundle, DatasetContext
 from harness.registry.manager import default_registry
-from harness.run.runner import RunConfig, Runner, validate_dataset
+from harness.run.runner import RunConfig, Runner
 from harness_plugins.datasets.readers.dicom import EXTRA_TAGS, DicomDataset, DicomReader, WindowParams, modality
 
 SALT = "test-salt"
@@ -35,10 +37,10 @@ CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 
 
 def load(mapping: dict, base_dir: Path = Path("."), seed: int = 0) -> DatasetBundle:
-    """Validate `mapping` like a plan's dataset section and load it."""
+    """Validate `mapping` like a plan's dataset section and load it as the core does (ids de-identified)."""
     plugin = DicomDataset()
     params = build_dataclass(plugin.Params, mapping, "dataset")
-    return plugin.load(params, DatasetContext(seed=seed, salt=SALT, base_dir=base_dir, cache_dir=base_dir))
+    return load_dataset(plugin, params, DatasetContext(seed=seed, base_dir=base_dir, cache_dir=base_dir), SALT)
 
 
 def pydicom_file(name: str) -> Path:
@@ -540,6 +542,7 @@ def test_salt_changes_every_id(tmp_path):
     params = build_dataclass(DicomDataset.Params, {"path": str(tmp_path), "window": "minmax"}, "dataset")
     ids = []
     for salt in ("one", "two"):
-        bundle = DicomDataset().load(params, DatasetContext(seed=0, salt=salt, base_dir=tmp_path, cache_dir=tmp_path))
+        context = DatasetContext(seed=0, base_dir=tmp_path, cache_dir=tmp_path)
+        bundle = load_dataset(DicomDataset(), params, context, salt)
         ids.append({i for s in bundle.splits.values() for i in s.sample_ids + s.group_ids})
     assert not ids[0] & ids[1]

@@ -138,7 +138,7 @@ def load(manifest: Path, window: str, on_error: str) -> Any:
     plugin = DicomDataset()
     params = build_dataclass(plugin.Params, {"path": str(manifest), "window": window, "image_size": IMAGE_SIZE,
                                              "channels": 1, "on_error": on_error, "frames": "all"}, "dataset")
-    context = DatasetContext(seed=0, salt="fuzz-salt", base_dir=manifest.parent, cache_dir=manifest.parent)
+    context = DatasetContext(seed=0, base_dir=manifest.parent, cache_dir=manifest.parent)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pydicom warns about many corruptions before it raises or recovers
         return plugin.load(params, context)

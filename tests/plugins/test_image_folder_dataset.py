@@ -12,11 +12,12 @@ import pytest
 from PIL import Image
 from support import SHARED_DATASETS, require_shared
 
+from harness.data.checks import validate_dataset
 from harness.data.deid import hash_id
+from harness.data.loading import load_dataset
 from harness.errors import DataError, PlanError
 from harness.plan.params import build_dataclass
 from harness.registry.contracts import DatasetBundle, DatasetContext
-from harness.run.runner import validate_dataset
 from harness_plugins.datasets.readers.image_folder import ImageFolderDataset
 
 SALT = "test-salt"
@@ -24,10 +25,10 @@ SHARED = SHARED_DATASETS
 
 
 def load(mapping: dict, base_dir: Path = Path("."), seed: int = 0) -> DatasetBundle:
-    """Validate `mapping` like a plan's dataset section and load it."""
+    """Validate `mapping` like a plan's dataset section and load it as the core does (ids de-identified)."""
     plugin = ImageFolderDataset()
     params = build_dataclass(plugin.Params, mapping, "dataset")
-    return plugin.load(params, DatasetContext(seed=seed, salt=SALT, base_dir=base_dir, cache_dir=base_dir))
+    return load_dataset(plugin, params, DatasetContext(seed=seed, base_dir=base_dir, cache_dir=base_dir), SALT)
 
 
 def read_labels(folder: Path) -> list[dict[str, str]]:

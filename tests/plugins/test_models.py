@@ -15,6 +15,7 @@ from harness.errors import ModelError, PlanError
 from harness.plan.params import build_dataclass
 from harness.registry.contracts import DatasetBundle, ModelContext, TensorSplit
 from harness_plugins.models import architectures, providers, training
+from harness_plugins.models.model_input import NormalizedClassifier
 from harness_plugins.models.weights import state_dict_bytes, state_dict_sha256
 
 SIZE = 16
@@ -99,23 +100,52 @@ def _outputs(module: torch.nn.Module, split: TensorSplit) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("name", ["small_cnn", "vgg_style", "resnet18", "densenet121"])
-def test_architecture_builds_logits(name: str) -> None:
+def test_architecture_builds_the_bare_network(name: str) -> None:
     arch = {a.name: a for a in architectures.harness_register_architectures()}[name]
     model = arch.build(1, 3, (32, 32)).eval()
-    assert isinstance(model, architectures.NormalizedClassifier)
-    state = model.state_dict()
-    assert torch.equal(state["mean"], torch.full((1, 1, 1, 1), 0.5))
-    assert torch.equal(state["std"], torch.full((1, 1, 1, 1), 0.25))
+    assert not isinstance(model, NormalizedClassifier)  # no preprocessing the plan did not declare
+    assert "mean" not in model.state_dict() and "std" not in model.state_dict()
     with torch.no_grad():
         out = model(torch.rand(2, 1, 32, 32))
     assert out.shape == (2, 3) and torch.isfinite(out).all()
+    described = arch.describe(1, 3, (32, 32))
+    assert described["name"] == name and described["from_plan"] == []
+
+
+def test_resnet18_is_monai_resnet18_with_monai_defaults() -> None:
+    from monai.networks.nets import resnet18
+
+    ours = architectures.MonaiResNet18().build(1, 2, (32, 32))
+    monai = resnet18(spatial_dims=2, n_input_channels=1, num_classes=2)
+    assert ours.conv1.stride == monai.conv1.stride == (1, 1)
+    assert str(ours) == str(monai)
+    arguments = architectures.MonaiResNet18().describe(1, 2, (32, 32))["arguments"]
+    assert arguments["conv1_t_stride"] == 1 and arguments["conv1_t_size"] == 7 and arguments["no_max_pool"] is False
+    variant = architectures.MonaiResNet18().build(1, 2, (32, 32), conv1_t_stride=2)
+    assert variant.conv1.stride == (2, 2)
+    described = architectures.MonaiResNet18().describe(1, 2, (32, 32), {"conv1_t_stride": 2})
+    assert described["arguments"]["conv1_t_stride"] == 2 and described["from_plan"] == ["conv1_t_stride"]
+
+
+def test_architecture_options_are_checked_against_the_constructor() -> None:
+    resnet = architectures.MonaiResNet18()
+    with pytest.raises(PlanError, match=r"model\.architecture\.stride.*has no option 'stride'.*conv1_t_stride"):
+        resnet.check_options({"stride": 2}, "model.architecture")
+    with pytest.raises(PlanError, match=r"model\.architecture\.no_max_pool"):
+        resnet.check_options({"no_max_pool": 1}, "model.architecture")
+    for reserved in ("pretrained", "num_classes", "n_input_channels"):
+        with pytest.raises(PlanError, match=f"no option '{reserved}'"):
+            resnet.check_options({reserved: 1}, "model.architecture")
+    assert resnet.check_options({"conv1_t_stride": [2, 2]}, "k") == {"conv1_t_stride": (2, 2)}
+    small = architectures.SmallCNN()
+    assert small.build(1, 2, (16, 16), widths=[8, 16]).head.in_features == 16
 
 
 def test_vgg_style_head_follows_the_image_size_and_has_no_global_pool() -> None:
     small = architectures.VGGStyle().build(1, 2, (64, 64))
     large = architectures.VGGStyle().build(1, 2, (224, 224))
     # five 2× pools: 64 → 2×2 and 224 → 7×7 cells of 128 channels feed the first fully connected layer
-    assert small.backbone.head[1].in_features == 128 * 2 * 2 and large.backbone.head[1].in_features == 128 * 7 * 7
+    assert small.head[1].in_features == 128 * 2 * 2 and large.head[1].in_features == 128 * 7 * 7
     assert not any(isinstance(m, torch.nn.AdaptiveAvgPool2d) for m in large.modules())
     with torch.no_grad():
         assert large.eval()(torch.rand(2, 1, 224, 224)).shape == (2, 2)
@@ -130,11 +160,13 @@ def test_densenet_refuses_tiny_images() -> None:
 
 def test_normalization_inside_model() -> None:
     backbone = torch.nn.Identity()
-    model = architectures.NormalizedClassifier(backbone, 2, mean=[0.5, 0.2], std=[0.25, 0.1])
+    model = NormalizedClassifier(backbone, 2, mean=[0.5, 0.2], std=[0.25, 0.1])
     out = model(torch.ones(1, 2, 1, 1))
     assert torch.allclose(out.flatten(), torch.tensor([2.0, 8.0]))
     with pytest.raises(ModelError, match="std"):
         model.set_normalization(0.5, 0.0)
+    assert torch.equal(NormalizedClassifier(backbone, 1)(torch.full((1, 1, 2, 2), 0.3)),
+                       torch.full((1, 1, 2, 2), 0.3))  # nothing declared: nothing applied
 
 
 def test_hooks_register_providers() -> None:
@@ -219,7 +251,9 @@ def test_training_is_deterministic_and_leaves_rng_alone(trained, dataset: Datase
 def test_cache_key_tracks_inputs(dataset: DatasetBundle, tmp_path: Path) -> None:
     def key(params: dict, seed: int = 7, data: DatasetBundle = dataset) -> str:
         p = _params(training.TrainParams, **params)
-        material = providers.TrainProvider.key_material(p, _context(data, tmp_path, seed=seed), p.architecture,
+        context = _context(data, tmp_path, seed=seed)
+        described = providers.resolve_architecture(p.architecture, context).describe(1, 2, (SIZE, SIZE))
+        material = providers.TrainProvider.key_material(p, context, described,
                                                         p.seed if p.seed is not None else seed,
                                                         (1, SIZE, SIZE), 2)
         return training.cache_key(material)
@@ -235,6 +269,12 @@ def test_cache_key_tracks_inputs(dataset: DatasetBundle, tmp_path: Path) -> None
     assert key({**FAST, "learning_rate": 0.02}) != base
     assert key({**FAST, "augment": {"vflip": False}}) != base
     assert key({**FAST, "architecture": "resnet18"}) != base
+    assert key({**FAST, "keep_model": False}) == base
+    # what builds the network is in the key: a variant (or a changed library default) never reuses cached weights
+    assert key({**FAST, "architecture": {"name": "small_cnn"}}) == base
+    assert key({**FAST, "architecture": {"name": "small_cnn", "widths": [16, 32, 64]}}) != base
+    assert key({**FAST, "architecture": "resnet18"}) != key({**FAST, "architecture": {"name": "resnet18",
+                                                                                      "conv1_t_stride": 2}})
     assert key(FAST, seed=8) != base
     assert key(FAST, data=_toy_dataset("toy-v2")) != base
 
@@ -282,8 +322,10 @@ def test_state_dict_bare_backbone(trained, dataset: DatasetBundle, tmp_path: Pat
     mean, std = model.mean.item(), model.std.item()
     loaded = providers.StateDictProvider().provide(
         _params(providers.StateDictParams, architecture="small_cnn", weights=str(tmp_path / "bare.pt"),
-                mean=mean, std=std), _context(dataset, tmp_path))
+                normalization={"mean": mean, "std": std}), _context(dataset, tmp_path))
     assert loaded.provenance["format"] == "backbone"
+    assert loaded.provenance["normalization"] == {"mean": [pytest.approx(mean)], "std": [pytest.approx(std)],
+                                                  "source": "plan"}
     split = dataset.splits["test"]
     assert torch.allclose(_outputs(loaded.module, split), _outputs(model, split), atol=1e-5)
 
@@ -292,11 +334,12 @@ def test_state_dict_mismatch_names_file_and_key(dataset: DatasetBundle, tmp_path
     resnet = architectures.MonaiResNet18().build(1, 2, (SIZE, SIZE))
     torch.save(resnet.state_dict(), tmp_path / "resnet.pt")
     ctx = _context(dataset, tmp_path)
-    with pytest.raises(ModelError, match=r"resnet\.pt: key 'backbone\.") as info:
+    with pytest.raises(ModelError, match=r"resnet\.pt: key 'features\.") as info:
         providers.StateDictProvider().provide(
-            _params(providers.StateDictParams, architecture="small_cnn", weights="resnet.pt"), ctx)
+            _params(providers.StateDictParams, architecture="small_cnn", weights="resnet.pt", normalization="none"),
+            ctx)
     assert "small_cnn" in str(info.value)
-    three = architectures.SmallCNN().build(1, 3, (SIZE, SIZE))
+    three = NormalizedClassifier(architectures.SmallCNN().build(1, 3, (SIZE, SIZE)), 1)
     torch.save(three.state_dict(), tmp_path / "three.pt")
     with pytest.raises(ModelError, match=r"three\.pt: key 'backbone\.head\.weight' has shape \(3, 64\)"):
         providers.StateDictProvider().provide(

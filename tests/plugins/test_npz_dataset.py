@@ -12,6 +12,7 @@ import pytest
 from support import SHARED_DATASETS, require_shared
 
 from harness.data.deid import hash_id
+from harness.data.loading import load_dataset
 from harness.errors import DataError, PlanError
 from harness.plan.params import build_dataclass
 from harness.registry.contracts import DatasetBundle, DatasetContext, DatasetPlugin
@@ -26,10 +27,10 @@ SALT = "test-salt"
 
 
 def load(mapping: dict, base_dir: Path = Path("."), salt: str = SALT) -> DatasetBundle:
-    """Validate `mapping` like a plan would and load it."""
+    """Validate `mapping` like a plan would and load it as the core does (ids de-identified)."""
     plugin = NpzDataset()
     params = build_dataclass(plugin.Params, mapping, "dataset")
-    return plugin.load(params, DatasetContext(seed=0, salt=salt, base_dir=base_dir, cache_dir=base_dir))
+    return load_dataset(plugin, params, DatasetContext(seed=0, base_dir=base_dir, cache_dir=base_dir), salt)
 
 
 def write(tmp_path: Path, name: str = "data.npz", **arrays: np.ndarray) -> Path:
@@ -103,8 +104,8 @@ def test_lidc_ids_are_hashed_and_no_raw_id_leaves(lidc: DatasetBundle, raw_lidc:
     assert not any(raw in blob for raw in raw_ids)
     all_samples = [s for name in SPLITS for s in lidc.splits[name].sample_ids]
     assert len(set(all_samples)) == 5043
-    # hashing is the salted HMAC of the patient id, consistent with the stored split
-    expected = Counter(hash_id(p, SALT, "p-") for p in raw_lidc["patient_ids"][raw_lidc["split"] == "test"])
+    # the core hashes "patient:<id>" with the secret salt (HMAC), consistent with the stored split
+    expected = Counter(hash_id(f"patient:{p}", SALT) for p in raw_lidc["patient_ids"][raw_lidc["split"] == "test"])
     assert Counter(lidc.splits["test"].group_ids) == expected
 
 

@@ -20,9 +20,9 @@ SPLITS = ("train", "val", "test")
 SOFT_TISSUE = (-300 + 1350) / 1500  # -300 HU after the default lung window (W1500 L-600)
 
 
-def context(seed: int = 0, salt: str = "salt") -> DatasetContext:
+def context(seed: int = 0) -> DatasetContext:
     """A dataset context; the phantom must not depend on it."""
-    return DatasetContext(seed=seed, salt=salt, base_dir=Path("."), cache_dir=Path("/nonexistent-cache"))
+    return DatasetContext(seed=seed, base_dir=Path("."), cache_dir=Path("/nonexistent-cache"))
 
 
 def load(**mapping: object) -> DatasetBundle:
@@ -61,7 +61,7 @@ def test_registered_through_hook_and_entry_point() -> None:
 
 def test_same_params_give_identical_bytes(small_bundle: DatasetBundle) -> None:
     again = PhantomCT().load(build_dataclass(PhantomCT.Params, {"n_patients": 40, "seed": 3}),
-                             context(seed=99, salt="other"))
+                             context(seed=99))
     for name in SPLITS:
         assert small_bundle.splits[name].images.numpy().tobytes() == again.splits[name].images.numpy().tobytes()
         assert np.array_equal(small_bundle.splits[name].labels, again.splits[name].labels)

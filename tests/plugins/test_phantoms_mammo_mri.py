@@ -12,12 +12,12 @@ import pytest
 from scipy import ndimage
 from support import REPO
 
+from harness.data.checks import validate_dataset
 from harness.errors import PlanError
 from harness.plan.params import build_dataclass
 from harness.plan.schema import load_plan
 from harness.registry.contracts import DatasetBundle, DatasetContext, DatasetPlugin, TensorSplit
 from harness.registry.manager import Registry, make_plugin_manager
-from harness.run.runner import validate_dataset
 from harness_plugins.datasets.phantoms import brain_mri as phantom_brain_mri
 from harness_plugins.datasets.phantoms import mammogram as phantom_mammogram
 from harness_plugins.datasets.phantoms.brain_mri import PhantomBrainMRI
@@ -31,9 +31,9 @@ CLEAN_MAMMO = {"noise_scale": 0.0, "density_weights": [1, 0, 0, 0], "class_overl
                "calcification_fraction": 0.0}
 
 
-def context(seed: int = 0, salt: str = "salt") -> DatasetContext:
+def context(seed: int = 0) -> DatasetContext:
     """A dataset context; the phantoms must not depend on it."""
-    return DatasetContext(seed=seed, salt=salt, base_dir=Path("."), cache_dir=Path("/nonexistent-cache"))
+    return DatasetContext(seed=seed, base_dir=Path("."), cache_dir=Path("/nonexistent-cache"))
 
 
 def load(plugin: str, **mapping: object) -> DatasetBundle:
@@ -112,7 +112,7 @@ def test_registered_through_hook_and_entry_point(name: str, module: object) -> N
 def test_same_params_give_identical_bytes_and_hash(plugin: str) -> None:
     first = load(plugin, n_patients=30, seed=3)
     instance = PLUGINS[plugin]()
-    again = instance.load(build_dataclass(instance.Params, {"n_patients": 30, "seed": 3}), context(99, "other"))
+    again = instance.load(build_dataclass(instance.Params, {"n_patients": 30, "seed": 3}), context(99))
     for name in SPLITS:
         assert first.splits[name].images.numpy().tobytes() == again.splits[name].images.numpy().tobytes()
         assert np.array_equal(first.splits[name].labels, again.splits[name].labels)

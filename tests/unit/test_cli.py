@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -26,8 +28,9 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> sub
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, session_cache) -> tuple[subprocess.CompletedProcess, Path]:
     out = tmp_path_factory.mktemp("runs")
-    proc = run_cli("run", str(TINY), "--out", str(out), env={"HARNESS_CACHE_DIR": str(session_cache),
-                                                             "HARNESS_DEID_SALT": "test-salt"})
+    proc = subprocess.run(["sh", "-c", f"umask 022 && exec {' '.join(HARNESS)} run {TINY} --out {out}"],
+                          capture_output=True, text=True, cwd=REPO, timeout=600,
+                          env={**os.environ, "HARNESS_CACHE_DIR": str(session_cache), "HARNESS_DEID_SALT": "test-salt"})
     run_dirs = list(out.iterdir())
     assert len(run_dirs) == 1, proc.stderr
     return proc, run_dirs[0]
@@ -65,12 +68,33 @@ def test_tiny_plan_end_to_end(tiny_run):
     fmn_rows = [r for r in rows if r["attack"] == "fmn_linf"]
     assert all(r["min_epsilon"] for r in fmn_rows)
     # the verdict table is printed
-    assert "Acceptance criteria" in proc.stdout and "Verdict:" in proc.stdout
+    assert "Acceptance criteria" in proc.stdout and "harness: verdict " in proc.stdout
     # attack-failure indicators are computed and shown in the report
     indicators = naive["indicators"]
     assert {c["id"] for c in indicators["checks"]} >= {"unbounded_budget", "gradients", "noise_vs_attack"}
     text = subprocess.run(["pdftotext", str(run_dir / "report.pdf"), "-"], capture_output=True, text=True).stdout
     assert "Attack-failure indicators" in text and "Acceptance criteria" in text
+    # the closing lines: verdict, failed criteria, where the evidence is
+    lines = proc.stdout.strip().splitlines()
+    verdict = next(i for i, line in enumerate(lines) if line.startswith("harness: verdict "))
+    assert lines[-2:] == [f"harness: report.pdf: {run_dir / 'report.pdf'}",
+                          f"harness: results.json: {run_dir / 'results.json'}"]
+    failed = [c["id"] for c in results["criteria"] if not c["passed"]]
+    assert [line.removeprefix("harness: failed ").rsplit(": ", 1)[0] for line in lines[verdict + 1:-2]] == failed
+    # stderr is not a terminal: a line per stage (start and end), no bars
+    assert "harness: naive:attack:pgd_linf ..." in proc.stderr
+    assert "harness: naive:indicators finished in" in proc.stderr and "harness: report finished in" in proc.stderr
+    # hashes a reviewer can verify, and the plan as written
+    assert (run_dir / "plan.source.yaml").read_bytes() == TINY.read_bytes()
+    plan = manifest["plan"]
+    assert plan["file_sha256"] == hashlib.sha256(TINY.read_bytes()).hexdigest()
+    assert plan["resolved_yaml_sha256"] == hashlib.sha256((run_dir / "plan.resolved.yaml").read_bytes()).hexdigest()
+    assert run_dir.name.endswith(plan["sha256"][:8]) and set(plan["hashes"]) == {"file_sha256", "resolved_yaml_sha256",
+                                                                                 "sha256"}
+    assert manifest["harness_revision"] is None or len(manifest["harness_revision"].split("-")[0]) == 40
+    # outputs are readable by the reviewer's tools: 0666 less the umask, not the 0600 of a temporary file
+    for name in ("results.json", "manifest.json", "samples.csv", "report.pdf", "report.html"):
+        assert stat.S_IMODE((run_dir / name).stat().st_mode) == 0o644, name
 
 
 @pytest.mark.slow
@@ -146,8 +170,9 @@ def test_plugins_lists_every_builtin_with_provider_and_version():
     assert proc.returncode == 0, proc.stderr
     entries = {(e["kind"], e["name"]): e for e in json.loads(proc.stdout)}
     expected = {("dataset", "phantom_ct"), ("dataset", "npz"), ("model", "train"), ("model", "state_dict"),
-                ("model", "torchscript"), ("architecture", "small_cnn"), ("architecture", "vgg_style"),
-                ("architecture", "resnet18"), ("architecture", "densenet121"), ("attack", "fgsm"),
+                ("model", "torchscript"), ("model", "onnx"), ("architecture", "small_cnn"),
+                ("architecture", "vgg_style"), ("architecture", "resnet18"), ("architecture", "densenet121"),
+                ("attack", "fgsm"),
                 ("attack", "pgd_linf"), ("attack", "bim_linf"), ("attack", "pgd_l2"), ("attack", "cw_l2"),
                 ("attack", "deepfool_linf"), ("attack", "deepfool_l2"), ("attack", "fmn_linf"), ("attack", "fmn_l2")}
     assert expected <= set(entries)

@@ -17,8 +17,8 @@ from harness.errors import HarnessError
 from harness.plan.schema import AttackSpec
 from harness.registry.contracts import AttackOutput, TensorSplit
 from harness.report import render_report
-from harness.report.context import reduce_command, verbatim
 from harness.report.synthetic import ATTACKS, write_synthetic_run
+from harness.report.text import reduce_command, verbatim
 
 INJECTED = "<script>alert(1)</script> and <b>bold</b>"
 HEADINGS = ["1. Summary", "2. Intended use and scope", "3. Test plan", "4. Acceptance criteria", "5. Results",
@@ -295,3 +295,61 @@ def test_attack_choice_prefers_iterative_then_linf_fixed():
     l2 = AttackSpec("pgd_l2", "push", None, [0.5], "l2", "fixed_epsilon")
     assert choose_attack([l2, specs[1]], registry).id == "other" and choose_attack([l2], registry).id == "pgd_l2"
     assert closest_epsilon([0.001, 0.002, 0.008], 0.004) == 0.002
+
+
+# ---------------------------------------------------------------------------------------------- sections
+
+
+def test_every_section_has_its_template():
+    import importlib.resources
+
+    from harness.report.context import section_name
+    from harness.report.sections import SECTIONS
+
+    templates = importlib.resources.files("harness.report") / "templates" / "sections"
+    for module in SECTIONS:
+        assert (templates / f"{section_name(module)}.html").is_file(), module.__name__
+        assert hasattr(module, "TITLE") and callable(module.build), module.__name__
+
+
+def test_sections_are_numbered_in_order_and_parts_and_empty_sections_are_not(tmp_path):
+    import types
+
+    from harness.report.context import build_sections
+    from harness.report.load import load_report
+    from harness.report.sections import appendix, cover, scope, summary
+
+    def section(name: str, title: str | None, context: dict | None) -> types.ModuleType:
+        module = types.ModuleType(f"team_sections.{name}")
+        module.TITLE, module.build = title, lambda report: context
+        return module
+
+    report = load_report(write_synthetic_run(tmp_path / "run", n_test=8, n_eps=2, hardened=False, examples=False))
+    built = build_sections(report, (cover, summary, section("subgroups", "Subgroups", {"rows": []}),
+                                    section("ci_part", None, {}), section("corruptions", "Corruptions", None), scope,
+                                    appendix))
+    assert [(s.name, s.heading) for s in built] == [
+        ("cover", None), ("summary", "1. Summary"), ("subgroups", "2. Subgroups"), ("ci_part", None),
+        ("scope", "3. Intended use and scope"), ("appendix", "Appendix A. Resolved test plan")]
+    assert [s.anchor for s in built][-1] == "appendix" and built[2].template == "sections/subgroups.html"
+
+
+def test_indicator_explanations_are_shown_when_a_check_has_them(tmp_path):
+    from harness.results.model import IndicatorCheck, Indicators, ResultsDocument
+
+    run_dir = write_synthetic_run(tmp_path / "run", n_test=8, n_eps=2, hardened=False, examples=False)
+    document = ResultsDocument.from_json(json.loads((run_dir / "results.json").read_text()))
+    check = IndicatorCheck("noise_vs_attack", "Random noise is much weaker than the attack.", False, 0.5, 0.2,
+                           "noise fools 50%", explanation="Noise fooling half as many images as the attack "
+                           "suggests masked gradients.", flipped_by="uniform noise draw 3")
+    naive = document.model("naive")
+    document = document.with_model("naive", type(naive)(naive.weights_sha256, naive.clean, naive.attacks,
+                                                        Indicators(False, (check,), ("noise",), 8, "8 images")))
+    (run_dir / "results.json").write_text(json.dumps(document.to_json()))
+    from harness.report.context import build_context
+    from harness.report.load import load_report
+    from harness.report.render import render_html
+
+    html = render_html(build_context(load_report(run_dir)))  # the HTML is enough: no PDF layout
+    assert "Attack-failure indicators" in html and "NOT CREDIBLE" in html
+    assert "suggests masked gradients." in html and "flipped by: uniform noise draw 3" in html

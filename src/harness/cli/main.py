@@ -16,7 +16,6 @@ from harness import __version__
 from harness.cli.commands import load_commands
 from harness.cli.exit_codes import EXIT_INTERNAL
 from harness.errors import HarnessError
-from harness.run import distributed
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `harness` command."""
     warnings.filterwarnings("ignore", message="Please import `gaussian_filter`", category=DeprecationWarning)
     args = build_parser().parse_args(argv)
+    from harness.run import distributed  # after parsing: `--help` must not pay for importing torch
     console = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 120)
     try:
         code = {c.NAME: c for c in load_commands()}[args.command].execute(args, console)
@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _print_error(line: str, exc: BaseException) -> None:
     """Print an error line on stderr; under torchrun a rank other than 0 stays quiet when rank 0 reports it."""
+    from harness.run import distributed
+
     try:
         rank = distributed.env_rank() if distributed.env_world_size() > 1 else 0
     except HarnessError:

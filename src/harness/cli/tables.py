@@ -2,63 +2,51 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from harness.results.epsilons import EpsilonGrid
+from harness.results.formatting import eps_label
+from harness.results.metrics import CLEAN, METRICS, metrics_in
+from harness.results.model import ModelResult
+from harness.results.view import RunResults
 
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f}%"
-
-
-def _value(value: float | None, metric: str) -> str:
-    if value is None:
-        return "n/a"
-    if "epsilon" in metric:
-        return f"{value:.4g}"
-    return f"{value:.3f}"
+ROBUST_ACCURACY = METRICS["robust_accuracy"]
+MEDIAN_MIN_EPSILON = METRICS["median_min_epsilon"]
 
 
-def print_summary(console: Console, results: dict[str, Any], run_dir: str) -> None:
-    """Print the clean metrics, the robust-accuracy grid and the acceptance verdict."""
-    native = (results.get("dataset") or {}).get("native_units")
-    for role, model in results.get("models", {}).items():
-        clean = model["clean"]
-        console.print(f"[bold]{role} model[/bold], test n={clean['n']}: accuracy {_pct(clean['accuracy'])}, "
-                      f"sensitivity {_pct(clean['sensitivity'])}, specificity {_pct(clean['specificity'])}, "
-                      f"ROC AUC {_value(clean['roc_auc'], 'auc')}")
-        epsilons = sorted({p["epsilon"] for a in model["attacks"].values() for p in a["points"]})
-        table = Table(title=f"Robust accuracy ({role})", title_justify="left")
-        table.add_column("attack")
-        for eps in epsilons:
-            label = f"ε={eps:g}"
-            if native:
-                label += f"\n{eps * native['per_unit']:.3g} {native['unit']}"
-            table.add_column(label, justify="right")
-        table.add_column("median min ε", justify="right")
-        for attack_id, attack in model["attacks"].items():
-            by_eps = {p["epsilon"]: p for p in attack["points"]}
-            cells = [_pct(by_eps[e]["robust_accuracy"]) if e in by_eps else "" for e in epsilons]
-            median = attack.get("min_epsilon", {}).get("median") if attack.get("min_epsilon") else None
-            cells.append(_value(median, "epsilon") if attack.get("min_epsilon") else "")
-            table.add_row(escape(attack_id), *cells)
-        console.print(table)
-    criteria = results.get("criteria") or []
-    if criteria:
+def _robust_accuracy_table(role: str, model: ModelResult, run: RunResults) -> Table:
+    """One row per attack, one column per epsilon, and the median minimal epsilon of minimal attacks."""
+    native = run.dataset.native_units if run.dataset else None
+    grid = EpsilonGrid.of(*(attack.grid for attack in model.attacks.values()))
+    table = Table(title=f"Robust accuracy ({role})", title_justify="left")
+    table.add_column("attack")
+    for eps in grid:
+        table.add_column(f"ε={eps_label(eps)}" + (f"\n{native.describe(eps)}" if native else ""), justify="right")
+    table.add_column(MEDIAN_MIN_EPSILON.column, justify="right")
+    for attack_id, attack in model.attacks.items():
+        cells = [ROBUST_ACCURACY.unit.table(ROBUST_ACCURACY.read(model, attack_id, eps)) if eps in attack.grid
+                 else "" for eps in grid]
+        cells.append(MEDIAN_MIN_EPSILON.unit.fixed(MEDIAN_MIN_EPSILON.read(model, attack_id))
+                     if attack.min_epsilon else "")
+        table.add_row(escape(attack_id), *cells)
+    return table
+
+
+def print_summary(console: Console, run: RunResults) -> None:
+    """Print the clean metrics, the robust-accuracy grid and the criteria table (harness.cli.closing ends the run)."""
+    for role in run.model_roles:
+        model = run.model(role)
+        clean = ", ".join(f"{m.label} {m.unit.table(m.read(model))}" for m in metrics_in(CLEAN))
+        console.print(f"[bold]{role} model[/bold], test n={model.clean.n}: {clean}")
+        console.print(_robust_accuracy_table(role, model, run))
+    if run.criteria:
         table = Table(title="Acceptance criteria", title_justify="left")
         for column in ("criterion", "threshold", "measured", "verdict"):
             table.add_column(column, justify="left" if column == "criterion" else "right")
-        for entry in criteria:
-            mark = "[green]PASS[/green]" if entry["passed"] else "[red]FAIL[/red]"
-            table.add_row(escape(entry["id"]), f"{entry['op']} {entry['threshold']:g}",
-                          _value(entry["measured"], entry["metric"]), mark)
+        for c in run.criteria:
+            mark = "[green]PASS[/green]" if c.passed else "[red]FAIL[/red]"
+            table.add_row(escape(c.id), f"{c.op} {c.threshold:g}", METRICS[c.metric].unit.fixed(c.measured), mark)
         console.print(table)
-    v = results.get("verdict") or {}
-    if v:
-        word = "[bold green]PASS[/bold green]" if v["passed"] else "[bold red]FAIL[/bold red]"
-        console.print(f"Verdict: {word} ({v['n_passed']}/{v['n_criteria']} criteria passed)")
-    for warning in results.get("warnings", []):
-        console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
-    console.print(f"Run directory: {escape(run_dir)}")
+

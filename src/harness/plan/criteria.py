@@ -1,22 +1,11 @@
-"""The metrics an acceptance criterion may name, and the id each criterion gets."""
+"""Acceptance criteria as a plan states them, and the id each criterion gets (metrics: harness.results.metrics)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-# metric -> (needs an attack, needs an epsilon)
-METRICS: dict[str, tuple[bool, bool]] = {
-    "clean_accuracy": (False, False),
-    "clean_sensitivity": (False, False),
-    "clean_specificity": (False, False),
-    "clean_auc": (False, False),
-    "robust_accuracy": (True, True),
-    "robust_sensitivity": (True, True),
-    "robust_specificity": (True, True),
-    "attack_success_rate": (True, True),
-    "median_min_epsilon": (True, False),
-    "attack_credible": (False, False),  # 1 when every attack-failure indicator passed, else 0
-}
+from harness.results.formatting import eps_label, threshold_label
+
 MODEL_ROLES = ("naive", "hardened", "change")
 
 
@@ -47,7 +36,6 @@ def criterion_id(metric: str, op: str, threshold: float, model: str, attack: str
     if model != "naive":
         parts.append(model)
     if attack:
-        parts.append(f"{attack}[eps={epsilon:g}]" if epsilon is not None else attack)
-    value = f"{threshold:.2f}" if round(threshold, 2) == threshold else f"{threshold:g}"
-    parts.append(f"{metric}{op}{value}")
+        parts.append(f"{attack}[eps={eps_label(epsilon)}]" if epsilon is not None else attack)
+    parts.append(f"{metric}{op}{threshold_label(threshold)}")
     return "::".join(parts)

@@ -10,7 +10,7 @@ from typing import Any
 
 from harness.errors import PlanError
 
-PATH_FIELDS = frozenset({"path", "root", "weights", "manifest"})
+PATH_FIELDS = frozenset({"path", "root", "weights", "manifest", "inputs", "logits"})  # inputs, logits: model.reference
 PATH_SUFFIXES = ("_path", "_dir")
 
 

@@ -10,12 +10,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
+
 from harness.errors import PlanError
-from harness.plan.criteria import METRICS, MODEL_ROLES, Criterion, criterion_id
+from harness.plan.architecture import check_architecture
+from harness.plan.criteria import MODEL_ROLES, Criterion, criterion_id
 from harness.plan.params import build_dataclass, params_to_dict
 from harness.plan.sandbox import enforce_sandbox, sandbox_roots
 from harness.plan.yaml_source import YamlDocument, apply_override, expand_env, load_yaml_file, load_yaml_text
 from harness.registry.manager import Registry, default_registry
+from harness.results.epsilons import EpsilonGrid
+from harness.results.formatting import eps_label
+from harness.results.metrics import METRICS
 
 PLAN_MARKER = "harness"
 SCHEMA_VERSION = 1
@@ -118,11 +124,21 @@ class Plan:
     resolved: dict[str, Any] = field(default_factory=dict)
     overrides: list[str] = field(default_factory=list)
     batch_size_auto: bool = False  # `batch_size: auto`: the runner picks the largest batch that fits the device
+    text: str = ""  # the plan file exactly as written (comments kept); the run directory keeps a copy
 
     @property
     def sha256(self) -> str:
-        """Hash of the resolved plan (canonical JSON)."""
+        """The plan's identity: sha256 of the resolved plan as canonical JSON (sorted keys); names run directories."""
         return hashlib.sha256(json.dumps(self.resolved, sort_keys=True, default=str).encode()).hexdigest()
+
+    @property
+    def file_sha256(self) -> str:
+        """sha256 of the plan file's bytes as written (what `sha256sum plan.yaml` prints)."""
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+    def resolved_yaml(self) -> str:
+        """The plan after ${VAR} expansion and overrides, as YAML (written to plan.resolved.yaml)."""
+        return yaml.safe_dump(self.resolved, sort_keys=False, allow_unicode=True)
 
 
 def load_plan(path: str | Path, overrides: list[str] | None = None, registry: Registry | None = None) -> Plan:
@@ -224,7 +240,8 @@ class _PlanBuilder:
             batch_size=batch_size, epsilons=epsilons, dataset=dataset, model=model, attacks=attacks,
             defence=defence, acceptance=acceptance, report=report, engine=engine, indicators=indicators,
             source=self.doc.source,
-            base_dir=self.base_dir, resolved=resolved, overrides=list(self.overrides), batch_size_auto=batch_size_auto)
+            base_dir=self.base_dir, resolved=resolved, overrides=list(self.overrides), batch_size_auto=batch_size_auto,
+            text=self.doc.text)
 
     def engine_settings(self, raw: Any) -> EngineSettings:
         """`engine: auto`, or a mapping of options; without speed options the runner chooses them (auto)."""
@@ -300,10 +317,10 @@ class _PlanBuilder:
             raise self.error(f"unknown {kind} plugin {name!r} (available: {known})", f"{section}.plugin")
         plugin = self.registry.get(kind, name)
         params = build_dataclass(plugin.Params, raw, section, self.line, ignore=("plugin",))
-        architecture = getattr(params, "architecture", None)
-        if isinstance(architecture, str) and not self.registry.has("architecture", architecture):
-            known = ", ".join(self.registry.names("architecture")) or "none installed"
-            raise self.error(f"unknown architecture {architecture!r} (available: {known})", f"{section}.architecture")
+        try:
+            check_architecture(getattr(params, "architecture", None), section, self.registry.of_kind("architecture"))
+        except PlanError as exc:
+            raise self.error(exc.detail, exc.key) from None
         return PluginRef(plugin=name, params=params)
 
     def attacks(self, default_epsilons: list[float]) -> list[AttackSpec]:
@@ -359,7 +376,7 @@ class _PlanBuilder:
             metric = item.get("metric")
             if not isinstance(metric, str) or metric not in METRICS:
                 raise self.error(f"unknown metric {metric!r} (available: {', '.join(METRICS)})", f"{path}.metric")
-            needs_attack, needs_eps = METRICS[metric]
+            needs_attack, needs_eps = METRICS[metric].needs_attack, METRICS[metric].needs_epsilon
             model = item.get("model", "naive")
             if model not in MODEL_ROLES:
                 raise self.error(f"model must be one of {', '.join(MODEL_ROLES)}, got {model!r}", f"{path}.model")
@@ -382,17 +399,18 @@ class _PlanBuilder:
                 if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)):
                     raise self.error(f"metric {metric} needs a numeric 'epsilon'", f"{path}.epsilon")
                 epsilon = float(epsilon)
-                if not any(abs(epsilon - e) <= 1e-12 for e in by_id[attack].epsilons):
-                    raise self.error(f"epsilon {epsilon:g} is not in the grid of attack {attack!r} "
-                                     f"({', '.join(f'{e:g}' for e in by_id[attack].epsilons)})",
-                                     f"{path}.epsilon")
+                grid = EpsilonGrid.of(by_id[attack].epsilons)
+                if epsilon not in grid:
+                    raise self.error(f"epsilon {eps_label(epsilon)} is not in the grid of attack {attack!r} "
+                                     f"({grid.text()})", f"{path}.epsilon")
             elif epsilon is not None:
                 raise self.error(f"metric {metric} takes no epsilon", f"{path}.epsilon")
-            if metric == "attack_credible" and model == "change":
-                raise self.error("attack_credible applies to one model (naive or hardened), not to 'change'",
+            scope = METRICS[metric].scope
+            if scope.per_model and model == "change":
+                raise self.error(f"{metric} applies to one model (naive or hardened), not to 'change'",
                                  f"{path}.model")
-            if metric == "median_min_epsilon" and by_id[attack].kind != "minimal":
-                raise self.error(f"median_min_epsilon needs a minimal-perturbation attack; {attack!r} is "
+            if scope.attack_kind == "minimal" and by_id[attack].kind != "minimal":
+                raise self.error(f"{metric} needs a minimal-perturbation attack; {attack!r} is "
                                  "fixed-epsilon", f"{path}.attack")
             cid = item.get("id") or criterion_id(metric, op, threshold, model, attack, epsilon)
             if not isinstance(cid, str):

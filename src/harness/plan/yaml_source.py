@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from harness.errors import PlanError
+from harness.errors import MissingVariableError, PlanError
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -23,6 +23,7 @@ class YamlDocument:
     data: dict[str, Any]
     lines: dict[str, int] = field(default_factory=dict)
     source: str = "<plan>"
+    text: str = ""  # the YAML exactly as written (comments included)
 
     def line(self, path: str) -> int | None:
         """The line of `path` or of its nearest ancestor that has one."""
@@ -59,7 +60,7 @@ def load_yaml_text(text: str, source: str) -> YamlDocument:
         mark = getattr(exc, "problem_mark", None)
         raise PlanError(f"invalid YAML: {getattr(exc, 'problem', exc)}", source=source,
                         line=mark.line + 1 if mark else None) from None
-    return YamlDocument(data=data, lines=lines, source=source)
+    return YamlDocument(data=data, lines=lines, source=source, text=text)
 
 
 def load_yaml_file(path: Path) -> YamlDocument:
@@ -109,8 +110,7 @@ def expand_env(value: Any, doc: YamlDocument, path: str = "") -> Any:
                 return os.environ[name]
             if default is not None:
                 return default
-            raise PlanError(f"environment variable ${{{name}}} is not set", key=path,
-                            line=doc.line(path), source=doc.source)
+            raise MissingVariableError(name, key=path, line=doc.line(path), source=doc.source)
         return _ENV.sub(replace, value)
     return value
 

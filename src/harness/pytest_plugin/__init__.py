@@ -52,6 +52,15 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> PlanFile |
     return None
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Any:
+    """A skipped plan file is reported at the plan file, not at the line of this plugin that skipped it."""
+    report = yield
+    if isinstance(collector, PlanFile) and report.skipped and isinstance(report.longrepr, tuple):
+        report.longrepr = (collector.nodeid, None, report.longrepr[2])
+    return report
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """In an xdist worker, hand this worker's runs to the controller for its terminal summary."""
     workeroutput = getattr(session.config, "workeroutput", None)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+from harness.results.formatting import threshold_label
+
+if TYPE_CHECKING:
+    from harness.results.model import CriterionResult
 
 
 def format_value(value: float) -> str:
@@ -10,19 +15,14 @@ def format_value(value: float) -> str:
     return f"{value:.3f}" if value == 0 or abs(value) >= 0.01 else f"{value:.3g}"
 
 
-def format_threshold(value: float) -> str:
-    """A threshold as in criterion ids: two decimals when exact, else %g."""
-    return f"{value:.2f}" if round(value, 2) == value else f"{value:g}"
-
-
-def failure_message(entry: dict[str, Any], run_dir: str) -> str:
+def failure_message(entry: CriterionResult, run_dir: str) -> str:
     """E.g. 'pgd_linf[eps=0.004]::robust_accuracy>=0.60: measured 0.231 < 0.60 (run directory: runs/…)'."""
-    measured, threshold = entry.get("measured"), format_threshold(float(entry["threshold"]))
-    if measured is None:
-        detail = f"{entry.get('note') or 'not measured'}; required {entry['op']} {threshold}"
+    threshold = threshold_label(float(entry.threshold))
+    if entry.measured is None:
+        detail = f"{entry.note or 'not measured'}; required {entry.op} {threshold}"
     else:
-        detail = f"measured {format_value(float(measured))} {'<' if entry['op'] == '>=' else '>'} {threshold}"
-    return f"{entry['id']}: {detail} (run directory: {run_dir})"
+        detail = f"measured {format_value(float(entry.measured))} {'<' if entry.op == '>=' else '>'} {threshold}"
+    return f"{entry.id}: {detail} (run directory: {run_dir})"
 
 
 def one_line(error: BaseException | None) -> str:

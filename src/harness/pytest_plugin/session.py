@@ -14,7 +14,7 @@ from harness.pytest_plugin.messages import one_line
 
 if TYPE_CHECKING:
     from harness.plan.schema import Plan
-    from harness.run.runner import RunResult
+    from harness.results.view import RunResults
 
 
 @dataclass
@@ -22,7 +22,7 @@ class RunRecord:
     """One plan run in this process: its result, or the error that stopped it, and the PDF report outcome."""
 
     label: str
-    result: RunResult | None = None
+    result: RunResults | None = None
     error: BaseException | None = None
     run_dir: Path | None = None
     shown_dir: str = "-"
@@ -32,9 +32,9 @@ class RunRecord:
     def summary(self) -> dict[str, str]:
         """A JSON-able line for the terminal summary (sent from xdist workers to the controller)."""
         if self.result is not None:
-            verdict = self.result.results.get("verdict") or {}
-            outcome = (f"{'PASS' if verdict.get('passed') else 'FAIL'} "
-                       f"({verdict.get('n_passed', 0)}/{verdict.get('n_criteria', 0)} criteria passed)")
+            verdict = self.result.verdict
+            n_passed, n_criteria = (verdict.n_passed, verdict.n_criteria) if verdict else (0, 0)
+            outcome = f"{'PASS' if self.result.passed else 'FAIL'} ({n_passed}/{n_criteria} criteria passed)"
         else:
             outcome = f"run failed: {one_line(self.error)}"
         if self.report_error:

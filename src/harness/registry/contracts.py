@@ -11,8 +11,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from harness.data.units import NativeUnits  # defined without torch, so results and reports can use it
+
 Norm = Literal["linf", "l2"]
 AttackKind = Literal["fixed_epsilon", "minimal"]
+Identifiers = Literal["from_source", "synthetic"]  # what a data set's sample and group ids are (see DatasetPlugin)
 
 
 @runtime_checkable
@@ -20,8 +23,8 @@ class Split(Protocol):
     """One split: indexable like a torch Dataset, yielding (float32 C×H×W image in [0,1], int label)."""
 
     labels: np.ndarray  # int64, shape (N,)
-    sample_ids: list[str]  # de-identified (salted hashes or synthetic ids)
-    group_ids: list[str]  # de-identified patient ids; no group crosses splits
+    sample_ids: list[str]  # unique per sample; replaced by keyed hashes in the core unless the ids are synthetic
+    group_ids: list[str]  # patient (or other grouping) ids; no group crosses splits
 
     def __len__(self) -> int: ...
 
@@ -50,20 +53,6 @@ class TensorSplit(torch.utils.data.Dataset):
         return self.images[index], int(self.labels[index])
 
 
-@dataclass(frozen=True)
-class NativeUnits:
-    """How an epsilon on [0,1] pixels maps to the data's native intensity (e.g. 1.0 = 1500 HU)."""
-
-    per_unit: float
-    unit: str
-    note: str = ""
-
-    def describe(self, epsilon: float) -> str:
-        """E.g. '6 HU' for epsilon 0.004 at a window width of 1500 HU."""
-        value = epsilon * self.per_unit
-        return f"{value:.3g} {self.unit}"
-
-
 @dataclass
 class DatasetBundle:
     """A dataset plugin's output: splits, class names and provenance."""
@@ -87,7 +76,6 @@ class DatasetContext:
     """What a dataset plugin may use while loading."""
 
     seed: int
-    salt: str  # per-run salt for hashing identifiers
     base_dir: Path  # directory of the plan, for relative paths
     cache_dir: Path
 
@@ -98,6 +86,7 @@ class ModelBundle:
 
     module: nn.Module
     provenance: dict[str, Any]  # architecture, weights_sha256, source, cache_hit, training_log...
+    differentiable: bool = True  # False: no input gradients (e.g. ONNX through onnxruntime); gradient-free attacks only
 
 
 @dataclass
@@ -163,10 +152,18 @@ class AttackPlugin(Protocol):
 
 @runtime_checkable
 class DatasetPlugin(Protocol):
-    """A data source: turns validated params into a DatasetBundle."""
+    """A data source: turns validated params into a DatasetBundle.
+
+    `identifiers` says what the sample and group ids of its splits are. "from_source": taken from the data (file
+    names, DICOM UIDs, patient ids); the core replaces every one with a keyed hash (harness.data.deid) before any
+    other code sees it, so a plugin never handles the secret and never has to remember to hash. "synthetic": made
+    up by the plugin and naming no person (generated phantoms); kept as they are. The bundle's provenance must
+    carry `content_sha256`, a hash of everything loaded (images, labels, split assignment).
+    """
 
     name: str
     description: str
+    identifiers: Identifiers
     Params: type
 
     def load(self, params: Any, context: DatasetContext) -> DatasetBundle: ...
@@ -174,23 +171,33 @@ class DatasetPlugin(Protocol):
 
 @runtime_checkable
 class ModelPlugin(Protocol):
-    """A model provider: trains or loads a model for the dataset."""
+    """A model provider: trains or loads a model for the dataset.
+
+    needs_training_data: True when it trains on the train/val splits; a supplied model needs only a test split.
+    """
 
     name: str
     description: str
     Params: type
+    needs_training_data: bool
 
     def provide(self, params: Any, context: ModelContext) -> ModelBundle: ...
 
 
 @runtime_checkable
 class Architecture(Protocol):
-    """A network architecture that builds an nn.Module returning logits."""
+    """A network architecture that builds the bare nn.Module returning logits (no preprocessing).
+
+    Options are the plan's `architecture: {name: ..., option: value}`; an architecture that takes options also
+    has `check_options(options, key)` and `describe(in_channels, num_classes, image_size, options)` (every
+    constructor argument in effect, for the manifest and the weight cache).
+    """
 
     name: str
     description: str
 
-    def build(self, in_channels: int, num_classes: int, image_size: tuple[int, int]) -> nn.Module: ...
+    def build(self, in_channels: int, num_classes: int, image_size: tuple[int, int],
+              **options: Any) -> nn.Module: ...
 
 
 @dataclass
@@ -219,3 +226,57 @@ class DefencePlugin(Protocol):
     Params: type
 
     def harden(self, model: ModelBundle, params: Any, context: DefenceContext) -> ModelBundle: ...
+
+
+SEVERITY_LEVELS = (1, 2, 3, 4, 5)
+
+
+@dataclass(frozen=True)
+class Severity:
+    """One of a corruption's five levels: its number (1 = slightest), a name and its parameter's value."""
+
+    level: int
+    name: str
+    value: float  # the value of the corruption's `parameter`, in its `unit`
+
+
+@dataclass(frozen=True)
+class CorruptionContext:
+    """What a corruption may use besides the images: the run seed and what is known of the images' physics.
+
+    native_offset is the native value of pixel 0.0 (e.g. -1350 HU for a lung window W1500 L-600); pixel_spacing_mm
+    is the in-plane pixel size of the images as the model sees them. None means unknown: a corruption that needs it
+    raises DataError instead of guessing.
+    """
+
+    seed: int
+    native_units: NativeUnits | None = None
+    native_offset: float | None = None
+    pixel_spacing_mm: float | None = None
+
+
+@runtime_checkable
+class CorruptionPlugin(Protocol):
+    """A natural corruption or acquisition shift with five named severities, deterministic given its seed.
+
+    `severities` holds exactly five Severity entries, levels 1..5 in order of increasing harm; each sets the Params
+    field named by `parameter` (whose unit is `unit`, e.g. "HU", "mm FWHM", "JPEG quality"). `requires_unit` is the
+    NativeUnits.unit the parameter is expressed in (e.g. "HU"), or None when it is defined on [0,1] intensities.
+    `params_for(level, base)` returns `base` (default: Params()) with the parameter set to that level's value.
+    `apply` returns new float32 images of the same shape and device, in [0,1]; image i depends only on
+    (context.seed, the plugin's name, indices[i], images[i], params), never on the batch it came in.
+    """
+
+    name: str
+    description: str
+    modality: str  # "CT", "MRI" or "any"
+    requires_unit: str | None
+    parameter: str
+    unit: str
+    severities: tuple[Severity, ...]
+    Params: type
+
+    def params_for(self, level: int, base: Any | None = None) -> Any: ...
+
+    def apply(self, images: torch.Tensor, indices: Sequence[int], params: Any,
+              context: CorruptionContext) -> torch.Tensor: ...

@@ -1,4 +1,4 @@
-"""The pluggy plugin manager and the registry of named datasets, models, attacks and defences."""
+"""The pluggy plugin manager and the registry of named datasets, models, attacks, defences and corruptions."""
 
 from __future__ import annotations
 
@@ -10,16 +10,36 @@ from typing import Any
 
 import pluggy
 
-from harness.errors import PlanError
+from harness.errors import PlanError, PluginContractError
 from harness.registry import hookspecs
+from harness.registry.contracts import (
+    Architecture,
+    AttackPlugin,
+    CorruptionPlugin,
+    DatasetPlugin,
+    DefencePlugin,
+    ModelPlugin,
+)
+from harness.registry.validation import contract_problems
 
 ENTRY_POINT_GROUP = "harness"
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of plugin: the hook that registers it and the Protocol every object of the kind must meet."""
+
+    hook: str
+    protocol: type
+
+
 KINDS = {
-    "dataset": "harness_register_datasets",
-    "architecture": "harness_register_architectures",
-    "model": "harness_register_models",
-    "attack": "harness_register_attacks",
-    "defence": "harness_register_defences",
+    "dataset": Kind("harness_register_datasets", DatasetPlugin),
+    "architecture": Kind("harness_register_architectures", Architecture),
+    "model": Kind("harness_register_models", ModelPlugin),
+    "attack": Kind("harness_register_attacks", AttackPlugin),
+    "defence": Kind("harness_register_defences", DefencePlugin),
+    "corruption": Kind("harness_register_corruptions", CorruptionPlugin),
 }
 
 
@@ -54,22 +74,23 @@ class Registry:
         self.pm = pm
         dists = {id(plugin): dist for plugin, dist in pm.list_plugin_distinfo()}
         self._items: dict[str, dict[str, Registered]] = {kind: {} for kind in KINDS}
-        for kind, hook_name in KINDS.items():
-            hook = getattr(pm.hook, hook_name)
+        for kind, spec in KINDS.items():
+            hook = getattr(pm.hook, spec.hook)
             for impl in hook.get_hookimpls():
                 dist = dists.get(id(impl.plugin))
                 provider = dist.project_name if dist else getattr(impl.plugin, "__name__", repr(impl.plugin))
                 version = dist.version if dist else "-"
+                module = getattr(impl.plugin, "__name__", impl.plugin_name)
                 for obj in impl.function() or []:
+                    _check_contract(kind, spec.protocol, obj, f"{module} ({provider} {version})")
                     name = obj.name
                     if name in self._items[kind]:
                         other = self._items[kind][name]
                         raise PlanError(f"two {kind} plugins are named '{name}': {other.module} and "
                                         f"{impl.plugin_name}")
                     self._items[kind][name] = Registered(
-                        name=name, kind=kind, obj=obj, provider=provider, version=version,
-                        module=getattr(impl.plugin, "__name__", impl.plugin_name),
-                        description=(getattr(obj, "description", "") or "").strip())
+                        name=name, kind=kind, obj=obj, provider=provider, version=version, module=module,
+                        description=obj.description.strip())
 
     def names(self, kind: str) -> list[str]:
         """Sorted names of every plugin of one kind."""
@@ -94,6 +115,16 @@ class Registry:
     def of_kind(self, kind: str) -> dict[str, Any]:
         """Name → plugin object for one kind."""
         return {name: reg.obj for name, reg in self._items[kind].items()}
+
+
+def _check_contract(kind: str, protocol: type, obj: Any, source: str) -> None:
+    """Refuse an object that breaks its kind's contract, naming where it came from and what it lacks."""
+    problems = contract_problems(obj, protocol)
+    if problems:
+        label = getattr(obj, "name", None)
+        what = f"{kind} plugin {label!r}" if isinstance(label, str) else f"a {kind} plugin ({type(obj).__name__})"
+        raise PluginContractError(f"plugin module {source}: {what} breaks the {kind} contract "
+                                  f"({protocol.__name__}): {'; '.join(problems)} (see docs/plugins.md)")
 
 
 @functools.lru_cache(maxsize=1)

@@ -10,7 +10,7 @@ from markupsafe import Markup
 
 from harness.errors import HarnessError
 from harness.report.context import build_context
-from harness.report.load import load_run
+from harness.report.load import load_report
 from harness.storage.atomic import write_bytes_atomic, write_text_atomic
 
 TEMPLATE = "report.html"
@@ -23,7 +23,7 @@ def _templates():
 
 
 def _load_template(name: str) -> str | None:
-    resource = _templates() / name
+    resource = _templates().joinpath(*name.split("/"))
     try:
         return resource.read_text(encoding="utf-8")
     except (FileNotFoundError, OSError):
@@ -83,8 +83,7 @@ def render_report(run_dir: Path, page_size: str = "A4") -> tuple[Path, Path]:
     run_dir = Path(run_dir)
     if page_size.lower() not in PAGE_SIZES:
         raise HarnessError(f"page size {page_size!r} is not supported (use A4 or letter)")
-    run = load_run(run_dir)
-    html = render_html(build_context(run), page_size)
+    html = render_html(build_context(load_report(run_dir)), page_size)
     pdf = html_to_pdf(html)
     html_path, pdf_path = run_dir / "report.html", run_dir / "report.pdf"
     write_text_atomic(html_path, html)

@@ -1,26 +1,41 @@
 """A complete synthetic run directory (no training, no attacks) for report tests, benchmarks and previews.
 
-The numbers are made up but have the shapes the runner writes (harness/runner.py, harness/results.py):
-results.json, manifest.json, samples.csv, plan.resolved.yaml and examples_<role>.npz for the naive and hardened
-models, with two fixed-epsilon attacks and one minimal-perturbation attack.
+The per-image outcomes are made up; everything computed from them goes through the runner's own code (the results
+model, metric registry, criteria and samples.csv of harness.results), giving results.json, manifest.json,
+samples.csv, plan.resolved.yaml and examples_<role>.npz for the naive and hardened models, with two fixed-epsilon
+attacks and one minimal-perturbation attack.
 """
 
 from __future__ import annotations
 
 import io
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
 
-from harness.plan.criteria import criterion_id
-from harness.results.document import min_epsilon_summary, samples_csv
+from harness.data.units import NativeUnits
+from harness.plan.criteria import Criterion, criterion_id
+from harness.results.build import attack_result, clean_metrics
+from harness.results.criteria import evaluate
+from harness.results.epsilons import EpsilonGrid
+from harness.results.model import (
+    DatasetSummary,
+    DefenceResult,
+    ModelResult,
+    PlanRef,
+    ResultsDocument,
+    Verdict,
+    thaw,
+)
+from harness.results.samples import sample_outcomes, write_samples
 from harness.storage.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
 
 CLASS_NAMES = ["benign", "malignant"]
-HU_PER_UNIT = 1500.0
+NATIVE = NativeUnits(1500.0, "HU", "lung window W1500 L-600")
 ATTACKS = {
     "fgsm": {"attack": "fgsm", "norm": "linf", "kind": "fixed_epsilon", "params": {"random_start": False}},
     "pgd_linf": {"attack": "pgd_linf", "norm": "linf", "kind": "fixed_epsilon",
@@ -43,15 +58,11 @@ def epsilon_grid(n: int) -> list[float]:
     return sorted(set(values))
 
 
-def _native(eps: float) -> str:
-    return f"{eps * HU_PER_UNIT:.3g} HU"
-
-
-def _rates(labels: np.ndarray, correct: np.ndarray) -> dict[str, float | None]:
-    positive = labels == 1
-    return {"accuracy": float(correct.mean()),
-            "sensitivity": float(correct[positive].mean()) if positive.any() else None,
-            "specificity": float(correct[~positive].mean()) if (~positive).any() else None}
+def _logits(labels: np.ndarray, clean_pred: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Two-class logits whose argmax is `clean_pred`, with a made-up confidence."""
+    logits = np.zeros((len(labels), 2))
+    logits[np.arange(len(labels)), clean_pred] = rng.uniform(0.2, 3.0, len(labels))
+    return logits
 
 
 def write_synthetic_run(run_dir: Path, *, n_test: int = 60, n_eps: int = 5, hardened: bool = True,
@@ -60,33 +71,26 @@ def write_synthetic_run(run_dir: Path, *, n_test: int = 60, n_eps: int = 5, hard
                         criterion_description: str = "Pre-registered floor for PGD at 0.004 (6 HU).",
                         examples: bool = True, warnings: list[str] | None = None, seed: int = 0) -> Path:
     """Write a complete run directory and return it."""
+    from harness.attacks.sweep import AttackOutcome  # torch: only when a synthetic run is written
+
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
+    confidence_rng = np.random.default_rng(seed + 1)
     grid = epsilon_grid(n_eps)
     labels = np.arange(n_test) % 2
     sample_ids = [f"s-{i:04d}-{rng.integers(16**6):06x}" for i in range(n_test)]
     roles = ["naive", "hardened"] if hardened else ["naive"]
-    results: dict[str, Any] = {
-        "schema": "harness.results", "schema_version": 1, "status": "complete",
-        "plan": {"name": "synthetic_ct", "sha256": "ab" * 32},
-        "dataset": {"name": "phantom_ct", "class_names": CLASS_NAMES, "positive_class": 1,
-                    "content_sha256": "cd" * 32, "n_test": n_test,
-                    "native_units": {"per_unit": HU_PER_UNIT, "unit": "HU", "note": "lung window W1500 L-600"}},
-        "models": {}, "criteria": [], "verdict": None, "warnings": list(warnings or []),
-    }
-    rows: list[dict[str, Any]] = []
+    document = ResultsDocument(plan=PlanRef("synthetic_ct", "ab" * 32), status="complete", warnings=warnings or (),
+                               dataset=DatasetSummary("phantom_ct", tuple(CLASS_NAMES), 1, "cd" * 32, n_test, NATIVE))
+    samples = []
     for role in roles:
         clean_correct = rng.random(n_test) < (0.85 if role == "naive" else 0.8)
         # robustness margin per image: hardened images need much larger perturbations to flip
         margin = rng.lognormal(math.log(0.003 if role == "naive" else 0.02), 0.9, n_test)
         clean_pred = np.where(clean_correct, labels, 1 - labels)
-        confusion = np.zeros((2, 2), dtype=int)
-        np.add.at(confusion, (labels, clean_pred), 1)
-        section: dict[str, Any] = {"weights_sha256": ("e1" if role == "naive" else "f2") * 32,
-                                   "clean": {**_rates(labels, clean_correct), "roc_auc": 0.9 - 0.05 * (role != "naive"),
-                                             "confusion_matrix": confusion.tolist(), "n": n_test},
-                                   "attacks": {}}
+        model = ModelResult(weights_sha256=("e1" if role == "naive" else "f2") * 32,
+                            clean=clean_metrics(labels, _logits(labels, clean_pred, confidence_rng), 1))
         for attack_id, spec in ATTACKS.items():
             minimal = spec["kind"] == "minimal"
             threshold = margin / STRENGTH[attack_id]
@@ -94,38 +98,22 @@ def write_synthetic_run(run_dir: Path, *, n_test: int = 60, n_eps: int = 5, hard
             if minimal:
                 min_eps = np.where(clean_correct & (rng.random(n_test) < 0.05), np.inf, min_eps)
             success = np.stack([~clean_correct | (min_eps <= eps) for eps in grid])
-            points = []
-            n_correct = int(clean_correct.sum())
-            for k, eps in enumerate(grid):
-                robust = clean_correct & ~success[k]
-                points.append({**{f"robust_{key}": v for key, v in _rates(labels, robust).items()},
-                               "epsilon": eps, "epsilon_native": _native(eps), "n": n_test,
-                               "attack_success_rate": float((clean_correct & success[k]).sum()) / n_correct,
-                               "bound_violations": 1 if (attack_id == "fgsm" and role == "naive" and k == 0) else 0})
-            summary = {**spec, "params": dict(spec["params"]), "points": points}
-            if minimal:
-                summary["min_epsilon"] = min_epsilon_summary(min_eps)
-            section["attacks"][attack_id] = summary
-            for i in range(n_test):
-                row: dict[str, Any] = {"model": role, "attack": attack_id, "sample_id": sample_ids[i],
-                                       "label": int(labels[i]), "clean_prediction": int(clean_pred[i]),
-                                       "clean_correct": int(clean_correct[i])}
-                for k, eps in enumerate(grid):
-                    row[f"success@{eps:g}"] = int(success[k, i])
-                if minimal:
-                    row["min_epsilon"] = f"{min_eps[i]:.9g}" if math.isfinite(min_eps[i]) else "inf"
-                rows.append(row)
-        results["models"][role] = section
+            violations = np.array([int(attack_id == "fgsm" and role == "naive" and k == 0) for k in range(len(grid))])
+            outcome = AttackOutcome(grid, success, violations, min_eps if minimal else None)
+            result = attack_result(spec["attack"], spec["norm"], spec["kind"], spec["params"], outcome, labels,
+                                   clean_correct, 1, NATIVE)
+            model = model.with_attack(attack_id, result)
+            samples += sample_outcomes(role, attack_id, outcome, sample_ids, labels, clean_pred)
+        document = document.with_model(role, model)
     if hardened:
-        results["defence"] = {
-            "plugin": "adversarial_training",
-            "params": {"attack": "pgd_linf", "epsilons": [0.002, 0.004], "rounds": 2, "epochs_per_round": 3,
-                       "steps": 7, "mix_clean": 0.5},
-            "selected_round": 2, "selected_weights_sha256": "f2" * 32,
-            "training_log": [{"round": r, "epsilon": e, "loss": 0.7 - 0.1 * r, "train_accuracy": 0.6 + 0.05 * r,
-                              "val_clean_accuracy": 0.78, "val_robust_accuracy": 0.4 + 0.1 * r, "seconds": 12.5}
-                             for r, e in ((1, 0.002), (2, 0.004))],
-        }
+        document = replace(document, defence=DefenceResult(
+            plugin="adversarial_training",
+            params={"attack": "pgd_linf", "epsilons": [0.002, 0.004], "rounds": 2, "epochs_per_round": 3,
+                    "steps": 7, "mix_clean": 0.5},
+            selected_round=2, selected_weights_sha256="f2" * 32,
+            training_log=[{"round": r, "epsilon": e, "loss": 0.7 - 0.1 * r, "train_accuracy": 0.6 + 0.05 * r,
+                           "val_clean_accuracy": 0.78, "val_robust_accuracy": 0.4 + 0.1 * r, "seconds": 12.5}
+                          for r, e in ((1, 0.002), (2, 0.004))]))
     criteria_plan = [
         {"id": "clean-floor", "metric": "clean_accuracy", "min": 0.8},
         {"metric": "robust_accuracy", "attack": "pgd_linf", "epsilon": 0.004, "min": 0.6,
@@ -135,10 +123,8 @@ def write_synthetic_run(run_dir: Path, *, n_test: int = 60, n_eps: int = 5, hard
     if hardened:
         criteria_plan.append({"metric": "robust_accuracy", "model": "hardened", "attack": "pgd_linf",
                               "epsilon": 0.004, "min": 0.5})
-    results["criteria"] = _criteria(criteria_plan, results)
-    n_passed = sum(c["passed"] for c in results["criteria"])
-    results["verdict"] = {"passed": n_passed == len(results["criteria"]), "n_passed": n_passed,
-                          "n_criteria": len(results["criteria"])}
+    criteria = evaluate([_criterion(item) for item in criteria_plan], document)
+    document = replace(document, criteria=criteria, verdict=Verdict.of(criteria))
     resolved = {
         "harness": 1, "name": "synthetic_ct", "description": description, "intended_use": intended_use,
         "seed": 20221, "device": "auto", "batch_size": 128,
@@ -151,7 +137,7 @@ def write_synthetic_run(run_dir: Path, *, n_test: int = 60, n_eps: int = 5, hard
         "report": {"susceptibility_cutoff": 0.004, "n_examples": 3},
     }
     if hardened:
-        resolved["defence"] = {"plugin": "adversarial_training", **results["defence"]["params"]}
+        resolved["defence"] = {"plugin": "adversarial_training", **thaw(document.defence.params)}  # type: ignore[union-attr]
     manifest = {
         "schema": "harness.manifest", "schema_version": 1, "harness_version": "0.1.0",
         "started_at": "2026-01-15T09:30:00Z",
@@ -172,7 +158,7 @@ def write_synthetic_run(run_dir: Path, *, n_test: int = 60, n_eps: int = 5, hard
         "timings_seconds": {"dataset": 1.2, "model": 40.5, "naive:clean": 0.3, "naive:attack:pgd_linf": 12.0},
         "dataset": {"plugin": "phantom_ct", "name": "phantom_ct", "class_names": CLASS_NAMES, "positive_class": 1,
                     "image_shape": [1, 32, 32],
-                    "native_units": {"per_unit": HU_PER_UNIT, "unit": "HU", "note": "lung window W1500 L-600"},
+                    "native_units": {"per_unit": NATIVE.per_unit, "unit": NATIVE.unit, "note": NATIVE.note},
                     "provenance": {"source": "harness_plugins.datasets.phantoms.ct (generated, no patient data)",
                                    "content_sha256": "cd" * 32,
                                    "counts": {"train": {"benign": 140, "malignant": 140},
@@ -191,37 +177,23 @@ def write_synthetic_run(run_dir: Path, *, n_test: int = 60, n_eps: int = 5, hard
     if hardened:
         manifest["models"]["hardened"] = {"plugin": "adversarial_training", "architecture": "small_cnn",
                                           "weights_sha256": "f2" * 32, "cache_hit": False}
-    write_json_atomic(run_dir / "results.json", results)
+    write_json_atomic(run_dir / "results.json", document.to_json())
     write_json_atomic(run_dir / "manifest.json", manifest)
     write_text_atomic(run_dir / "plan.resolved.yaml", yaml.safe_dump(resolved, sort_keys=False))
-    write_text_atomic(run_dir / "samples.csv", samples_csv(rows, grid))
+    write_samples(run_dir / "samples.csv", samples, EpsilonGrid.of(grid))
     if examples:
         for role in roles:
             _write_examples(run_dir, role, sample_ids, labels, rng)
     return run_dir
 
 
-def _criteria(plan: list[dict[str, Any]], results: dict[str, Any]) -> list[dict[str, Any]]:
-    out = []
-    for item in plan:
-        model = item.get("model", "naive")
-        section = results["models"][model]
-        metric = item["metric"]
-        if metric == "clean_accuracy":
-            measured = section["clean"]["accuracy"]
-        elif metric == "median_min_epsilon":
-            measured = section["attacks"][item["attack"]]["min_epsilon"]["median"]
-        else:
-            measured = next(p[metric] for p in section["attacks"][item["attack"]]["points"]
-                            if p["epsilon"] == item["epsilon"])
-        op, threshold = (">=", item["min"]) if "min" in item else ("<=", item["max"])
-        passed = measured >= threshold if op == ">=" else measured <= threshold
-        cid = item.get("id") or criterion_id(metric, op, threshold, model, item.get("attack"), item.get("epsilon"))
-        out.append({"id": cid, "metric": metric,
-                    "model": model, "attack": item.get("attack"), "epsilon": item.get("epsilon"), "op": op,
-                    "threshold": threshold, "description": item.get("description", ""), "measured": measured,
-                    "passed": bool(passed), "note": None})
-    return out
+def _criterion(item: dict[str, Any]) -> Criterion:
+    """A criterion as the plan loader makes it from one `acceptance` entry."""
+    model, attack, epsilon = item.get("model", "naive"), item.get("attack"), item.get("epsilon")
+    op, threshold = (">=", item["min"]) if "min" in item else ("<=", item["max"])
+    return Criterion(id=item.get("id") or criterion_id(item["metric"], op, threshold, model, attack, epsilon),
+                     metric=item["metric"], op=op, threshold=threshold, model=model, attack=attack, epsilon=epsilon,
+                     description=item.get("description", ""))
 
 
 def _write_examples(run_dir: Path, role: str, sample_ids: list[str], labels: np.ndarray,

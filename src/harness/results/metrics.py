@@ -1,48 +1,170 @@
-"""Classification metrics: accuracy, sensitivity, specificity and ROC AUC (one-vs-rest for the positive class)."""
+"""The metric registry: each metric a result stores or a criterion names, in one entry.
+
+An entry says how the metric is computed from per-sample outcomes, where the results model stores it (scope and
+field), how it is named and written, and so how a criterion measures it (which attack and epsilon it needs;
+'change' is hardened minus naive). Adding a metric is one entry in METRICS, plus a field on the result it is
+stored in (CleanMetrics or AttackPoint in harness.results.model) when it is a new stored value.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
-from sklearn.metrics import roc_auc_score
+
+from harness.results.formatting import eps_text, num, pct, trimmed
+from harness.results.model import ModelResult, ResultsDocument
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax in float64."""
-    z = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+@dataclass(frozen=True)
+class Outcomes:
+    """Per-sample outcomes of one model, without attack or under one attack at one epsilon."""
+
+    labels: np.ndarray  # int, (N,)
+    positive_class: int
+    clean_correct: np.ndarray  # bool, (N,): classified correctly without attack
+    correct: np.ndarray  # bool, (N,): correct in the condition measured (without attack, or still under attack)
+    positive_scores: np.ndarray | None = None  # clean probability of the positive class (for ROC AUC)
+
+    @property
+    def positive(self) -> np.ndarray:
+        """Which samples belong to the positive class."""
+        return np.asarray(self.labels) == self.positive_class
 
 
 def _ratio(numerator: int, denominator: int) -> float | None:
     return float(numerator) / denominator if denominator else None
 
 
-def rates(labels: np.ndarray, correct: np.ndarray, positive_class: int) -> dict[str, float | None]:
-    """Accuracy, sensitivity (positive-class recall) and specificity (of the rest) from per-sample correctness."""
-    labels = np.asarray(labels)
-    correct = np.asarray(correct, dtype=bool)
-    positive = labels == positive_class
-    return {
-        "accuracy": _ratio(int(correct.sum()), len(labels)),
-        "sensitivity": _ratio(int((correct & positive).sum()), int(positive.sum())),
-        "specificity": _ratio(int((correct & ~positive).sum()), int((~positive).sum())),
-    }
+def accuracy(o: Outcomes) -> float | None:
+    """Share of samples classified correctly."""
+    return _ratio(int(np.count_nonzero(o.correct)), len(o.labels))
 
 
-def clean_metrics(labels: np.ndarray, logits: np.ndarray, positive_class: int) -> dict[str, object]:
-    """Clean metrics on one split: accuracy, sensitivity, specificity, ROC AUC, confusion matrix, n."""
-    labels = np.asarray(labels, dtype=np.int64)
-    predictions = logits.argmax(axis=1)
-    result: dict[str, object] = dict(rates(labels, predictions == labels, positive_class))
-    probabilities = softmax(logits)
-    positive = labels == positive_class
-    if positive.all() or not positive.any():
-        result["roc_auc"] = None  # undefined with a single class present
-    else:
-        result["roc_auc"] = float(roc_auc_score(positive, probabilities[:, positive_class]))
-    k = logits.shape[1]
-    confusion = np.zeros((k, k), dtype=np.int64)
-    np.add.at(confusion, (labels, predictions), 1)
-    result["confusion_matrix"] = confusion.tolist()  # rows: true class, columns: predicted class
-    result["n"] = int(len(labels))
-    return result
+def sensitivity(o: Outcomes) -> float | None:
+    """Recall of the positive class."""
+    return _ratio(int(np.count_nonzero(o.correct & o.positive)), int(np.count_nonzero(o.positive)))
+
+
+def specificity(o: Outcomes) -> float | None:
+    """Recall of the other classes."""
+    return _ratio(int(np.count_nonzero(o.correct & ~o.positive)), int(np.count_nonzero(~o.positive)))
+
+
+def roc_auc(o: Outcomes) -> float | None:
+    """One-vs-rest ROC AUC of the positive class; None when only one class is present."""
+    positive = o.positive
+    if o.positive_scores is None or positive.all() or not positive.any():
+        return None
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(positive, o.positive_scores))
+
+
+def success_rate(o: Outcomes) -> float | None:
+    """Share of the clean-correct samples the attack fooled."""
+    return _ratio(int(np.count_nonzero(o.clean_correct & ~o.correct)), int(np.count_nonzero(o.clean_correct)))
+
+
+@dataclass(frozen=True)
+class Unit:
+    """How values of a metric are written: in result tables, in the console's criteria table, in the report's."""
+
+    name: str
+    table: Callable[[float | None], str]
+    fixed: Callable[[float | None], str]
+    short: Callable[[float | None], str]
+
+
+RATE = Unit("rate", pct, num, trimmed)
+SCORE = Unit("score", num, num, trimmed)
+EPSILON = Unit("epsilon", eps_text, eps_text, eps_text)
+FLAG = Unit("flag", trimmed, num, trimmed)  # 1.0 yes, 0.0 no
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which result of a model holds a metric, and what a criterion on it must name."""
+
+    name: str
+    needs_attack: bool
+    needs_epsilon: bool
+    locate: Callable[[ModelResult, str | None, float | None], Any]  # (model, attack id, epsilon) → result or None
+    attack_kind: str | None = None  # the kind of attack required, if any
+    per_model: bool = False  # True: measured on one model only, never as 'change'
+
+
+CLEAN = Scope("clean", False, False, lambda model, attack, eps: model.clean)
+POINT = Scope("point", True, True, lambda model, attack, eps: (
+    model.attacks[attack].find(eps) if attack in model.attacks else None))
+MIN_EPSILON = Scope("min_epsilon", True, False, lambda model, attack, eps: (
+    model.attacks[attack].min_epsilon if attack in model.attacks else None), attack_kind="minimal")
+INDICATORS = Scope("indicators", False, False, lambda model, attack, eps: model.indicators, per_model=True)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric: its name in plans, where it is stored, how it is computed, named and written."""
+
+    name: str  # what a criterion names: 'robust_accuracy'
+    scope: Scope
+    field: str  # the attribute of the scope's result that stores it
+    unit: Unit
+    label: str  # in tables and prose: 'sensitivity'
+    column: str  # a narrow table header: 'sens.'
+    compute: Callable[[Outcomes], float | None] | None = None  # None: read from a summary computed elsewhere
+
+    @property
+    def needs_attack(self) -> bool:
+        """Whether a criterion on this metric names an attack."""
+        return self.scope.needs_attack
+
+    @property
+    def needs_epsilon(self) -> bool:
+        """Whether a criterion on this metric names an epsilon of the attack's grid."""
+        return self.scope.needs_epsilon
+
+    def read(self, model: ModelResult, attack: str | None = None, epsilon: float | None = None) -> float | None:
+        """The stored value for one model, or None where it was not measured."""
+        holder = self.scope.locate(model, attack, epsilon)
+        value = None if holder is None else getattr(holder, self.field)
+        return None if value is None else float(value)
+
+    def measure(self, results: ResultsDocument, role: str, attack: str | None = None,
+                epsilon: float | None = None) -> float | None:
+        """The value for a model role; 'change' is hardened minus naive; None where either was not measured."""
+        if role == "change":
+            naive, hardened = (self.measure(results, r, attack, epsilon) for r in ("naive", "hardened"))
+            return None if naive is None or hardened is None else hardened - naive
+        model = results.models.get(role)
+        return None if model is None else self.read(model, attack, epsilon)
+
+
+def _registry(*metrics: Metric) -> dict[str, Metric]:
+    return {metric.name: metric for metric in metrics}
+
+
+METRICS: dict[str, Metric] = _registry(
+    Metric("clean_accuracy", CLEAN, "accuracy", RATE, "accuracy", "accuracy", accuracy),
+    Metric("clean_sensitivity", CLEAN, "sensitivity", RATE, "sensitivity", "sensitivity", sensitivity),
+    Metric("clean_specificity", CLEAN, "specificity", RATE, "specificity", "specificity", specificity),
+    Metric("clean_auc", CLEAN, "roc_auc", SCORE, "ROC AUC", "ROC AUC", roc_auc),
+    Metric("robust_accuracy", POINT, "robust_accuracy", RATE, "accuracy", "accuracy", accuracy),
+    Metric("robust_sensitivity", POINT, "robust_sensitivity", RATE, "sensitivity", "sens.", sensitivity),
+    Metric("robust_specificity", POINT, "robust_specificity", RATE, "specificity", "spec.", specificity),
+    Metric("attack_success_rate", POINT, "attack_success_rate", RATE, "attack success rate", "success", success_rate),
+    Metric("median_min_epsilon", MIN_EPSILON, "median", EPSILON, "median minimal ε", "median min ε"),
+    Metric("attack_credible", INDICATORS, "credible", FLAG, "attack results credible", "credible"),
+)
+
+
+def metrics_in(scope: Scope) -> list[Metric]:
+    """The metrics a scope's result stores, in registry order."""
+    return [metric for metric in METRICS.values() if metric.scope is scope]
+
+
+def compute(scope: Scope, outcomes: Outcomes) -> dict[str, float | None]:
+    """Every computed metric of a scope, by the field that stores it."""
+    return {metric.field: metric.compute(outcomes) for metric in metrics_in(scope) if metric.compute is not None}

@@ -46,3 +46,23 @@ def platform_info() -> dict[str, str]:
     """Operating system and interpreter."""
     return {"system": platform.system(), "release": platform.release(), "machine": platform.machine(),
             "python_implementation": platform.python_implementation(), "executable": sys.executable}
+
+
+def source_revision() -> str | None:
+    """The git revision of the harness source when it runs from a checkout ('<sha>' or '<sha>-dirty'), else None."""
+    import subprocess
+    from pathlib import Path
+
+    import harness
+
+    root = Path(harness.__file__).resolve().parents[2]  # src/harness/__init__.py → the checkout
+    if not (root / ".git").exists():
+        return None
+    try:
+        sha = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{sha}-dirty" if dirty else sha

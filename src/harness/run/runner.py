@@ -9,31 +9,45 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
 from harness import __version__
 from harness.attacks.engine import auto_batch_size, enable_determinism, prepare_attack_model, resolve_engine
 from harness.attacks.example_images import save_examples
 from harness.attacks.indicators import compute_indicators
-from harness.attacks.sweep import batches, merge_outcomes, predict_logits, run_attack
-from harness.data.splits import SPLIT_NAMES, check_no_group_crosses
-from harness.errors import DataError, HarnessError
-from harness.plan.schema import Plan
+from harness.attacks.sweep import AttackOutcome, batches, merge_outcomes, predict_logits, run_attack
+from harness.data.checks import validate_dataset
+from harness.data.loading import load_dataset
+from harness.errors import DataError, HarnessError, ModelError, PlanError
+from harness.plan.architecture import split_architecture
+from harness.plan.schema import AttackSpec, Plan
 from harness.registry.contracts import DatasetBundle, DatasetContext, DefenceContext, ModelBundle, ModelContext
 from harness.registry.manager import Registry
-from harness.results.criteria import evaluate, verdict
-from harness.results.document import attack_summary, new_results, sample_rows, write_samples
-from harness.results.metrics import clean_metrics
+from harness.results.build import attack_result, clean_metrics
+from harness.results.criteria import evaluate
+from harness.results.epsilons import EpsilonGrid
+from harness.results.formatting import eps_label
+from harness.results.model import (
+    DatasetSummary,
+    DefenceResult,
+    Indicators,
+    ModelResult,
+    PlanRef,
+    ResultsDocument,
+    Verdict,
+)
+from harness.results.samples import SampleOutcome, sample_outcomes, write_samples
+from harness.results.view import RunResults
 from harness.run import distributed
-from harness.run.environment import device_info, library_versions, platform_info, resolve_device
-from harness.run.progress import ProgressReporter
+from harness.run.environment import device_info, library_versions, platform_info, resolve_device, source_revision
+from harness.run.progress import ProgressMode, ProgressReporter
 from harness.storage.atomic import write_json_atomic, write_text_atomic
+from harness.storage.model_copy import keep_model
 from harness.storage.rundir import create_run_dir, default_cache_dir, deid_salt
 
 
@@ -44,23 +58,10 @@ class RunConfig:
     out_root: Path = Path("runs")
     device: str | None = None
     cache_dir: Path | None = None
-    progress: bool | None = None
+    progress: ProgressMode | bool | None = "auto"  # bars on a terminal, lines in logs; False or "off": none
+    quiet: bool = False  # no progress and no status lines: only errors, warnings and the closing summary
     report: bool = False  # also render report.html and report.pdf at the end
     echo: Callable[[str], None] = field(default=lambda message: print(message, file=sys.stderr))
-
-
-@dataclass
-class RunResult:
-    """What a finished run produced."""
-
-    run_dir: Path
-    results: dict[str, Any]
-    manifest: dict[str, Any]
-
-    @property
-    def passed(self) -> bool:
-        """Whether every acceptance criterion passed."""
-        return bool(self.results["verdict"]["passed"])
 
 
 class Runner:
@@ -78,20 +79,22 @@ class Runner:
         distributed.setup()
         self.rank, self.world = distributed.rank(), distributed.world_size()
         self.device = distributed.device_for_rank(resolve_device(self.config.device or plan.device))
-        self.echo = self.config.echo if self.rank == 0 else _silent
+        self.echo = self.config.echo if self.rank == 0 and not self.config.quiet else _silent
+        self.progress = ProgressReporter("off")  # replaced for the stages of run()
         self.cache_dir = self.config.cache_dir or default_cache_dir()
         self.timings: dict[str, float] = {}
-        self.sample_rows: list[dict[str, Any]] = []
+        self.samples: list[SampleOutcome] = []
         self.resumed_batch_size: int | None = None
         self.batch_size = plan.batch_size  # replaced once the model is known when the plan says `batch_size: auto`
+        self.epsilons = EpsilonGrid.of(*(spec.epsilons for spec in plan.attacks))  # the samples.csv columns
 
     # -- stages --------------------------------------------------------------------------------------------
-    def run(self) -> RunResult:
+    def run(self) -> RunResults:
         """Run every stage; results and manifest are rewritten atomically after each one."""
         plan = self.plan
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise HarnessError(f"device {self.device} was requested but CUDA is not available")
-        self.results = new_results(plan.name, plan.sha256)
+        self.results = ResultsDocument(plan=PlanRef(plan.name, plan.sha256))
         self.manifest = self._initial_manifest()
         if self.resume_dir is not None:
             self.run_dir = self.resume_dir
@@ -101,7 +104,8 @@ class Runner:
         distributed.on_main(self._start_files, share=False)
         self._seed(plan.seed)
         self.manifest["determinism"] = enable_determinism(plan.engine, self.device)
-        with ProgressReporter(self.config.progress if self.rank == 0 else False) as progress:
+        mode = self.config.progress if self.rank == 0 and not self.config.quiet else "off"
+        with ProgressReporter(mode, write=self.echo) as progress:
             self.progress = progress
             dataset = self._stage("dataset", self._load_dataset)
             if self.world > 1:
@@ -112,19 +116,21 @@ class Runner:
             if plan.defence is not None:
                 hardened = self._stage("defence", lambda: self._harden(naive, dataset))
                 self._evaluate_model("hardened", hardened, dataset)
-        self._stage("criteria", self._check_criteria)
-        self.results["status"] = "complete"
-        self._save()
-        if self.config.report:
-            self._stage("report", lambda: distributed.on_main(self._render_report, share=False))
+            self._stage("criteria", self._check_criteria)
+            self.results = replace(self.results, status="complete")
+            self._save()
+            if self.config.report:
+                self._stage("report", lambda: distributed.on_main(self._render_report, share=False))
         if self.rank == 0:
-            self.registry.pm.hook.harness_run_end(plan=plan, run_dir=str(self.run_dir), results=self.results)
-        return RunResult(self.run_dir, self.results, self.manifest)
+            self.registry.pm.hook.harness_run_end(plan=plan, run_dir=str(self.run_dir),
+                                                  results=self.results.to_json())
+        return RunResults(self.run_dir, self.results, self.manifest)
 
     def _start_files(self) -> None:
         """Rank 0: the first results and manifest, the resolved plan, and the run-start hook."""
         self._save()
-        write_text_atomic(self.run_dir / "plan.resolved.yaml", yaml.safe_dump(self.plan.resolved, sort_keys=False))
+        write_text_atomic(self.run_dir / PLAN_SOURCE_FILE, self.plan.text)
+        write_text_atomic(self.run_dir / "plan.resolved.yaml", self.plan.resolved_yaml())
         self.registry.pm.hook.harness_run_start(plan=self.plan, run_dir=str(self.run_dir))
 
     def _render_report(self) -> None:
@@ -136,20 +142,28 @@ class Runner:
     def _load_dataset(self) -> DatasetBundle:
         plugin = self.registry.get("dataset", self.plan.dataset.plugin)
         salt = distributed.main_first(lambda: deid_salt(self.cache_dir))  # rank 0 creates it; the others read it
-        context = DatasetContext(seed=self.plan.seed, salt=salt, base_dir=self.plan.base_dir,
-                                 cache_dir=self.cache_dir)
+        context = DatasetContext(seed=self.plan.seed, base_dir=self.plan.base_dir, cache_dir=self.cache_dir)
         self.echo(f"harness: loading data set '{self.plan.dataset.plugin}'")
-        dataset = plugin.load(self.plan.dataset.params, context)
-        validate_dataset(dataset)
+        dataset = load_dataset(plugin, self.plan.dataset.params, context, salt)
+        validate_dataset(dataset, self._trainers())
         self.manifest["dataset"] = {"plugin": self.plan.dataset.plugin, "name": dataset.name,
                                     "class_names": dataset.class_names, "positive_class": dataset.positive_class,
                                     "image_shape": list(dataset.image_shape),
                                     "native_units": _native(dataset), "provenance": dataset.provenance}
-        self.results["dataset"] = {"name": dataset.name, "class_names": dataset.class_names,
-                                   "positive_class": dataset.positive_class,
-                                   "content_sha256": dataset.provenance.get("content_sha256"),
-                                   "n_test": len(dataset.splits["test"]), "native_units": _native(dataset)}
+        self.results = replace(self.results, dataset=DatasetSummary(
+            name=dataset.name, class_names=tuple(dataset.class_names), positive_class=dataset.positive_class,
+            content_sha256=dataset.provenance.get("content_sha256"), n_test=len(dataset.splits["test"]),
+            native_units=dataset.native_units))
         return dataset
+
+    def _trainers(self) -> list[str]:
+        """What trains on the data set's train/val splits: a model plugin that trains, and any defence."""
+        trainers = []
+        if self.registry.get("model", self.plan.model.plugin).needs_training_data:
+            trainers.append(f"model plugin '{self.plan.model.plugin}'")
+        if self.plan.defence is not None:
+            trainers.append(f"defence '{self.plan.defence.plugin}'")
+        return trainers
 
     def _provide_model(self, dataset: DatasetBundle) -> ModelBundle:
         plugin = self.registry.get("model", self.plan.model.plugin)
@@ -157,10 +171,31 @@ class Runner:
                                cache_dir=self.cache_dir, architectures=self.registry.of_kind("architecture"),
                                progress=self.progress, log=self.echo)
         self.echo(f"harness: preparing model '{self.plan.model.plugin}' on {self.device}")
-        bundle = plugin.provide(self.plan.model.params, context)
+        try:
+            bundle = plugin.provide(self.plan.model.params, context)
+        except PlanError as exc:  # a plugin knows the key, not the file
+            if exc.source is not None:
+                raise
+            raise PlanError(exc.detail, key=exc.key, line=exc.line, source=self.plan.source) from None
         bundle.module.eval()
+        if not bundle.differentiable and self.plan.defence is not None:
+            raise ModelError(f"defence '{self.plan.defence.plugin}' fine-tunes the model with gradients, but the "
+                             "model runs without them (e.g. an ONNX model through onnxruntime)")
         self.manifest["models"] = {"naive": {"plugin": self.plan.model.plugin, **bundle.provenance}}
+        distributed.on_main(lambda: self._keep_model("naive", bundle), share=False)
         return bundle
+
+    def _keep_model(self, role: str, bundle: ModelBundle) -> None:
+        """Rank 0: the tested model's file (or state dict) under run_dir/model/, unless `keep_model: false`."""
+        entry = self.manifest["models"][role]
+        if not getattr(self.plan.model.params, "keep_model", True):
+            entry["stored_copy"] = {"path": None, "how": "not kept (keep_model: false)"}
+            return
+        source = bundle.provenance.get("weights_path")
+        cache = Path(self.cache_dir).resolve()
+        in_cache = bool(source) and cache in Path(source).resolve().parents
+        entry["stored_copy"] = keep_model(self.run_dir, role, source, bundle.module, may_link=in_cache)
+        self._save()
 
     def _harden(self, naive: ModelBundle, dataset: DatasetBundle) -> ModelBundle:
         ref = self.plan.defence
@@ -171,16 +206,10 @@ class Runner:
         self.echo(f"harness: hardening the model with defence '{ref.plugin}'")
         bundle = plugin.harden(naive, ref.params, context)
         bundle.module.eval()
-        provenance = bundle.provenance
-        self.manifest["models"]["hardened"] = {"plugin": ref.plugin, **provenance}
-        self.results["defence"] = {"plugin": ref.plugin, "params": ref.params_dict(),
-                                   "selected_round": provenance.get("selected_round"),
-                                   "selected_weights_sha256": provenance.get("weights_sha256"),
-                                   "training_log": provenance.get("training_log", []),
-                                   **{key: provenance[key] for key in ("early_stopped", "resumed_from_round",
-                                                                       "naive_selected", "mixed_precision",
-                                                                       "selection", "distributed")
-                                     if key in provenance}}
+        self.manifest["models"]["hardened"] = {"plugin": ref.plugin, **bundle.provenance}
+        distributed.on_main(lambda: self._keep_model("hardened", bundle), share=False)
+        self.results = replace(self.results, defence=DefenceResult.from_provenance(ref.plugin, ref.params_dict(),
+                                                                                    bundle.provenance))
         return bundle
 
     def _evaluate_model(self, role: str, bundle: ModelBundle, dataset: DatasetBundle) -> None:
@@ -192,15 +221,15 @@ class Runner:
                                                                       self.device, bar.advance))
         bar.close()
         clean_pred = logits.argmax(axis=1)
-        clean_correct = clean_pred == labels
-        section = {"weights_sha256": bundle.provenance.get("weights_sha256"),
-                   "clean": clean_metrics(labels, logits, dataset.positive_class), "attacks": {}}
-        self.results["models"][role] = section
+        model = ModelResult(weights_sha256=bundle.provenance.get("weights_sha256"),
+                            clean=clean_metrics(labels, logits, dataset.positive_class))
+        self.results = self.results.with_model(role, model)
         self._save()
         attack_model = self._stage(f"{role}:engine", lambda: self._attack_model(role, bundle, test))
         shard = (self.rank, self.world)
         outcomes = {}  # per-image outcomes by attack id: the indicators reuse them instead of attacking again
-        for spec in self.plan.attacks:
+        attacks = self._possible_attacks(role, bundle)
+        for spec in attacks:
             plugin = self.registry.get("attack", spec.attack)
             bar = self.progress(f"{role}: {spec.id}", distributed.shard_size(len(test), self.batch_size, *shard))
             local = self._stage(f"{role}:attack:{spec.id}", lambda spec=spec, plugin=plugin, bar=bar: run_attack(
@@ -209,35 +238,60 @@ class Runner:
                 judge=bundle.module, shard=shard))
             bar.close()
             outcome = outcomes[spec.id] = merge_outcomes(distributed.all_gather(local), self.batch_size)
-            summary = attack_summary(spec, outcome, labels, clean_correct, dataset.positive_class,
-                                     dataset.native_units)
-            section["attacks"][spec.id] = summary
-            for point in summary["points"]:
-                if point["bound_violations"]:
-                    self.results["warnings"].append(
-                        f"{role}/{spec.id} at eps={point['epsilon']:g}: {point['bound_violations']} adversarial "
-                        "examples were outside their epsilon bound and were not counted")
-                if self.rank == 0:
-                    self.registry.pm.hook.harness_attack_result(
-                        plan=self.plan, model_role=role, attack_id=spec.id, epsilon=point["epsilon"],
-                        robust_accuracy=point["robust_accuracy"])
-            self.sample_rows += sample_rows(role, spec, outcome, test.sample_ids, labels, clean_pred)
-            if self.rank == 0:
-                write_samples(self.run_dir / "samples.csv", self.sample_rows, self._all_epsilons())
-            self._save()
-        if self.plan.indicators.enabled:
-            section["indicators"] = self._stage(f"{role}:indicators", lambda: distributed.on_main(
+            model = self._record_attack(role, model, spec, outcome, dataset, clean_pred)
+        if self.plan.indicators.enabled and not bundle.differentiable:
+            self.results = self.results.with_warnings(f"{role}: the attack-failure indicators were not computed: "
+                                                      "they need input gradients, which the model does not give")
+        elif self.plan.indicators.enabled:
+            section = model.to_json()  # the indicators read the model's results as JSON data
+            indicators = Indicators.from_json(self._stage(f"{role}:indicators", lambda: distributed.on_main(
                 lambda: compute_indicators(bundle.module, test, section, self.plan, self.registry, self.device,
                                            self.batch_size, self.plan.seed, self.plan.indicators.n_images,
-                                           dataset.class_names, outcomes)))
-            if not section["indicators"]["credible"]:
-                self.results["warnings"].append(f"{role}: the attack results may not be credible (attack-failure "
-                                                "indicators: " + "; ".join(section["indicators"]["flags"]) + ")")
+                                           dataset.class_names, outcomes))))
+            self.results = self.results.with_model(role, replace(model, indicators=indicators))
+            if not indicators.credible:
+                self.results = self.results.with_warnings(
+                    f"{role}: the attack results may not be credible (attack-failure indicators: "
+                    + "; ".join(indicators.flags) + ")")
             self._save()
         settings = self.plan.report
         self._stage(f"{role}:examples", lambda: distributed.on_main(lambda: save_examples(
-            self.run_dir, role, bundle.module, test, self.plan.attacks, self.registry, self.device,
+            self.run_dir, role, bundle.module, test, attacks, self.registry, self.device,
             self.batch_size, settings.n_examples, settings.susceptibility_cutoff, self.plan.seed), share=False))
+
+    def _possible_attacks(self, role: str, bundle: ModelBundle) -> list[AttackSpec]:
+        """The plan's attacks this model allows: without gradients only those whose plugin needs none."""
+        possible, skipped = [], []
+        for spec in self.plan.attacks:
+            needs = self.registry.get("attack", spec.attack).requires_gradients
+            (skipped if needs and not bundle.differentiable else possible).append(spec)
+        self.results = self.results.with_warnings(*(
+            f"{role}: attack '{spec.id}' was not run: it needs input gradients and the model gives none (only "
+            "gradient-free attacks can test it)" for spec in skipped))
+        self.manifest["models"][role]["attacks_possible"] = [spec.id for spec in possible]
+        self.manifest["models"][role]["attacks_not_possible"] = [spec.id for spec in skipped]
+        return possible
+
+    def _record_attack(self, role: str, model: ModelResult, spec: AttackSpec, outcome: AttackOutcome,
+                       dataset: DatasetBundle, clean_pred: np.ndarray) -> ModelResult:
+        """Add one attack's result, warnings and samples.csv rows; save; the model's results with the attack."""
+        test = dataset.splits["test"]
+        result = attack_result(spec.attack, spec.norm, spec.kind, spec.params_dict(), outcome, test.labels,
+                               clean_pred == test.labels, dataset.positive_class, dataset.native_units)
+        model = model.with_attack(spec.id, result)
+        self.results = self.results.with_model(role, model).with_warnings(*(
+            f"{role}/{spec.id} at eps={eps_label(point.epsilon)}: {point.bound_violations} adversarial examples "
+            "were outside their epsilon bound and were not counted"
+            for point in result.points if point.bound_violations))
+        self.samples += sample_outcomes(role, spec.id, outcome, test.sample_ids, test.labels, clean_pred)
+        if self.rank == 0:
+            for point in result.points:
+                self.registry.pm.hook.harness_attack_result(plan=self.plan, model_role=role, attack_id=spec.id,
+                                                            epsilon=point.epsilon,
+                                                            robust_accuracy=point.robust_accuracy)
+            write_samples(self.run_dir / "samples.csv", self.samples, self.epsilons)
+        self._save()
+        return model
 
     def _attack_checkpoint(self, role: str, attack_id: str) -> Path:
         """Where one attack's per-batch state is saved; under torchrun one file per rank (and world size)."""
@@ -262,23 +316,24 @@ class Runner:
         grid = [eps for spec in self.plan.attacks if spec.kind == "fixed_epsilon" and spec.norm == "linf"
                 for eps in spec.epsilons]
         settings, choice = resolve_engine(self.plan.engine, bundle.module, self.device,
-                                          lambda n: next(iter(batches(test, n))), grid or self.plan.epsilons)
+                                          lambda n: next(iter(batches(test, n))), grid or self.plan.epsilons,
+                                          differentiable=bundle.differentiable)
         self.manifest.setdefault("engine_choice", {})[role] = choice
         model, notes = prepare_attack_model(bundle.module, settings, self.device, sample.to(self.device))
-        self.results["warnings"] += [f"{role}: engine: {note}" for note in notes]
+        self.results = self.results.with_warnings(*(f"{role}: engine: {note}" for note in notes))
         return model
 
     def _check_criteria(self) -> None:
-        entries = evaluate(self.plan.acceptance, self.results)
-        self.results["criteria"] = entries
-        self.results["verdict"] = verdict(entries)
+        criteria = evaluate(self.plan.acceptance, self.results)
+        self.results = replace(self.results, criteria=criteria, verdict=Verdict.of(criteria))
 
     # -- helpers -------------------------------------------------------------------------------------------
     def _stage(self, name: str, work: Callable[[], Any]) -> Any:
         """Run one stage, timed; under torchrun every rank runs it and the ranks agree on errors at its end."""
         start = time.perf_counter()
         try:
-            return distributed.together(work)
+            with self.progress.stage(name):
+                return distributed.together(work)
         finally:
             self.timings[name] = round(time.perf_counter() - start, 3)
             self.manifest["timings_seconds"] = dict(self.timings)
@@ -301,9 +356,6 @@ class Runner:
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         return previous.get("started_at", now), [*previous.get("resumed_at", []), now]
 
-    def _all_epsilons(self) -> list[float]:
-        return sorted({eps for spec in self.plan.attacks for eps in spec.epsilons})
-
     def _seed(self, seed: int) -> None:
         random.seed(seed)
         np.random.seed(seed % 2**32)
@@ -314,10 +366,13 @@ class Runner:
         return {
             "schema": "harness.manifest", "schema_version": 1,
             "harness_version": __version__,
+            "harness_revision": source_revision(),
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "command": sys.argv,
             "plan": {"name": plan.name, "source": plan.source, "sha256": plan.sha256, "resolved": plan.resolved,
-                     "overrides": plan.overrides},
+                     "overrides": plan.overrides, "copy": PLAN_SOURCE_FILE, "file_sha256": plan.file_sha256,
+                     "resolved_yaml_sha256": hashlib.sha256(plan.resolved_yaml().encode("utf-8")).hexdigest(),
+                     "hashes": PLAN_HASHES},
             "seeds": {"plan": plan.seed, "attack_batches": "sha256(seed:model:attack:batch) per batch"},
             "device": device_info(self.device),
             "versions": library_versions(),
@@ -337,14 +392,21 @@ class Runner:
             used.add(("defence", plan.defence.plugin))
         architecture = getattr(plan.model.params, "architecture", None)
         if architecture:
-            used.add(("architecture", architecture))
+            used.add(("architecture", split_architecture(architecture)[0]))
         return (kind, name) in used
 
     def _save(self) -> None:
         if self.rank != 0:
             return  # rank 0 alone writes the run directory
-        write_json_atomic(self.run_dir / "results.json", self.results)
+        write_json_atomic(self.run_dir / "results.json", self.results.to_json())
         write_json_atomic(self.run_dir / "manifest.json", self.manifest)
+
+
+PLAN_SOURCE_FILE = "plan.source.yaml"
+PLAN_HASHES = {"file_sha256": "sha256 of the plan file as written (sha256sum of plan.source.yaml)",
+               "resolved_yaml_sha256": "sha256 of plan.resolved.yaml (after ${VAR} expansion and --set overrides)",
+               "sha256": "sha256 of the resolved plan as canonical JSON (sorted keys); its first 8 digits name the run "
+                         "directory and --resume checks it"}
 
 
 def check_same_data(dataset: DatasetBundle) -> None:
@@ -359,23 +421,6 @@ def check_same_data(dataset: DatasetBundle) -> None:
 
 def _silent(message: str) -> None:
     """Ranks other than 0 print nothing."""
-
-
-def validate_dataset(dataset: DatasetBundle) -> None:
-    """The core's own checks on any dataset plugin's output: splits present, shapes, ranges, no patient leak."""
-    for name in SPLIT_NAMES:
-        if name not in dataset.splits:
-            raise DataError(f"data set '{dataset.name}' has no {name} split")
-    if len(dataset.splits["test"]) == 0:
-        raise DataError(f"data set '{dataset.name}' has an empty test split")
-    if len(dataset.splits["train"]) == 0:
-        raise DataError(f"data set '{dataset.name}' has an empty train split")
-    k = len(dataset.class_names)
-    for name, split in dataset.splits.items():
-        labels = np.asarray(split.labels)
-        if len(labels) and (labels.min() < 0 or labels.max() >= k):
-            raise DataError(f"data set '{dataset.name}' split {name} has labels outside 0..{k - 1}")
-    check_no_group_crosses({name: split.group_ids for name, split in dataset.splits.items()})
 
 
 def _native(dataset: DatasetBundle) -> dict[str, Any] | None:

@@ -45,6 +45,5 @@ def deid_salt(cache_dir: Path) -> str:
         return path.read_text(encoding="utf-8").strip()
     salt = secrets.token_hex(32)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, salt)
-    os.chmod(path, 0o600)
+    write_text_atomic(path, salt, mode=0o600)  # private from the first byte
     return path.read_text(encoding="utf-8").strip()

@@ -1,49 +1,22 @@
-"""Built-in 2D classifier architectures, each wrapped so normalisation lives inside the model."""
+"""Built-in 2D classifier architectures, built exactly as their library defines them unless the plan says otherwise.
+
+`architecture: resnet18` is MONAI's `resnet18` with MONAI's defaults; a variant is explicit
+(`architecture: {name: resnet18, conv1_t_stride: 2}`). Every architecture reports its complete constructor
+arguments (library defaults filled in), which the manifest records and the weight cache keys on.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-from harness.errors import ModelError
+from harness.errors import ModelError, PlanError
 from harness.registry.hookspecs import hookimpl
-
-DEFAULT_MEAN = 0.5
-DEFAULT_STD = 0.25
-
-
-def _per_channel(value: float | Sequence[float], channels: int, what: str) -> torch.Tensor:
-    """A 1×C×1×1 float32 tensor from a scalar or a per-channel sequence."""
-    values = [float(value)] * channels if isinstance(value, (int, float)) else [float(v) for v in value]
-    if len(values) != channels:
-        raise ModelError(f"{what} has {len(values)} values but the images have {channels} channels")
-    return torch.tensor(values, dtype=torch.float32).view(1, channels, 1, 1)
-
-
-class NormalizedClassifier(nn.Module):
-    """[0,1] images N×C×H×W → (x - mean) / std → backbone → raw logits; mean and std are buffers."""
-
-    def __init__(self, backbone: nn.Module, in_channels: int, mean: float | Sequence[float] = DEFAULT_MEAN,
-                 std: float | Sequence[float] = DEFAULT_STD) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.in_channels = in_channels
-        self.register_buffer("mean", _per_channel(mean, in_channels, "mean"))
-        self.register_buffer("std", _per_channel(std, in_channels, "std"))
-
-    def set_normalization(self, mean: float | Sequence[float], std: float | Sequence[float]) -> None:
-        """Replace the normalisation constants in place (keeps device)."""
-        std_t = _per_channel(std, self.in_channels, "std")
-        if bool((std_t <= 0).any()):
-            raise ModelError(f"normalisation std must be > 0, got {std_t.flatten().tolist()}")
-        self.mean.copy_(_per_channel(mean, self.in_channels, "mean"))
-        self.std.copy_(std_t)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits for [0,1] images."""
-        return self.backbone((x - self.mean) / self.std)
+from harness_plugins.models.model_input import NormalizedClassifier  # noqa: F401 - its former home
 
 
 class SmallCNNNet(nn.Module):
@@ -66,29 +39,10 @@ class SmallCNNNet(nn.Module):
         return self.head(torch.flatten(self.pool(self.features(x)), 1))
 
 
-def _check_size(name: str, image_size: tuple[int, int], minimum: int) -> None:
-    """Refuse images smaller than the architecture's minimum side."""
-    if min(image_size) < minimum:
-        raise ModelError(f"architecture '{name}' needs images of at least {minimum}×{minimum}, "
-                         f"got {image_size[0]}×{image_size[1]}")
-
-
-class SmallCNN:
-    """A small fast CNN for quick plans and tests (trains in seconds on 64×64 on CPU)."""
-
-    name = "small_cnn"
-    description = "Small 3-block CNN (16/32/64 channels, BatchNorm, ReLU, max-pool, GAP, linear); fast on CPU."
-
-    def build(self, in_channels: int, num_classes: int, image_size: tuple[int, int]) -> nn.Module:
-        """A NormalizedClassifier around SmallCNNNet."""
-        _check_size(self.name, image_size, 8)
-        return NormalizedClassifier(SmallCNNNet(in_channels, num_classes), in_channels)
-
-
 class VGGStyleNet(nn.Module):
     """VGG-style: conv blocks (conv 3×3, BatchNorm, ReLU, max-pool), then a flattened fully connected head."""
 
-    def __init__(self, in_channels: int, num_classes: int, image_size: tuple[int, int],
+    def __init__(self, in_channels: int, num_classes: int, image_size: Sequence[int],
                  widths: Sequence[int] = (16, 32, 64, 128, 128), hidden: int = 256) -> None:
         super().__init__()
         layers: list[nn.Module] = []
@@ -107,48 +61,175 @@ class VGGStyleNet(nn.Module):
         return self.head(self.features(x))
 
 
-class VGGStyle:
+def signature_defaults(*callables: Callable[..., Any]) -> dict[str, Any]:
+    """Keyword defaults of the callables' signatures, later callables overriding earlier ones."""
+    defaults: dict[str, Any] = {}
+    for func in callables:
+        for name, parameter in inspect.signature(func).parameters.items():
+            if parameter.default is not inspect.Parameter.empty:
+                defaults[name] = parameter.default
+    return defaults
+
+
+def _option_value(name: str, value: Any, default: Any, key: str) -> Any:
+    """A plan option checked against the kind of the library default; lists become tuples (YAML has no tuples)."""
+    value = tuple(value) if isinstance(value, list) else value
+    if default is None:
+        ok = True
+    elif isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):  # MONAI takes an int or a per-dimension tuple for sizes and strides
+        ok = (isinstance(value, int) and not isinstance(value, bool)) or isinstance(value, tuple)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:  # strings and tuples: MONAI's layer specs are a name or a (name, {options}) pair
+        ok = isinstance(value, (str, tuple, int))
+    if not ok:
+        raise PlanError(f"expected a value like the default {default!r}, got {value!r}", key=f"{key}.{name}")
+    return value
+
+
+class LibraryArchitecture:
+    """An architecture built by a library constructor with the library's defaults, plan options on top.
+
+    Subclasses name the constructor, the arguments the harness fills from the data (`data_arguments`: argument
+    name → 'in_channels' | 'num_classes' | 'image_size' | a constant), the smallest image side they accept and
+    the arguments a plan may not set (`reserved`, e.g. pretrained weights that would be downloaded).
+    """
+
+    name = ""
+    description = ""
+    qualified_name = ""  # e.g. 'monai.networks.nets.resnet18', recorded in the manifest
+    minimum_size = 8
+    data_arguments: Mapping[str, Any] = {}
+    reserved: tuple[str, ...] = ()
+
+    def constructor(self) -> Callable[..., nn.Module]:
+        """The callable that builds the network."""
+        raise NotImplementedError
+
+    def defaults(self) -> dict[str, Any]:
+        """The constructor's keyword defaults."""
+        return signature_defaults(self.constructor())
+
+    def allowed_options(self) -> list[str]:
+        """What a plan may set: the constructor's defaulted arguments less the data's and the reserved ones."""
+        return sorted(set(self.defaults()) - set(self.data_arguments) - set(self.reserved))
+
+    def check_options(self, options: Mapping[str, Any], key: str) -> dict[str, Any]:
+        """The plan's options, each known and of the default's type; PlanError naming `key`.option otherwise."""
+        defaults, allowed = self.defaults(), self.allowed_options()
+        checked = {}
+        for option, value in options.items():
+            if option not in allowed:
+                raise PlanError(f"architecture '{self.name}' has no option '{option}' (allowed: "
+                                f"{', '.join(allowed) or 'none'})", key=f"{key}.{option}")
+            checked[option] = _option_value(option, value, defaults[option], key)
+        return checked
+
+    def arguments(self, in_channels: int, num_classes: int, image_size: tuple[int, int],
+                  options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Every constructor argument in effect: library defaults, then the data's, then the plan's options."""
+        data = {"in_channels": in_channels, "num_classes": num_classes, "image_size": list(image_size)}
+        chosen = {arg: data.get(source, source) if isinstance(source, str) else source
+                  for arg, source in self.data_arguments.items()}
+        options = self.check_options(options or {}, "model.architecture")
+        defaults = {k: v for k, v in self.defaults().items() if k not in self.reserved}
+        return {**defaults, **chosen, **options}
+
+    def build(self, in_channels: int, num_classes: int, image_size: tuple[int, int],
+              **options: Any) -> nn.Module:
+        """The bare network (no preprocessing), with the data's sizes and the plan's options."""
+        if min(image_size) < self.minimum_size:
+            raise ModelError(f"architecture '{self.name}' needs images of at least {self.minimum_size}×"
+                             f"{self.minimum_size}, got {image_size[0]}×{image_size[1]}")
+        arguments = self.arguments(in_channels, num_classes, image_size, options)
+        try:
+            return self.constructor()(**arguments)
+        except (TypeError, ValueError, AssertionError, RuntimeError) as exc:
+            raise ModelError(f"architecture '{self.name}' cannot be built with {options or 'its defaults'}: "
+                             f"{' '.join(str(exc).split())}") from None
+
+    def describe(self, in_channels: int, num_classes: int, image_size: tuple[int, int],
+                 options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """What the manifest records: name, constructor, every argument and which ones the plan set."""
+        return {"name": self.name, "constructor": self.qualified_name,
+                "arguments": self.arguments(in_channels, num_classes, image_size, options),
+                "from_plan": sorted(options or {})}
+
+
+class SmallCNN(LibraryArchitecture):
+    """A small fast CNN for quick plans and tests (trains in seconds on 64×64 on CPU)."""
+
+    name = "small_cnn"
+    description = "Small 3-block CNN (16/32/64 channels, BatchNorm, ReLU, max-pool, GAP, linear); fast on CPU."
+    qualified_name = "harness_plugins.models.architectures.SmallCNNNet"
+    data_arguments = {"in_channels": "in_channels", "num_classes": "num_classes"}
+
+    def constructor(self) -> Callable[..., nn.Module]:
+        """SmallCNNNet."""
+        return SmallCNNNet
+
+
+class VGGStyle(LibraryArchitecture):
     """The study's VGG16 topology scaled down: five pooled conv blocks and a fully connected head, no global pool."""
 
     name = "vgg_style"
     description = ("VGG-style CNN: 5 conv blocks (16–128 channels, BatchNorm, max-pool) and a flattened "
                    "fully connected head (no global pooling), like VGG16; images of at least 32×32.")
+    qualified_name = "harness_plugins.models.architectures.VGGStyleNet"
+    minimum_size = 32
+    data_arguments = {"in_channels": "in_channels", "num_classes": "num_classes", "image_size": "image_size"}
 
-    def build(self, in_channels: int, num_classes: int, image_size: tuple[int, int]) -> nn.Module:
-        """A NormalizedClassifier around VGGStyleNet (the head's size follows the image size)."""
-        _check_size(self.name, image_size, 32)
-        return NormalizedClassifier(VGGStyleNet(in_channels, num_classes, image_size), in_channels)
+    def constructor(self) -> Callable[..., nn.Module]:
+        """VGGStyleNet (the head's size follows the image size)."""
+        return VGGStyleNet
 
 
-class MonaiResNet18:
-    """MONAI ResNet-18 in 2D with the standard stem (7×7 stride-2 conv and max-pool)."""
+class MonaiResNet18(LibraryArchitecture):
+    """MONAI ResNet-18 in 2D, as MONAI defines it (stride-1 7×7 stem unless the plan sets conv1_t_stride)."""
 
     name = "resnet18"
-    description = "MONAI ResNet-18, 2D, standard 7×7 stride-2 stem, randomly initialised."
+    description = ("MONAI resnet18, 2D, MONAI's defaults (7×7 stride-1 stem, max-pool); variants via "
+                   "architecture: {name: resnet18, conv1_t_stride: 2, ...}; randomly initialised when trained.")
+    qualified_name = "monai.networks.nets.resnet18"
+    data_arguments = {"spatial_dims": 2, "n_input_channels": "in_channels", "num_classes": "num_classes"}
+    reserved = ("block", "layers", "block_inplanes", "pretrained", "progress")
 
-    def build(self, in_channels: int, num_classes: int, image_size: tuple[int, int]) -> nn.Module:
-        """A NormalizedClassifier around monai.networks.nets.resnet18."""
+    def constructor(self) -> Callable[..., nn.Module]:
+        """monai.networks.nets.resnet18."""
         from monai.networks.nets import resnet18
 
-        _check_size(self.name, image_size, 8)
-        backbone = resnet18(spatial_dims=2, n_input_channels=in_channels, num_classes=num_classes,
-                            conv1_t_stride=2)
-        return NormalizedClassifier(backbone, in_channels)
+        return resnet18
+
+    def defaults(self) -> dict[str, Any]:
+        """ResNet's constructor defaults (resnet18 passes everything else through to it)."""
+        from monai.networks.nets import ResNet
+
+        return signature_defaults(ResNet.__init__)
 
 
-class MonaiDenseNet121:
-    """MONAI DenseNet-121 in 2D (needs at least 32×32 images)."""
+class MonaiDenseNet121(LibraryArchitecture):
+    """MONAI DenseNet-121 in 2D, as MONAI defines it (needs at least 32×32 images)."""
 
     name = "densenet121"
-    description = "MONAI DenseNet-121, 2D, randomly initialised; images of at least 32×32."
+    description = "MONAI DenseNet121, 2D, MONAI's defaults; images of at least 32×32; randomly initialised."
+    qualified_name = "monai.networks.nets.DenseNet121"
+    minimum_size = 32
+    data_arguments = {"spatial_dims": 2, "in_channels": "in_channels", "out_channels": "num_classes"}
+    reserved = ("pretrained", "progress")
 
-    def build(self, in_channels: int, num_classes: int, image_size: tuple[int, int]) -> nn.Module:
-        """A NormalizedClassifier around monai.networks.nets.DenseNet121."""
+    def constructor(self) -> Callable[..., nn.Module]:
+        """monai.networks.nets.DenseNet121."""
         from monai.networks.nets import DenseNet121
 
-        _check_size(self.name, image_size, 32)
-        backbone = DenseNet121(spatial_dims=2, in_channels=in_channels, out_channels=num_classes)
-        return NormalizedClassifier(backbone, in_channels)
+        return DenseNet121
+
+    def defaults(self) -> dict[str, Any]:
+        """DenseNet's defaults with DenseNet121's own on top."""
+        from monai.networks.nets import DenseNet, DenseNet121
+
+        return signature_defaults(DenseNet.__init__, DenseNet121.__init__)
 
 
 ARCHITECTURES = (SmallCNN, VGGStyle, MonaiResNet18, MonaiDenseNet121)
@@ -158,10 +239,3 @@ ARCHITECTURES = (SmallCNN, VGGStyle, MonaiResNet18, MonaiDenseNet121)
 def harness_register_architectures() -> list[object]:
     """The built-in architectures: small_cnn, vgg_style, resnet18, densenet121."""
     return [cls() for cls in ARCHITECTURES]
-
-
-def ensure_normalized(module: nn.Module, in_channels: int) -> NormalizedClassifier:
-    """`module` itself when it is a NormalizedClassifier, else wrapped in one (default mean/std)."""
-    if isinstance(module, NormalizedClassifier):
-        return module
-    return NormalizedClassifier(module, in_channels)

@@ -14,11 +14,20 @@ import torch
 from torch import nn
 
 from harness.errors import DataError, ModelError, PlanError, first_line
+from harness.plan.architecture import ArchitectureSpec, check_architecture, split_architecture
 from harness.plan.params import params_to_dict, plan_path
 from harness.registry.contracts import ModelBundle, ModelContext
 from harness.registry.hookspecs import hookimpl
 from harness.storage.filelock import file_lock, lock_path_for
-from harness_plugins.models.architectures import DEFAULT_MEAN, DEFAULT_STD, NormalizedClassifier, ensure_normalized
+from harness_plugins.models.model_input import NormalizedClassifier, normalization_of, wrap
+from harness_plugins.models.supplied import (
+    SuppliedParams,
+    declared_normalization,
+    network_shape,
+    normalization_source,
+    supplied_bundle,
+    wrap_declared,
+)
 from harness_plugins.models.training import (
     TRAINING_CODE_VERSION,
     TrainParams,
@@ -46,22 +55,41 @@ from harness_plugins.models.weights import (
 CACHE_LOCK_TIMEOUT_S = 6 * 3600.0  # longer than any training run
 
 
-def resolve_architecture(name: str, context: ModelContext, key: str = "model.architecture") -> Any:
-    """The architecture object called `name`, or a PlanError listing the available ones."""
-    if name not in context.architectures:
-        available = ", ".join(sorted(context.architectures)) or "none"
-        raise PlanError(f"unknown architecture '{name}' (available: {available})", key=key)
-    return context.architectures[name]
+TRAINED_NORMALIZATION = "computed by training (per-channel mean and std of the train split)"
+
+
+@dataclass
+class ResolvedArchitecture:
+    """A registered architecture with the plan's options for it."""
+
+    obj: Any
+    name: str
+    options: dict[str, Any]
+
+    def build(self, channels: int, num_classes: int, size: tuple[int, int]) -> nn.Module:
+        """The bare network for images of `channels` × `size`."""
+        return self.obj.build(channels, num_classes, size, **self.options)
+
+    def describe(self, channels: int, num_classes: int, size: tuple[int, int]) -> dict[str, Any]:
+        """Every constructor argument in effect (the architecture's own account when it gives one)."""
+        describe = getattr(self.obj, "describe", None)
+        if describe is not None:
+            return describe(channels, num_classes, size, self.options)
+        return {"name": self.name, "arguments": {"in_channels": channels, "num_classes": num_classes,
+                                                 "image_size": list(size), **self.options},
+                "from_plan": sorted(self.options)}
+
+
+def resolve_architecture(spec: ArchitectureSpec, context: ModelContext) -> ResolvedArchitecture:
+    """The architecture the plan names (with its options), or a PlanError naming the key."""
+    check_architecture(spec, "model", context.architectures)
+    name, options = split_architecture(spec)
+    return ResolvedArchitecture(context.architectures[name], name, options)
 
 
 def n_parameters(module: nn.Module) -> int:
     """Number of parameters (weights, not buffers)."""
     return sum(p.numel() for p in module.parameters())
-
-
-def normalization_of(model: NormalizedClassifier) -> dict[str, list[float]]:
-    """The model's per-channel mean and std, for provenance."""
-    return {"mean": model.mean.flatten().tolist(), "std": model.std.flatten().tolist()}
 
 
 def _labels_sha256(split: Any) -> str | None:
@@ -79,20 +107,22 @@ class TrainProvider:
 
     name = "train"
     description = ("Train a naive classifier on the train split (augmentation, best-val-epoch selection); "
-                   "weights cached by a hash of data, architecture, settings, seed and versions.")
+                   "weights cached by a hash of data, architecture and its arguments, settings, seed and versions.")
     Params = TrainParams
+    needs_training_data = True
 
     def provide(self, params: TrainParams, context: ModelContext) -> ModelBundle:
         """Train (or load from the cache) and return the model in eval mode on the context's device."""
         arch = resolve_architecture(params.architecture, context)
-        train, val = context.dataset.splits["train"], context.dataset.splits.get("val")
-        if len(train) == 0:
+        train, val = context.dataset.splits.get("train"), context.dataset.splits.get("val")
+        if train is None or len(train) == 0:
             raise DataError("cannot train: the train split is empty")
         shape = tuple(int(s) for s in train[0][0].shape)
         num_classes = len(context.dataset.class_names)
         _check_labels(train, num_classes)
         seed = context.seed if params.seed is None else params.seed
-        material = self.key_material(params, context, arch.name, seed, shape, num_classes)
+        described = arch.describe(shape[0], num_classes, shape[1:])
+        material = self.key_material(params, context, described, seed, shape, num_classes)
         key = cache_key(material)
         use_cache = params.cache and material["dataset_content_sha256"] is not None
         if params.cache and not use_cache:
@@ -101,7 +131,7 @@ class TrainProvider:
         lock = (file_lock(lock_path_for(cache_paths(context.cache_dir, key)[0]), timeout=CACHE_LOCK_TIMEOUT_S)
                 if use_cache else contextlib.nullcontext())
         with lock, torch_threads(params.num_threads), isolated_rng(seed, context.device):
-            model = ensure_normalized(arch.build(shape[0], num_classes, shape[1:]), shape[0])
+            model = NormalizedClassifier(arch.build(shape[0], num_classes, shape[1:]), shape[0])
             cached = load_cache(context.cache_dir, key, context.log) if use_cache else None
             if cached is not None:
                 model.load_state_dict(cached[0])
@@ -117,29 +147,34 @@ class TrainProvider:
         model.to(context.device).eval()
         weights_path = cache_paths(context.cache_dir, key)[0] if use_cache else None
         provenance = {
-            "source": "trained", "architecture": arch.name, "weights_sha256": record["weights_sha256"],
+            "source": "trained", "architecture": arch.name, "architecture_arguments": described,
+            "weights_sha256": record["weights_sha256"],
             "state_dict_sha256": record["state_dict_sha256"], "cache_key": key, "cache_hit": cache_hit,
             "weights_path": str(weights_path) if weights_path else None,
             "training": params_to_dict(params), "seed": seed, "training_log": record["training_log"],
             "selected_epoch": record["selected_epoch"], "training_seconds": record["training_seconds"],
-            "n_parameters": n_parameters(model), "normalization": normalization_of(model),
+            "n_parameters": n_parameters(model), "normalization": normalization_of(model, TRAINED_NORMALIZATION),
             "training_code_version": TRAINING_CODE_VERSION,
         }
         return ModelBundle(module=model, provenance=provenance)
 
     @staticmethod
-    def key_material(params: TrainParams, context: ModelContext, arch_name: str, seed: int,
+    def key_material(params: TrainParams, context: ModelContext, architecture: dict[str, Any], seed: int,
                      shape: tuple[int, ...], num_classes: int) -> dict[str, Any]:
-        """Everything that decides the trained weights (hashed into the cache key)."""
+        """Everything that decides the trained weights (hashed into the cache key).
+
+        The architecture enters with every constructor argument in effect, so a changed library default (or the
+        harness's own, like resnet18's former stride-2 stem) never reuses weights trained for another network.
+        """
         training = params_to_dict(params)
-        for irrelevant in ("cache", "num_threads", "seed"):
+        for irrelevant in ("cache", "num_threads", "seed", "keep_model", "architecture"):
             training.pop(irrelevant)
         # CPU kernels split their sums by thread, so weights trained with 1 and 2 threads differ (and can differ a
         # lot after a few epochs): the thread count the training will use is part of what decides the weights.
         cpu_threads = (params.num_threads or torch.get_num_threads()) if context.device.type == "cpu" else None
         splits = context.dataset.splits
         return {
-            "training_code_version": TRAINING_CODE_VERSION, "architecture": arch_name, "training": training,
+            "training_code_version": TRAINING_CODE_VERSION, "architecture": architecture, "training": training,
             "seed": seed, "dataset_content_sha256": context.dataset.provenance.get("content_sha256"),
             "train_labels_sha256": _labels_sha256(splits["train"]),
             "val_labels_sha256": _labels_sha256(splits.get("val")),
@@ -181,55 +216,63 @@ def _check_labels(split: Any, num_classes: int) -> None:
 
 
 @dataclass
-class StateDictParams:
+class StateDictParams(SuppliedParams):
     """Settings of the `state_dict` model provider."""
 
-    architecture: str
+    architecture: str | dict[str, Any]  # a name, or {name: ..., constructor option: value}
     weights: str  # path to a torch.save'd state dict; relative to the plan's directory
     num_classes: int | None = field(default=None, metadata={"min": 1})  # default: the dataset's classes
     strict: bool = True
-    mean: float | list[float] = DEFAULT_MEAN  # used only for a bare backbone state dict
-    std: float | list[float] = field(default=DEFAULT_STD, metadata={"gt": 0})
 
 
 class StateDictProvider:
-    """Loads a state dict (weights only, never arbitrary pickled code) into a built-in architecture."""
+    """Loads a state dict (weights only, never arbitrary pickled code) into a registered architecture."""
 
     name = "state_dict"
-    description = ("Load a state dict (torch.load weights_only) into a registered architecture; accepts the "
-                   "normalised wrapper's state dict or a bare backbone's (then mean/std from the plan).")
+    description = ("Load a state dict (torch.load weights_only) into a registered architecture built with its "
+                   "library's defaults; a bare network's state dict needs model.normalization (or none).")
     Params = StateDictParams
+    needs_training_data = False
 
     def provide(self, params: StateDictParams, context: ModelContext) -> ModelBundle:
-        """Build the architecture, load the file's weights, and return the model in eval mode."""
+        """Build the architecture, load the file's weights, check them, and return the model in eval mode."""
         arch = resolve_architecture(params.architecture, context)
-        channels, height, width = context.dataset.image_shape
+        channels, height, width = network_shape(params, context)
         num_classes = len(context.dataset.class_names)
         if params.num_classes is not None and params.num_classes != num_classes:
             raise PlanError(f"num_classes is {params.num_classes} but the dataset has {num_classes} classes",
                             key="model.num_classes")
         path = plan_path(params.weights, context.base_dir)
         state = load_state_dict_file(path)
-        model = ensure_normalized(arch.build(channels, num_classes, (height, width)), channels)
         wrapped = "mean" in state and "std" in state and any(k.startswith("backbone.") for k in state)
+        if wrapped and params.normalization is not None:
+            raise PlanError(f"{path.name} carries its own normalisation (mean and std saved with the weights); "
+                            "remove model.normalization", key="model.normalization")
+        if not wrapped and params.normalization is None:
+            raise PlanError(f"{path.name} is a bare network's state dict, so the harness cannot know how its "
+                            "inputs were normalised: declare it (normalization: {mean: [...], std: [...]} in the "
+                            "model's input units) or say normalization: none", key="model.normalization")
+        network = arch.build(channels, num_classes, (height, width))
+        model = wrap(network, context.dataset.image_shape, params.input,
+                     None if wrapped else declared_normalization(params))
         target: nn.Module = model if wrapped else model.backbone
         if wrapped:
             state = _reshape_norm_buffers(state, channels)
         missing, unexpected = check_state_dict(target, state, path, arch.name, params.strict)
         target.load_state_dict(state, strict=params.strict)
-        if not wrapped:
-            model.set_normalization(params.mean, params.std)
         if missing or unexpected:
             context.log(f"state_dict: {path.name}: {len(missing)} missing and {len(unexpected)} unexpected "
                         "keys ignored (strict: false)")
-        model.to(context.device).eval()
         provenance = {
-            "source": "state_dict", "architecture": arch.name, "weights_path": str(path),
-            "weights_sha256": file_sha256(path), "state_dict_sha256": state_dict_sha256(cpu_state_dict(model)),
+            "source": "state_dict", "architecture": arch.name,
+            "architecture_arguments": arch.describe(channels, num_classes, (height, width)),
+            "weights_path": str(path), "weights_sha256": file_sha256(path),
+            "state_dict_sha256": state_dict_sha256(cpu_state_dict(model)),
             "format": "normalized" if wrapped else "backbone", "strict": params.strict,
-            "normalization": normalization_of(model), "n_parameters": n_parameters(model), "cache_hit": False,
+            "n_parameters": n_parameters(model), "cache_hit": False,
         }
-        return ModelBundle(module=model, provenance=provenance)
+        source = "file (mean and std saved with the weights)" if wrapped else normalization_source(params)
+        return supplied_bundle(model, params, context, str(path), provenance, source)
 
 
 def _reshape_norm_buffers(state: dict[str, torch.Tensor], channels: int) -> dict[str, torch.Tensor]:
@@ -272,58 +315,45 @@ def check_state_dict(target: nn.Module, state: dict[str, torch.Tensor], path: Pa
 
 
 @dataclass
-class TorchScriptParams:
+class TorchScriptParams(SuppliedParams):
     """Settings of the `torchscript` model provider."""
 
-    path: str  # a torch.jit.save'd module mapping [0,1] images to logits; relative to the plan's directory
+    path: str  # a torch.jit.save'd module mapping images to logits; relative to the plan's directory
 
 
 class TorchScriptProvider:
-    """Loads a TorchScript module that maps [0,1] images to logits (normalisation inside it)."""
+    """Loads a TorchScript module; the plan's input contract and normalisation (if any) are applied in front."""
 
     name = "torchscript"
-    description = ("Load a TorchScript module (torch.jit.load) that maps [0,1] images N×C×H×W to N×K logits, "
-                   "normalisation included; checked with a dummy batch.")
+    description = ("Load a TorchScript module (torch.jit.load) mapping images N×C×H×W to N×K logits; the plan's "
+                   "input contract and normalisation, if declared, are applied in front; checked with a dummy batch.")
     Params = TorchScriptParams
+    needs_training_data = False
 
     def provide(self, params: TorchScriptParams, context: ModelContext) -> ModelBundle:
-        """Load, check the output shape on a dummy batch, and return the module in eval mode."""
+        """Load, wrap in the declared contract, check (dummy batch, reference), and return it in eval mode."""
         path = plan_path(params.path, context.base_dir)
-        if not path.is_file():
-            raise ModelError(f"TorchScript file not found: {path}")
-        try:
-            with warnings.catch_warnings():  # torch ≥ 2.10 marks TorchScript deprecated; loading still works
-                warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*torch.jit")
-                module = torch.jit.load(str(path), map_location="cpu")
-        except Exception as exc:
-            raise ModelError(f"{path}: not a loadable TorchScript module ({first_line(exc)})") from None
-        module.eval()
-        shape = tuple(context.dataset.image_shape)
-        check_logits(module, path, shape, len(context.dataset.class_names))
-        module.to(context.device)
+        module = load_torchscript(path)
         provenance = {
             "source": "torchscript", "architecture": f"torchscript:{getattr(module, 'original_name', '?')}",
             "weights_path": str(path), "weights_sha256": file_sha256(path),
             "n_parameters": n_parameters(module), "cache_hit": False,
         }
-        return ModelBundle(module=module, provenance=provenance)
+        return supplied_bundle(wrap_declared(module, params, context), params, context, str(path), provenance,
+                               normalization_source(params))
 
 
-def check_logits(module: nn.Module, path: Path, shape: tuple[int, ...], num_classes: int) -> None:
-    """A forward pass on a dummy batch of 2 must give a finite 2×K float tensor, else ModelError."""
-    dummy = torch.rand((2, *shape), generator=torch.Generator().manual_seed(0))
+def load_torchscript(path: Path) -> nn.Module:
+    """A TorchScript module on the CPU in eval mode; ModelError naming the file when it cannot be loaded."""
+    if not path.is_file():
+        raise ModelError(f"TorchScript file not found: {path}")
     try:
-        with torch.no_grad():
-            out = module(dummy)
+        with warnings.catch_warnings():  # torch ≥ 2.10 marks TorchScript deprecated; loading still works
+            warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*torch.jit")
+            module = torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:
-        raise ModelError(f"{path}: forward on a dummy batch of shape {tuple(dummy.shape)} failed "
-                         f"({first_line(exc)})") from None
-    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, num_classes):
-        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ModelError(f"{path}: expected logits of shape (2, {num_classes}) for input "
-                         f"{tuple(dummy.shape)}, got {got}")
-    if not out.is_floating_point() or not bool(torch.isfinite(out).all()):
-        raise ModelError(f"{path}: the module's outputs are not finite floating-point logits")
+        raise ModelError(f"{path}: not a loadable TorchScript module ({first_line(exc)})") from None
+    return module.eval()
 
 
 @hookimpl

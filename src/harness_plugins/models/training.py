@@ -40,7 +40,7 @@ class AugmentParams:
 class TrainParams:
     """Settings of the `train` model provider (the plan's `model:` mapping, minus `plugin`)."""
 
-    architecture: str = "small_cnn"
+    architecture: str | dict[str, Any] = "small_cnn"  # a name, or {name: ..., constructor option: value}
     epochs: int = field(default=10, metadata={"min": 1, "max": 10000})
     learning_rate: float = field(default=1e-3, metadata={"gt": 0})
     batch_size: int = field(default=64, metadata={"min": 1})
@@ -53,6 +53,7 @@ class TrainParams:
     seed: int | None = None  # None: the plan's seed
     cache: bool = True
     num_threads: int | None = field(default=None, metadata={"min": 1})
+    keep_model: bool = True  # false: do not link the cached weights into the run directory
 
 
 @dataclass

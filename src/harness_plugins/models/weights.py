@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from harness.errors import ModelError, first_line
+from harness.storage.hashing import file_sha256, sha256_bytes  # noqa: F401 - re-exported for the model plugins
 
 
 def cpu_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -26,20 +27,6 @@ def state_dict_bytes(state: Mapping[str, torch.Tensor]) -> bytes:
     buffer = io.BytesIO()
     torch.save(dict(state), buffer)
     return buffer.getvalue()
-
-
-def sha256_bytes(data: bytes) -> str:
-    """Hex sha256 of some bytes."""
-    return hashlib.sha256(data).hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def state_dict_sha256(state: Mapping[str, torch.Tensor]) -> str:

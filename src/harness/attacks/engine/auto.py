@@ -35,26 +35,30 @@ CANDIDATES: tuple[EngineSettings, ...] = (
     EngineSettings(channels_last=True, fold_batchnorm=True),
     EngineSettings(),
 )
+NO_GRADIENTS_REASON = "engine: auto: the model gives no input gradients, so no speed option applies"
 CPU_REASON = ("engine: auto on {device}: float32 eager without speed options (reduced precision and torch.compile "
               "target GPUs, and a choice timed on a shared CPU would change from run to run)")
 
 
 def resolve_engine(settings: EngineSettings, model: nn.Module, device: torch.device,
                    probe: Callable[[int], tuple[torch.Tensor, torch.Tensor]], epsilons: Sequence[float],
-                   candidates: Sequence[EngineSettings] = CANDIDATES) -> tuple[EngineSettings, dict[str, Any]]:
+                   candidates: Sequence[EngineSettings] = CANDIDATES,
+                   differentiable: bool = True) -> tuple[EngineSettings, dict[str, Any]]:
     """The options attacks should use and what the manifest records about the choice.
 
     Pinned settings (auto off) are returned unchanged. `probe(n)` returns up to n of the plan's test images and
     labels (called only when candidates are measured; the probe keeps those the model classifies correctly),
-    `epsilons` is the plan's L∞ fixed-ε grid.
+    `epsilons` is the plan's L∞ fixed-ε grid. A model without input gradients gets no options (the probe is a
+    gradient attack, and the options only speed up gradient work).
     """
     if not settings.auto:
         return settings, {"requested": "pinned", "used": _options(settings)}
     device = torch.device(device)
     keep = {"deterministic": settings.deterministic}
-    if device.type != "cuda":
+    if device.type != "cuda" or not differentiable:
         chosen = EngineSettings(**keep)
-        return chosen, {"requested": "auto", "used": _options(chosen), "reason": CPU_REASON.format(device=device.type)}
+        reason = CPU_REASON.format(device=device.type) if differentiable else NO_GRADIENTS_REASON
+        return chosen, {"requested": "auto", "used": _options(chosen), "reason": reason}
     images, labels = probe(PROBE_IMAGES)
     chosen, record = choose_fastest_agreeing(model, device, images, labels, epsilons,
                                              [dataclasses.replace(c, **keep) for c in candidates])

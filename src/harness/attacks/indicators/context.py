@@ -26,8 +26,8 @@ class CheckInfo:
     explanation: str  # one sentence: what the threshold means
     flag: str
 
-    def result(self, passed: bool, value: Any, threshold: Any, detail: str,
-               flipped_by: dict[str, dict[str, int]] | None = None, flag: str | None = None) -> CheckResult:
+    def result(self, passed: bool, value: Any, threshold: Any, detail: str, flipped_by: str | None = None,
+               flag: str | None = None) -> CheckResult:
         """This check's result; `flag` replaces the default flag (e.g. to name an attack-side failure)."""
         return CheckResult(self, bool(passed), value, threshold, detail, flipped_by, flag or self.flag)
 
@@ -45,14 +45,15 @@ class CheckResult:
     value: Any
     threshold: Any
     detail: str
-    flipped_by: dict[str, dict[str, int]] | None  # probe → images it flipped per true class
+    flipped_by: str | None  # "probe: class n of N, ...; probe: ..." for every probe that flipped an image
     flag: str
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON-ready entry."""
-        return {"id": self.info.id, "description": self.info.description, "explanation": self.info.explanation,
-                "passed": self.passed, "value": _jsonable(self.value), "threshold": _jsonable(self.threshold),
-                "detail": self.detail, "flipped_by": self.flipped_by}
+        """The JSON-ready entry (`flipped_by` only when a probe flipped an image)."""
+        entry = {"id": self.info.id, "description": self.info.description, "explanation": self.info.explanation,
+                 "passed": self.passed, "value": _jsonable(self.value), "threshold": _jsonable(self.threshold),
+                 "detail": self.detail}
+        return entry if self.flipped_by is None else {**entry, "flipped_by": self.flipped_by}
 
 
 @dataclass
@@ -83,6 +84,12 @@ class Context:
     def class_name(self, label: int) -> str:
         """The class's name, or 'class N'."""
         return self.class_names[label] if self.class_names and label < len(self.class_names) else f"class {label}"
+
+    def flipped_by(self, hits: dict[str, torch.Tensor | np.ndarray]) -> str | None:
+        """'apgd_ce: benign 0 of 18, malignant 14 of 14; toward black: ...' for each probe that flipped an image."""
+        named = [f"{name}: {self.by_class(hit)}" for name, hit in hits.items() if bool(np.asarray(
+            hit.cpu() if isinstance(hit, torch.Tensor) else hit).any())]
+        return "; ".join(named) or None
 
     def per_class(self, hit: torch.Tensor | np.ndarray) -> dict[str, int]:
         """How many subset images `hit` marks, per true class (every class of the subset, zeros included)."""

@@ -52,8 +52,7 @@ def check_more_iterations(ctx: Context) -> CheckResult:
     detail = (f"{spec.id} at ε={eps:g}: accuracy {base:.3f} → {base - drop:.3f} on {len(ctx.subset)} images with "
               f"stronger attacks ({', '.join(hits)})")
     detail += (f"; broken by {', '.join(named)}: {ctx.by_class(extra)}" if named else "; none breaks another image")
-    return CHECK.result(drop <= threshold, drop, threshold, detail, {name: ctx.per_class(hit)
-                                                                     for name, hit in hits.items()})
+    return CHECK.result(drop <= threshold, drop, threshold, detail, ctx.flipped_by(hits))
 
 
 def _stronger(ctx: Context, spec: Any, eps: float, standing: np.ndarray) -> dict[str, np.ndarray]:

@@ -41,7 +41,6 @@ def check_unbounded(ctx: Context) -> CheckResult:
     survived = ~gradient
     accuracy = float(survived.float().mean())
     passed = accuracy <= UNBOUNDED_MAX_ACCURACY
-    flipped_by = {name: ctx.per_class(hit) for name, hit in hits.items()}
     detail = (f"accuracy {accuracy:.3f} on {len(ctx.subset)} images after APGD L∞ ε={UNBOUNDED_EPSILON:g} "
               f"(cross-entropy, then margin on the rest); still correct by class: {ctx.by_class(survived)}")
     only_trivial = trivial & survived
@@ -52,5 +51,5 @@ def check_unbounded(ctx: Context) -> CheckResult:
                    "not model robustness)")
     elif not passed:
         detail += "; no trivial perturbation flips them either"
-    return CHECK.result(passed, accuracy, UNBOUNDED_MAX_ACCURACY, detail, flipped_by,
+    return CHECK.result(passed, accuracy, UNBOUNDED_MAX_ACCURACY, detail, ctx.flipped_by(hits),
                         TOO_WEAK if bool(only_trivial.any()) else None)

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from harness.cli.exit_codes import EXIT_FAIL, EXIT_PASS
 from harness.cli.options import add_plan_options
@@ -29,13 +30,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, metavar="N",
                         help="CPU threads torch uses for the whole run (default: torch's choice); recorded in the "
                              "manifest and part of the trained-weight cache key")
-    parser.add_argument("--no-progress", action="store_true", help="never show progress bars")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress (default: bars on a terminal, a line per stage and every 10 %% or 10 s "
+                             "in logs)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="print only errors, warnings and the closing lines (verdict, failed criteria, paths)")
     parser.add_argument("--no-report", action="store_true", help="skip report.html/report.pdf (render later with "
                                                                 "`harness report RUN_DIR`)")
 
 
 def execute(args: argparse.Namespace, console: Console) -> int:
     """Run a plan; exit 0 when every criterion passes, 1 otherwise."""
+    from harness.cli.closing import closing_lines
     from harness.cli.tables import print_summary
     from harness.plan.schema import load_plan
     from harness.registry.manager import default_registry
@@ -52,8 +58,11 @@ def execute(args: argparse.Namespace, console: Console) -> int:
     registry = default_registry()
     plan = distributed.together(lambda: load_plan(args.plan, args.overrides, registry))
     config = RunConfig(out_root=args.out, device=args.device, cache_dir=args.cache_dir,
-                       progress=False if args.no_progress else None, report=not args.no_report)
+                       progress="off" if args.no_progress else "auto", quiet=args.quiet, report=not args.no_report)
     result = Runner(plan, registry, config, resume_dir=args.resume).run()
     if distributed.is_main():
-        print_summary(console, result.results, str(result.run_dir))
+        if not args.quiet:
+            print_summary(console, result)
+        for line in closing_lines(result):
+            console.print(escape(line), soft_wrap=True)
     return EXIT_PASS if result.passed else EXIT_FAIL

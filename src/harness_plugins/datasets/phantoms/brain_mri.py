@@ -292,6 +292,7 @@ class PhantomBrainMRI:
 
     name = "phantom_brain_mri"
     description = "Generated axial T1 post-contrast-like brain-MRI phantom (no tumour vs enhancing tumour); no PHI."
+    identifiers = "synthetic"
     Params = BrainMRIParams
 
     def load(self, params: BrainMRIParams, context: DatasetContext) -> DatasetBundle:

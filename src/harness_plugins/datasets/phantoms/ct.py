@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from harness.data.splits import check_no_group_crosses, grouped_stratified_split
+from harness.data.splits import grouped_stratified_split
 from harness.errors import DataError, PlanError
 from harness.registry.contracts import DatasetBundle, DatasetContext, NativeUnits
 from harness.registry.hookspecs import hookimpl
@@ -287,6 +287,7 @@ class PhantomCT:
 
     name = "phantom_ct"
     description = "Generated chest-CT lung-nodule phantom (benign vs malignant), lung window, seeded; no PHI."
+    identifiers = "synthetic"
     Params = PhantomParams
 
     def load(self, params: PhantomParams, context: DatasetContext) -> DatasetBundle:
@@ -301,7 +302,6 @@ class PhantomCT:
             if len(splits[name]) == 0:
                 raise DataError(f"phantom_ct: the {name} split is empty; raise n_patients "
                                 f"(now {params.n_patients}) or the {name} fraction")
-        check_no_group_crosses({k: v.group_ids for k, v in splits.items()})
         return DatasetBundle(
             name=self.name, class_names=list(CLASS_NAMES), splits=splits, positive_class=1,
             provenance=self._provenance(params, splits, fractions),

@@ -243,6 +243,7 @@ class PhantomMammogram:
 
     name = "phantom_mammogram"
     description = "Generated film-screen mammography lesion-ROI phantom (benign vs malignant), 8-bit, seeded; no PHI."
+    identifiers = "synthetic"
     Params = MammogramParams
 
     def load(self, params: MammogramParams, context: DatasetContext) -> DatasetBundle:

@@ -5,7 +5,8 @@ so CT is in HU) → window to [0,1] with the plan's {center, width}, the file's 
 the image's min..max (`minmax`) → MONOCHROME1 inverted → ROI crop → channels → resize. The linear window maps
 center − width/2 to 0 and center + width/2 to 1, so 1.0 on [0,1] pixels is `width` native units. Colour images
 (RGB, YBR, palette) are scaled by their stored range; windows apply to greyscale images only.
-Patient ids default to the DICOM PatientID and, like sample ids, leave this module only as salted hashes.
+Patient ids default to the DICOM PatientID; the core replaces them and the sample ids by keyed hashes
+(identifiers = "from_source").
 """
 
 from __future__ import annotations
@@ -309,6 +310,7 @@ class DicomDataset:
     name = "dicom"
     description = ("DICOM images (any transfer syntax with an installed decoder) from class folders or a manifest "
                    "CSV; modality LUT, window, ROI, resize; decoded lazily; patient ids hashed.")
+    identifiers = "from_source"
     Params = DicomParams
 
     def load(self, params: DicomParams, context: DatasetContext) -> DatasetBundle:

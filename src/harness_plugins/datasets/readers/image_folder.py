@@ -103,6 +103,7 @@ class ImageFolderDataset:
     name = "image_folder"
     description = ("PNG/JPEG/BMP/TIFF images from class folders or a labels.csv (split and patient/group columns); "
                    "any PIL mode to 1 or 3 channels, resized; decoded lazily; ids hashed.")
+    identifiers = "from_source"
     Params = ImageFolderParams
 
     def load(self, params: ImageFolderParams, context: DatasetContext) -> DatasetBundle:

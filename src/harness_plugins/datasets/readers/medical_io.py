@@ -26,8 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harness.data.deid import hash_id
-from harness.data.splits import SPLIT_NAMES, check_no_group_crosses, grouped_stratified_split
+from harness.data.splits import SPLIT_NAMES, grouped_stratified_split
 from harness.errors import DataError, PlanError
 from harness.registry.contracts import DatasetBundle, DatasetContext, NativeUnits
 from harness_plugins.datasets.common import class_counts, describe_fractions, fractions_from_list, group_counts
@@ -54,6 +53,7 @@ class MedicalParams:
     on_error: Literal["fail", "skip"] = "fail"  # skip: unusable files are listed in provenance['skipped']
     path_column: str = "path"
     label_column: str = "label"
+    split: Literal["auto", "all_test"] = "auto"  # all_test: a locked external test set (supplied models only)
     split_column: str = "split"  # used when the manifest has it; otherwise a patient-grouped split
     group_column: str | None = None  # patient/group column; default 'patient_id' when the manifest has it
     split_seed: int | None = None  # default: the plan's seed
@@ -438,7 +438,14 @@ class LazySplit(torch.utils.data.Dataset):
 def assign_splits(plugin: str, params: MedicalParams, listing: Listing, samples: Sequence[Sample],
                   group_ids: Sequence[str], seed: int) -> tuple[np.ndarray, str]:
     """Per-sample split names (from the manifest, or grouped and stratified) and how they were made."""
-    if listing.has_splits:
+    if params.split == "all_test":
+        assigned = sorted({s.entry.split for s in samples if s.entry.split not in (None, "test")})
+        if assigned:
+            raise PlanError(f"split: all_test, but the manifest's '{params.split_column}' column puts rows in "
+                            f"{' and '.join(assigned)}; remove one of the two", key="dataset.split")
+        assignment = np.array(["test"] * len(samples))
+        method = "all rows are test (split: all_test)"
+    elif listing.has_splits:
         assignment = np.array([s.entry.split for s in samples])
         method = f"from the manifest's '{params.split_column}' column ({listing.manifest.name})"
     else:
@@ -447,14 +454,9 @@ def assign_splits(plugin: str, params: MedicalParams, listing: Listing, samples:
         assignment = grouped_stratified_split(labels, group_ids, seed, fractions)
         method = (f"patient-grouped, label-stratified (harness.data.splits.grouped_stratified_split, seed {seed}, "
                   f"fractions {describe_fractions(fractions)})")
-    for name in ("train", "test"):
-        if not np.any(assignment == name):
-            raise DataError(f"{plugin}: the {name} split is empty ({method}); add data or change the split")
-    try:
-        check_no_group_crosses({n: [g for g, a in zip(group_ids, assignment, strict=True) if a == n]
-                                for n in SPLIT_NAMES})
-    except DataError as exc:
-        raise DataError(f"{plugin}: {listing.manifest}: {exc}") from None
+    if not np.any(assignment == "test"):
+        raise DataError(f"{plugin}: the test split is empty ({method}); add data, change the split, or use "
+                        "split: all_test for a test-only set")
     return assignment, method
 
 
@@ -469,8 +471,8 @@ def load_bundle(plugin: str, params: MedicalParams, context: DatasetContext, rea
     pipeline = Pipeline(params.image_size, params.channels)
     result = scan(plugin, params, listing, reader, pipeline)
     _check_classes(plugin, listing, result.samples)
-    sample_ids = _sample_ids(result.samples, context.salt)
-    group_ids = [hash_id(f"patient:{s.group_raw}", context.salt) for s in result.samples]
+    sample_ids = _sample_ids(result.samples)
+    group_ids = [str(s.group_raw) for s in result.samples]
     seed = context.seed if params.split_seed is None else params.split_seed
     assignment, method = assign_splits(plugin, params, listing, result.samples, group_ids, seed)
     splits = {}
@@ -510,8 +512,8 @@ def _check_classes(plugin: str, listing: Listing, samples: Sequence[Sample]) -> 
                             + (" (after skipping unusable files)" if len(samples) < len(listing.entries) else ""))
 
 
-def _sample_ids(samples: Sequence[Sample], salt: str) -> list[str]:
-    """Hashed ids from each file's stable key (e.g. SOPInstanceUID) when unique, else its relative path."""
+def _sample_ids(samples: Sequence[Sample]) -> list[str]:
+    """Each file's stable key (e.g. SOPInstanceUID) when unique, else its relative path (hashed by the core)."""
     keys = Counter(s.key for s in samples if s.key)
     ids = []
     for s in samples:
@@ -520,7 +522,7 @@ def _sample_ids(samples: Sequence[Sample], salt: str) -> list[str]:
             base += f"#frame{s.frame}"
         if s.entry.roi is not None:
             base += "#roi{},{},{}".format(*s.entry.roi)
-        ids.append(hash_id(f"sample:{base}", salt))
+        ids.append(base)
     return ids
 
 

@@ -1,8 +1,8 @@
 """Dataset plugin 'npz': images and labels from one NumPy .npz file (optional split, patient_ids, class_names).
 
 Keys: `images` (N×H×W, N×C×H×W or N×H×W×C; uint8, uint16 or float), `labels` (N integers), optional `split`
-(strings train/val/test), optional `patient_ids` (strings; hashed with the run's salt before they leave this
-module), optional `class_names`. Without `split`, a patient-grouped, label-stratified split is made.
+(strings train/val/test), optional `patient_ids` (strings; the core replaces them by keyed
+hashes), optional `class_names`. Without `split`, a patient-grouped, label-stratified split is made.
 `image_size` resizes every image to a square (e.g. 224 as in the study). `max_per_split` keeps, per split,
 whole patients in seeded order, always from the majority label with the fewest samples taken so far, skipping
 patients that would overflow the cap (if no patient fits, the split's first rows are kept).
@@ -17,8 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from harness.data.deid import hash_id
-from harness.data.splits import check_no_group_crosses, grouped_stratified_split
+from harness.data.splits import grouped_stratified_split
 from harness.errors import DataError, PlanError
 from harness.plan.params import plan_path
 from harness.registry.contracts import DatasetBundle, DatasetContext, NativeUnits
@@ -48,6 +47,7 @@ class NpzParams:
     value_range: list[float] | None = None
     clip: bool = False
     layout: Literal["auto", "nchw", "nhwc"] = "auto"
+    split: Literal["auto", "all_test"] = "auto"  # all_test: every row is test (supplied models only)
     max_per_split: int | None = field(default=None, metadata={"min": 1})
     split_fractions: list[float] = field(default_factory=lambda: [0.7, 0.15, 0.15], metadata={"min": 0})
     split_seed: int = 0
@@ -190,12 +190,19 @@ def assign_splits(npz: _NpzFile, labels: np.ndarray, raw_groups: np.ndarray, par
                   fractions: dict[str, float]) -> tuple[np.ndarray, bool]:
     """Per-sample split names from the file's `split` key, else generated; and whether the file gave them."""
     stored = read_strings(npz, "split", len(labels))
+    if stored is not None:
+        stored = np.char.strip(np.char.lower(stored))
+        bad = sorted(set(stored.tolist()) - set(SPLITS))
+        if bad:
+            raise npz.fail(f"key 'split' has value {bad[0]!r}; allowed: train, val, test")
+    if params.split == "all_test":
+        if stored is not None and (stored != "test").any():
+            raise PlanError(f"split: all_test, but {npz.path.name}'s 'split' key puts rows in "
+                            f"{' and '.join(sorted(set(stored.tolist()) - {'test'}))}; remove one of the two",
+                            key="dataset.split")
+        return np.array(["test"] * len(labels)), stored is not None
     if stored is None:
         return grouped_stratified_split(labels, raw_groups, params.split_seed, fractions), False
-    stored = np.char.strip(np.char.lower(stored))
-    bad = sorted(set(stored.tolist()) - set(SPLITS))
-    if bad:
-        raise npz.fail(f"key 'split' has value {bad[0]!r}; allowed: train, val, test")
     return stored, True
 
 
@@ -257,11 +264,12 @@ class NpzDataset:
     """Dataset plugin 'npz': one .npz file with images, labels and optional split / patient_ids."""
 
     name = "npz"
-    description = "Images and labels from a NumPy .npz (optional split, patient_ids, class_names); ids hashed."
+    description = "Images and labels from a NumPy .npz (optional split, patient_ids, class_names)."
+    identifiers = "from_source"
     Params = NpzParams
 
     def load(self, params: NpzParams, context: DatasetContext) -> DatasetBundle:
-        """Read, validate, scale and split the file; patient ids leave only as salted hashes."""
+        """Read, validate, scale and split the file (the core replaces the ids by keyed hashes)."""
         path = plan_path(params.path, context.base_dir)
         npz = _NpzFile(path)
         raw = npz.get("images", required=True)
@@ -279,17 +287,12 @@ class NpzDataset:
         keep = np.arange(len(images))
         if params.max_per_split is not None:
             keep = subset(assignment, labels, raw_groups, params.max_per_split, params.split_seed)
-        group_ids = [hash_id(g, context.salt, "p-") for g in raw_groups[keep].tolist()]
-        sample_ids = [hash_id(f"{g}/{i}", context.salt, "s-") for g, i in zip(raw_groups[keep], keep, strict=True)]
+        group_ids = [str(g) for g in raw_groups[keep].tolist()]
+        sample_ids = [f"{g}/{i}" for g, i in zip(raw_groups[keep], keep, strict=True)]
         splits = build_splits(resized(images[keep], params.image_size), labels[keep], sample_ids, group_ids,
                               assignment[keep])
-        for name in ("train", "test"):
-            if len(splits[name]) == 0:
-                raise npz.fail(f"the {name} split is empty")
-        try:
-            check_no_group_crosses({k: v.group_ids for k, v in splits.items()})
-        except DataError as exc:
-            raise npz.fail(f"key 'split': {exc}") from exc
+        if len(splits["test"]) == 0:
+            raise npz.fail("the test split is empty (use split: all_test for a test-only set)")
         provenance = {
             "source": f"npz file {path.name}",
             "path": params.path,
@@ -310,7 +313,9 @@ class NpzDataset:
 
     @staticmethod
     def _split_method(from_file: bool, has_patients: bool, params: NpzParams, fractions: dict[str, float]) -> str:
-        if from_file:
+        if params.split == "all_test":
+            text = "all rows are test (split: all_test)"
+        elif from_file:
             text = "from the file's 'split' key"
         else:
             groups = "patient-grouped" if has_patients else "no patient_ids in the file: each sample its own group"

@@ -1,0 +1,28 @@
+"""The last lines of every `harness run` (also with --quiet): warnings, the verdict, the failed criteria, and where
+the evidence is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.results.view import RunResults
+
+
+def closing_lines(view: RunResults) -> list[str]:
+    """Plain lines (no markup): warnings, the verdict, each failed criterion with value and threshold, and the
+    paths of report.pdf and results.json."""
+    verdict = view.verdict
+    lines = [f"harness: warning: {warning}" for warning in view.warnings]
+    if verdict is not None:
+        lines.append(f"harness: verdict {'PASS' if verdict.passed else 'FAIL'} "
+                     f"({verdict.n_passed} of {verdict.n_criteria} criteria passed)")
+    for criterion in view.criteria:
+        if not criterion.passed:
+            measured = "not measured" if criterion.measured is None else f"measured {criterion.measured:.4g}"
+            lines.append(f"harness: failed {criterion.id}: {measured}, required {criterion.op} "
+                         f"{criterion.threshold:g}")
+    for name in ("report.pdf", "results.json"):
+        path = Path(view.run_dir) / name
+        if path.exists():
+            lines.append(f"harness: {name}: {path}")
+    return lines

@@ -1,0 +1,19 @@
+"""Native intensity units of a data set: how an epsilon on [0,1] pixels reads in HU or grey levels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class NativeUnits:
+    """How an epsilon on [0,1] pixels maps to the data's native intensity (e.g. 1.0 = 1500 HU)."""
+
+    per_unit: float
+    unit: str
+    note: str = ""
+
+    def describe(self, epsilon: float) -> str:
+        """E.g. '6 HU' for epsilon 0.004 at a window width of 1500 HU."""
+        value = epsilon * self.per_unit
+        return f"{value:.3g} {self.unit}"

@@ -1,0 +1,171 @@
+"""ReportInput: what every report section reads (the run's RunResults, samples, examples, plan) and shared queries."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from harness.data.units import NativeUnits
+from harness.results.model import AttackPoint, AttackResult, ModelResult, thaw
+from harness.results.samples import SampleOutcome
+from harness.results.view import RunResults
+
+if TYPE_CHECKING:
+    from harness.report.saved_examples import Examples
+
+ROLES = ("naive", "hardened")
+DEFAULT_CUTOFF = 0.004
+
+
+@dataclass
+class ReportInput:
+    """A run as the report sees it; nothing here is recomputed from images or models."""
+
+    run: RunResults
+    samples: tuple[SampleOutcome, ...] = ()  # from samples.csv; empty when missing or unreadable
+    examples: dict[str, Examples] = field(default_factory=dict)  # by model role
+    plan_yaml: str | None = None  # the resolved plan as YAML (Appendix A)
+    problems: list[str] = field(default_factory=list)  # files that could not be read (shown as warnings)
+
+    # -- the run's files ----------------------------------------------------------------------------------
+    @functools.cached_property
+    def manifest(self) -> dict[str, Any]:
+        """manifest.json as plain data."""
+        return thaw(self.run.manifest)
+
+    @functools.cached_property
+    def resolved(self) -> dict[str, Any]:
+        """The resolved plan recorded in the manifest (empty if absent)."""
+        return (self.manifest.get("plan") or {}).get("resolved") or {}
+
+    @property
+    def title(self) -> str:
+        """The plan's name."""
+        return self.run.plan_name or self.resolved.get("name") or "harness run"
+
+    @property
+    def plan_sha256(self) -> str | None:
+        """The sha256 of the resolved plan."""
+        return self.run.document.plan.sha256 or (self.manifest.get("plan") or {}).get("sha256")
+
+    @property
+    def harness_version(self) -> str:
+        """The harness version that made the run."""
+        return self.manifest.get("harness_version") or "n/a"
+
+    def verdict_word(self) -> tuple[str, str]:
+        """The verdict as the cover and the running title show it, and its CSS class."""
+        verdict = self.run.verdict
+        if verdict is None:
+            return "NO VERDICT", "none"
+        return ("PASS", "pass") if verdict.passed else ("FAIL", "fail")
+
+    @functools.cached_property
+    def cutoff(self) -> float:
+        """The susceptibility cutoff epsilon of the plan's report settings."""
+        cutoff = (self.resolved.get("report") or {}).get("susceptibility_cutoff", DEFAULT_CUTOFF)
+        return float(cutoff) if isinstance(cutoff, (int, float)) and cutoff > 0 else DEFAULT_CUTOFF
+
+    # -- models and attacks -------------------------------------------------------------------------------
+    @functools.cached_property
+    def roles(self) -> list[str]:
+        """The evaluated model roles, naive first."""
+        return [role for role in ROLES if role in self.run.model_roles]
+
+    def model(self, role: str) -> ModelResult | None:
+        """One role's results, or None if it was not evaluated."""
+        return self.run.document.models.get(role) if role in ROLES else None
+
+    @functools.cached_property
+    def attack_ids(self) -> list[str]:
+        """Attack ids in plan order, then any the results hold that the plan does not list."""
+        ids: list[str] = []
+        for item in self.resolved.get("attacks") or []:
+            if isinstance(item, dict):
+                attack_id = item.get("id", item.get("attack"))
+                if isinstance(attack_id, str) and attack_id not in ids:
+                    ids.append(attack_id)
+        for role in self.roles:
+            ids += [attack_id for attack_id in self.run.attacks(role) if attack_id not in ids]
+        return ids
+
+    def attack_result(self, role: str, attack_id: str) -> AttackResult | None:
+        """One attack on one role, or None."""
+        model = self.model(role)
+        return None if model is None else model.attacks.get(attack_id)
+
+    def attack(self, attack_id: str) -> AttackResult | None:
+        """An attack's plugin, norm, kind and parameters: from the first role it ran on (None if on none)."""
+        return next((found for role in ROLES if (found := self.attack_result(role, attack_id))), None)
+
+    def attack_label(self, attack_id: str) -> str:
+        """'pgd' or 'strong_pgd (pgd_linf)' when the id is not the plugin's name."""
+        attack = self.attack(attack_id)
+        plugin = attack.attack if attack else None
+        return attack_id if not plugin or plugin == attack_id else f"{attack_id} ({plugin})"
+
+    def attack_ids_of_kind(self, kind: str) -> list[str]:
+        """The attack ids of one kind ('fixed_epsilon' or 'minimal')."""
+        return [a for a in self.attack_ids if (attack := self.attack(a)) is not None and attack.kind == kind]
+
+    def point_near_cutoff(self, role: str, attack_id: str) -> AttackPoint | None:
+        """The point of an attack at the grid epsilon closest to the susceptibility cutoff."""
+        attack = self.attack_result(role, attack_id)
+        if attack is None:
+            return None
+        eps = attack.grid.closest(self.cutoff)
+        return None if eps is None else attack.find(eps)
+
+    def samples_for(self, role: str, attack_id: str) -> list[SampleOutcome]:
+        """samples.csv rows of one model and attack."""
+        return [s for s in self.samples if s.model == role and s.attack == attack_id]
+
+    # -- data set -----------------------------------------------------------------------------------------
+    @functools.cached_property
+    def manifest_dataset(self) -> dict[str, Any]:
+        """The manifest's data set section (plugin, shape, provenance)."""
+        return self.manifest.get("dataset") or {}
+
+    @functools.cached_property
+    def class_names(self) -> list[str]:
+        """The class names (from the results, else the manifest)."""
+        dataset = self.run.dataset
+        return list(dataset.class_names if dataset else self.manifest_dataset.get("class_names") or [])
+
+    def class_name(self, index: Any) -> str:
+        """The name of a class index ('class 3' when the index has no name)."""
+        try:
+            i = int(index)
+        except (TypeError, ValueError):
+            return str(index)
+        return self.class_names[i] if 0 <= i < len(self.class_names) else f"class {i}"
+
+    @property
+    def positive_class(self) -> int:
+        """The index of the positive class."""
+        dataset = self.run.dataset
+        return dataset.positive_class if dataset else self.manifest_dataset.get("positive_class", 1)
+
+    @functools.cached_property
+    def native(self) -> NativeUnits | None:
+        """The data's native intensity units (from the results, else the manifest)."""
+        if self.run.dataset and self.run.dataset.native_units:
+            return self.run.dataset.native_units
+        raw = self.manifest_dataset.get("native_units")
+        return NativeUnits(raw["per_unit"], raw.get("unit", ""), raw.get("note") or "") if raw else None
+
+    def native_text(self, eps: float, point: AttackPoint | None = None) -> str | None:
+        """An epsilon in native units ('6 HU'), or None without native units."""
+        if point is not None and point.epsilon_native:
+            return point.epsilon_native
+        if self.native and self.native.per_unit:
+            return self.native.describe(eps).strip()
+        return None
+
+    def native_note(self) -> str | None:
+        """'1.0 on [0,1] pixels = 1500 HU (lung window W1500 L-600)', or None."""
+        if not self.native:
+            return None
+        note = f"1.0 on [0,1] pixels = {self.native.per_unit:g} {self.native.unit}".strip()
+        return note + (f" ({self.native.note})" if self.native.note else "")

@@ -1,0 +1,59 @@
+"""The report's sections, in the order the report shows them.
+
+Each section is a module here and a template `templates/sections/<module name>.html`. The module defines
+
+- ``TITLE``: the heading, numbered ("5. Results") and listed in the contents; ``None`` for the cover and for a
+  part that continues the section before it (its template then starts at ``<h3>`` and gets no page break).
+- ``APPENDIX = True`` (optional): lettered "Appendix A." instead of numbered.
+- ``build(report: ReportInput) -> dict | None``: the values its template shows, read from ``report`` (the run's
+  RunResults as ``report.run``, ``report.samples``, ``report.examples``, ``report.manifest`` and the shared
+  queries of harness.report.inputs); ``None`` leaves the section out. Format numbers with
+  harness.results.formatting (pct, num, eps_text) and name metrics through harness.results.metrics.
+
+Its template gets ``section`` (what ``build`` returned), ``heading`` ("5. Results"), ``anchor`` (the id for its
+``<section>``), and, shared by every section, ``report`` (title, plan hash, verdict), ``contents`` and
+``numbers`` (heading number by module name, for cross-references).
+
+To add a section: write ``sections/<name>.py`` and ``templates/sections/<name>.html``, and add the module to
+SECTIONS below where it belongs.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from harness.report.sections import (
+    appendix,
+    approval,
+    cover,
+    criteria,
+    environment,
+    examples,
+    indicators,
+    minimal_epsilon,
+    provenance,
+    results,
+    scope,
+    summary,
+    susceptibility,
+    test_plan,
+    warnings,
+)
+
+SECTIONS: tuple[ModuleType, ...] = (
+    cover,
+    summary,
+    scope,
+    test_plan,
+    criteria,
+    results,
+    minimal_epsilon,
+    susceptibility,
+    indicators,
+    examples,
+    provenance,
+    environment,
+    warnings,
+    approval,
+    appendix,
+)

@@ -1,0 +1,35 @@
+"""Acceptance criteria: each with what it measures, its threshold, the measured value and the verdict."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.report.inputs import ReportInput
+from harness.results.formatting import eps_text
+from harness.results.metrics import METRICS, RATE, Unit
+
+TITLE = "Acceptance criteria"
+OPERATORS = {">=": "≥", "<=": "≤"}
+
+
+def build(report: ReportInput) -> dict[str, Any]:
+    """One row per criterion, in plan order."""
+    rows = []
+    for c in report.run.criteria:
+        metric = METRICS.get(c.metric)
+        unit: Unit = metric.unit if metric else RATE
+        what = c.metric
+        if c.attack:
+            what += f" under {c.attack}"
+        if c.epsilon is not None:
+            native = report.native_text(c.epsilon)
+            what += f" at ε = {eps_text(c.epsilon)}" + (f" ({native})" if native else "")
+        if c.measured is None:
+            verdict, css = "NOT MEASURED", "fail"
+        else:
+            verdict, css = ("PASS", "pass") if c.passed else ("FAIL", "fail")
+        rows.append({"id": c.id, "what": what, "model": "hardened − naive" if c.model == "change" else c.model,
+                     "description": c.description.strip(),
+                     "threshold": f"{OPERATORS.get(c.op, c.op)} {unit.short(c.threshold)}",
+                     "measured": unit.short(c.measured), "note": c.note, "verdict": verdict, "css": css})
+    return {"rows": rows}

@@ -1,0 +1,58 @@
+"""Adversarial examples: clean image, adversarial image and the amplified perturbation, per saved example."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from harness.report import plots
+from harness.report.inputs import ROLES, ReportInput
+from harness.report.saved_examples import Examples
+from harness.results.formatting import eps_text, pct
+
+TITLE = "Adversarial examples"
+
+
+def nice_factor(raw: float) -> float:
+    """Round an amplification factor down to 1, 2 or 5 × a power of ten."""
+    if raw <= 1:
+        return 1.0
+    power = 10 ** math.floor(math.log10(raw))
+    for step in (5, 2, 1):
+        if step * power <= raw:
+            return float(step * power)
+    return float(power)
+
+
+def model_examples(report: ReportInput, ex: Examples) -> dict[str, Any]:
+    """One model's examples as image data URIs with their predictions."""
+    delta = ex.adversarial - ex.clean
+    largest = float(np.abs(delta).max()) if delta.size else 0.0
+    scale_to = max(ex.epsilon, largest) if ex.epsilon > 0 else largest
+    factor = nice_factor(0.5 / scale_to) if scale_to > 0 else 1.0
+    items = []
+    for i in range(len(ex.labels)):
+        perturbation = np.clip(0.5 + factor * delta[i], 0.0, 1.0)
+        flipped = int(ex.adv_pred[i]) != int(ex.labels[i]) and int(ex.clean_pred[i]) == int(ex.labels[i])
+        items.append({
+            "sample_id": ex.sample_ids[i] if i < len(ex.sample_ids) else f"#{i}",
+            "label": report.class_name(ex.labels[i]),
+            "clean_uri": plots.data_uri(plots.image_png(ex.clean[i])),
+            "adv_uri": plots.data_uri(plots.image_png(ex.adversarial[i])),
+            "pert_uri": plots.data_uri(plots.image_png(perturbation)),
+            "clean_pred": report.class_name(ex.clean_pred[i]), "clean_conf": pct(float(ex.clean_conf[i])),
+            "adv_pred": report.class_name(ex.adv_pred[i]), "adv_conf": pct(float(ex.adv_conf[i])),
+            "linf": eps_text(float(np.abs(delta[i]).max())),
+            "flipped": flipped,
+            "in_bound": bool(ex.within_bound[i]) if ex.within_bound is not None else True,
+        })
+    return {"role": ex.role, "attack": ex.attack_id, "plugin": ex.attack, "eps": eps_text(ex.epsilon),
+            "native": report.native_text(ex.epsilon), "factor": f"{factor:g}", "shown": items,
+            "n_flipped": sum(1 for it in items if it["flipped"])}
+
+
+def build(report: ReportInput) -> dict[str, Any]:
+    """Each model's saved examples, naive first."""
+    return {"models": [model_examples(report, report.examples[role]) for role in ROLES if role in report.examples]}

@@ -1,0 +1,58 @@
+"""Results: clean metrics per model, and per attack the accuracy under attack against epsilon (plot and table)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.report import plots
+from harness.report.inputs import ReportInput
+from harness.results.epsilons import EpsilonGrid
+from harness.results.formatting import eps_text
+from harness.results.metrics import CLEAN, POINT, metrics_in
+
+TITLE = "Results"
+
+
+def clean_rows(report: ReportInput) -> list[dict[str, Any]]:
+    """One row per model: test images, every clean metric and the confusion matrix."""
+    rows = []
+    for role in report.roles:
+        clean = report.model(role).clean  # type: ignore[union-attr]
+        rows.append({"role": role, "n": clean.n,
+                     "values": [m.unit.table(getattr(clean, m.field)) for m in metrics_in(CLEAN)],
+                     "confusion": clean.confusion_matrix})
+    return rows
+
+
+def attack_table(report: ReportInput, attack_id: str) -> dict[str, Any]:
+    """One attack: per epsilon every point metric of each model, bound violations, and the accuracy plot."""
+    attack = report.attack(attack_id)
+    by_role = {role: found for role in report.roles if (found := report.attack_result(role, attack_id))}
+    rows = []
+    for eps in EpsilonGrid.of(*(a.grid for a in by_role.values())):
+        points = [by_role[role].find(eps) if role in by_role else None for role in report.roles]
+        first = next(p for p in points if p is not None)
+        rows.append({"eps": eps_text(eps), "native": report.native_text(eps, first) or "–",
+                     "cells": [[m.unit.table(getattr(p, m.field)) if p else "–" for m in metrics_in(POINT)]
+                               for p in points],
+                     "violations": sum(p.bound_violations for p in points if p), "at_cutoff": eps == report.cutoff})
+    curves = [plots.Curve(role, [p.epsilon for p in a.points], [p.robust_accuracy for p in a.points],
+                          report.model(role).clean.accuracy)  # type: ignore[union-attr]
+              for role, a in by_role.items() if a.points]
+    plot = None
+    if curves:
+        native = report.native
+        plot = plots.data_uri(plots.accuracy_plot(attack_id, attack.norm if attack else "linf", curves, report.cutoff,
+                                                  float(native.per_unit) if native and native.per_unit else None,
+                                                  native.unit if native else None))
+    return {"id": attack_id, "label": report.attack_label(attack_id), "norm": attack.norm if attack else None,
+            "kind": attack.kind if attack else None, "plot": plot, "rows": rows}
+
+
+def build(report: ReportInput) -> dict[str, Any]:
+    """The clean table and one block per attack."""
+    return {"roles": report.roles, "clean_columns": [m.label for m in metrics_in(CLEAN)],
+            "point_columns": [m.column for m in metrics_in(POINT)], "clean": clean_rows(report),
+            "class_names": report.class_names, "positive_class": report.class_name(report.positive_class),
+            "attacks": [attack_table(report, attack_id) for attack_id in report.attack_ids],
+            "cutoff": eps_text(report.cutoff)}

@@ -1,0 +1,74 @@
+"""Build the typed results from evaluation outcomes: clean metrics, attack points and minimal-epsilon summaries."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from harness.data.units import NativeUnits
+from harness.results.metrics import CLEAN, POINT, Outcomes, compute
+from harness.results.model import QUANTILES, AttackPoint, AttackResult, CleanMetrics, MinEpsilonSummary
+
+if TYPE_CHECKING:
+    from harness.attacks.sweep import AttackOutcome
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float64."""
+    z = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def clean_metrics(labels: np.ndarray, logits: np.ndarray, positive_class: int) -> CleanMetrics:
+    """Clean metrics on one split from its logits: every CLEAN metric, the confusion matrix and n."""
+    labels = np.asarray(labels, dtype=np.int64)
+    predictions = logits.argmax(axis=1)
+    correct = predictions == labels
+    outcomes = Outcomes(labels, positive_class, correct, correct, softmax(logits)[:, positive_class])
+    k = logits.shape[1]
+    confusion = np.zeros((k, k), dtype=np.int64)
+    np.add.at(confusion, (labels, predictions), 1)
+    return CleanMetrics(**compute(CLEAN, outcomes), n=int(len(labels)), confusion_matrix=confusion.tolist())
+
+
+def attack_points(outcome: AttackOutcome, labels: np.ndarray, clean_correct: np.ndarray, positive_class: int,
+                  native: NativeUnits | None) -> tuple[AttackPoint, ...]:
+    """Every POINT metric per epsilon: an image counts as correct under attack only if it was correct without."""
+    labels = np.asarray(labels)
+    clean_correct = np.asarray(clean_correct, dtype=bool)
+    points = []
+    for k, eps in enumerate(outcome.epsilons):
+        outcomes = Outcomes(labels, positive_class, clean_correct, clean_correct & ~outcome.success[k])
+        points.append(AttackPoint(epsilon=eps, epsilon_native=native.describe(eps) if native else None,
+                                  n=int(len(labels)), bound_violations=int(outcome.violations[k]),
+                                  **compute(POINT, outcomes)))
+    return tuple(points)
+
+
+def _finite_or_none(value: float) -> float | None:
+    """JSON has no NaN or Infinity: such values become null."""
+    return float(value) if math.isfinite(value) else None
+
+
+def min_epsilon_summary(min_eps: np.ndarray) -> MinEpsilonSummary:
+    """Quantiles of per-image minimal epsilons that change the model's decision (inf where none was found)."""
+    found = np.isfinite(min_eps)
+    quantiles = {f"p{q}": _finite_or_none(float(np.quantile(min_eps, q / 100, method="lower"))) if len(min_eps)
+                 else None for q in QUANTILES}
+    return MinEpsilonSummary(n=int(len(min_eps)), n_not_found=int((~found).sum()),
+                             mean_found=_finite_or_none(float(min_eps[found].mean())) if found.any() else None,
+                             **quantiles)
+
+
+def attack_result(attack: str, norm: str, kind: str, params: Mapping[str, Any], outcome: AttackOutcome,
+                  labels: np.ndarray, clean_correct: np.ndarray, positive_class: int,
+                  native: NativeUnits | None) -> AttackResult:
+    """One attack's result on one model from its per-sample outcome."""
+    return AttackResult(attack=attack, norm=norm, kind=kind, params=params,
+                        points=attack_points(outcome, labels, clean_correct, positive_class, native),
+                        min_epsilon=None if outcome.min_epsilon is None else min_epsilon_summary(outcome.min_epsilon))
+

@@ -1,0 +1,477 @@
+"""The results document (results.json, schema `harness.results`) as typed, read-only dataclasses.
+
+`ResultsDocument.to_json()` gives the JSON-ready dict the runner writes; `ResultsDocument.from_json()` reads it
+back (every readable schema version), so `from_json(to_json(doc)) == doc`. Values are stored exactly as computed:
+nothing is rounded or converted on the way to or from JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any
+
+from harness.data.units import NativeUnits
+from harness.results.epsilons import EpsilonGrid
+from harness.results.formatting import eps_label
+
+SCHEMA = "harness.results"
+SCHEMA_VERSION = 1
+READABLE_VERSIONS = (1,)
+QUANTILES = (10, 25, 50, 75, 90)  # minimal-epsilon quantiles, in percent
+Json = dict[str, Any]
+
+
+def freeze(value: Any) -> Any:
+    """A deep read-only copy of JSON data: mappings become MappingProxyType, lists become tuples."""
+    if isinstance(value, Mapping):
+        return MappingProxyType({key: freeze(item) for key, item in value.items()})
+    if isinstance(value, (list, tuple)):
+        return tuple(freeze(item) for item in value)
+    return value
+
+
+def thaw(value: Any) -> Any:
+    """Plain JSON data (dicts and lists) from frozen data."""
+    if isinstance(value, Mapping):
+        return {key: thaw(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [thaw(item) for item in value]
+    return value
+
+
+def _present(**values: Any) -> Json:
+    """The optional keys of a results.json object that have a value (None leaves the key out)."""
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _set(obj: Any, **values: Any) -> None:
+    """Normalise fields of a frozen dataclass in __post_init__."""
+    for name, value in values.items():
+        object.__setattr__(obj, name, value)
+
+
+@dataclass(frozen=True)
+class PlanRef:
+    """The plan a run executed: its name and the sha256 of the resolved plan."""
+
+    name: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    """The test data: name, classes, content hash, size and native intensity units."""
+
+    name: str
+    class_names: tuple[str, ...]
+    positive_class: int
+    content_sha256: str | None
+    n_test: int
+    native_units: NativeUnits | None = None
+
+    def __post_init__(self) -> None:
+        _set(self, class_names=tuple(self.class_names))
+
+    def to_json(self) -> Json:
+        """The `dataset` section of results.json."""
+        units = self.native_units
+        return {"name": self.name, "class_names": list(self.class_names), "positive_class": self.positive_class,
+                "content_sha256": self.content_sha256, "n_test": self.n_test,
+                "native_units": None if units is None else {"per_unit": units.per_unit, "unit": units.unit,
+                                                            "note": units.note}}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> DatasetSummary:
+        """Read the `dataset` section."""
+        units = raw.get("native_units")
+        return cls(name=raw["name"], class_names=tuple(raw["class_names"]), positive_class=raw["positive_class"],
+                   content_sha256=raw.get("content_sha256"), n_test=raw["n_test"],
+                   native_units=None if not units else NativeUnits(units["per_unit"], units["unit"],
+                                                                   units.get("note", "")))
+
+
+@dataclass(frozen=True)
+class CleanMetrics:
+    """Clean (unattacked) metrics of one model on the test split; None where undefined on the data."""
+
+    accuracy: float | None
+    sensitivity: float | None
+    specificity: float | None
+    roc_auc: float | None
+    n: int
+    confusion_matrix: tuple[tuple[int, ...], ...]  # rows: true class, columns: predicted class
+
+    def __post_init__(self) -> None:
+        _set(self, confusion_matrix=tuple(tuple(row) for row in self.confusion_matrix))
+
+    def to_json(self) -> Json:
+        """The `clean` section of one model."""
+        return {"accuracy": self.accuracy, "sensitivity": self.sensitivity, "specificity": self.specificity,
+                "roc_auc": self.roc_auc, "n": self.n, "confusion_matrix": [list(row) for row in self.confusion_matrix]}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> CleanMetrics:
+        """Read the `clean` section."""
+        return cls(accuracy=raw.get("accuracy"), sensitivity=raw.get("sensitivity"),
+                   specificity=raw.get("specificity"), roc_auc=raw.get("roc_auc"), n=raw["n"],
+                   confusion_matrix=raw.get("confusion_matrix", ()))
+
+
+@dataclass(frozen=True)
+class AttackPoint:
+    """One attack at one epsilon for one model."""
+
+    epsilon: float
+    robust_accuracy: float | None
+    robust_sensitivity: float | None
+    robust_specificity: float | None
+    attack_success_rate: float | None  # among images classified correctly without attack
+    bound_violations: int  # adversarials outside their bound, not counted as successes
+    n: int
+    epsilon_native: str | None = None
+
+    def to_json(self) -> Json:
+        """One entry of an attack's `points`."""
+        return {"epsilon": self.epsilon, "epsilon_native": self.epsilon_native, "n": self.n,
+                "robust_accuracy": self.robust_accuracy, "robust_sensitivity": self.robust_sensitivity,
+                "robust_specificity": self.robust_specificity, "attack_success_rate": self.attack_success_rate,
+                "bound_violations": self.bound_violations}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> AttackPoint:
+        """Read one point."""
+        return cls(epsilon=raw["epsilon"], robust_accuracy=raw.get("robust_accuracy"),
+                   robust_sensitivity=raw.get("robust_sensitivity"), robust_specificity=raw.get("robust_specificity"),
+                   attack_success_rate=raw.get("attack_success_rate"),
+                   bound_violations=raw.get("bound_violations", 0), n=raw["n"],
+                   epsilon_native=raw.get("epsilon_native"))
+
+
+@dataclass(frozen=True)
+class MinEpsilonSummary:
+    """Quantiles of the per-image minimal epsilon that changes the model's decision (minimal attacks)."""
+
+    n: int
+    n_not_found: int  # images where the attack found no adversarial
+    mean_found: float | None
+    p10: float | None
+    p25: float | None
+    p50: float | None
+    p75: float | None
+    p90: float | None
+
+    @property
+    def median(self) -> float | None:
+        """The median minimal epsilon (p50)."""
+        return self.p50
+
+    def quantile(self, percent: int) -> float | None:
+        """One of the QUANTILES (10, 25, 50, 75, 90)."""
+        if percent not in QUANTILES:
+            raise KeyError(f"quantile p{percent} is not recorded (have: {', '.join(f'p{q}' for q in QUANTILES)})")
+        return getattr(self, f"p{percent}")
+
+    def to_json(self) -> Json:
+        """An attack's `min_epsilon` section (`median` repeats p50)."""
+        return {"n": self.n, "n_not_found": self.n_not_found, "median": self.p50, "mean_found": self.mean_found,
+                **{f"p{q}": self.quantile(q) for q in QUANTILES}}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> MinEpsilonSummary:
+        """Read a `min_epsilon` section."""
+        return cls(n=raw["n"], n_not_found=raw["n_not_found"], mean_found=raw.get("mean_found"),
+                   **{f"p{q}": raw.get(f"p{q}", raw.get("median") if q == 50 else None) for q in QUANTILES})
+
+
+@dataclass(frozen=True)
+class AttackResult:
+    """One attack on one model: its plugin, norm, kind and parameters, a point per epsilon, minimal epsilons."""
+
+    attack: str
+    norm: str
+    kind: str  # 'fixed_epsilon' or 'minimal'
+    params: Mapping[str, Any]
+    points: tuple[AttackPoint, ...]
+    min_epsilon: MinEpsilonSummary | None = None  # minimal-perturbation attacks only
+
+    def __post_init__(self) -> None:
+        _set(self, params=freeze(self.params), points=tuple(self.points))
+
+    @property
+    def grid(self) -> EpsilonGrid:
+        """The epsilons this attack ran at."""
+        return EpsilonGrid.of(p.epsilon for p in self.points)
+
+    def find(self, epsilon: float) -> AttackPoint | None:
+        """The point at exactly this epsilon, or None."""
+        return next((p for p in self.points if p.epsilon == epsilon), None)
+
+    def point(self, epsilon: float, attack_id: str | None = None) -> AttackPoint:
+        """The point at this epsilon (KeyError naming the grid otherwise)."""
+        found = self.find(epsilon)
+        if found is None:
+            raise KeyError(f"attack {attack_id or self.attack!r} did not run at epsilon {eps_label(epsilon)} "
+                           f"(grid: {self.grid.text()})")
+        return found
+
+    def to_json(self) -> Json:
+        """One entry of a model's `attacks`."""
+        return {"attack": self.attack, "norm": self.norm, "kind": self.kind, "params": thaw(self.params),
+                "points": [p.to_json() for p in self.points],
+                **_present(min_epsilon=self.min_epsilon and self.min_epsilon.to_json())}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> AttackResult:
+        """Read one attack."""
+        summary = raw.get("min_epsilon")
+        return cls(attack=raw["attack"], norm=raw["norm"], kind=raw["kind"], params=raw.get("params") or {},
+                   points=tuple(AttackPoint.from_json(p) for p in raw.get("points", ())),
+                   min_epsilon=MinEpsilonSummary.from_json(summary) if summary else None)
+
+
+@dataclass(frozen=True)
+class IndicatorCheck:
+    """One attack-failure indicator: whether it passed, its value against its threshold, and why."""
+
+    id: str
+    description: str
+    passed: bool
+    value: Any  # a number, or None where the check was not applicable or could not be computed
+    threshold: Any
+    detail: str
+    explanation: str | None = None  # one sentence on what the threshold means
+    flipped_by: str | None = None  # which probe flipped images
+
+    def to_json(self) -> Json:
+        """One entry of `checks` (explanation and flipped_by only when set)."""
+        return {"id": self.id, "description": self.description, "passed": self.passed, "value": self.value,
+                "threshold": self.threshold, "detail": self.detail,
+                **_present(explanation=self.explanation, flipped_by=self.flipped_by)}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> IndicatorCheck:
+        """Read one check."""
+        return cls(id=raw["id"], description=raw.get("description", ""), passed=bool(raw["passed"]),
+                   value=raw.get("value"), threshold=raw.get("threshold"), detail=raw.get("detail") or "",
+                   explanation=raw.get("explanation"), flipped_by=raw.get("flipped_by"))
+
+
+@dataclass(frozen=True)
+class Indicators:
+    """Attack-failure indicators of one model: credible only when every check passed."""
+
+    credible: bool
+    checks: tuple[IndicatorCheck, ...]
+    flags: tuple[str, ...]  # one phrase per failed check
+    n_subset: int
+    subset: str  # how the images the checks ran on were chosen
+
+    def __post_init__(self) -> None:
+        _set(self, checks=tuple(self.checks), flags=tuple(self.flags))
+
+    def to_json(self) -> Json:
+        """A model's `indicators` section."""
+        return {"credible": self.credible, "checks": [c.to_json() for c in self.checks], "flags": list(self.flags),
+                "n_subset": self.n_subset, "subset": self.subset}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> Indicators:
+        """Read an `indicators` section (what harness.attacks.indicators.compute_indicators returns)."""
+        return cls(credible=raw["credible"] is True, checks=tuple(IndicatorCheck.from_json(c) for c in raw["checks"]),
+                   flags=tuple(raw.get("flags", ())), n_subset=raw.get("n_subset", 0), subset=raw.get("subset", ""))
+
+
+@dataclass(frozen=True)
+class ModelResult:
+    """One evaluated model (naive or hardened): clean metrics, every attack, and the attack-failure indicators."""
+
+    weights_sha256: str | None
+    clean: CleanMetrics
+    attacks: Mapping[str, AttackResult] = field(default_factory=dict)
+    indicators: Indicators | None = None
+
+    def __post_init__(self) -> None:
+        _set(self, attacks=MappingProxyType(dict(self.attacks)))
+
+    def with_attack(self, attack_id: str, result: AttackResult) -> ModelResult:
+        """This model with one more attack."""
+        return replace(self, attacks={**self.attacks, attack_id: result})
+
+    def attack(self, attack_id: str, role: str = "") -> AttackResult:
+        """One attack (KeyError naming the attacks that ran otherwise)."""
+        if attack_id not in self.attacks:
+            raise KeyError(f"attack {attack_id!r} was not run on the {role or 'this'} model "
+                           f"(run: {', '.join(self.attacks) or 'none'})")
+        return self.attacks[attack_id]
+
+    def to_json(self) -> Json:
+        """One entry of `models`."""
+        return {"weights_sha256": self.weights_sha256, "clean": self.clean.to_json(),
+                "attacks": {attack_id: a.to_json() for attack_id, a in self.attacks.items()},
+                **_present(indicators=self.indicators and self.indicators.to_json())}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> ModelResult:
+        """Read one model."""
+        indicators = raw.get("indicators")
+        return cls(weights_sha256=raw.get("weights_sha256"), clean=CleanMetrics.from_json(raw["clean"]),
+                   attacks={attack_id: AttackResult.from_json(a) for attack_id, a in raw.get("attacks", {}).items()},
+                   indicators=Indicators.from_json(indicators) if indicators else None)
+
+
+DEFENCE_DETAILS = ("early_stopped", "resumed_from_round", "naive_selected", "mixed_precision", "selection",
+                   "distributed")  # copied from the defence's provenance when it reports them
+
+
+@dataclass(frozen=True)
+class DefenceResult:
+    """The defence that hardened the model: plugin, parameters, selected round and training log."""
+
+    plugin: str
+    params: Mapping[str, Any]
+    selected_round: int | None
+    selected_weights_sha256: str | None
+    training_log: tuple[Mapping[str, Any], ...]
+    details: Mapping[str, Any] = field(default_factory=dict)  # DEFENCE_DETAILS the plugin reported
+
+    def __post_init__(self) -> None:
+        _set(self, params=freeze(self.params), training_log=freeze(self.training_log), details=freeze(self.details))
+
+    @classmethod
+    def from_provenance(cls, plugin: str, params: Mapping[str, Any], provenance: Mapping[str, Any]) -> DefenceResult:
+        """The section from a defence plugin's provenance of the hardened model."""
+        return cls(plugin=plugin, params=params, selected_round=provenance.get("selected_round"),
+                   selected_weights_sha256=provenance.get("weights_sha256"),
+                   training_log=provenance.get("training_log", ()),
+                   details={key: provenance[key] for key in DEFENCE_DETAILS if key in provenance})
+
+    def to_json(self) -> Json:
+        """The `defence` section."""
+        return {"plugin": self.plugin, "params": thaw(self.params), "selected_round": self.selected_round,
+                "selected_weights_sha256": self.selected_weights_sha256, "training_log": thaw(self.training_log),
+                **thaw(self.details)}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> DefenceResult:
+        """Read the `defence` section."""
+        core = {"plugin", "params", "selected_round", "selected_weights_sha256", "training_log"}
+        return cls(plugin=raw["plugin"], params=raw.get("params") or {}, selected_round=raw.get("selected_round"),
+                   selected_weights_sha256=raw.get("selected_weights_sha256"),
+                   training_log=raw.get("training_log") or (),
+                   details={key: value for key, value in raw.items() if key not in core})
+
+
+@dataclass(frozen=True)
+class CriterionResult:
+    """One acceptance criterion with its measured value, threshold and outcome."""
+
+    id: str
+    metric: str
+    model: str  # naive | hardened | change (hardened minus naive)
+    attack: str | None
+    epsilon: float | None
+    op: str  # '>=' or '<='
+    threshold: float
+    measured: float | None  # None: not measured, counts as failed
+    passed: bool
+    description: str = ""
+    note: str | None = None
+
+    def to_json(self) -> Json:
+        """One entry of `criteria`."""
+        return {"id": self.id, "metric": self.metric, "model": self.model, "attack": self.attack,
+                "epsilon": self.epsilon, "op": self.op, "threshold": self.threshold,
+                "description": self.description, "measured": self.measured, "passed": self.passed, "note": self.note}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> CriterionResult:
+        """Read one criterion."""
+        return cls(id=raw["id"], metric=raw["metric"], model=raw.get("model", "naive"), attack=raw.get("attack"),
+                   epsilon=raw.get("epsilon"), op=raw["op"], threshold=raw["threshold"], measured=raw.get("measured"),
+                   passed=bool(raw["passed"]), description=raw.get("description") or "", note=raw.get("note"))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether every criterion passed, and how many did."""
+
+    passed: bool
+    n_passed: int
+    n_criteria: int
+
+    @classmethod
+    def of(cls, criteria: tuple[CriterionResult, ...] | list[CriterionResult]) -> Verdict:
+        """Passed only when every criterion passed (vacuously with none)."""
+        n_passed = sum(1 for c in criteria if c.passed)
+        return cls(passed=n_passed == len(criteria), n_passed=n_passed, n_criteria=len(criteria))
+
+    def to_json(self) -> Json:
+        """The `verdict` section."""
+        return {"passed": self.passed, "n_passed": self.n_passed, "n_criteria": self.n_criteria}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> Verdict:
+        """Read the `verdict` section."""
+        return cls(passed=bool(raw["passed"]), n_passed=raw["n_passed"], n_criteria=raw["n_criteria"])
+
+
+@dataclass(frozen=True)
+class ResultsDocument:
+    """The whole of results.json for one run, finished ('complete') or stopped early ('running')."""
+
+    plan: PlanRef
+    status: str = "running"
+    dataset: DatasetSummary | None = None  # None until the data set is loaded
+    models: Mapping[str, ModelResult] = field(default_factory=dict)  # by role: naive, hardened
+    defence: DefenceResult | None = None
+    criteria: tuple[CriterionResult, ...] = ()
+    verdict: Verdict | None = None  # None until the criteria are checked
+    warnings: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _set(self, models=MappingProxyType(dict(self.models)), criteria=tuple(self.criteria),
+             warnings=tuple(self.warnings))
+
+    def with_model(self, role: str, model: ModelResult) -> ResultsDocument:
+        """This document with one model's section added or replaced."""
+        return replace(self, models={**self.models, role: model})
+
+    def with_warnings(self, *warnings: str) -> ResultsDocument:
+        """This document with warnings appended."""
+        return replace(self, warnings=(*self.warnings, *warnings))
+
+    def model(self, role: str) -> ModelResult:
+        """One model's results (KeyError naming the evaluated roles otherwise)."""
+        if role not in self.models:
+            raise KeyError(f"model {role!r} was not evaluated in this run "
+                           f"(evaluated: {', '.join(self.models) or 'none'})")
+        return self.models[role]
+
+    def to_json(self) -> Json:
+        """The JSON document results.json holds."""
+        return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "status": self.status,
+                "plan": {"name": self.plan.name, "sha256": self.plan.sha256},
+                "dataset": self.dataset.to_json() if self.dataset else {},
+                "models": {role: m.to_json() for role, m in self.models.items()},
+                "criteria": [c.to_json() for c in self.criteria],
+                "verdict": self.verdict.to_json() if self.verdict else None, "warnings": list(self.warnings),
+                **_present(defence=self.defence and self.defence.to_json())}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> ResultsDocument:
+        """Read results.json (any readable schema version); ValueError for another document or version."""
+        if not isinstance(raw, Mapping) or raw.get("schema") != SCHEMA:
+            found = raw.get("schema") if isinstance(raw, Mapping) else type(raw).__name__
+            raise ValueError(f"not a harness results document (schema {found!r})")
+        if raw.get("schema_version") not in READABLE_VERSIONS:
+            raise ValueError(f"schema version {raw.get('schema_version')!r}; this harness reads "
+                             f"{', '.join(map(str, READABLE_VERSIONS))}")
+        defence, verdict = raw.get("defence"), raw.get("verdict")
+        return cls(plan=PlanRef(raw["plan"]["name"], raw["plan"]["sha256"]), status=raw["status"],
+                   dataset=DatasetSummary.from_json(raw["dataset"]) if raw.get("dataset") else None,
+                   models={role: ModelResult.from_json(m) for role, m in raw.get("models", {}).items()},
+                   defence=DefenceResult.from_json(defence) if defence else None,
+                   criteria=tuple(CriterionResult.from_json(c) for c in raw.get("criteria", ())),
+                   verdict=Verdict.from_json(verdict) if verdict else None, warnings=tuple(raw.get("warnings", ())))
