@@ -36,7 +36,7 @@ def default_plan(session_cache: Path) -> tuple[Plan, torch.nn.Module, object, np
     registry = default_registry()
     plan = load_plan(DEFAULT_PLAN, registry=registry)
     dataset = registry.get("dataset", plan.dataset.plugin).load(
-        plan.dataset.params, DatasetContext(seed=plan.seed, salt="test-salt", base_dir=plan.base_dir,
+        plan.dataset.params, DatasetContext(seed=plan.seed, base_dir=plan.base_dir,
                                             cache_dir=session_cache))
     model = registry.get("model", plan.model.plugin).provide(plan.model.params, ModelContext(
         dataset=dataset, device=CPU, seed=plan.seed, base_dir=plan.base_dir, cache_dir=session_cache,

@@ -18,12 +18,12 @@ from harness.attacks.indicators.probes import (
 )
 
 MORE_ITERATIONS_MAX_DROP = 0.05
-STEPS_FACTOR, MORE_RESTARTS = 5, 3
+STEPS_FACTOR, MORE_RESTARTS = 5, 2
 CHECK = CheckInfo(
     "more_iterations",
     f"At each iterative attack's largest ε, stronger attacks (the attack with {STEPS_FACTOR}× the steps and "
-    f"{MORE_RESTARTS} restarts where its plugin allows; APGD with cross-entropy and margin losses, "
-    f"{CONVERGING_STEPS} adaptive steps; trivial perturbations within ε) lower its accuracy by ≤ "
+    f"{MORE_RESTARTS} restarts where its plugin allows; APGD on cross-entropy, {CONVERGING_STEPS} adaptive "
+    "steps; PGD on the margin loss with small fixed steps; trivial perturbations within ε) lower its accuracy by ≤ "
     f"{MORE_ITERATIONS_MAX_DROP:g} (at least 1.5 images).",
     "If stronger or simpler attacks break noticeably more images at the same ε, the plan's attack has not "
     "converged and its robust accuracy overstates the model's robustness.",

@@ -1,10 +1,13 @@
 """The indicators' own plain-torch probes: input gradients, one-step FGSM, random noise, converging gradient attacks
-(APGD with cross-entropy and margin losses) and trivial perturbations (toward white, black, a class's mean image).
+(APGD on cross-entropy, small fixed steps on the margin loss) and trivial perturbations (toward white, black, a
+class's mean image).
 
 Every probe returns which images it flipped, judged like any adversarial: within ε and [0,1], by the model itself.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -13,10 +16,12 @@ from harness.attacks.judge import judge
 from harness.attacks.native.apgd import apgd
 from harness.attacks.native.losses import cross_entropy, margin, misclassified
 from harness.attacks.native.norms import project, step
-from harness.attacks.native.pgd import logits_and_gradient
+from harness.attacks.native.pgd import logits_and_gradient, pgd
 
 CONVERGING_STEPS = 100  # APGD iterations per loss
-CONVERGING = ("apgd_ce", "apgd_margin")
+SMALL_STEP, SMALL_STEPS = 0.005, 200  # the fixed-step probe: steps of min(0.005, ε/4) on [0,1] pixels, enough of
+# them to cross the ε-ball's diameter twice, at most 200 (at ε = 1: 200 × 0.005 = ε)
+CONVERGING = ("apgd_ce", "pgd_margin_small_steps")
 RANDOM_START_MAX_EPSILON = 0.05  # above this ε the converging probes start from the clean image (a uniform start in
 # a large ball is a random image, which a model may well classify as the true class)
 
@@ -49,17 +54,24 @@ def fooled(model: nn.Module, x: torch.Tensor, adv: torch.Tensor, y: torch.Tensor
 
 def converging_attacks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str,
                        generator: torch.Generator, steps: int = CONVERGING_STEPS) -> dict[str, torch.Tensor]:
-    """APGD with cross-entropy, then with the margin loss on the images cross-entropy could not flip: which images
-    each flipped. APGD's step size adapts, so it converges at any budget (no ε-proportional overshoot)."""
+    """Attacks that converge at any budget, the second on the images the first could not flip: APGD with
+    cross-entropy (its step size adapts), then PGD on the margin loss with a fixed small step from the clean image
+    (min(0.005, ε/4): no ε-proportional overshoot, where APGD's first steps of 2ε can leave the image's
+    neighbourhood at large ε). Which images each flipped."""
     start = "uniform" if eps <= RANDOM_START_MAX_EPSILON else "none"
+    small = min(SMALL_STEP, eps / 4)
+    small_steps = min(SMALL_STEPS, math.ceil(4 * eps / small))
+    runs = {"apgd_ce": lambda xs, ys: apgd(model, xs, cross_entropy(ys), eps, norm, steps, misclassified(ys), start,
+                                           generator),
+            "pgd_margin_small_steps": lambda xs, ys: pgd(model, xs, margin(ys), eps, norm, small_steps, small, "none",
+                                                         success=misclassified(ys))}
     hits = {}
     todo = torch.ones(len(x), dtype=torch.bool, device=x.device)
-    for name, loss in zip(CONVERGING, (cross_entropy, margin), strict=True):
+    for name in CONVERGING:
         hit = torch.zeros(len(x), dtype=torch.bool, device=x.device)
         if bool(todo.any()):
             xs, ys = x[todo], y[todo]
-            adv = apgd(model, xs, loss(ys), eps, norm, steps, misclassified(ys), start, generator)
-            hit[todo] = fooled(model, xs, adv, ys, norm, eps)
+            hit[todo] = fooled(model, xs, runs[name](xs, ys), ys, norm, eps)
         hits[name] = hit
         todo &= ~hit
     return hits

@@ -6,7 +6,14 @@ from __future__ import annotations
 import torch
 
 from harness.attacks.indicators.context import CheckInfo, CheckResult, Context
-from harness.attacks.indicators.probes import CONVERGING, CONVERGING_STEPS, converging_attacks, trivial_perturbations
+from harness.attacks.indicators.probes import (
+    CONVERGING,
+    CONVERGING_STEPS,
+    SMALL_STEP,
+    SMALL_STEPS,
+    converging_attacks,
+    trivial_perturbations,
+)
 
 UNBOUNDED_EPSILON = 1.0  # the whole [0,1] box: every classifier that uses its input can be fooled
 UNBOUNDED_MAX_ACCURACY = 0.05
@@ -14,9 +21,10 @@ TOO_WEAK = ("the attack is too weak for this model: trivial perturbations flip i
             "cannot at the unbounded budget (an attack-side failure, or masked gradients; not model robustness)")
 CHECK = CheckInfo(
     "unbounded_budget",
-    f"APGD L∞ at ε={UNBOUNDED_EPSILON:g} (the whole pixel box; cross-entropy then margin loss, {CONVERGING_STEPS} "
-    f"adaptive steps from the clean image) drives accuracy to ≤ {UNBOUNDED_MAX_ACCURACY:g}; trivial perturbations "
-    "(all-white, all-black, each class's mean image) run beside it.",
+    f"Attacks that converge at any budget, L∞ at ε={UNBOUNDED_EPSILON:g} (the whole pixel box) from the clean image "
+    f"(APGD on cross-entropy, {CONVERGING_STEPS} adaptive steps; PGD on the margin loss, {SMALL_STEPS} steps of "
+    f"{SMALL_STEP:g}), drive accuracy to ≤ {UNBOUNDED_MAX_ACCURACY:g}; trivial "
+    "perturbations (all-white, all-black, each class's mean image) run beside them.",
     "With the whole pixel box as budget every classifier that uses its input can be fooled, so more than "
     f"{UNBOUNDED_MAX_ACCURACY:.0%} of images surviving attacks that converge at any budget means the attack, not the "
     "model, has failed.",
@@ -41,8 +49,9 @@ def check_unbounded(ctx: Context) -> CheckResult:
     survived = ~gradient
     accuracy = float(survived.float().mean())
     passed = accuracy <= UNBOUNDED_MAX_ACCURACY
-    detail = (f"accuracy {accuracy:.3f} on {len(ctx.subset)} images after APGD L∞ ε={UNBOUNDED_EPSILON:g} "
-              f"(cross-entropy, then margin on the rest); still correct by class: {ctx.by_class(survived)}")
+    detail = (f"accuracy {accuracy:.3f} on {len(ctx.subset)} images after {', '.join(CONVERGING)} at "
+              f"L∞ ε={UNBOUNDED_EPSILON:g} (each on the images the ones before left); still correct by class: "
+              f"{ctx.by_class(survived)}")
     only_trivial = trivial & survived
     if bool(only_trivial.any()):
         names = [name for name, hit in hits.items() if name not in CONVERGING and bool((hit & survived).any())]

@@ -71,8 +71,11 @@ def _ascend(model: nn.Module, x0: torch.Tensor, rows: torch.Tensor, loss: PerSam
     reduced_before = torch.zeros(n, dtype=torch.bool, device=x0.device)
     best_at_check = best_value.clone()
     reviews, last_review = checkpoints(steps), 0
-    for i in range(1, steps):
-        live = (~hit).nonzero()[:, 0]
+    stuck = torch.zeros(n, dtype=torch.bool, device=x0.device)  # zero gradient, no momentum, at its best point:
+    for i in range(1, steps):  # neither a step nor a restart from the best point can move it
+        stuck |= ((grad.flatten(1).abs().amax(1) == 0) & (x == previous).flatten(1).all(1)
+                  & (x == best_x).flatten(1).all(1))
+        live = (~hit & ~stuck).nonzero()[:, 0]
         if not len(live):
             break
         xl, origin_l = x[live], origin[live]
