@@ -518,7 +518,7 @@ def phantom(n_images: int, train_images: int) -> tuple[TensorSplit, TensorSplit]
     n_patients = max(60, math.ceil(max(n_images, train_images) / 0.9))
     with tempfile.TemporaryDirectory() as cache:
         params = plugin.Params(seed=SEED, n_patients=n_patients, image_size=64, split_fractions=[0.5, 0.05, 0.45])
-        bundle = plugin.load(params, DatasetContext(seed=SEED, salt="bench", base_dir=Path.cwd(),
+        bundle = plugin.load(params, DatasetContext(seed=SEED, base_dir=Path.cwd(),
                                                     cache_dir=Path(cache)))
     return bundle.splits["train"], bundle.splits["test"]
 

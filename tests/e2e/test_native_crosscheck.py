@@ -3,12 +3,12 @@ the bisection schedule against the exhaustive sweep, on the plan's own model, te
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from attack_toys import one_torch_thread  # noqa: F401 - a fixture
 from support import REPO
 
 from harness.attacks.sweep import predict_logits, run_attack
@@ -18,16 +18,12 @@ from harness.registry.manager import default_registry
 
 DEFAULT_PLAN = REPO / "specs" / "ct_nodule.yaml"
 CPU = torch.device("cpu")
-TWINS = {"fgsm": "native_fgsm", "pgd_linf": "native_pgd_linf", "bim_linf": "native_bim_linf"}
+TWINS = {"fgsm": ("fgsm", "native_fgsm"), "pgd_linf": ("pgd_linf", "native_pgd_linf"),
+         "bim_linf": ("bim_linf", "native_bim_linf")}  # attack id in the plan: (Foolbox, native)
 AGREEMENT = 0.01  # robust accuracy within 1 point at every ε
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -52,13 +48,14 @@ def robust_accuracy(plan: Plan, model: torch.nn.Module, test: object, clean: np.
     return (~outcome.success).mean(axis=1)
 
 
-@pytest.mark.parametrize("foolbox_name", sorted(TWINS))
-def test_native_agrees_with_foolbox_at_every_epsilon_of_the_default_plan(default_plan: tuple,
-                                                                         foolbox_name: str) -> None:
+@pytest.mark.parametrize("attack_id", sorted(TWINS))
+def test_native_agrees_with_foolbox_at_every_epsilon_of_the_default_plan(default_plan: tuple, attack_id: str) -> None:
     plan, model, test, clean = default_plan
-    (spec,) = [s for s in plan.attacks if s.attack == foolbox_name]
-    native = AttackSpec(spec.id, TWINS[foolbox_name], spec.params, spec.epsilons, spec.norm, spec.kind)
-    reference = robust_accuracy(plan, model, test, clean, spec)
+    (spec,) = [s for s in plan.attacks if s.id == attack_id]
+    foolbox_name, native_name = TWINS[attack_id]
+    foolbox = AttackSpec(spec.id, foolbox_name, spec.params, spec.epsilons, spec.norm, spec.kind)
+    native = AttackSpec(spec.id, native_name, spec.params, spec.epsilons, spec.norm, spec.kind)
+    reference = robust_accuracy(plan, model, test, clean, foolbox)
     ours = robust_accuracy(plan, model, test, clean, native)
     assert np.abs(ours - reference).max() <= AGREEMENT, (reference.tolist(), ours.tolist())
     assert (ours <= reference + 1e-12).all()  # first-success rule: never weaker than Foolbox's last iterate
@@ -66,7 +63,7 @@ def test_native_agrees_with_foolbox_at_every_epsilon_of_the_default_plan(default
 
 def test_bisect_agrees_with_the_exhaustive_sweep_with_fewer_attacks(default_plan: tuple) -> None:
     plan, model, test, clean = default_plan
-    (pgd,) = [s for s in plan.attacks if s.attack == "pgd_linf"]
+    (pgd,) = [s for s in plan.attacks if s.id == "pgd_linf"]
     registry = default_registry()
     plugin = registry.get("attack", "native_pgd_linf")
     calls: dict[str, int] = {"ascending": 0, "bisect": 0}

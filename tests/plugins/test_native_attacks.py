@@ -3,11 +3,10 @@ convergence at any budget, the gradient-free Square attack, targeted APGD, and s
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
+from attack_toys import one_torch_thread, trained_mlp  # noqa: F401 - one_torch_thread is a fixture
 from torch import nn
 
 from harness.attacks.sweep import run_attack
@@ -25,42 +24,12 @@ FAST = {"apgd_ce_linf": {"steps": 20}, "apgd_ce_l2": {"steps": 20}, "apgd_dlr_li
         "apgd_dlr_l2": {"steps": 20}, "square_linf": {"queries": 200}}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def toy_data(n: int, generator: torch.Generator, classes: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
-    """1×16×16 images whose brightness encodes the class, with per-image offsets spreading the margins."""
-    labels = torch.randint(0, classes, (n,), generator=generator)
-    offset = (torch.rand(n, 1, 1, 1, generator=generator) - 0.5) * 0.16 / classes
-    noise = (torch.rand(n, 1, 16, 16, generator=generator) - 0.5) * 0.3
-    brightness = 0.3 + 0.4 * labels.float()[:, None, None, None] / max(1, classes - 1)
-    return (brightness + offset + noise).clamp(0, 1), labels
-
-
-def train(classes: int) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
-    torch.manual_seed(0)
-    generator = torch.Generator().manual_seed(classes)
-    x_train, y_train = toy_data(512, generator, classes)
-    x_test, y_test = toy_data(48, generator, classes)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(256, 16), nn.ReLU(), nn.Linear(16, classes))
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(200):
-        optimizer.zero_grad()
-        nn.functional.cross_entropy(model(x_train), y_train).backward()
-        optimizer.step()
-    model.eval()
-    optimizer.zero_grad(set_to_none=True)
-    return model, x_test, y_test
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def toy(one_thread: None) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
-    return train(2)
+def toy() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    return trained_mlp(2)
 
 
 def run(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilons: list[float], seed: int = 0,
@@ -151,10 +120,10 @@ def test_square_needs_no_gradients(toy: tuple) -> None:
 
 
 def test_targeted_apgd_on_ten_classes_and_two() -> None:
-    model, x, y = train(10)
+    model, x, y = trained_mlp(10)
     (adv,) = run("apgd_dlr_linf", model, x, y, [0.1], target_classes=3)
     assert fooled(model, adv, y) >= 0.9
-    binary, xb, yb = train(2)
+    binary, xb, yb = trained_mlp(2)
     (adv,) = run("apgd_dlr_linf", binary, xb, yb, [0.3])
     assert fooled(binary, adv, yb) >= 0.9
 

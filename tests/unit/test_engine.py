@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Iterator
 
 import pytest
 import torch
+from attack_toys import one_torch_thread  # noqa: F401 - a fixture
 from torch import nn
 
 from harness.attacks.engine import (
@@ -27,13 +27,7 @@ from harness_plugins.models.architectures import MonaiResNet18, SmallCNN
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Small models on a shared machine: one intra-op thread is many times faster than an oversubscribed two."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _with_running_stats(model: nn.Module, seed: int = 0) -> nn.Module:

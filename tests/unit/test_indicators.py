@@ -10,6 +10,7 @@ import fake_plugins
 import numpy as np
 import pytest
 import torch
+from attack_toys import one_torch_thread  # noqa: F401 - a fixture
 from torch import nn
 
 from harness.attacks.indicators import (
@@ -47,13 +48,7 @@ PLAN = textwrap.dedent("""\
 # ------------------------------------------------------------------------------------------------ fixtures
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors on a loaded machine: one intra-op thread is ~10× faster than two."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def toy_data(n: int, seed: int) -> tuple[torch.Tensor, np.ndarray]:

@@ -31,6 +31,7 @@ from harness_plugins.attacks.params import (
     PGDL2Params,
     PGDLinfParams,
     Strengthen,
+    StrengthenedByTable,
     at_least,
     more_steps_and_restarts,
     positive,
@@ -120,7 +121,7 @@ def _square(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: f
 
 
 @dataclass(frozen=True)
-class NativeAttack:
+class NativeAttack(StrengthenedByTable):
     """One native attack exposed as a harness AttackPlugin (fixed-ε: one adversarial set per ε)."""
 
     name: str
@@ -132,11 +133,6 @@ class NativeAttack:
     requires_gradients: bool = True
     strengthener: Strengthen | None = None
     kind: str = "fixed_epsilon"
-
-    def strengthen(self, params: Any, steps_factor: int, restarts: int) -> Any | None:
-        """More steps (queries) and restarts, or None where the attack has no random start to restart from."""
-        return None if self.strengthener is None else self.strengthener(params or self.Params(), steps_factor,
-                                                                        restarts)
 
     def run(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
             epsilons: Sequence[float] | None, params: Any) -> AttackOutput:

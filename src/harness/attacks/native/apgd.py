@@ -13,10 +13,10 @@ import math
 import torch
 from torch import nn
 
-from harness.attacks.model_mode import eval_mode
 from harness.attacks.native.losses import PerSampleLoss, Success
 from harness.attacks.native.norms import Start, project, random_start, step
 from harness.attacks.native.pgd import logits_and_gradient
+from harness.attacks.native.restarts import with_restarts
 
 INITIAL_STEP = 2.0  # η⁽⁰⁾ = 2ε
 MOMENTUM = 0.75  # α
@@ -40,16 +40,8 @@ def apgd(model: nn.Module, images: torch.Tensor, loss: PerSampleLoss, epsilon: f
     """APGD on `loss` in the ε-ball of `norm` and [0,1]; per image the first successful iterate, else the iterate
     with the highest loss of the last attempt. `steps` counts gradient evaluations (the start included)."""
     x0 = images.detach()
-    result = x0.clone()
-    todo = torch.arange(len(x0), device=x0.device)
-    with eval_mode(model):
-        for _ in range(max(1, restarts)):
-            adv, hit = _ascend(model, x0, todo, loss, epsilon, norm, steps, success, start, generator)
-            result[todo] = adv
-            todo = todo[~hit]
-            if not len(todo):
-                break
-    return result
+    return with_restarts(model, x0, restarts, lambda rows, last: _ascend(model, x0, rows, loss, epsilon, norm, steps,
+                                                                         success, start, generator))
 
 
 def _ascend(model: nn.Module, x0: torch.Tensor, rows: torch.Tensor, loss: PerSampleLoss, epsilon: float, norm: str,

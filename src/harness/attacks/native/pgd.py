@@ -13,9 +13,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from harness.attacks.model_mode import eval_mode
 from harness.attacks.native.losses import PerSampleLoss, Success
 from harness.attacks.native.norms import Start, project, random_start, step
+from harness.attacks.native.restarts import with_restarts
 
 Autocast = Callable[[], contextlib.AbstractContextManager]
 
@@ -55,20 +55,13 @@ def pgd(model: nn.Module, images: torch.Tensor, loss: PerSampleLoss, epsilon: fl
     compiled model sees one shape.
     """
     x0 = images.detach()
-    result = x0.clone()
-    todo = torch.arange(len(x0), device=x0.device)
-    with eval_mode(model):
-        for attempt in range(max(1, restarts)):
-            last = attempt == max(1, restarts) - 1
-            adv, hit = _descend(model, x0, todo, loss, epsilon, norm, steps, step_size, start, generator, success,
-                                autocast, loss_scale, compact, check_last=not last)
-            result[todo] = adv
-            if success is None:
-                break
-            todo = todo[~hit]
-            if not len(todo):
-                break
-    return result
+
+    def attempt(rows: torch.Tensor, last: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        adv, hit = _descend(model, x0, rows, loss, epsilon, norm, steps, step_size, start, generator, success,
+                            autocast, loss_scale, compact, check_last=not last)
+        return adv, None if success is None else hit
+
+    return with_restarts(model, x0, restarts, attempt)
 
 
 def _descend(model: nn.Module, x0: torch.Tensor, rows: torch.Tensor, loss: PerSampleLoss, epsilon: float, norm: str,

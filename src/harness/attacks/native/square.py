@@ -14,8 +14,8 @@ import math
 import torch
 from torch import nn
 
-from harness.attacks.model_mode import eval_mode
 from harness.attacks.native.losses import margin
+from harness.attacks.native.restarts import with_restarts
 
 SCHEDULE_LENGTH = 10_000  # the paper's schedule is written for 10 000 queries and rescaled to the budget
 # (query in the 10 000-query schedule above which p is divided by the factor)
@@ -39,16 +39,8 @@ def square_linf(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, ep
     Random draws come from the global torch RNG on the images' device (the sweep seeds it per batch).
     """
     x0 = images.detach()
-    result = x0.clone()
-    todo = torch.arange(len(x0), device=x0.device)
-    with eval_mode(model):
-        for _ in range(max(1, restarts)):
-            adv, hit = _search(model, x0[todo], labels[todo], epsilon, queries, p_init)
-            result[todo] = adv
-            todo = todo[~hit]
-            if not len(todo):
-                break
-    return result
+    return with_restarts(model, x0, restarts, lambda rows, last: _search(model, x0[rows], labels[rows], epsilon,
+                                                                         queries, p_init))
 
 
 def _search(model: nn.Module, x0: torch.Tensor, labels: torch.Tensor, epsilon: float, queries: int,
