@@ -318,6 +318,9 @@ def test_auto_on_cpu_is_float32_eager_and_says_why(small_cnn: nn.Module) -> None
     assert settings == EngineSettings(deterministic=True)
     assert record["requested"] == "auto" and "float32 eager" in record["reason"]
     assert record["used"]["channels_last"] is False and record["used"]["deterministic"] is True
+    cuda = torch.device("cuda")  # a model without input gradients gets no options, even on CUDA, and no probe
+    settings, record = resolve_engine(EngineSettings(auto=True), small_cnn, cuda, probe, [0.01], differentiable=False)
+    assert settings == EngineSettings() and "no input gradients" in record["reason"]
     pinned, record = resolve_engine(EngineSettings(channels_last=True), small_cnn, CPU, probe, [0.01])
     assert pinned.channels_last and record == {"requested": "pinned", "used": {**record["used"]}}
 

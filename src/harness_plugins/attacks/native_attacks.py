@@ -73,14 +73,21 @@ def more_queries_and_restarts(params: SquareParams, steps_factor: int, restarts:
 # ------------------------------------------------------------------------------------------ crafting
 
 
-def _gradient_steps(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, params: Any, norm: Norm,
-                    compact: bool) -> torch.Tensor:
-    """FGSM, BIM and PGD: cross-entropy ascent with fixed steps (FGSM: one step of ε), first success kept."""
-    steps = getattr(params, "steps", 1)
-    size = getattr(params, "abs_stepsize", None) or getattr(params, "rel_stepsize", 1.0) * eps
+def _fgsm(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, params: FGSMParams, norm: Norm,
+          compact: bool) -> torch.Tensor:
+    """FGSM: one cross-entropy step of ε (from a uniform start with `random_start`)."""
     start = "uniform" if params.random_start else "none"
-    return pgd(model, images, cross_entropy(labels), eps, norm, steps, size, start, success=misclassified(labels),
-               restarts=getattr(params, "restarts", 1), compact=compact)
+    return pgd(model, images, cross_entropy(labels), eps, norm, 1, eps, start, success=misclassified(labels),
+               compact=compact)
+
+
+def _iterated(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, params: BIMParams,
+              norm: Norm, compact: bool) -> torch.Tensor:
+    """BIM and PGD: `steps` cross-entropy steps of abs_stepsize (else rel_stepsize × ε), PGD with restarts."""
+    size = params.abs_stepsize if params.abs_stepsize is not None else params.rel_stepsize * eps
+    start = "uniform" if params.random_start else "none"
+    return pgd(model, images, cross_entropy(labels), eps, norm, params.steps, size, start,
+               success=misclassified(labels), restarts=getattr(params, "restarts", 1), compact=compact)
 
 
 def _apgd_ce(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, params: APGDParams,
@@ -156,15 +163,15 @@ _EARLY = "plain torch, stops each image at its first misclassified iterate"
 
 ATTACKS: tuple[NativeAttack, ...] = (
     NativeAttack("native_fgsm", "linf", f"L∞ FGSM, one signed-gradient step of size ε ({_GOODFELLOW}); {_EARLY}.",
-                 FGSMParams, _gradient_steps, iterative=False),
+                 FGSMParams, _fgsm, iterative=False),
     NativeAttack("native_bim_linf", "linf",
                  f"L∞ Basic Iterative Method, iterated FGSM clipped to the ε-ball ({_KURAKIN}); {_EARLY}.",
-                 BIMParams, _gradient_steps),
+                 BIMParams, _iterated),
     NativeAttack("native_pgd_linf", "linf",
                  f"L∞ PGD with random start and restarts ({_MADRY}); {_EARLY}.",
-                 PGDLinfParams, _gradient_steps, strengthener=more_steps_and_restarts),
+                 PGDLinfParams, _iterated, strengthener=more_steps_and_restarts),
     NativeAttack("native_pgd_l2", "l2", f"L2 PGD with random start and restarts ({_MADRY}); {_EARLY}.",
-                 PGDL2Params, _gradient_steps, strengthener=more_steps_and_restarts),
+                 PGDL2Params, _iterated, strengthener=more_steps_and_restarts),
     NativeAttack("apgd_ce_linf", "linf",
                  f"L∞ Auto-PGD on cross-entropy, momentum and adaptive step size ({_CROCE}); {_EARLY}.",
                  APGDParams, _apgd_ce, strengthener=more_steps_and_restarts),
