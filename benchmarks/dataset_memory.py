@@ -76,7 +76,7 @@ def child(manifest: Path, cache_decoded: str) -> None:
                "cache_decoded": cache_decoded if cache_decoded == "auto" else cache_decoded == "true"}
     params = build_dataclass(DicomDataset.Params, mapping, "dataset")
     start = time.perf_counter()
-    bundle = DicomDataset().load(params, DatasetContext(seed=0, salt="bench", base_dir=manifest.parent,
+    bundle = DicomDataset().load(params, DatasetContext(seed=0, base_dir=manifest.parent,
                                                         cache_dir=manifest.parent))
     loaded = time.perf_counter()
     seen = 0

@@ -26,7 +26,7 @@ def read_results(run_dir: Path) -> dict[str, Any]:
         results = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise SystemExit(f"{path}: cannot read results ({exc})") from None
-    if results.get("status") != "complete":
+    if results.get("status") not in ("passed", "failed", "complete"):  # complete: results schema v1
         raise SystemExit(f"{path}: run is not complete (status {results.get('status')!r})")
     return results
 

@@ -9,10 +9,30 @@ def first_line(exc: BaseException) -> str:
     return lines[0][:200] if lines else type(exc).__name__
 
 
+# Exit codes of every `harness` command (and of a run, in results.json): every criterion passed, a criterion failed,
+# bad input (a HarnessError), an internal error (a bug), interrupted (Ctrl-C, as shells report SIGINT).
+EXIT_PASS, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+def error_report(exc: BaseException) -> tuple[int, str]:
+    """The exit code and the one-line message of an error that stops a command: a HarnessError's own line, or
+    'internal error: Type: message' for anything else (a bug). Commands print it after 'harness: error: ' or
+    'harness: '; a run records it in results.json."""
+    if isinstance(exc, HarnessError):
+        return exc.exit_code, exc.one_line()
+    return EXIT_INTERNAL, f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
+def error_line(exc: BaseException) -> str:
+    """The line a command prints for an error: 'harness: error: …' or 'harness: internal error: …'."""
+    message = error_report(exc)[1]
+    return f"harness: error: {message}" if isinstance(exc, HarnessError) else f"harness: {message}"
+
+
 class HarnessError(Exception):
     """Base class for errors shown to the user as one line, never a traceback."""
 
-    exit_code = 2
+    exit_code = EXIT_BAD_INPUT
 
     def one_line(self) -> str:
         """The message on a single line."""

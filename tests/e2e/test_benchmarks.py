@@ -138,7 +138,7 @@ def test_sweep_memory_child_processes_report_peaks(tmp_path):
     assert "peak − data ratio" in memory.report(result["rows"], summary)
 
 
-def _results(status: str = "complete") -> dict:
+def _results(status: str = "passed") -> dict:
     def model(clean: float, accs: list[float]) -> dict:
         points = [{"epsilon": e, "robust_accuracy": a} for e, a in zip((0.002, 0.004), accs, strict=True)]
         return {"clean": {"accuracy": clean}, "attacks": {

@@ -235,7 +235,7 @@ def test_defence_trains_with_ddp_and_every_rank_ends_with_the_same_weights(tmp_p
     results = json.loads((run_dir / "results.json").read_text())
     manifest = json.loads((run_dir / "manifest.json").read_text())
     defence = results["defence"]
-    assert results["status"] == "complete" and defence["plugin"] == "iterative_adversarial_training"
+    assert results["status"] in ("passed", "failed") and defence["plugin"] == "iterative_adversarial_training"
     assert [entry["round"] for entry in defence["training_log"]] == [0, 1, 2]
     ranks = defence["distributed"]
     assert ranks["world_size"] == 2 and len(ranks["rank_weights_sha256"]) == 2
@@ -265,6 +265,10 @@ FAILING_PLUGIN = textwrap.dedent('''\
     class FailOnRank:
         name, norm, kind, Params = "fail_on_rank", "linf", "fixed_epsilon", Params
         description = "Raises on one torchrun rank (test plugin)."
+        iterative, requires_gradients = False, False
+
+        def strengthen(self, params, steps_factor, restarts):
+            return None
 
         def run(self, model, images, labels, epsilons, params):
             if int(os.environ.get("RANK", "0")) == params.rank:
@@ -294,4 +298,6 @@ def test_a_failing_rank_stops_every_rank_with_one_error_line(tmp_path, session_c
     lines = [line for line in proc.stderr.splitlines() if line.startswith("harness:") and "error" in line]
     assert lines == ["harness: error: rank 1 failed: attack 'fail_on_rank' failed: simulated failure on rank 1"]
     results = json.loads((_only_run_dir(tmp_path / "runs") / "results.json").read_text())
-    assert results["status"] == "running" and "fail_on_rank" not in results["models"]["naive"]["attacks"]
+    assert "fail_on_rank" not in results["models"]["naive"]["attacks"]
+    assert (results["status"], results["stage"], results["exit_code"]) == ("error", "naive:attack:fail_on_rank", 2)
+    assert results["error"] == "rank 1 failed: attack 'fail_on_rank' failed: simulated failure on rank 1"

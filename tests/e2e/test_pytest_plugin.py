@@ -301,7 +301,7 @@ def toy_results(tmp_path_factory: pytest.TempPathFactory) -> RunResults:
 
 def test_results_view_is_typed(toy_results: RunResults) -> None:
     r = toy_results
-    assert r.status == "complete" and r.plan_name == "toy_plan" and r.passed
+    assert r.status == "passed" and r.plan_name == "toy_plan" and r.passed
     assert r.verdict is not None and (r.verdict.n_passed, r.verdict.n_criteria) == (4, 4)
     assert r.model_roles == ("naive",) and r.attacks() == ("shift", "shift_big")
     clean = r.clean["naive"]

@@ -32,7 +32,7 @@ def run_plan(folder: Path, name: str, dataset: dict, model: dict) -> tuple[dict,
     registry = default_registry()
     loaded = load_plan_text(json.dumps(plan), registry=registry, base_dir=folder)
     result = Runner(loaded, registry, RunConfig(out_root=folder / "runs", progress=False, echo=lambda m: None)).run()
-    return result.results, result.manifest, result.run_dir
+    return result.raw, result.manifest, result.run_dir
 
 
 def accuracies(results: dict) -> dict[str, float]:

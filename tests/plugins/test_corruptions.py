@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -388,15 +387,3 @@ def test_jpeg2000_reaches_about_its_target_psnr(registry, phantoms):
     for severity in plugin.severities:
         assert _psnr(phantoms["any"], corrupt(plugin, phantoms["any"], severity.level)) == \
             pytest.approx(severity.value, abs=2.0)
-
-
-def test_five_severities_of_every_corruption_on_120_images_cost_seconds(registry, phantoms):
-    costs = {}
-    for name in sorted(ALL_NAMES):
-        plugin = registry.get("corruption", name)
-        images = images_for(registry, phantoms, name).repeat(8, 1, 1, 1)[:120]
-        start = time.perf_counter()
-        for level in (1, 2, 3, 4, 5):
-            corrupt(plugin, images, level)
-        costs[name] = time.perf_counter() - start
-    assert max(costs.values()) < 10.0, costs

@@ -26,6 +26,7 @@ from harness.registry.contracts import DatasetBundle, DatasetContext
 from harness.registry.manager import default_registry
 from harness.run.runner import RunConfig, Runner
 from harness_plugins.datasets.readers.dicom import EXTRA_TAGS, DicomDataset, DicomReader, WindowParams, modality
+from harness_plugins.datasets.readers.medical_io import short_reason
 
 SALT = "test-salt"
 SHARED_DICOM = SHARED_DATASETS / "dicom_samples"
@@ -36,11 +37,13 @@ CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 # ------------------------------------------------------------------------------------------------ helpers
 
 
-def load(mapping: dict, base_dir: Path = Path("."), seed: int = 0) -> DatasetBundle:
-    """Validate `mapping` like a plan's dataset section and load it as the core does (ids de-identified)."""
+def load(mapping: dict, base_dir: Path = Path("."), seed: int = 0, show_paths: bool = False) -> DatasetBundle:
+    """Validate `mapping` like a plan's dataset section and load it as the core does (ids de-identified; file
+    names in messages only with `show_paths`)."""
     plugin = DicomDataset()
     params = build_dataclass(plugin.Params, mapping, "dataset")
-    return load_dataset(plugin, params, DatasetContext(seed=seed, base_dir=base_dir, cache_dir=base_dir), SALT)
+    context = DatasetContext(seed=seed, base_dir=base_dir, cache_dir=base_dir, show_paths=show_paths)
+    return load_dataset(plugin, params, context, SALT)
 
 
 def pydicom_file(name: str) -> Path:
@@ -266,7 +269,8 @@ def test_multi_frame_middle_list_and_all(tmp_path):
     train = listed.splits["train"]
     assert len(set(train.group_ids)) == 1 and len(set(train.sample_ids)) == 2  # frames share the patient
     assert len(all_images(load({**base, "frames": "all"}))) == 10
-    with pytest.raises(DataError, match=r"pat0\.dcm: frame 7 was asked for but the file has 5 frames"):
+    with pytest.raises(DataError, match=r"m\.csv line \d, file [0-9a-f]{8}: frame 7 was asked for but the file "
+                                        "has 5 frames"):
         load({**base, "frames": [7]})
 
 
@@ -388,11 +392,14 @@ def test_each_bad_file_fails_in_one_line_naming_it(tmp_path, bad_files):
                                                                           "split": "test"}]
         manifest = write_manifest(tmp_path / "one.csv", rows)
         with pytest.raises(DataError) as info:
-            load({"path": str(manifest), "class_names": ["a", "b"], "window": "minmax"})
+            load({"path": str(manifest), "class_names": ["a", "b"], "window": "minmax"}, show_paths=True)
         message = str(info.value)
         assert "\n" not in message and message == info.value.one_line(), message
-        assert f"{tmp_path / name}: " in message and reason in message, message
-        assert "one.csv line 3" in message
+        assert f"one.csv line 3, file {hash_id(f'file:{name}', SALT)[:8]} ({name}): " in message, message
+        assert reason in message, message
+        with pytest.raises(DataError) as info:  # by default the file is named by its keyed hash only
+            load({"path": str(manifest), "class_names": ["a", "b"], "window": "minmax"})
+        assert name not in str(info.value) and reason in str(info.value)
 
 
 def test_skip_lists_every_bad_file_with_its_reason(tmp_path, bad_files):
@@ -402,8 +409,8 @@ def test_skip_lists_every_bad_file_with_its_reason(tmp_path, bad_files):
     rows.append({"path": "missing.dcm", "label": "a", "split": "val"})
     manifest = write_manifest(tmp_path / "all.csv", rows)
     bundle = load({"path": str(manifest), "class_names": ["a", "b"], "window": "minmax", "on_error": "skip",
-                   "image_size": 32})
-    skipped = {entry["file"]: entry["reason"] for entry in bundle.provenance["skipped"]}
+                   "image_size": 32}, show_paths=True)
+    skipped = {entry["file"].split("(")[1].rstrip(")"): entry["reason"] for entry in bundle.provenance["skipped"]}
     assert set(skipped) == set(bad_files) | {"missing.dcm"}
     for name, reason in bad_files.items():
         assert reason in skipped[name]
@@ -415,8 +422,9 @@ def test_skip_lists_every_bad_file_with_its_reason(tmp_path, bad_files):
 def test_mixed_sizes_without_image_size_name_the_file_and_both_sizes(tmp_path):
     names = [link(tmp_path, shared("CT_small.dcm")), link(tmp_path, shared("MR_small.dcm"))]
     manifest = split_manifest(tmp_path, names, ["a", "b"])
-    with pytest.raises(DataError, match=r"MR_small\.dcm is 64×64 .* but CT_small\.dcm is 128×128 .*image_size"):
-        load({"path": str(manifest), "class_names": ["a", "b"], "window": "minmax"})
+    with pytest.raises(DataError, match=r"\(MR_small\.dcm\) is 64×64 .* but file \w+ \(CT_small\.dcm\) is 128×128 "
+                                        ".*image_size"):
+        load({"path": str(manifest), "class_names": ["a", "b"], "window": "minmax"}, show_paths=True)
 
 
 def test_label_not_in_the_classes_names_csv_line_and_value(tmp_path):
@@ -438,14 +446,14 @@ def test_a_class_without_images_is_named(tmp_path):
 
 def test_paths_outside_the_data_root_are_refused(tmp_path):
     manifest = write_manifest(tmp_path / "m.csv", [{"path": "../elsewhere.dcm", "label": "a", "split": "train"}])
-    with pytest.raises(DataError, match=r"m\.csv line 2: path '\.\./elsewhere\.dcm' is outside the data root"):
+    with pytest.raises(DataError, match=r"m\.csv line 2: the path of file \w+ is outside the data root"):
         load({"path": str(manifest), "class_names": ["a", "b"]})
 
 
 def test_file_window_missing_asks_for_a_window(tmp_path):
     names = [link(tmp_path, shared("CT_small.dcm")), link(tmp_path, shared("MR_small.dcm"))]
-    with pytest.raises(DataError, match=r"CT_small\.dcm: the file has no window .*window: minmax"):
-        load({"path": str(split_manifest(tmp_path, names, ["a", "b"])), "class_names": ["a", "b"]})
+    with pytest.raises(DataError, match=r"\(CT_small\.dcm\): the file has no window .*window: minmax"):
+        load({"path": str(split_manifest(tmp_path, names, ["a", "b"])), "class_names": ["a", "b"]}, show_paths=True)
 
 
 def test_bad_params_are_plan_errors():
@@ -458,6 +466,82 @@ def test_bad_params_are_plan_errors():
     with pytest.raises(PlanError, match="dataset.positive_class"):
         build_dataclass(DicomDataset.Params, {"path": "x", "class_names": ["a", "b"], "positive_class": "c"},
                         "dataset")
+
+
+def make_float_dicom(path: Path, pixels: np.ndarray, patient_id: str = "P0") -> Path:
+    """A DICOM file with 32-bit Float Pixel Data (which, unlike integer pixel data, can hold NaN and Inf)."""
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = SECONDARY_CAPTURE
+    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.SOPClassUID, ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.PatientID = "OT", patient_id
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.BitsAllocated = 1, "MONOCHROME2", 32
+    ds.FloatPixelData = pixels.astype(np.float32).tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("window", ["minmax", {"center": 0.5, "width": 1.0}])
+def test_non_finite_float_pixel_data_is_refused_naming_the_file(tmp_path, bad, window):
+    good = np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)
+    broken = good.copy()
+    broken[3, 4] = bad
+    make_float_dicom(tmp_path / "good.dcm", good, "p0")
+    make_float_dicom(tmp_path / "broken.dcm", broken, "p1")
+    make_float_dicom(tmp_path / "good_b.dcm", good[::-1].copy(), "p2")
+    manifest = write_manifest(tmp_path / "m.csv", [{"path": "good.dcm", "label": "a", "split": "train"},
+                                                   {"path": "broken.dcm", "label": "b", "split": "test"},
+                                                   {"path": "good_b.dcm", "label": "b", "split": "test"}])
+    mapping = {"path": str(manifest), "class_names": ["a", "b"], "window": window}
+    with pytest.raises(DataError, match=r"m\.csv line 3, file \w+ \(broken\.dcm\): the pixel data contain 1 NaN or "
+                                        "Inf value"):
+        load(mapping, show_paths=True)
+    skipped = load({**mapping, "on_error": "skip"}, show_paths=True)  # an unusable file like any other
+    assert len(skipped.provenance["skipped"]) == 1 and "NaN or Inf" in skipped.provenance["skipped"][0]["reason"]
+
+
+def roi_manifest(folder: Path, roi_x: int, roi_y: int) -> Path:
+    """Two 16×16 files; the test one's ROI centre at (roi_x, roi_y)."""
+    make_dicom(folder / "a.dcm", ramp(), patient_id="p0", window=(128, 256))
+    make_dicom(folder / "b.dcm", ramp(), patient_id="p1", window=(128, 256))
+    rows = [{"path": "a.dcm", "label": "a", "split": "train", "roi_x": 8, "roi_y": 8, "roi_size": 8},
+            {"path": "b.dcm", "label": "b", "split": "test", "roi_x": roi_x, "roi_y": roi_y, "roi_size": 8}]
+    return write_manifest(folder / "rois.csv", rows, ("path", "label", "split", "roi_x", "roi_y", "roi_size"))
+
+
+def test_an_roi_outside_the_image_names_the_file_and_the_row(tmp_path):
+    for x, y in ((5000, 8), (8, -1), (16, 8)):
+        manifest = roi_manifest(tmp_path, x, y)
+        with pytest.raises(DataError, match=rf"rois\.csv line 3, file \w+: the ROI centre \(roi_x={x}, roi_y={y}\) "
+                                            r"lies outside the image \(16×16"):
+            load({"path": str(manifest), "class_names": ["a", "b"]})
+    # a lesion near the edge: the square reaches past the border, which is black (as the MIAS crops are)
+    bundle = load({"path": str(roi_manifest(tmp_path, 15, 0)), "class_names": ["a", "b"]})
+    image = bundle.splits["test"][0][0].numpy()
+    assert image.shape == (1, 8, 8) and (image[0, :4] == 0).all() and (image[0, :, 7] == 0).all()
+
+
+def test_sandbox_refuses_a_symlinked_file_that_leads_outside_the_data_folder(tmp_path):
+    data, outside = tmp_path / "data", tmp_path / "outside"
+    make_dicom(data / "a" / "inside.dcm", ramp(), patient_id="p0", window=(128, 256))
+    make_dicom(outside / "secret.dcm", ramp(), patient_id="p1", window=(128, 256))
+    link(data / "b", outside / "secret.dcm", "escape.dcm")
+    params = build_dataclass(DicomDataset.Params, {"path": str(data), "split": "all_test"}, "dataset")
+    loose = DatasetContext(seed=0, base_dir=tmp_path, cache_dir=tmp_path)
+    assert len(load_dataset(DicomDataset(), params, loose, SALT).splits["test"]) == 2  # no sandbox: followed
+    sandboxed = DatasetContext(seed=0, base_dir=tmp_path, cache_dir=tmp_path, sandbox_roots=(data,))
+    with pytest.raises(DataError, match=r"dicom: file \w+ resolves outside the sandbox") as info:
+        load_dataset(DicomDataset(), params, sandboxed, SALT)
+    assert "escape" not in str(info.value) and "secret" not in str(info.value)
+    skip = build_dataclass(DicomDataset.Params, {"path": str(data), "split": "all_test", "on_error": "skip"},
+                           "dataset")
+    with pytest.raises(DataError, match="outside the sandbox"):  # never skipped: it is not a damaged file
+        load_dataset(DicomDataset(), skip, sandboxed, SALT)
 
 
 # ------------------------------------------------------------------------------------------------ laziness
@@ -535,6 +619,12 @@ acceptance:
             assert secret not in text, f"{secret} found in {path.name}"
     samples = (result.run_dir / "samples.csv").read_text()
     assert bundle.splits["test"].sample_ids[0] in samples  # the hashed ids are what reach the outputs
+
+
+def test_reasons_quote_neither_the_path_nor_the_name_of_a_file():
+    path = Path("/data/Doe_John_MRN1234.dcm")
+    error = ValueError(f"bad tag in Doe_John_MRN1234.dcm (read from {path})")
+    assert short_reason(error, path) == "bad tag in <file> (read from <file>)"
 
 
 def test_salt_changes_every_id(tmp_path):

@@ -24,11 +24,13 @@ SALT = "test-salt"
 SHARED = SHARED_DATASETS
 
 
-def load(mapping: dict, base_dir: Path = Path("."), seed: int = 0) -> DatasetBundle:
-    """Validate `mapping` like a plan's dataset section and load it as the core does (ids de-identified)."""
+def load(mapping: dict, base_dir: Path = Path("."), seed: int = 0, show_paths: bool = False) -> DatasetBundle:
+    """Validate `mapping` like a plan's dataset section and load it as the core does (ids de-identified; file
+    names in messages only with `show_paths`)."""
     plugin = ImageFolderDataset()
     params = build_dataclass(plugin.Params, mapping, "dataset")
-    return load_dataset(plugin, params, DatasetContext(seed=seed, base_dir=base_dir, cache_dir=base_dir), SALT)
+    context = DatasetContext(seed=seed, base_dir=base_dir, cache_dir=base_dir, show_paths=show_paths)
+    return load_dataset(plugin, params, context, SALT)
 
 
 def read_labels(folder: Path) -> list[dict[str, str]]:
@@ -222,8 +224,9 @@ def test_native_units_only_when_the_plan_gives_them(tmp_path):
 def test_mixed_sizes_need_image_size(tmp_path):
     write_class_folders(tmp_path)
     Image.new("L", (30, 20)).save(tmp_path / "tumour" / "zz_wide.png")
-    with pytest.raises(DataError, match=r"zz_wide\.png is 30×20 .* but cyst/img0\.png is 12×12 .*set image_size"):
-        load({"path": str(tmp_path)})
+    with pytest.raises(DataError, match=r"\(tumour/zz_wide\.png\) is 30×20 .* but file \w+ \(cyst/img0\.png\) is "
+                                        "12×12 .*set image_size"):
+        load({"path": str(tmp_path)}, show_paths=True)
     assert load({"path": str(tmp_path), "image_size": 16}).image_shape == (1, 16, 16)
 
 
@@ -245,16 +248,30 @@ def test_bad_image_fails_in_one_line_naming_the_file(tmp_path, bad_images):
         for other in others:
             (tmp_path / other).rename(tmp_path / f"{other}.off")
         with pytest.raises(DataError) as info:
+            load({"path": str(tmp_path)}, show_paths=True)
+        message = str(info.value)
+        assert "\n" not in message and f"({name}): {reason}" in message, message
+        with pytest.raises(DataError) as info:  # by default the file is named by its keyed hash only
             load({"path": str(tmp_path)})
         message = str(info.value)
-        assert "\n" not in message and f"{tmp_path / name}: {reason}" in message, message
+        assert name not in message and reason in message and "show_paths: true" in message, message
         for other in others:
             (tmp_path / f"{other}.off").rename(tmp_path / other)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_float_tiff_with_nan_or_inf_is_refused_naming_the_file(tmp_path, bad):
+    write_class_folders(tmp_path)
+    pixels = np.full((12, 12), 0.5, dtype=np.float32)
+    pixels[0, 0] = bad
+    Image.fromarray(pixels, mode="F").save(tmp_path / "tumour" / "float.tif")
+    with pytest.raises(DataError, match=r"file \w+ \(tumour/float\.tif\): the pixel data contain 1 NaN or Inf value"):
+        load({"path": str(tmp_path)}, show_paths=True)
+
+
 def test_bad_images_are_skipped_and_listed(tmp_path, bad_images):
-    bundle = load({"path": str(tmp_path), "on_error": "skip"})
-    skipped = {entry["file"]: entry["reason"] for entry in bundle.provenance["skipped"]}
+    bundle = load({"path": str(tmp_path), "on_error": "skip"}, show_paths=True)
+    skipped = {entry["file"].split("(")[1].rstrip(")"): entry["reason"] for entry in bundle.provenance["skipped"]}
     assert set(skipped) == set(bad_images)
     for name, reason in bad_images.items():
         assert skipped[name].startswith(reason) and str(tmp_path) not in skipped[name]
@@ -303,3 +320,14 @@ def test_groups_in_two_manifest_splits_are_refused(tmp_path):
     write_csv(tmp_path / "labels.csv", rows, ("path", "label", "split", "patient_id"))
     with pytest.raises(DataError, match=r"labels\.csv: patient [0-9a-f]{16} appears in both the train and test"):
         load({"path": str(tmp_path), "class_names": ["cyst", "tumour"]})
+
+
+def test_truncated_images_are_refused_after_weasyprint_is_imported(tmp_path, bad_images):
+    """WeasyPrint sets PIL's LOAD_TRUNCATED_IMAGES on import; the reader must still refuse a truncated file."""
+    pytest.importorskip("weasyprint")
+    from PIL import ImageFile
+
+    assert ImageFile.LOAD_TRUNCATED_IMAGES  # the global the reader must not depend on
+    bundle = load({"path": str(tmp_path), "on_error": "skip"}, show_paths=True)
+    assert any("truncated.png" in entry["file"] for entry in bundle.provenance["skipped"])
+    assert ImageFile.LOAD_TRUNCATED_IMAGES  # and it is left as it was found

@@ -323,6 +323,10 @@ def test_auto_on_cpu_is_float32_eager_and_says_why(small_cnn: nn.Module) -> None
     assert settings == EngineSettings() and "no input gradients" in record["reason"]
     pinned, record = resolve_engine(EngineSettings(channels_last=True), small_cnn, CPU, probe, [0.01])
     assert pinned.channels_last and record == {"requested": "pinned", "used": {**record["used"]}}
+    earlier = {**record["used"], "autocast": "bf16"}  # a resumed run keeps its first attempt's choice, unprobed
+    settings, record = resolve_engine(EngineSettings(auto=True), small_cnn, cuda, probe, [0.01], earlier=earlier)
+    assert settings == EngineSettings(channels_last=True, autocast="bf16") and record["used"] == earlier
+    assert "resumed" in record["reason"]
 
 
 def test_the_fastest_agreeing_candidate_wins_and_a_disagreeing_one_is_refused(

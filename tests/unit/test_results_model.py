@@ -34,18 +34,20 @@ def reference() -> dict:
 
 
 def test_reference_results_round_trip_byte_identical(tmp_path):
-    raw = reference()
+    raw = reference()  # schema v1: a finished run's status was 'complete'; v2 says passed (exit 0) or failed
     document = ResultsDocument.from_json(raw)
     assert ResultsDocument.from_json(document.to_json()) == document
-    assert document.to_json() == raw
+    assert document.status == "passed" and document.exit_code == 0
+    assert document.to_json() == {**raw, "schema_version": 2, "status": "passed", "exit_code": 0}
     write_json_atomic(tmp_path / "results.json", document.to_json())
-    assert (tmp_path / "results.json").read_bytes() == (REFERENCE / "results.json").read_bytes()
+    write_json_atomic(tmp_path / "again.json", ResultsDocument.from_json(document.to_json()).to_json())
+    assert (tmp_path / "results.json").read_bytes() == (tmp_path / "again.json").read_bytes()
 
 
 def test_reference_results_read_typed():
     document = ResultsDocument.from_json(reference())
     naive = document.model("naive")
-    assert document.status == "complete" and document.plan.name == "ct_nodule"
+    assert document.status == "passed" and document.plan.name == "ct_nodule"
     assert document.verdict == Verdict(passed=True, n_passed=4, n_criteria=4)
     assert naive.clean.n == 122 and naive.clean.confusion_matrix == ((55, 3), (10, 54))
     assert list(naive.attacks) == ["bim_linf", "fgsm", "fmn_linf", "pgd_linf"]  # as results.json lists them

@@ -25,7 +25,7 @@ def test_core_run_writes_complete_run_directory(tmp_path):
     assert {"results.json", "manifest.json", "samples.csv", "plan.resolved.yaml"} <= files
     assert result.run_dir.name.startswith("toy_plan-")
     results = json.loads((result.run_dir / "results.json").read_text())
-    assert results["status"] == "complete" and results["schema_version"] == 1
+    assert results["status"] == "passed" and results["schema_version"] == 2 and results["exit_code"] == 0
     naive = results["models"]["naive"]
     assert naive["clean"]["accuracy"] == 1.0 and naive["clean"]["roc_auc"] == 1.0
     shift = naive["attacks"]["shift"]["points"]

@@ -64,7 +64,8 @@ def batch_seed(seed: int, *parts: object) -> int:
 def run_attack(model: nn.Module, split: Split, spec: AttackSpec, plugin: AttackPlugin, clean_pred: np.ndarray,
                batch_size: int, device: torch.device, seed: int, model_role: str,
                on_batch: Callable[[int], None] | None = None, checkpoint: Path | None = None,
-               judge: nn.Module | None = None, shard: tuple[int, int] = (0, 1)) -> AttackOutcome:
+               judge: nn.Module | None = None, shard: tuple[int, int] = (0, 1),
+               run_fingerprint: str = "") -> AttackOutcome:
     """Attack every image of a split (or, with `shard=(rank, world)`, that rank's whole batches r, r+N, ...);
     each adversarial is checked against its bound before it counts.
 
@@ -76,12 +77,14 @@ def run_attack(model: nn.Module, split: Split, spec: AttackSpec, plugin: AttackP
     With `checkpoint`, the per-sample state is saved atomically after every batch and a rerun continues from
     the first unfinished batch; per-batch seeds (by global batch index) make the continued or sharded result
     equal to an uninterrupted single-process one. A shard fills only its own samples: see `merge_outcomes`.
+    The checkpoint stores `run_fingerprint` (harness.run.fingerprint: model weights, data, settings, versions)
+    and is continued only under the same one.
     """
     clean_correct = clean_pred == np.asarray(split.labels)
     minimal = spec.kind == "minimal"
     epsilons = list(spec.epsilons)
     n = len(split)
-    state = _AttackState.load(checkpoint, n, epsilons, minimal, batch_size, shard, spec.schedule)
+    state = _AttackState.load(checkpoint, n, epsilons, minimal, batch_size, shard, spec.schedule, run_fingerprint)
     mine = list(shard_batches(n, batch_size, *shard))
     done = sum(len(batch_range(index, n, batch_size)) for index in mine[:state.next_batch])
     if on_batch and done:
@@ -170,8 +173,8 @@ class _AttackState:
 
     @classmethod
     def load(cls, path: Path | None, n: int, epsilons: list[float], minimal: bool, batch_size: int,
-             shard: tuple[int, int] = (0, 1), schedule: str = "ascending") -> _AttackState:
-        fingerprint = f"n={n};eps={epsilons!r};minimal={minimal};batch={batch_size}"
+             shard: tuple[int, int] = (0, 1), schedule: str = "ascending", run_fingerprint: str = "") -> _AttackState:
+        fingerprint = f"n={n};eps={epsilons!r};minimal={minimal};batch={batch_size};run={run_fingerprint}"
         if schedule != "ascending":
             fingerprint += f";schedule={schedule}"
         if shard[1] > 1:

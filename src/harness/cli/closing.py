@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.results.formatting import judged_text
 from harness.results.view import RunResults
 
 
@@ -18,8 +19,7 @@ def closing_lines(view: RunResults) -> list[str]:
                      f"({verdict.n_passed} of {verdict.n_criteria} criteria passed)")
     for criterion in view.criteria:
         if not criterion.passed:
-            measured = "not measured" if criterion.measured is None else f"measured {criterion.measured:.4g}"
-            lines.append(f"harness: failed {criterion.id}: {measured}, required {criterion.op} "
+            lines.append(f"harness: failed {criterion.id}: {judged_text(criterion)}, required {criterion.op} "
                          f"{criterion.threshold:g}")
     for name in ("report.pdf", "results.json"):
         path = Path(view.run_dir) / name

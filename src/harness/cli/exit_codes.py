@@ -1,3 +1,5 @@
-"""Exit codes of every `harness` command."""
+"""Exit codes of every `harness` command (defined with the errors, in harness.errors)."""
 
-EXIT_PASS, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+from harness.errors import EXIT_BAD_INPUT, EXIT_FAIL, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_PASS
+
+__all__ = ["EXIT_BAD_INPUT", "EXIT_FAIL", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_PASS"]

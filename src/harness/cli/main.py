@@ -14,8 +14,8 @@ from rich.console import Console
 
 from harness import __version__
 from harness.cli.commands import load_commands
-from harness.cli.exit_codes import EXIT_INTERNAL
-from harness.errors import HarnessError
+from harness.cli.exit_codes import EXIT_INTERRUPTED
+from harness.errors import HarnessError, error_line, error_report
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,20 +40,18 @@ def main(argv: list[str] | None = None) -> int:
         distributed.shutdown(sync=True)
         return code
     except HarnessError as exc:
-        _print_error(f"harness: error: {exc.one_line()}", exc)
+        _print_error(error_line(exc), exc)
         distributed.shutdown(sync=distributed.shared_with_main(exc))
         return exc.exit_code
     except KeyboardInterrupt:
         print("harness: interrupted; results computed so far are in the run directory", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as exc:  # an internal error: one line, traceback on request
         if args.traceback:
             traceback.print_exc()
-        message = " ".join(str(exc).split())
-        _print_error(f"harness: internal error: {type(exc).__name__}: {message} (rerun with --traceback for "
-                     "details)", exc)
+        _print_error(f"{error_line(exc)} (rerun with --traceback for details)", exc)
         distributed.shutdown(sync=distributed.shared_with_main(exc))
-        return EXIT_INTERNAL
+        return error_report(exc)[0]
 
 
 def _print_error(line: str, exc: BaseException) -> None:

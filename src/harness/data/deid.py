@@ -1,11 +1,17 @@
-"""De-identification: keyed hashes replace sample and patient identifiers before anything else sees them."""
+"""De-identification: keyed hashes replace sample and patient identifiers, and name data files in every output."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
+from typing import TYPE_CHECKING
 
-from harness.registry.contracts import DatasetBundle
+if TYPE_CHECKING:
+    from harness.registry.contracts import DatasetBundle
+
+FILE_HASH_DIGITS = 8
+SHOW_PATHS_HINT = "set show_paths: true to see file paths"
 
 
 def hash_id(identifier: str, salt: str, prefix: str = "") -> str:
@@ -19,3 +25,16 @@ def deidentify(bundle: DatasetBundle, salt: str) -> None:
     for split in bundle.splits.values():
         split.sample_ids = [hash_id(f"sample:{raw}", salt) for raw in split.sample_ids]
         split.group_ids = [hash_id(f"patient:{raw}", salt) for raw in split.group_ids]
+
+
+class FileNamer:
+    """How outputs name a data file: 'file <keyed hash of its folder-relative path>', and the path itself only when
+    the plan says `show_paths: true` (file names often carry a patient's name or id)."""
+
+    def __init__(self, salt: str | None = None, show_paths: bool = False) -> None:
+        self._salt = salt if salt is not None else secrets.token_hex(16)  # no secret given: stable in this process
+        self.show_paths = show_paths
+
+    def __call__(self, relative_path: str) -> str:
+        label = f"file {hash_id(f'file:{relative_path}', self._salt)[:FILE_HASH_DIGITS]}"
+        return f"{label} ({relative_path})" if self.show_paths else label

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
-from harness.data.deid import deidentify
+from harness.data.deid import FileNamer, deidentify
 from harness.data.splits import check_no_group_crosses
 from harness.errors import DataError, PluginContractError
 from harness.registry.contracts import DatasetBundle, DatasetContext
@@ -17,9 +18,13 @@ def load_dataset(plugin: Any, params: Any, context: DatasetContext, salt: str) -
     """Call `plugin.load`, check the bundle meets the contract, hash its ids unless they are synthetic, and check
     that no patient crosses splits (naming the hashed id, never the raw one).
 
+    The plugin names files through `context.name_file`, keyed here with the same secret (so a file's label is
+    stable across runs and cannot be reversed by guessing names).
+
     Raises PluginContractError (one line naming the plugin) when the plugin returns something other than a
     DatasetBundle or leaves out the content hash that makes a run traceable to its data.
     """
+    context = dataclasses.replace(context, file_namer=FileNamer(salt, context.show_paths))
     bundle = plugin.load(params, context)
     if not isinstance(bundle, DatasetBundle):
         raise PluginContractError(f"dataset plugin {plugin.name!r} returned {type(bundle).__name__}, not a "

@@ -14,10 +14,17 @@ import yaml
 
 from harness.errors import PlanError
 from harness.plan.architecture import check_architecture
-from harness.plan.criteria import MODEL_ROLES, Criterion, criterion_id
+from harness.plan.criteria import BOUNDS, MODEL_ROLES, WORST, Criterion, criterion_id
 from harness.plan.params import build_dataclass, params_to_dict
 from harness.plan.sandbox import enforce_sandbox, sandbox_roots
-from harness.plan.yaml_source import YamlDocument, apply_override, expand_env, load_yaml_file, load_yaml_text
+from harness.plan.yaml_source import (
+    YamlDocument,
+    apply_overrides,
+    blame_override,
+    expand_env,
+    load_yaml_file,
+    load_yaml_text,
+)
 from harness.registry.manager import Registry, default_registry
 from harness.results.epsilons import EpsilonGrid
 from harness.results.formatting import eps_label
@@ -29,9 +36,10 @@ DEFAULT_BATCH_SIZE = 64
 TOP_LEVEL_KEYS = {
     PLAN_MARKER, "name", "description", "intended_use", "seed", "device", "batch_size", "epsilons",
     "dataset", "model", "attacks", "defence", "acceptance", "report", "engine", "sandbox", "data_root",
-    "indicators",
+    "indicators", "statistics", "subgroups", "show_paths", "leakage",
 }
 SCHEDULES = ("ascending", "bisect")  # how a fixed-ε sweep visits the grid (harness.attacks.schedule)
+LEAKAGE_MODES = ("warn", "error", "off")  # duplicates across splits: warn (default), stop the run, or not checked
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -101,6 +109,16 @@ class IndicatorSettings:
 
 
 @dataclass
+class StatisticsOptions:
+    """How intervals are computed and bounds adjusted (harness.stats; see README, 'Intervals and bounds')."""
+
+    interval: Literal["wilson", "clopper_pearson", "jeffreys"] = "wilson"
+    confidence: float = field(default=0.95, metadata={"min": 0.5, "max": 0.999})  # two-sided level
+    multiple_comparisons: Literal["holm", "none"] = "holm"  # adjusts the level of bound criteria
+    bootstrap_resamples: int = field(default=2000, metadata={"min": 200, "max": 100_000})  # patient clusters
+
+
+@dataclass
 class Plan:
     """A validated test plan."""
 
@@ -124,7 +142,12 @@ class Plan:
     resolved: dict[str, Any] = field(default_factory=dict)
     overrides: list[str] = field(default_factory=list)
     batch_size_auto: bool = False  # `batch_size: auto`: the runner picks the largest batch that fits the device
+    show_paths: bool = False  # outputs may name data files by their folder-relative path (default: keyed hash only)
+    leakage: str = "warn"  # duplicates across train/val/test: warn, error or off (harness.data.leakage)
+    sandbox_roots: tuple[Path, ...] = ()  # `sandbox: true`: every file the run reads must resolve inside these
     text: str = ""  # the plan file exactly as written (comments kept); the run directory keeps a copy
+    statistics: StatisticsOptions = field(default_factory=StatisticsOptions)
+    subgroups: list[str] = field(default_factory=list)  # metadata attributes every metric is reported by
 
     @property
     def sha256(self) -> str:
@@ -163,12 +186,14 @@ def plan_from_document(doc: YamlDocument, base_dir: Path, overrides: list[str],
                        registry: Registry | None = None) -> Plan:
     """Validate a parsed document into a Plan."""
     registry = registry or default_registry()
+    data = expand_env(doc.data, doc)  # its errors name the file and line
+    data, overridden = apply_overrides(data, overrides)  # its errors name the override
     try:
-        data = expand_env(doc.data, doc)
-        for assignment in overrides:
-            data = apply_override(data, assignment, doc.source)
         return _PlanBuilder(doc, data, registry, base_dir, overrides).build()
     except PlanError as exc:
+        blamed = blame_override(exc, overridden)  # a value set by --set is the command line's fault, not the file's
+        if blamed is not None:
+            raise blamed from None
         if exc.source is None:  # raised by a shared validator that does not know the file
             raise PlanError(exc.detail, key=exc.key, line=exc.line, source=doc.source) from None
         raise
@@ -218,9 +243,16 @@ class _PlanBuilder:
         defence = self.plugin_ref("defence", "defence") if data.get("defence") is not None else None
         attacks = self.attacks(epsilons)
         sandbox = self.scalar("sandbox", bool, default=False)
-        if sandbox:
-            self.enforce_sandbox(dataset, model, defence, attacks)
-        acceptance = self.acceptance(attacks, defence is not None)
+        roots = self.enforce_sandbox(dataset, model, defence, attacks) if sandbox else []
+        leakage = "off" if self.data.get("leakage") is False else self.data.get("leakage", "warn")  # YAML: off → false
+        if leakage not in LEAKAGE_MODES:
+            raise self.error(f"leakage must be one of {', '.join(LEAKAGE_MODES)}, got {leakage!r}", "leakage")
+        subgroups = self.subgroups()
+        acceptance = self.acceptance(attacks, defence is not None, subgroups)
+        statistics_raw = data.get("statistics") or {}
+        if not isinstance(statistics_raw, dict):
+            raise self.error("expected a mapping", "statistics")
+        statistics = build_dataclass(StatisticsOptions, statistics_raw, "statistics", self.line)
         report_raw = data.get("report") or {}
         if not isinstance(report_raw, dict):
             raise self.error("expected a mapping", "report")
@@ -241,7 +273,8 @@ class _PlanBuilder:
             defence=defence, acceptance=acceptance, report=report, engine=engine, indicators=indicators,
             source=self.doc.source,
             base_dir=self.base_dir, resolved=resolved, overrides=list(self.overrides), batch_size_auto=batch_size_auto,
-            text=self.doc.text)
+            text=self.doc.text, statistics=statistics, subgroups=subgroups,
+            show_paths=self.scalar("show_paths", bool, default=False), leakage=leakage, sandbox_roots=tuple(roots))
 
     def engine_settings(self, raw: Any) -> EngineSettings:
         """`engine: auto`, or a mapping of options; without speed options the runner chooses them (auto)."""
@@ -260,9 +293,10 @@ class _PlanBuilder:
         return engine
 
     def enforce_sandbox(self, dataset: PluginRef, model: PluginRef, defence: PluginRef | None,
-                        attacks: list[AttackSpec]) -> None:
+                        attacks: list[AttackSpec]) -> list[Path]:
         """With `sandbox: true`, every path parameter must resolve (symlinks and '..' included) inside the
-        plan's folder or the declared `data_root`."""
+        plan's folder or the declared `data_root`; returns those roots (a data set's files are checked against
+        them as they are read)."""
         data_root = self.scalar("data_root", str, default=None)
         root = (self.base_dir / data_root) if data_root and not Path(data_root).is_absolute() else data_root
         roots = sandbox_roots(self.base_dir, root, None)
@@ -274,6 +308,7 @@ class _PlanBuilder:
                 enforce_sandbox(params, roots, key, self.base_dir)
             except PlanError as exc:
                 raise self.error(exc.detail, exc.key) from None
+        return roots
 
     def scalar(self, key: str, tp: type, default: Any = None, mapping: dict | None = None,
                path: str | None = None) -> Any:
@@ -359,12 +394,58 @@ class _PlanBuilder:
                                     norm=plugin.norm, kind=plugin.kind, schedule=schedule))
         return specs
 
-    def acceptance(self, attacks: list[AttackSpec], has_defence: bool) -> list[Criterion]:
+    def subgroups(self) -> list[str]:
+        raw = self.data.get("subgroups") or []
+        if not isinstance(raw, list) or not all(isinstance(a, str) and _NAME.match(a) for a in raw):
+            raise self.error("expected a list of metadata attribute names (e.g. [manufacturer, sex])", "subgroups")
+        if len(set(raw)) != len(raw):
+            raise self.error("subgroup attributes must not repeat", "subgroups")
+        return list(raw)
+
+    def criterion_subgroup(self, value: Any, subgroups: list[str], path: str) -> dict[str, str] | str | None:
+        """A criterion's `subgroup`: None, 'worst', or {attribute: value} naming one of the plan's subgroups."""
+        if value is None:
+            return None
+        if not subgroups:
+            raise self.error("a criterion on a subgroup needs the plan's 'subgroups' list (e.g. subgroups: "
+                             "[manufacturer])", path)
+        if value == WORST:
+            return WORST
+        if not isinstance(value, dict) or len(value) != 1:
+            raise self.error(f"expected 'worst' or one attribute and its value, e.g. {{{subgroups[0]}: GE}}, "
+                             f"got {value!r}", path)
+        (attribute, wanted), = value.items()
+        if attribute not in subgroups:
+            raise self.error(f"'{attribute}' is not one of the plan's subgroups ({', '.join(subgroups)})",
+                             f"{path}.{attribute}")
+        if isinstance(wanted, bool) or not isinstance(wanted, (str, int, float)):
+            raise self.error(f"expected a subgroup value, got {wanted!r}", f"{path}.{attribute}")
+        return {str(attribute): str(wanted)}
+
+    def criterion_bound(self, value: Any, key: str, metric: str, model: str, path: str) -> str | None:
+        """A criterion's `bound`: None (point estimate), 'lower' with min, 'upper' with max."""
+        if value is None:
+            return None
+        if value not in BOUNDS:
+            raise self.error(f"bound must be lower or upper, got {value!r}", f"{path}.bound")
+        if (value == "lower") != (key == "min"):
+            raise self.error(f"bound: {value} goes with '{'min' if value == 'lower' else 'max'}', not '{key}'",
+                             f"{path}.bound")
+        if not METRICS[metric].has_interval:
+            with_interval = ", ".join(name for name, m in METRICS.items() if m.has_interval)
+            raise self.error(f"{metric} has no confidence interval (bounds apply to: {with_interval})",
+                             f"{path}.bound")
+        if model == "change":
+            raise self.error("bounds apply to one model's metric, not to 'change' (the paired McNemar comparison "
+                             "of naive and hardened is in the results)", f"{path}.bound")
+        return value
+
+    def acceptance(self, attacks: list[AttackSpec], has_defence: bool, subgroups: list[str]) -> list[Criterion]:
         raw = self.data.get("acceptance") or []
         if not isinstance(raw, list):
             raise self.error("expected a list of criteria", "acceptance")
         by_id = {a.id: a for a in attacks}
-        allowed = {"id", "metric", "model", "attack", "epsilon", "min", "max", "description"}
+        allowed = {"id", "metric", "model", "attack", "epsilon", "min", "max", "description", "bound", "subgroup"}
         criteria, seen = [], set()
         for i, item in enumerate(raw):
             path = f"acceptance.{i}"
@@ -412,7 +493,11 @@ class _PlanBuilder:
             if scope.attack_kind == "minimal" and by_id[attack].kind != "minimal":
                 raise self.error(f"{metric} needs a minimal-perturbation attack; {attack!r} is "
                                  "fixed-epsilon", f"{path}.attack")
-            cid = item.get("id") or criterion_id(metric, op, threshold, model, attack, epsilon)
+            bound = self.criterion_bound(item.get("bound"), key, metric, model, path)
+            subgroup = self.criterion_subgroup(item.get("subgroup"), subgroups, f"{path}.subgroup")
+            if subgroup is not None and scope.per_model:
+                raise self.error(f"{metric} is not measured per subgroup", f"{path}.subgroup")
+            cid = item.get("id") or criterion_id(metric, op, threshold, model, attack, epsilon, bound, subgroup)
             if not isinstance(cid, str):
                 raise self.error("criterion id must be a string", f"{path}.id")
             if cid in seen:
@@ -422,5 +507,6 @@ class _PlanBuilder:
             if not isinstance(description, str):
                 raise self.error("expected a string", f"{path}.description")
             criteria.append(Criterion(id=cid, metric=metric, op=op, threshold=threshold, model=model,
-                                      attack=attack, epsilon=epsilon, description=description))
+                                      attack=attack, epsilon=epsilon, description=description, bound=bound,
+                                      subgroup=subgroup))
         return criteria

@@ -115,14 +115,40 @@ def expand_env(value: Any, doc: YamlDocument, path: str = "") -> Any:
     return value
 
 
-def apply_override(data: dict[str, Any], assignment: str, source: str) -> dict[str, Any]:
-    """Apply one 'key.path=value' override (value parsed as a YAML scalar); returns a new mapping."""
+def override_source(assignment: str) -> str:
+    """How errors name a command-line override: `--set key.path=value` (it stands where a file:line would)."""
+    return f"--set {assignment}"
+
+
+def apply_overrides(data: dict[str, Any], assignments: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Apply each 'key.path=value' in order; the new mapping and {key path set (list items by index): override}."""
+    overridden: dict[str, str] = {}
+    for assignment in assignments:
+        data, key = apply_override(data, assignment)
+        overridden[key] = assignment
+    return data, overridden
+
+
+def blame_override(exc: PlanError, overridden: dict[str, str]) -> PlanError | None:
+    """The error restated as the fault of the --set override that set its key (or a parent of it), else None."""
+    if not exc.key:
+        return None
+    for key, assignment in reversed(list(overridden.items())):  # the last override of a key is the one in effect
+        if exc.key == key or exc.key.startswith(f"{key}."):
+            return PlanError(exc.detail, key=exc.key, source=override_source(assignment))
+    return None
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> tuple[dict[str, Any], str]:
+    """Apply one 'key.path=value' override (value parsed as a YAML scalar): a new mapping and the key path it set,
+    list items by index. Errors name the override, not the plan file."""
+    source = override_source(assignment)
     if "=" not in assignment:
-        raise PlanError(f"override '{assignment}' must look like key.path=value", source=source)
+        raise PlanError("an override must look like key.path=value", source=source)
     path, raw = assignment.split("=", 1)
     path = path.strip()
     if not path:
-        raise PlanError(f"override '{assignment}' has an empty key", source=source)
+        raise PlanError("the override has an empty key", source=source)
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except (yaml.YAMLError, ValueError, TypeError, AttributeError):  # e.g. '!!float abc': keep the text
@@ -130,37 +156,42 @@ def apply_override(data: dict[str, Any], assignment: str, source: str) -> dict[s
     result = copy.deepcopy(data)
     parts = path.split(".")
     target: Any = result
+    canonical: list[str] = []
     for i, part in enumerate(parts[:-1]):
-        target = _child(target, part, ".".join(parts[: i + 1]), assignment, source, create=True)
+        target, step = _child(target, part, ".".join(parts[: i + 1]), source, create=True)
+        canonical.append(step)
     last = parts[-1]
     if isinstance(target, list):
-        index = _list_index(target, last, path, assignment, source)
+        index = _list_index(target, last, path, source)
         target[index] = value
+        canonical.append(str(index))
     elif isinstance(target, dict):
         target[last] = value
+        canonical.append(last)
     else:
-        raise PlanError(f"override '{assignment}': '{'.'.join(parts[:-1])}' is not a mapping",
-                        key=path, source=source)
-    return result
+        raise PlanError(f"'{'.'.join(parts[:-1])}' is not a mapping", key=path, source=source)
+    return result, ".".join(canonical)
 
 
-def _child(target: Any, part: str, sofar: str, assignment: str, source: str, create: bool) -> Any:
+def _child(target: Any, part: str, sofar: str, source: str, create: bool) -> tuple[Any, str]:
+    """The item `part` names in a mapping or list, and its canonical key step (a list item's index)."""
     if isinstance(target, dict):
         if part not in target and create:
             target[part] = {}
-        return target[part]
+        return target[part], part
     if isinstance(target, list):
-        return target[_list_index(target, part, sofar, assignment, source)]
-    raise PlanError(f"override '{assignment}': '{sofar}' is not a mapping or list", key=sofar, source=source)
+        index = _list_index(target, part, sofar, source)
+        return target[index], str(index)
+    raise PlanError(f"'{sofar}' is not a mapping or list", key=sofar, source=source)
 
 
-def _list_index(items: list, part: str, sofar: str, assignment: str, source: str) -> int:
+def _list_index(items: list, part: str, sofar: str, source: str) -> int:
     if part.isascii() and part.isdigit():
         index = int(part)
         if index >= len(items):
-            raise PlanError(f"override '{assignment}': index {index} is out of range", key=sofar, source=source)
+            raise PlanError(f"index {index} is out of range", key=sofar, source=source)
         return index
     for index, item in enumerate(items):  # select list items by their id (e.g. attacks.pgd_linf.steps)
         if isinstance(item, dict) and part in (item.get("id"), item.get("attack")):
             return index
-    raise PlanError(f"override '{assignment}': no list item with id '{part}'", key=sofar, source=source)
+    raise PlanError(f"no list item with id '{part}'", key=sofar, source=source)

@@ -4,24 +4,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from harness.results.formatting import threshold_label
+from harness.results.formatting import judged_text, threshold_label
 
 if TYPE_CHECKING:
     from harness.results.model import CriterionResult
 
 
-def format_value(value: float) -> str:
-    """A measured value: three decimals, or three significant digits for small values."""
-    return f"{value:.3f}" if value == 0 or abs(value) >= 0.01 else f"{value:.3g}"
-
-
 def failure_message(entry: CriterionResult, run_dir: str) -> str:
-    """E.g. 'pgd_linf[eps=0.004]::robust_accuracy>=0.60: measured 0.231 < 0.60 (run directory: runs/…)'."""
+    """E.g. 'pgd_linf[eps=0.004]::robust_accuracy>=0.60: measured 0.231 < 0.60 (run directory: runs/…)', or
+    'pgd_linf[eps=0.004]::lower(robust_accuracy)>=0.70: measured 0.713, lower 95% bound 0.629 (Wilson score)
+    < 0.70 (run directory: runs/…)'."""
     threshold = threshold_label(float(entry.threshold))
-    if entry.measured is None:
+    if entry.measured is None or (entry.bounded and entry.bound_value is None):
         detail = f"{entry.note or 'not measured'}; required {entry.op} {threshold}"
     else:
-        detail = f"measured {format_value(float(entry.measured))} {'<' if entry.op == '>=' else '>'} {threshold}"
+        detail = f"{judged_text(entry)} {'<' if entry.op == '>=' else '>'} {threshold}"
     return f"{entry.id}: {detail} (run directory: {run_dir})"
 
 

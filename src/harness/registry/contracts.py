@@ -20,7 +20,13 @@ Identifiers = Literal["from_source", "synthetic"]  # what a data set's sample an
 
 @runtime_checkable
 class Split(Protocol):
-    """One split: indexable like a torch Dataset, yielding (float32 C×H×W image in [0,1], int label)."""
+    """One split: indexable like a torch Dataset, yielding (float32 C×H×W image in [0,1], int label).
+
+    Optional `metadata: dict[str, list[str]]`: per-sample subgroup attributes (e.g. manufacturer, sex, age_band,
+    slice_thickness, site), one string per sample, 'unknown' where missing. Values are categories, never names,
+    ids or dates: bucket ages and measurements into bands (harness.data.metadata checks this). A plan's
+    `subgroups` reads them from the test split.
+    """
 
     labels: np.ndarray  # int64, shape (N,)
     sample_ids: list[str]  # unique per sample; replaced by keyed hashes in the core unless the ids are synthetic
@@ -35,7 +41,7 @@ class TensorSplit(torch.utils.data.Dataset):
     """An in-memory split backed by one float32 tensor N×C×H×W."""
 
     def __init__(self, images: torch.Tensor, labels: np.ndarray, sample_ids: Sequence[str],
-                 group_ids: Sequence[str]) -> None:
+                 group_ids: Sequence[str], metadata: dict[str, list[str]] | None = None) -> None:
         if images.ndim != 4:
             raise ValueError(f"images must be N×C×H×W, got shape {tuple(images.shape)}")
         n = images.shape[0]
@@ -45,6 +51,7 @@ class TensorSplit(torch.utils.data.Dataset):
         self.labels = np.asarray(labels, dtype=np.int64)
         self.sample_ids = list(sample_ids)
         self.group_ids = list(group_ids)
+        self.metadata = {name: list(values) for name, values in (metadata or {}).items()}
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -73,11 +80,36 @@ class DatasetBundle:
 
 @dataclass
 class DatasetContext:
-    """What a dataset plugin may use while loading."""
+    """What a dataset plugin may use while loading.
+
+    A plugin that reads files names them in messages and provenance only through `name_file` (file names can
+    carry patient names), and passes every file it opens through `check_file` (the plan's sandbox).
+    """
 
     seed: int
     base_dir: Path  # directory of the plan, for relative paths
     cache_dir: Path
+    show_paths: bool = False  # the plan's `show_paths`: outputs may show folder-relative file paths
+    sandbox_roots: tuple[Path, ...] = ()  # the plan's `sandbox: true`: files must resolve inside one of these
+    file_namer: Callable[[str], str] | None = None  # set by the core (harness.data.loading), keyed with its secret
+
+    def __post_init__(self) -> None:
+        if self.file_namer is None:
+            from harness.data.deid import FileNamer
+
+            self.file_namer = FileNamer(show_paths=self.show_paths)
+
+    def name_file(self, relative_path: str) -> str:
+        """How messages and provenance name a data file: 'file <short keyed hash>' (plus the path with
+        show_paths)."""
+        return self.file_namer(relative_path)  # type: ignore[misc]
+
+    def check_file(self, path: Path, relative_path: str) -> Path:
+        """The file's real path (symlinks resolved); DataError naming it when the sandbox is on and it resolves
+        outside the sandbox."""
+        from harness.plan.sandbox import check_data_file
+
+        return check_data_file(path, self.sandbox_roots, self.name_file(relative_path))
 
 
 @dataclass

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from harness.data.units import NativeUnits
 from harness.results.model import AttackPoint, AttackResult, ModelResult, thaw
 from harness.results.samples import SampleOutcome
+from harness.results.status import ERROR, FAILED, PASSED, RUNNING
 from harness.results.view import RunResults
 
 if TYPE_CHECKING:
@@ -55,11 +56,26 @@ class ReportInput:
         return self.manifest.get("harness_version") or "n/a"
 
     def verdict_word(self) -> tuple[str, str]:
-        """The verdict as the cover and the running title show it, and its CSS class."""
+        """The verdict as the cover and the running title show it, and its CSS class; a run without a verdict
+        shows its status (ERROR, INTERRUPTED, RUNNING)."""
         verdict = self.run.verdict
         if verdict is None:
-            return "NO VERDICT", "none"
+            status = self.run.status
+            return status.upper(), "fail" if status == ERROR else "none"
         return ("PASS", "pass") if verdict.passed else ("FAIL", "fail")
+
+    def stop_description(self) -> str | None:
+        """How the run stopped short, e.g. 'ERROR at stage naive:attack:pgd: <the error line>' or 'INTERRUPTED at
+        stage model'; 'RUNNING (stage …)' for a live run; None for a run that passed or failed."""
+        run = self.run
+        status = run.status
+        if status in (PASSED, FAILED):
+            return None
+        where = f" at stage {run.stage}" if run.stage else ""
+        if status == RUNNING:
+            return f"RUNNING: the run is still in progress{where.replace(' at', ',')}"
+        return f"{status.upper()}{where}" + (f": {run.error}" if run.error else
+                                             " (the process ended without recording why, e.g. it was killed)")
 
     @functools.cached_property
     def cutoff(self) -> float:

@@ -21,6 +21,7 @@ class Curve:
     epsilons: list[float]
     accuracy: list[float | None]
     clean_accuracy: float | None
+    bounds: list[tuple[float, float] | None] | None = None  # the confidence interval at each epsilon (a band)
 
 
 def data_uri(png: bytes) -> str:
@@ -65,6 +66,10 @@ def accuracy_plot(attack_id: str, norm: str, curves: list[Curve], cutoff: float 
         ys = [100 * a for e, a in zip(curve.epsilons, curve.accuracy, strict=True) if a is not None and e > 0]
         ax.plot(xs, ys, marker="o", markersize=3.5, linewidth=1.6, color=colour,
                 label=f"{curve.role}: under attack")
+        band = [(e, b) for e, b in zip(curve.epsilons, curve.bounds or [], strict=False) if b is not None and e > 0]
+        if band:
+            ax.fill_between([e for e, _ in band], [100 * b[0] for _, b in band], [100 * b[1] for _, b in band],
+                            color=colour, alpha=0.15, linewidth=0, label=f"{curve.role}: confidence interval")
         if curve.clean_accuracy is not None:
             ax.axhline(100 * curve.clean_accuracy, color=colour, linestyle="--", linewidth=1.0, alpha=0.8,
                        label=f"{curve.role}: clean")
@@ -87,6 +92,27 @@ def accuracy_plot(attack_id: str, norm: str, curves: list[Curve], cutoff: float 
         top.tick_params(labelsize=7.5)
     _style(ax)
     ax.legend(fontsize=7, loc="best", frameon=False, title=attack_id, title_fontsize=7.5)
+    return _png(fig)
+
+
+def subgroup_plot(rows: list[tuple[str, float | None, tuple[float, float] | None]], xlabel: str) -> bytes | None:
+    """One dot per subgroup with its confidence interval as an error bar (a horizontal forest plot, in %)."""
+    from matplotlib.ticker import PercentFormatter
+
+    shown = [(label, value, bounds) for label, value, bounds in rows if value is not None]
+    if not shown:
+        return None
+    fig, ax = _figure(6.0, 0.9 + 0.28 * len(shown))
+    ys = list(range(len(shown)))[::-1]
+    for y, (_, value, bounds) in zip(ys, shown, strict=True):
+        if bounds is not None:
+            ax.plot([100 * bounds[0], 100 * bounds[1]], [y, y], color="#1f5fa8", linewidth=1.4)
+        ax.plot([100 * value], [y], marker="o", markersize=4, color="#1f5fa8")
+    ax.set_yticks(ys, [label for label, _, _ in shown], fontsize=7.5)
+    ax.set_xlim(-3, 103)
+    ax.xaxis.set_major_formatter(PercentFormatter(decimals=0))
+    ax.set_xlabel(xlabel, fontsize=8.5)
+    _style(ax)
     return _png(fig)
 
 

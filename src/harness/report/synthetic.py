@@ -81,7 +81,7 @@ def write_synthetic_run(run_dir: Path, *, n_test: int = 60, n_eps: int = 5, hard
     labels = np.arange(n_test) % 2
     sample_ids = [f"s-{i:04d}-{rng.integers(16**6):06x}" for i in range(n_test)]
     roles = ["naive", "hardened"] if hardened else ["naive"]
-    document = ResultsDocument(plan=PlanRef("synthetic_ct", "ab" * 32), status="complete", warnings=warnings or (),
+    document = ResultsDocument(plan=PlanRef("synthetic_ct", "ab" * 32), warnings=warnings or (),
                                dataset=DatasetSummary("phantom_ct", tuple(CLASS_NAMES), 1, "cd" * 32, n_test, NATIVE))
     samples = []
     for role in roles:
@@ -124,7 +124,7 @@ def write_synthetic_run(run_dir: Path, *, n_test: int = 60, n_eps: int = 5, hard
         criteria_plan.append({"metric": "robust_accuracy", "model": "hardened", "attack": "pgd_linf",
                               "epsilon": 0.004, "min": 0.5})
     criteria = evaluate([_criterion(item) for item in criteria_plan], document)
-    document = replace(document, criteria=criteria, verdict=Verdict.of(criteria))
+    document = replace(document, criteria=criteria, verdict=Verdict.of(criteria)).finished()
     resolved = {
         "harness": 1, "name": "synthetic_ct", "description": description, "intended_use": intended_use,
         "seed": 20221, "device": "auto", "batch_size": 128,

@@ -11,6 +11,7 @@ import numpy as np
 from harness.data.units import NativeUnits
 from harness.results.metrics import CLEAN, POINT, Outcomes, compute
 from harness.results.model import QUANTILES, AttackPoint, AttackResult, CleanMetrics, MinEpsilonSummary
+from harness.results.uncertainty import IntervalSettings, metric_intervals
 
 if TYPE_CHECKING:
     from harness.attacks.sweep import AttackOutcome
@@ -23,8 +24,9 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def clean_metrics(labels: np.ndarray, logits: np.ndarray, positive_class: int) -> CleanMetrics:
-    """Clean metrics on one split from its logits: every CLEAN metric, the confusion matrix and n."""
+def clean_metrics(labels: np.ndarray, logits: np.ndarray, positive_class: int,
+                  intervals: IntervalSettings | None = None) -> CleanMetrics:
+    """Clean metrics on one split from its logits: every CLEAN metric, its interval, the confusion matrix and n."""
     labels = np.asarray(labels, dtype=np.int64)
     predictions = logits.argmax(axis=1)
     correct = predictions == labels
@@ -32,12 +34,14 @@ def clean_metrics(labels: np.ndarray, logits: np.ndarray, positive_class: int) -
     k = logits.shape[1]
     confusion = np.zeros((k, k), dtype=np.int64)
     np.add.at(confusion, (labels, predictions), 1)
-    return CleanMetrics(**compute(CLEAN, outcomes), n=int(len(labels)), confusion_matrix=confusion.tolist())
+    return CleanMetrics(**compute(CLEAN, outcomes), n=int(len(labels)), confusion_matrix=confusion.tolist(),
+                        intervals=metric_intervals(CLEAN, outcomes, intervals) if intervals else {})
 
 
 def attack_points(outcome: AttackOutcome, labels: np.ndarray, clean_correct: np.ndarray, positive_class: int,
-                  native: NativeUnits | None) -> tuple[AttackPoint, ...]:
-    """Every POINT metric per epsilon: an image counts as correct under attack only if it was correct without."""
+                  native: NativeUnits | None, intervals: IntervalSettings | None = None) -> tuple[AttackPoint, ...]:
+    """Every POINT metric and its interval per epsilon: an image counts as correct under attack only if it was
+    correct without."""
     labels = np.asarray(labels)
     clean_correct = np.asarray(clean_correct, dtype=bool)
     points = []
@@ -45,6 +49,7 @@ def attack_points(outcome: AttackOutcome, labels: np.ndarray, clean_correct: np.
         outcomes = Outcomes(labels, positive_class, clean_correct, clean_correct & ~outcome.success[k])
         points.append(AttackPoint(epsilon=eps, epsilon_native=native.describe(eps) if native else None,
                                   n=int(len(labels)), bound_violations=int(outcome.violations[k]),
+                                  intervals=metric_intervals(POINT, outcomes, intervals) if intervals else {},
                                   **compute(POINT, outcomes)))
     return tuple(points)
 
@@ -66,9 +71,9 @@ def min_epsilon_summary(min_eps: np.ndarray) -> MinEpsilonSummary:
 
 def attack_result(attack: str, norm: str, kind: str, params: Mapping[str, Any], outcome: AttackOutcome,
                   labels: np.ndarray, clean_correct: np.ndarray, positive_class: int,
-                  native: NativeUnits | None) -> AttackResult:
+                  native: NativeUnits | None, intervals: IntervalSettings | None = None) -> AttackResult:
     """One attack's result on one model from its per-sample outcome."""
     return AttackResult(attack=attack, norm=norm, kind=kind, params=params,
-                        points=attack_points(outcome, labels, clean_correct, positive_class, native),
+                        points=attack_points(outcome, labels, clean_correct, positive_class, native, intervals),
                         min_epsilon=None if outcome.min_epsilon is None else min_epsilon_summary(outcome.min_epsilon))
 

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from harness.results.model import CriterionResult
 
 
 def missing(value: float | None) -> bool:
@@ -44,3 +49,31 @@ def eps_text(epsilon: float | None) -> str:
 def threshold_label(value: float) -> str:
     """A criterion threshold as criterion ids write it: two decimals when exact (0.80), else as short as possible."""
     return f"{value:.2f}" if round(value, 2) == value else f"{value:g}"
+
+
+def format_value(value: float) -> str:
+    """A measured value: three decimals, or three significant digits for small values."""
+    return f"{value:.3f}" if value == 0 or abs(value) >= 0.01 else f"{value:.3g}"
+
+
+def level_text(confidence: float) -> str:
+    """A confidence level as a percentage: 95%, 98.75% (after Holm's adjustment)."""
+    return f"{100 * confidence:.4g}%"
+
+
+def judged_text(entry: CriterionResult) -> str:
+    """What was compared with the threshold: 'measured 0.231', or with a bound 'measured 0.713, lower 95% bound
+    0.629 (Wilson score)', and the subgroup it was measured on."""
+    text = f"measured {format_value(float(entry.measured))}" if entry.measured is not None else "not measured"
+    if entry.subgroup:
+        where = ", ".join(f"{k}={v}" for k, v in entry.subgroup.items())
+        text += f" in {'the worst subgroup, ' if entry.subgroup_rule == 'worst' else 'subgroup '}{where}"
+    if entry.bounded and entry.bound_value is not None:
+        text += (f", {entry.judged_on} {level_text(entry.confidence or 0.95)} bound "
+                 f"{format_value(float(entry.bound_value))}" + (f" ({entry.interval})" if entry.interval else ""))
+    return text
+
+
+def interval_text(bounds: tuple[float, float] | None, write: Callable[[float | None], str]) -> str:
+    """'50.0%–83.5%' with each end written by `write` (pct, num); '' without an interval."""
+    return "" if bounds is None else f"{write(bounds[0])}–{write(bounds[1])}"

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from harness.results.formatting import eps_text, num, pct, trimmed
-from harness.results.model import ModelResult, ResultsDocument
+from harness.results.model import MetricInterval, ModelResult, ResultsDocument
 
 
 @dataclass(frozen=True)
@@ -34,23 +34,50 @@ class Outcomes:
         return np.asarray(self.labels) == self.positive_class
 
 
-def _ratio(numerator: int, denominator: int) -> float | None:
-    return float(numerator) / denominator if denominator else None
+Proportion = tuple[np.ndarray, np.ndarray]  # per sample: (counted as a success, counted in the denominator)
+
+
+def ratio(proportion: Proportion) -> float | None:
+    """successes / members of a proportion; None with no members."""
+    successes, members = proportion
+    denominator = int(np.count_nonzero(members))
+    return int(np.count_nonzero(successes & members)) / denominator if denominator else None
+
+
+def accuracy_counts(o: Outcomes) -> Proportion:
+    """Every sample counts; a success is a correct one."""
+    return np.asarray(o.correct, dtype=bool), np.ones(len(o.labels), dtype=bool)
+
+
+def sensitivity_counts(o: Outcomes) -> Proportion:
+    """Positive samples count; a success is a correct one."""
+    return np.asarray(o.correct, dtype=bool) & o.positive, o.positive
+
+
+def specificity_counts(o: Outcomes) -> Proportion:
+    """The other samples count; a success is a correct one."""
+    return np.asarray(o.correct, dtype=bool) & ~o.positive, ~o.positive
+
+
+def success_counts(o: Outcomes) -> Proportion:
+    """Samples correct without attack count; a success is one the attack fooled."""
+    clean = np.asarray(o.clean_correct, dtype=bool)
+    return clean & ~np.asarray(o.correct, dtype=bool), clean
 
 
 def accuracy(o: Outcomes) -> float | None:
     """Share of samples classified correctly."""
-    return _ratio(int(np.count_nonzero(o.correct)), len(o.labels))
+    return ratio(accuracy_counts(o))
 
 
 def sensitivity(o: Outcomes) -> float | None:
     """Recall of the positive class."""
-    return _ratio(int(np.count_nonzero(o.correct & o.positive)), int(np.count_nonzero(o.positive)))
+    return ratio(sensitivity_counts(o))
 
 
 def specificity(o: Outcomes) -> float | None:
     """Recall of the other classes."""
-    return _ratio(int(np.count_nonzero(o.correct & ~o.positive)), int(np.count_nonzero(~o.positive)))
+    return ratio(specificity_counts(o))
 
 
 def roc_auc(o: Outcomes) -> float | None:
@@ -65,7 +92,7 @@ def roc_auc(o: Outcomes) -> float | None:
 
 def success_rate(o: Outcomes) -> float | None:
     """Share of the clean-correct samples the attack fooled."""
-    return _ratio(int(np.count_nonzero(o.clean_correct & ~o.correct)), int(np.count_nonzero(o.clean_correct)))
+    return ratio(success_counts(o))
 
 
 @dataclass(frozen=True)
@@ -115,6 +142,13 @@ class Metric:
     label: str  # in tables and prose: 'sensitivity'
     column: str  # a narrow table header: 'sens.'
     compute: Callable[[Outcomes], float | None] | None = None  # None: read from a summary computed elsewhere
+    counts: Callable[[Outcomes], Proportion] | None = None  # proportions: per-sample successes and members
+    interval: str | None = None  # 'binomial' (proportions, clustered where patients repeat) or 'delong' (AUC)
+
+    @property
+    def has_interval(self) -> bool:
+        """Whether results carry a confidence interval for this metric (and criteria may name a bound)."""
+        return self.interval is not None
 
     @property
     def needs_attack(self) -> bool:
@@ -132,6 +166,13 @@ class Metric:
         value = None if holder is None else getattr(holder, self.field)
         return None if value is None else float(value)
 
+    def read_interval(self, model: ModelResult, attack: str | None = None,
+                      epsilon: float | None = None) -> MetricInterval | None:
+        """The stored confidence interval for one model, or None (no interval for this metric or this run)."""
+        holder = self.scope.locate(model, attack, epsilon)
+        intervals = getattr(holder, "intervals", None) or {}
+        return intervals.get(self.field)
+
     def measure(self, results: ResultsDocument, role: str, attack: str | None = None,
                 epsilon: float | None = None) -> float | None:
         """The value for a model role; 'change' is hardened minus naive; None where either was not measured."""
@@ -147,14 +188,20 @@ def _registry(*metrics: Metric) -> dict[str, Metric]:
 
 
 METRICS: dict[str, Metric] = _registry(
-    Metric("clean_accuracy", CLEAN, "accuracy", RATE, "accuracy", "accuracy", accuracy),
-    Metric("clean_sensitivity", CLEAN, "sensitivity", RATE, "sensitivity", "sensitivity", sensitivity),
-    Metric("clean_specificity", CLEAN, "specificity", RATE, "specificity", "specificity", specificity),
-    Metric("clean_auc", CLEAN, "roc_auc", SCORE, "ROC AUC", "ROC AUC", roc_auc),
-    Metric("robust_accuracy", POINT, "robust_accuracy", RATE, "accuracy", "accuracy", accuracy),
-    Metric("robust_sensitivity", POINT, "robust_sensitivity", RATE, "sensitivity", "sens.", sensitivity),
-    Metric("robust_specificity", POINT, "robust_specificity", RATE, "specificity", "spec.", specificity),
-    Metric("attack_success_rate", POINT, "attack_success_rate", RATE, "attack success rate", "success", success_rate),
+    Metric("clean_accuracy", CLEAN, "accuracy", RATE, "accuracy", "accuracy", accuracy, accuracy_counts, "binomial"),
+    Metric("clean_sensitivity", CLEAN, "sensitivity", RATE, "sensitivity", "sensitivity", sensitivity,
+           sensitivity_counts, "binomial"),
+    Metric("clean_specificity", CLEAN, "specificity", RATE, "specificity", "specificity", specificity,
+           specificity_counts, "binomial"),
+    Metric("clean_auc", CLEAN, "roc_auc", SCORE, "ROC AUC", "ROC AUC", roc_auc, interval="delong"),
+    Metric("robust_accuracy", POINT, "robust_accuracy", RATE, "accuracy", "accuracy", accuracy, accuracy_counts,
+           "binomial"),
+    Metric("robust_sensitivity", POINT, "robust_sensitivity", RATE, "sensitivity", "sens.", sensitivity,
+           sensitivity_counts, "binomial"),
+    Metric("robust_specificity", POINT, "robust_specificity", RATE, "specificity", "spec.", specificity,
+           specificity_counts, "binomial"),
+    Metric("attack_success_rate", POINT, "attack_success_rate", RATE, "attack success rate", "success", success_rate,
+           success_counts, "binomial"),
     Metric("median_min_epsilon", MIN_EPSILON, "median", EPSILON, "median minimal ε", "median min ε"),
     Metric("attack_credible", INDICATORS, "credible", FLAG, "attack results credible", "credible"),
 )

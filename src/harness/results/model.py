@@ -13,12 +13,13 @@ from types import MappingProxyType
 from typing import Any
 
 from harness.data.units import NativeUnits
+from harness.results import status as run_status
 from harness.results.epsilons import EpsilonGrid
 from harness.results.formatting import eps_label
 
 SCHEMA = "harness.results"
-SCHEMA_VERSION = 1
-READABLE_VERSIONS = (1,)
+SCHEMA_VERSION = 2  # 2: status is running | passed | failed | error | interrupted (v1: running | complete)
+READABLE_VERSIONS = (1, 2)
 QUANTILES = (10, 25, 50, 75, 90)  # minimal-epsilon quantiles, in percent
 Json = dict[str, Any]
 
@@ -93,6 +94,67 @@ class DatasetSummary:
 
 
 @dataclass(frozen=True)
+class PatientInterval:
+    """The cluster-adjusted interval of a proportion whose patients have several images (harness.stats.clustered)."""
+
+    low: float
+    high: float
+    design_effect: float  # bootstrap variance over binomial variance (1.0 where it could not be estimated)
+    n_groups: int  # patients the images come from
+
+    def to_json(self) -> Json:
+        """The `clustered` entry of an interval."""
+        return {"low": self.low, "high": self.high, "design_effect": self.design_effect, "n_groups": self.n_groups}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> PatientInterval:
+        """Read a `clustered` entry."""
+        return cls(low=raw["low"], high=raw["high"], design_effect=raw["design_effect"], n_groups=raw["n_groups"])
+
+
+@dataclass(frozen=True)
+class MetricInterval:
+    """A metric's two-sided confidence interval and what recomputes it at another level: the counts of a
+    proportion (successes of n, and the design effect when clustered) or the standard error of a DeLong AUC."""
+
+    low: float
+    high: float
+    method: str  # wilson | clopper_pearson | jeffreys (proportions) or delong (AUC)
+    confidence: float
+    successes: int | None = None
+    n: int | None = None
+    se: float | None = None
+    clustered: PatientInterval | None = None
+
+    def to_json(self) -> Json:
+        """One entry of `intervals` (counts, standard error and clustered interval only when set)."""
+        return {"low": self.low, "high": self.high, "method": self.method, "confidence": self.confidence,
+                **_present(successes=self.successes, n=self.n, se=self.se,
+                           clustered=self.clustered and self.clustered.to_json())}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> MetricInterval:
+        """Read one entry of `intervals`."""
+        clustered = raw.get("clustered")
+        return cls(low=raw["low"], high=raw["high"], method=raw["method"], confidence=raw["confidence"],
+                   successes=raw.get("successes"), n=raw.get("n"), se=raw.get("se"),
+                   clustered=PatientInterval.from_json(clustered) if clustered else None)
+
+
+Intervals = Mapping[str, MetricInterval]  # by the field of the metric they belong to ('accuracy', 'roc_auc', ...)
+
+
+def intervals_json(intervals: Intervals) -> Json:
+    """The optional `intervals` key of a metrics object (left out when there are none)."""
+    return {"intervals": {name: i.to_json() for name, i in intervals.items()}} if intervals else {}
+
+
+def read_intervals(raw: Mapping[str, Any]) -> Intervals:
+    """The `intervals` of a metrics object (empty for documents written before intervals)."""
+    return {name: MetricInterval.from_json(i) for name, i in (raw.get("intervals") or {}).items()}
+
+
+@dataclass(frozen=True)
 class CleanMetrics:
     """Clean (unattacked) metrics of one model on the test split; None where undefined on the data."""
 
@@ -102,21 +164,24 @@ class CleanMetrics:
     roc_auc: float | None
     n: int
     confusion_matrix: tuple[tuple[int, ...], ...]  # rows: true class, columns: predicted class
+    intervals: Intervals = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _set(self, confusion_matrix=tuple(tuple(row) for row in self.confusion_matrix))
+        _set(self, confusion_matrix=tuple(tuple(row) for row in self.confusion_matrix),
+             intervals=MappingProxyType(dict(self.intervals)))
 
     def to_json(self) -> Json:
         """The `clean` section of one model."""
         return {"accuracy": self.accuracy, "sensitivity": self.sensitivity, "specificity": self.specificity,
-                "roc_auc": self.roc_auc, "n": self.n, "confusion_matrix": [list(row) for row in self.confusion_matrix]}
+                "roc_auc": self.roc_auc, "n": self.n, "confusion_matrix": [list(row) for row in self.confusion_matrix],
+                **intervals_json(self.intervals)}
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> CleanMetrics:
         """Read the `clean` section."""
         return cls(accuracy=raw.get("accuracy"), sensitivity=raw.get("sensitivity"),
                    specificity=raw.get("specificity"), roc_auc=raw.get("roc_auc"), n=raw["n"],
-                   confusion_matrix=raw.get("confusion_matrix", ()))
+                   confusion_matrix=raw.get("confusion_matrix", ()), intervals=read_intervals(raw))
 
 
 @dataclass(frozen=True)
@@ -128,16 +193,20 @@ class AttackPoint:
     robust_sensitivity: float | None
     robust_specificity: float | None
     attack_success_rate: float | None  # among images classified correctly without attack
-    bound_violations: int  # adversarials outside their bound, not counted as successes
+    bound_violations: int | None  # adversarials outside their bound, not counted; None: not counted (subgroups)
     n: int
     epsilon_native: str | None = None
+    intervals: Intervals = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _set(self, intervals=MappingProxyType(dict(self.intervals)))
 
     def to_json(self) -> Json:
         """One entry of an attack's `points`."""
         return {"epsilon": self.epsilon, "epsilon_native": self.epsilon_native, "n": self.n,
                 "robust_accuracy": self.robust_accuracy, "robust_sensitivity": self.robust_sensitivity,
                 "robust_specificity": self.robust_specificity, "attack_success_rate": self.attack_success_rate,
-                "bound_violations": self.bound_violations}
+                "bound_violations": self.bound_violations, **intervals_json(self.intervals)}
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> AttackPoint:
@@ -146,7 +215,7 @@ class AttackPoint:
                    robust_sensitivity=raw.get("robust_sensitivity"), robust_specificity=raw.get("robust_specificity"),
                    attack_success_rate=raw.get("attack_success_rate"),
                    bound_violations=raw.get("bound_violations", 0), n=raw["n"],
-                   epsilon_native=raw.get("epsilon_native"))
+                   epsilon_native=raw.get("epsilon_native"), intervals=read_intervals(raw))
 
 
 @dataclass(frozen=True)
@@ -291,9 +360,20 @@ class ModelResult:
     clean: CleanMetrics
     attacks: Mapping[str, AttackResult] = field(default_factory=dict)
     indicators: Indicators | None = None
+    # plan `subgroups`: attribute → value → the same metrics on that subgroup's test images (no indicators)
+    subgroups: Mapping[str, Mapping[str, ModelResult]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _set(self, attacks=MappingProxyType(dict(self.attacks)))
+        _set(self, attacks=MappingProxyType(dict(self.attacks)),
+             subgroups=MappingProxyType({a: MappingProxyType(dict(v)) for a, v in self.subgroups.items()}))
+
+    def subgroup(self, attribute: str, value: str) -> ModelResult:
+        """The results on one subgroup (KeyError naming the subgroups measured otherwise)."""
+        found = self.subgroups.get(attribute, {}).get(value)
+        if found is None:
+            have = ", ".join(f"{a}={v}" for a, values in self.subgroups.items() for v in values) or "none"
+            raise KeyError(f"no subgroup {attribute}={value} (measured: {have})")
+        return found
 
     def with_attack(self, attack_id: str, result: AttackResult) -> ModelResult:
         """This model with one more attack."""
@@ -310,7 +390,9 @@ class ModelResult:
         """One entry of `models`."""
         return {"weights_sha256": self.weights_sha256, "clean": self.clean.to_json(),
                 "attacks": {attack_id: a.to_json() for attack_id, a in self.attacks.items()},
-                **_present(indicators=self.indicators and self.indicators.to_json())}
+                **_present(indicators=self.indicators and self.indicators.to_json(),
+                           subgroups={a: {v: m.to_json() for v, m in values.items()}
+                                      for a, values in self.subgroups.items()} or None)}
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> ModelResult:
@@ -318,7 +400,9 @@ class ModelResult:
         indicators = raw.get("indicators")
         return cls(weights_sha256=raw.get("weights_sha256"), clean=CleanMetrics.from_json(raw["clean"]),
                    attacks={attack_id: AttackResult.from_json(a) for attack_id, a in raw.get("attacks", {}).items()},
-                   indicators=Indicators.from_json(indicators) if indicators else None)
+                   indicators=Indicators.from_json(indicators) if indicators else None,
+                   subgroups={a: {v: ModelResult.from_json(m) for v, m in values.items()}
+                              for a, values in (raw.get("subgroups") or {}).items()})
 
 
 DEFENCE_DETAILS = ("early_stopped", "resumed_from_round", "naive_selected", "mixed_precision", "selection",
@@ -378,19 +462,125 @@ class CriterionResult:
     passed: bool
     description: str = ""
     note: str | None = None
+    judged_on: str | None = None  # compared with the threshold: 'estimate', 'lower' or 'upper' (None: older runs)
+    bound_value: float | None = None  # the confidence bound compared (judged_on lower/upper)
+    confidence: float | None = None  # its two-sided level, after any multiple-comparison adjustment
+    interval: str | None = None  # how the bound was computed, e.g. 'wilson' or 'wilson, patient-clustered'
+    subgroup: Mapping[str, str] | None = None  # the subgroup measured (for `subgroup: worst`, the worst one)
+    subgroup_rule: str | None = None  # 'worst' when the criterion named no subgroup but the worst one
+
+    def __post_init__(self) -> None:
+        _set(self, subgroup=None if self.subgroup is None else MappingProxyType(dict(self.subgroup)))
+
+    @property
+    def judged_value(self) -> float | None:
+        """The value compared with the threshold: the point estimate or the confidence bound."""
+        return self.bound_value if self.bounded else self.measured
+
+    @property
+    def bounded(self) -> bool:
+        """Whether a confidence bound, not the point estimate, was compared with the threshold."""
+        return self.judged_on in ("lower", "upper")
 
     def to_json(self) -> Json:
-        """One entry of `criteria`."""
+        """One entry of `criteria` (bound and subgroup keys only for criteria that use them)."""
+        bounded = self.bounded
         return {"id": self.id, "metric": self.metric, "model": self.model, "attack": self.attack,
                 "epsilon": self.epsilon, "op": self.op, "threshold": self.threshold,
-                "description": self.description, "measured": self.measured, "passed": self.passed, "note": self.note}
+                "description": self.description, "measured": self.measured, "passed": self.passed, "note": self.note,
+                **_present(judged_on=self.judged_on),
+                **({"bound_value": self.bound_value, "confidence": self.confidence, "interval": self.interval}
+                   if bounded else {}),
+                **_present(subgroup=None if self.subgroup is None else dict(self.subgroup),
+                           subgroup_rule=self.subgroup_rule)}
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> CriterionResult:
         """Read one criterion."""
         return cls(id=raw["id"], metric=raw["metric"], model=raw.get("model", "naive"), attack=raw.get("attack"),
                    epsilon=raw.get("epsilon"), op=raw["op"], threshold=raw["threshold"], measured=raw.get("measured"),
-                   passed=bool(raw["passed"]), description=raw.get("description") or "", note=raw.get("note"))
+                   passed=bool(raw["passed"]), description=raw.get("description") or "", note=raw.get("note"),
+                   judged_on=raw.get("judged_on"), bound_value=raw.get("bound_value"),
+                   confidence=raw.get("confidence"), interval=raw.get("interval"), subgroup=raw.get("subgroup"),
+                   subgroup_rule=raw.get("subgroup_rule"))
+
+
+@dataclass(frozen=True)
+class StatisticsSettings:
+    """How the run's intervals were computed: method, level, multiple-comparison rule, the patient-cluster
+    bootstrap (None when no patient has several test images) and the subgroup attributes measured."""
+
+    interval: str
+    confidence: float
+    multiple_comparisons: str
+    auc: str = "delong"
+    bootstrap_resamples: int | None = None
+    bootstrap_seed: int | None = None
+    n_groups: int | None = None  # test patients (groups) the bootstrap resamples
+    subgroups: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _set(self, subgroups=tuple(self.subgroups))
+
+    @property
+    def clustered(self) -> bool:
+        """Whether cluster-adjusted intervals were computed (and gates use them)."""
+        return self.bootstrap_resamples is not None
+
+    def to_json(self) -> Json:
+        """The `statistics` section."""
+        return {"interval": self.interval, "confidence": self.confidence,
+                "multiple_comparisons": self.multiple_comparisons, "auc": self.auc,
+                "cluster_bootstrap": None if not self.clustered else {
+                    "resamples": self.bootstrap_resamples, "seed": self.bootstrap_seed, "n_groups": self.n_groups},
+                "subgroups": list(self.subgroups)}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> StatisticsSettings:
+        """Read the `statistics` section."""
+        boot = raw.get("cluster_bootstrap") or {}
+        return cls(interval=raw["interval"], confidence=raw["confidence"],
+                   multiple_comparisons=raw.get("multiple_comparisons", "none"), auc=raw.get("auc", "delong"),
+                   bootstrap_resamples=boot.get("resamples"), bootstrap_seed=boot.get("seed"),
+                   n_groups=boot.get("n_groups"), subgroups=tuple(raw.get("subgroups", ())))
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Two models (or runs) on the same test images, without attack or under one attack at one epsilon: the
+    paired 2×2 table of correct decisions and the exact McNemar p-value (harness.results.paired)."""
+
+    a: str  # e.g. 'naive'
+    b: str  # e.g. 'hardened'
+    attack: str | None  # None: without attack
+    epsilon: float | None
+    n_pairs: int
+    both: int
+    only_a: int  # correct for A only
+    only_b: int  # correct for B only
+    neither: int
+    p_value: float
+    test: str
+
+    @property
+    def difference(self) -> float | None:
+        """Accuracy of B minus accuracy of A on the paired images."""
+        return (self.only_b - self.only_a) / self.n_pairs if self.n_pairs else None
+
+    def to_json(self) -> Json:
+        """One entry of `comparisons`."""
+        return {"a": self.a, "b": self.b, "attack": self.attack, "epsilon": self.epsilon, "n_pairs": self.n_pairs,
+                "both_correct": self.both, "only_a_correct": self.only_a, "only_b_correct": self.only_b,
+                "neither_correct": self.neither, "difference": self.difference, "p_value": self.p_value,
+                "test": self.test}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> PairedComparison:
+        """Read one comparison."""
+        return cls(a=raw["a"], b=raw["b"], attack=raw.get("attack"), epsilon=raw.get("epsilon"),
+                   n_pairs=raw["n_pairs"], both=raw["both_correct"], only_a=raw["only_a_correct"],
+                   only_b=raw["only_b_correct"], neither=raw["neither_correct"], p_value=raw["p_value"],
+                   test=raw["test"])
 
 
 @dataclass(frozen=True)
@@ -419,20 +609,26 @@ class Verdict:
 
 @dataclass(frozen=True)
 class ResultsDocument:
-    """The whole of results.json for one run, finished ('complete') or stopped early ('running')."""
+    """The whole of results.json for one run: its status (harness.results.status), what it measured so far, and,
+    when it stopped, the exit code and (for error or interrupted) the stage and the error line."""
 
     plan: PlanRef
-    status: str = "running"
+    status: str = run_status.RUNNING
     dataset: DatasetSummary | None = None  # None until the data set is loaded
     models: Mapping[str, ModelResult] = field(default_factory=dict)  # by role: naive, hardened
     defence: DefenceResult | None = None
     criteria: tuple[CriterionResult, ...] = ()
     verdict: Verdict | None = None  # None until the criteria are checked
     warnings: tuple[str, ...] = ()
+    statistics: StatisticsSettings | None = None  # None in documents written before intervals
+    comparisons: tuple[PairedComparison, ...] = ()  # naive vs hardened on the same test images
+    stage: str | None = None  # running: the stage in progress; error or interrupted: the stage it stopped in
+    error: str | None = None  # error or interrupted: the one line the command printed
+    exit_code: int | None = None  # the command's exit code once the run ended (0 passed, 1 failed, 2, 3, 130)
 
     def __post_init__(self) -> None:
         _set(self, models=MappingProxyType(dict(self.models)), criteria=tuple(self.criteria),
-             warnings=tuple(self.warnings))
+             warnings=tuple(self.warnings), comparisons=tuple(self.comparisons))
 
     def with_model(self, role: str, model: ModelResult) -> ResultsDocument:
         """This document with one model's section added or replaced."""
@@ -441,6 +637,26 @@ class ResultsDocument:
     def with_warnings(self, *warnings: str) -> ResultsDocument:
         """This document with warnings appended."""
         return replace(self, warnings=(*self.warnings, *warnings))
+
+    def at_stage(self, stage: str) -> ResultsDocument:
+        """This running document with the stage now in progress."""
+        return replace(self, stage=stage)
+
+    def finished(self) -> ResultsDocument:
+        """Passed (exit 0) or failed (exit 1) by the verdict, once the criteria are checked."""
+        if self.verdict is None:
+            raise ValueError("a run without a verdict cannot pass or fail")
+        passed = self.verdict.passed
+        return self._becomes(run_status.PASSED if passed else run_status.FAILED, exit_code=0 if passed else 1,
+                             stage=None, error=None)
+
+    def stopped(self, status: str, exit_code: int, error: str, stage: str | None) -> ResultsDocument:
+        """Error or interrupted: the exit code, the error line and the stage it stopped in."""
+        return self._becomes(status, exit_code=exit_code, error=error, stage=stage)
+
+    def _becomes(self, status: str, **changes: Any) -> ResultsDocument:
+        run_status.check_transition(self.status, status)
+        return replace(self, status=status, **changes)
 
     def model(self, role: str) -> ModelResult:
         """One model's results (KeyError naming the evaluated roles otherwise)."""
@@ -457,7 +673,10 @@ class ResultsDocument:
                 "models": {role: m.to_json() for role, m in self.models.items()},
                 "criteria": [c.to_json() for c in self.criteria],
                 "verdict": self.verdict.to_json() if self.verdict else None, "warnings": list(self.warnings),
-                **_present(defence=self.defence and self.defence.to_json())}
+                **_present(defence=self.defence and self.defence.to_json(),
+                           statistics=self.statistics and self.statistics.to_json(),
+                           comparisons=[c.to_json() for c in self.comparisons] or None, stage=self.stage,
+                           error=self.error, exit_code=self.exit_code)}
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> ResultsDocument:
@@ -468,10 +687,17 @@ class ResultsDocument:
         if raw.get("schema_version") not in READABLE_VERSIONS:
             raise ValueError(f"schema version {raw.get('schema_version')!r}; this harness reads "
                              f"{', '.join(map(str, READABLE_VERSIONS))}")
-        defence, verdict = raw.get("defence"), raw.get("verdict")
-        return cls(plan=PlanRef(raw["plan"]["name"], raw["plan"]["sha256"]), status=raw["status"],
+        defence, verdict, statistics = raw.get("defence"), raw.get("verdict"), raw.get("statistics")
+        status, exit_code = raw["status"], raw.get("exit_code")
+        if status == run_status.LEGACY_COMPLETE:  # v1 wrote 'complete' for every finished run
+            passed = bool(verdict and verdict.get("passed"))
+            status, exit_code = (run_status.PASSED, 0) if passed else (run_status.FAILED, 1)
+        return cls(plan=PlanRef(raw["plan"]["name"], raw["plan"]["sha256"]), status=status, stage=raw.get("stage"),
+                   error=raw.get("error"), exit_code=exit_code,
                    dataset=DatasetSummary.from_json(raw["dataset"]) if raw.get("dataset") else None,
                    models={role: ModelResult.from_json(m) for role, m in raw.get("models", {}).items()},
                    defence=DefenceResult.from_json(defence) if defence else None,
                    criteria=tuple(CriterionResult.from_json(c) for c in raw.get("criteria", ())),
-                   verdict=Verdict.from_json(verdict) if verdict else None, warnings=tuple(raw.get("warnings", ())))
+                   verdict=Verdict.from_json(verdict) if verdict else None, warnings=tuple(raw.get("warnings", ())),
+                   statistics=StatisticsSettings.from_json(statistics) if statistics else None,
+                   comparisons=tuple(PairedComparison.from_json(c) for c in raw.get("comparisons", ())))

@@ -10,6 +10,7 @@ from types import MappingProxyType
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.results import status as run_status
 from harness.results.epsilons import EpsilonGrid
 from harness.results.model import (
     AttackPoint,
@@ -20,11 +21,14 @@ from harness.results.model import (
     DefenceResult,
     MinEpsilonSummary,
     ModelResult,
+    PairedComparison,
     ResultsDocument,
+    StatisticsSettings,
     Verdict,
     freeze,
 )
 from harness.results.samples import SampleOutcome, read_samples
+from harness.storage.rundir import run_in_progress
 
 
 def read_json_object(path: Path) -> dict[str, Any]:
@@ -98,8 +102,25 @@ class RunResults:
 
     @property
     def status(self) -> str:
-        """'complete', or 'running' for a run that stopped early."""
-        return self._document.status
+        """running, passed, failed, error or interrupted (harness.results.status); a run recorded as running whose
+        process is gone (killed) reads interrupted."""
+        recorded = self._document.status
+        return run_status.effective(recorded, recorded == run_status.RUNNING and run_in_progress(self._run_dir))
+
+    @property
+    def stage(self) -> str | None:
+        """The stage in progress, or where an error or interruption stopped the run."""
+        return self._document.stage
+
+    @property
+    def error(self) -> str | None:
+        """The error line that stopped the run (error), or None."""
+        return self._document.error
+
+    @property
+    def exit_code(self) -> int | None:
+        """The exit code the run ended with (None while running or when killed)."""
+        return self._document.exit_code
 
     @property
     def plan_name(self) -> str:
@@ -130,6 +151,16 @@ class RunResults:
     def defence(self) -> DefenceResult | None:
         """The defence that hardened the model, or None."""
         return self._document.defence
+
+    @property
+    def statistics(self) -> StatisticsSettings | None:
+        """How the intervals were computed (method, level, adjustment, cluster bootstrap); None for older runs."""
+        return self._document.statistics
+
+    @property
+    def comparisons(self) -> tuple[PairedComparison, ...]:
+        """Naive against hardened on the same test images: paired counts and exact McNemar p per attack and ε."""
+        return self._document.comparisons
 
     # -- models, clean metrics and the attack sweep -------------------------------------------------------
     @property

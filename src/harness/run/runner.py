@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
+import os
 import random
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -22,8 +25,10 @@ from harness.attacks.example_images import save_examples
 from harness.attacks.indicators import compute_indicators
 from harness.attacks.sweep import AttackOutcome, batches, merge_outcomes, predict_logits, run_attack
 from harness.data.checks import validate_dataset
+from harness.data.leakage import find_leakage
 from harness.data.loading import load_dataset
-from harness.errors import DataError, HarnessError, ModelError, PlanError
+from harness.data.metadata import split_metadata
+from harness.errors import EXIT_INTERRUPTED, DataError, HarnessError, ModelError, PlanError, error_report
 from harness.plan.architecture import split_architecture
 from harness.plan.schema import AttackSpec, Plan
 from harness.registry.contracts import DatasetBundle, DatasetContext, DefenceContext, ModelBundle, ModelContext
@@ -41,14 +46,22 @@ from harness.results.model import (
     ResultsDocument,
     Verdict,
 )
+from harness.results.paired import compare_roles
+from harness.results.sample_size import undecidable_warnings
 from harness.results.samples import SampleOutcome, sample_outcomes, write_samples
+from harness.results.status import ERROR, INTERRUPTED, RUNNING
+from harness.results.subgroups import subgroup_results
+from harness.results.uncertainty import IntervalSettings
 from harness.results.view import RunResults
+from harness.results.warnings import collect as collect_warnings
 from harness.run import distributed
 from harness.run.environment import device_info, library_versions, platform_info, resolve_device, source_revision
+from harness.run.fingerprint import Fingerprint, previous_parts, start_parts
 from harness.run.progress import ProgressMode, ProgressReporter
 from harness.storage.atomic import write_json_atomic, write_text_atomic
+from harness.storage.filelock import LockTimeout, file_lock
 from harness.storage.model_copy import keep_model
-from harness.storage.rundir import create_run_dir, default_cache_dir, deid_salt
+from harness.storage.rundir import create_run_dir, default_cache_dir, deid_salt, run_lock_path
 
 
 @dataclass
@@ -87,23 +100,48 @@ class Runner:
         self.resumed_batch_size: int | None = None
         self.batch_size = plan.batch_size  # replaced once the model is known when the plan says `batch_size: auto`
         self.epsilons = EpsilonGrid.of(*(spec.epsilons for spec in plan.attacks))  # the samples.csv columns
+        self.writing = False  # a resumed run directory is left untouched until its fingerprint is checked
+        self.current_stage: str | None = None
+        self.intervals: IntervalSettings | None = None  # set once the test split is known
+        self.metadata: dict[str, list[str]] = {}  # the test split's subgroup attributes
 
     # -- stages --------------------------------------------------------------------------------------------
     def run(self) -> RunResults:
-        """Run every stage; results and manifest are rewritten atomically after each one."""
+        """Run every stage; results and manifest are rewritten atomically after each one, with the run's status
+        (harness.results.status): running, then passed or failed, or error or interrupted with the stage and line."""
         plan = self.plan
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise HarnessError(f"device {self.device} was requested but CUDA is not available")
         self.results = ResultsDocument(plan=PlanRef(plan.name, plan.sha256))
         self.manifest = self._initial_manifest()
-        if self.resume_dir is not None:
-            self.run_dir = self.resume_dir
-            self.manifest["started_at"], self.manifest["resumed_at"] = distributed.together(self._previous_start)
-        else:
-            self.run_dir = distributed.on_main(lambda: create_run_dir(self.config.out_root, plan.name, plan.sha256))
-        distributed.on_main(self._start_files, share=False)
+        self.run_dir = self.resume_dir if self.resume_dir is not None else distributed.on_main(
+            lambda: create_run_dir(self.config.out_root, plan.name, plan.sha256))
+        with contextlib.ExitStack() as held:
+            distributed.on_main(lambda: self._hold_run_dir(held), share=False)  # every rank stops if it is refused
+            previous = None
+            if self.resume_dir is not None:
+                (self.manifest["started_at"], self.manifest["resumed_at"]), previous = distributed.together(
+                    self._previous_start)
+            self.fingerprint = Fingerprint(previous, self.run_dir)
+            try:
+                self._stages()
+            except (Exception, KeyboardInterrupt) as exc:
+                self._record_stop(exc)
+                raise
+        if self.rank == 0:
+            self.registry.pm.hook.harness_run_end(plan=plan, run_dir=str(self.run_dir),
+                                                  results=self.results.to_json())
+        return RunResults(self.run_dir, self.results, self.manifest)
+
+    def _stages(self) -> None:
+        plan = self.plan
         self._seed(plan.seed)
         self.manifest["determinism"] = enable_determinism(plan.engine, self.device)
+        parts = start_parts(plan.sha256, self.manifest["seeds"]["attack_batches"], self.manifest["determinism"],
+                            self.manifest["device"], torch.get_num_threads(), self.manifest["versions"])
+        distributed.together(lambda: [self.fingerprint.add(name, value) for name, value in parts.items()])
+        if self.resume_dir is None:
+            self._begin_writing()
         mode = self.config.progress if self.rank == 0 and not self.config.quiet else "off"
         with ProgressReporter(mode, write=self.echo) as progress:
             self.progress = progress
@@ -117,14 +155,47 @@ class Runner:
                 hardened = self._stage("defence", lambda: self._harden(naive, dataset))
                 self._evaluate_model("hardened", hardened, dataset)
             self._stage("criteria", self._check_criteria)
-            self.results = replace(self.results, status="complete")
+            self.results = self.results.finished()
             self._save()
             if self.config.report:
                 self._stage("report", lambda: distributed.on_main(self._render_report, share=False))
-        if self.rank == 0:
-            self.registry.pm.hook.harness_run_end(plan=plan, run_dir=str(self.run_dir),
-                                                  results=self.results.to_json())
-        return RunResults(self.run_dir, self.results, self.manifest)
+
+    def _hold_run_dir(self, held: contextlib.ExitStack) -> None:
+        """Rank 0: hold the run directory's lock for the whole run (a reader tells a live run from a killed one by
+        it); a directory another process is running in is refused."""
+        try:
+            held.enter_context(file_lock(run_lock_path(self.run_dir), timeout=0))
+        except LockTimeout:
+            process = {}
+            with contextlib.suppress(OSError, ValueError):
+                process = json.loads((self.run_dir / "manifest.json").read_text(encoding="utf-8")).get("process", {})
+            who = f" (pid {process.get('pid')} on {process.get('host')})" if process else ""
+            raise HarnessError(f"cannot use {self.run_dir}: a harness process is running in it now{who}; wait for "
+                               "it to end or stop it") from None
+
+    def _begin_writing(self) -> None:
+        """From here on the run directory is written: the first results and manifest, the plan copies, the hook."""
+        if self.writing:
+            return
+        self.writing = True
+        distributed.on_main(self._start_files, share=False)
+
+    def _record_stop(self, exc: BaseException) -> None:
+        """Record error (with the exit code and line the command prints) or interrupted, and the stage; a resumed
+        directory whose fingerprint was not yet checked is left as it was."""
+        if not self.writing or self.results.status == ERROR:
+            return
+        if isinstance(exc, KeyboardInterrupt):
+            status, code, line = INTERRUPTED, EXIT_INTERRUPTED, "interrupted (Ctrl-C)"
+        else:
+            (code, line), status = error_report(exc), ERROR
+        if status == INTERRUPTED and self.results.status != RUNNING:
+            return  # the numbers were complete; only what came after them was cut short
+        self.results = self.results.stopped(status, code, line, self.current_stage)
+        try:
+            self._save()
+        except (OSError, ValueError) as problem:  # must not hide the error that stopped the run
+            self.echo(f"harness: warning: the run's status could not be recorded: {problem}")
 
     def _start_files(self) -> None:
         """Rank 0: the first results and manifest, the resolved plan, and the run-start hook."""
@@ -142,19 +213,44 @@ class Runner:
     def _load_dataset(self) -> DatasetBundle:
         plugin = self.registry.get("dataset", self.plan.dataset.plugin)
         salt = distributed.main_first(lambda: deid_salt(self.cache_dir))  # rank 0 creates it; the others read it
-        context = DatasetContext(seed=self.plan.seed, base_dir=self.plan.base_dir, cache_dir=self.cache_dir)
+        context = DatasetContext(seed=self.plan.seed, base_dir=self.plan.base_dir, cache_dir=self.cache_dir,
+                                 show_paths=self.plan.show_paths, sandbox_roots=self.plan.sandbox_roots)
         self.echo(f"harness: loading data set '{self.plan.dataset.plugin}'")
         dataset = load_dataset(plugin, self.plan.dataset.params, context, salt)
         validate_dataset(dataset, self._trainers())
+        self.fingerprint.add("data_sha256", dataset.provenance.get("content_sha256"))
         self.manifest["dataset"] = {"plugin": self.plan.dataset.plugin, "name": dataset.name,
                                     "class_names": dataset.class_names, "positive_class": dataset.positive_class,
                                     "image_shape": list(dataset.image_shape),
-                                    "native_units": _native(dataset), "provenance": dataset.provenance}
+                                    "native_units": _native(dataset), "provenance": dataset.provenance,
+                                    "leakage": self._leakage(dataset)}
         self.results = replace(self.results, dataset=DatasetSummary(
             name=dataset.name, class_names=tuple(dataset.class_names), positive_class=dataset.positive_class,
             content_sha256=dataset.provenance.get("content_sha256"), n_test=len(dataset.splits["test"]),
             native_units=dataset.native_units))
+        self._statistics(dataset)
         return dataset
+
+    def _leakage(self, dataset: DatasetBundle) -> dict[str, Any]:
+        """Duplicates across splits (harness.data.leakage) for the manifest; DataError with `leakage: error`."""
+        if self.plan.leakage == "off":
+            return {"summary": None, "method": "not checked (leakage: off)"}
+        found = find_leakage(dataset.splits)
+        if found.summary() and self.plan.leakage == "error":
+            raise DataError(f"{found.summary()} (leakage: error; leakage: warn runs anyway)")
+        return found.to_json()
+
+    def _statistics(self, dataset: DatasetBundle) -> None:
+        """Interval settings and subgroup metadata of the test split; warnings for criteria it cannot decide."""
+        options, test = self.plan.statistics, dataset.splits["test"]
+        self.metadata = split_metadata(test, self.plan.subgroups, f"data set '{dataset.name}', test split")
+        self.intervals = IntervalSettings.for_split(options.interval, options.confidence, test.group_ids,
+                                                    options.bootstrap_resamples, self.plan.seed)
+        self.manifest["statistics"] = {**dataclasses.asdict(options), "subgroups": list(self.plan.subgroups)}
+        self.results = replace(self.results, statistics=self.intervals.summary(
+            options.multiple_comparisons, self.plan.subgroups)).with_warnings(*undecidable_warnings(
+                self.plan.acceptance, options.interval, options.confidence, test.labels, dataset.positive_class,
+                self.metadata))
 
     def _trainers(self) -> list[str]:
         """What trains on the data set's train/val splits: a model plugin that trains, and any defence."""
@@ -182,6 +278,8 @@ class Runner:
             raise ModelError(f"defence '{self.plan.defence.plugin}' fine-tunes the model with gradients, but the "
                              "model runs without them (e.g. an ONNX model through onnxruntime)")
         self.manifest["models"] = {"naive": {"plugin": self.plan.model.plugin, **bundle.provenance}}
+        self.fingerprint.add("weights.naive", bundle.provenance.get("weights_sha256"))
+        self._begin_writing()  # a resumed run: its data and model are those it was started with
         distributed.on_main(lambda: self._keep_model("naive", bundle), share=False)
         return bundle
 
@@ -207,6 +305,7 @@ class Runner:
         bundle = plugin.harden(naive, ref.params, context)
         bundle.module.eval()
         self.manifest["models"]["hardened"] = {"plugin": ref.plugin, **bundle.provenance}
+        self.fingerprint.add("weights.hardened", bundle.provenance.get("weights_sha256"))
         distributed.on_main(lambda: self._keep_model("hardened", bundle), share=False)
         self.results = replace(self.results, defence=DefenceResult.from_provenance(ref.plugin, ref.params_dict(),
                                                                                     bundle.provenance))
@@ -222,23 +321,30 @@ class Runner:
         bar.close()
         clean_pred = logits.argmax(axis=1)
         model = ModelResult(weights_sha256=bundle.provenance.get("weights_sha256"),
-                            clean=clean_metrics(labels, logits, dataset.positive_class))
+                            clean=clean_metrics(labels, logits, dataset.positive_class, self.intervals))
         self.results = self.results.with_model(role, model)
         self._save()
         attack_model = self._stage(f"{role}:engine", lambda: self._attack_model(role, bundle, test))
         shard = (self.rank, self.world)
-        outcomes = {}  # per-image outcomes by attack id: the indicators reuse them instead of attacking again
+        fingerprint = self.fingerprint.digest()  # what the attack checkpoints of this model are valid for
         attacks = self._possible_attacks(role, bundle)
+        outcomes: dict[str, AttackOutcome] = {}  # per attack: the subgroups and the indicators reuse them
         for spec in attacks:
             plugin = self.registry.get("attack", spec.attack)
             bar = self.progress(f"{role}: {spec.id}", distributed.shard_size(len(test), self.batch_size, *shard))
             local = self._stage(f"{role}:attack:{spec.id}", lambda spec=spec, plugin=plugin, bar=bar: run_attack(
                 attack_model, test, spec, plugin, clean_pred, self.batch_size, self.device,
                 self.plan.seed, role, bar.advance, self._attack_checkpoint(role, spec.id),
-                judge=bundle.module, shard=shard))
+                judge=bundle.module, shard=shard, run_fingerprint=fingerprint))
             bar.close()
             outcome = outcomes[spec.id] = merge_outcomes(distributed.all_gather(local), self.batch_size)
             model = self._record_attack(role, model, spec, outcome, dataset, clean_pred)
+        if self.plan.subgroups:
+            model = replace(model, subgroups=subgroup_results(
+                model, self.plan.subgroups, self.metadata, labels, logits, outcomes, dataset.positive_class,
+                dataset.native_units, self.intervals))
+            self.results = self.results.with_model(role, model)
+            self._save()
         if self.plan.indicators.enabled and not bundle.differentiable:
             self.results = self.results.with_warnings(f"{role}: the attack-failure indicators were not computed: "
                                                       "they need input gradients, which the model does not give")
@@ -277,7 +383,8 @@ class Runner:
         """Add one attack's result, warnings and samples.csv rows; save; the model's results with the attack."""
         test = dataset.splits["test"]
         result = attack_result(spec.attack, spec.norm, spec.kind, spec.params_dict(), outcome, test.labels,
-                               clean_pred == test.labels, dataset.positive_class, dataset.native_units)
+                               clean_pred == test.labels, dataset.positive_class, dataset.native_units,
+                               self.intervals)
         model = model.with_attack(spec.id, result)
         self.results = self.results.with_model(role, model).with_warnings(*(
             f"{role}/{spec.id} at eps={eps_label(point.epsilon)}: {point.bound_violations} adversarial examples "
@@ -300,13 +407,13 @@ class Runner:
 
     def _choose_batch_size(self, naive: ModelBundle, dataset: DatasetBundle) -> None:
         """Resolve `batch_size: auto` against the naive model and the device; record the choice in the manifest."""
-        if not self.plan.batch_size_auto:
-            self.manifest["batch_size"] = {"requested": self.plan.batch_size, "used": self.batch_size}
-            return
-        test = dataset.splits["test"]
-        self.batch_size = self.resumed_batch_size or distributed.on_main(  # rank 0 probes; every rank uses it
-            lambda: auto_batch_size(naive.module, tuple(test[0][0].shape), self.device, limit=len(test)))
-        self.manifest["batch_size"] = {"requested": "auto", "used": self.batch_size}
+        if self.plan.batch_size_auto:
+            test = dataset.splits["test"]
+            self.batch_size = self.resumed_batch_size or distributed.on_main(  # rank 0 probes; every rank uses it
+                lambda: auto_batch_size(naive.module, tuple(test[0][0].shape), self.device, limit=len(test)))
+        self.manifest["batch_size"] = {"requested": "auto" if self.plan.batch_size_auto else self.plan.batch_size,
+                                       "used": self.batch_size}
+        self.fingerprint.add("batch_size", self.batch_size)
         self._save()
 
     def _attack_model(self, role: str, bundle: ModelBundle, test: Any) -> Any:
@@ -317,13 +424,17 @@ class Runner:
                 for eps in spec.epsilons]
         settings, choice = resolve_engine(self.plan.engine, bundle.module, self.device,
                                           lambda n: next(iter(batches(test, n))), grid or self.plan.epsilons,
-                                          differentiable=bundle.differentiable)
+                                          differentiable=bundle.differentiable,
+                                          earlier=(self.fingerprint.previous or {}).get(f"engine.{role}"))
         self.manifest.setdefault("engine_choice", {})[role] = choice
+        self.fingerprint.add(f"engine.{role}", choice["used"])  # the attack checkpoints are valid for these only
         model, notes = prepare_attack_model(bundle.module, settings, self.device, sample.to(self.device))
         self.results = self.results.with_warnings(*(f"{role}: engine: {note}" for note in notes))
         return model
 
     def _check_criteria(self) -> None:
+        if {"naive", "hardened"} <= set(self.results.models):  # paired: the same test images, both models
+            self.results = replace(self.results, comparisons=compare_roles(self.samples, "naive", "hardened"))
         criteria = evaluate(self.plan.acceptance, self.results)
         self.results = replace(self.results, criteria=criteria, verdict=Verdict.of(criteria))
 
@@ -331,6 +442,10 @@ class Runner:
     def _stage(self, name: str, work: Callable[[], Any]) -> Any:
         """Run one stage, timed; under torchrun every rank runs it and the ranks agree on errors at its end."""
         start = time.perf_counter()
+        self.current_stage = name
+        if self.results.status == RUNNING:
+            self.results = self.results.at_stage(name)
+            self._save()  # a killed run's results.json names the stage it was in
         try:
             with self.progress.stage(name):
                 return distributed.together(work)
@@ -339,22 +454,19 @@ class Runner:
             self.manifest["timings_seconds"] = dict(self.timings)
             self._save()
 
-    def _previous_start(self) -> tuple[str, list[str]]:
-        """Check a run directory to resume belongs to this plan; its start time and earlier resumptions."""
+    def _previous_start(self) -> tuple[tuple[str, list[str]], dict[str, Any]]:
+        """The run directory's start time and earlier resumptions, and the fingerprint parts its first attempt
+        recorded (harness.run.fingerprint checks them as they become known)."""
         path = self.resume_dir / "manifest.json"
         try:
             previous = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise HarnessError(f"cannot resume {self.resume_dir}: no readable manifest.json ({exc})") from None
-        sha = previous.get("plan", {}).get("sha256")
-        if sha != self.plan.sha256:
-            raise HarnessError(f"cannot resume {self.resume_dir}: it was made by another plan or other overrides "
-                               f"(plan sha256 {str(sha)[:12]}, this plan {self.plan.sha256[:12]})")
         used = previous.get("batch_size", {}).get("used")
         if self.plan.batch_size_auto and isinstance(used, int) and used >= 1:
             self.resumed_batch_size = used  # an automatic choice is kept, so checkpoints of the first attempt match
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        return previous.get("started_at", now), [*previous.get("resumed_at", []), now]
+        return (previous.get("started_at", now), [*previous.get("resumed_at", []), now]), previous_parts(previous)
 
     def _seed(self, seed: int) -> None:
         random.seed(seed)
@@ -381,6 +493,7 @@ class Runner:
             "plugins": [{"kind": e.kind, "name": e.name, "provider": e.provider, "version": e.version}
                         for e in self.registry.all() if self._used(e.kind, e.name)],
             "timings_seconds": {},
+            "process": {"pid": os.getpid(), "host": socket.gethostname()},  # of the latest attempt
             **({"distributed": distributed.describe()} if self.world > 1 else {}),
         }
 
@@ -396,7 +509,14 @@ class Runner:
         return (kind, name) in used
 
     def _save(self) -> None:
-        if self.rank != 0:
+        """Gather the warnings (harness.results.warnings), mirror status and fingerprint into the manifest, and
+        write both files atomically (rank 0, once the run directory is being written)."""
+        self.results = collect_warnings(self.results, self.manifest)
+        document = self.results
+        self.manifest["status"] = {"status": document.status, "stage": document.stage, "error": document.error,
+                                   "exit_code": document.exit_code}
+        self.manifest["fingerprint"] = self.fingerprint.to_json()
+        if self.rank != 0 or not self.writing:
             return  # rank 0 alone writes the run directory
         write_json_atomic(self.run_dir / "results.json", self.results.to_json())
         write_json_atomic(self.run_dir / "manifest.json", self.manifest)

@@ -55,3 +55,21 @@ def _acquire(fd: int, path: Path, timeout: float) -> None:
                 raise LockTimeout(f"timed out after {timeout:g} s waiting for the lock {path} "
                                   "(another harness run is using it)") from None
             time.sleep(POLL_SECONDS)
+
+
+def is_held(path: Path) -> bool:
+    """Whether a process (this one included, through another handle) holds the lock on `path` now; False when the
+    lock file does not exist. Opens the file read-only, so it works on a read-only copy too."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)

@@ -8,6 +8,9 @@ import time
 from pathlib import Path
 
 from harness.storage.atomic import write_text_atomic
+from harness.storage.filelock import is_held
+
+RUN_LOCK = ".run.lock"  # held by the process running (or resuming) a run directory, for as long as it runs
 
 
 def default_cache_dir() -> Path:
@@ -47,3 +50,13 @@ def deid_salt(cache_dir: Path) -> str:
     cache_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, salt, mode=0o600)  # private from the first byte
     return path.read_text(encoding="utf-8").strip()
+
+
+def run_lock_path(run_dir: Path) -> Path:
+    """The lock file a running process holds in its run directory."""
+    return Path(run_dir) / RUN_LOCK
+
+
+def run_in_progress(run_dir: Path) -> bool:
+    """Whether a process is running in `run_dir` now: it holds the run's lock, which ends with the process."""
+    return is_held(run_lock_path(run_dir))

@@ -30,13 +30,17 @@ def describe_fractions(fractions: Mapping[str, float]) -> str:
 
 
 def build_splits(images: np.ndarray, labels: np.ndarray, sample_ids: Sequence[str],
-                 group_ids: Sequence[str], assignment: np.ndarray) -> dict[str, TensorSplit]:
-    """Cut N×C×H×W float32 `images` into TensorSplits by the per-sample split names in `assignment`."""
+                 group_ids: Sequence[str], assignment: np.ndarray,
+                 metadata: Mapping[str, Sequence[str]] | None = None) -> dict[str, TensorSplit]:
+    """Cut N×C×H×W float32 `images` (and per-sample subgroup metadata) into TensorSplits by the per-sample split
+    names in `assignment`."""
     splits = {}
     for name in SPLITS:
         idx = np.flatnonzero(assignment == name)
         splits[name] = TensorSplit(torch.from_numpy(np.ascontiguousarray(images[idx])), labels[idx],
-                                   [sample_ids[i] for i in idx], [group_ids[i] for i in idx])
+                                   [sample_ids[i] for i in idx], [group_ids[i] for i in idx],
+                                   {attribute: [str(values[i]) for i in idx]
+                                    for attribute, values in (metadata or {}).items()})
     return splits
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
 import random
@@ -17,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.errors import DataError
+from harness.errors import DataError, ModelError
 from harness.storage.atomic import write_bytes_atomic
-from harness_plugins.models.weights import cpu_state_dict, file_sha256, sha256_bytes
+from harness_plugins.models.weights import cpu_state_dict, file_sha256, non_finite_entries, sha256_bytes
 
 # Bump whenever a change here could change the trained weights for the same inputs (invalidates caches).
 TRAINING_CODE_VERSION = 1
@@ -236,7 +237,7 @@ def fit(model: nn.Module, train: Any, val: Any | None, params: TrainParams, seed
     for epoch in range(1, params.epochs + 1):
         started = time.perf_counter()
         loss, train_acc = _train_epoch(model, train, params, loss_fn, optimizer, shuffle_gen, augment_gen,
-                                       device)
+                                       device, epoch)
         val_acc, val_loss = evaluate(model, val, device, params.batch_size) if has_val else (None, None)
         entry = {"epoch": epoch, "loss": round(loss, 6), "train_accuracy": round(train_acc, 6),
                  "val_accuracy": None if val_acc is None else round(val_acc, 6),
@@ -257,17 +258,23 @@ def fit(model: nn.Module, train: Any, val: Any | None, params: TrainParams, seed
 
 def _train_epoch(model: nn.Module, train: Any, params: TrainParams, loss_fn: nn.Module,
                  optimizer: torch.optim.Optimizer, shuffle_gen: torch.Generator,
-                 augment_gen: torch.Generator, device: torch.device) -> tuple[float, float]:
-    """One pass over the shuffled train split; returns mean loss and (augmented) train accuracy."""
+                 augment_gen: torch.Generator, device: torch.device, epoch: int = 1) -> tuple[float, float]:
+    """One pass over the shuffled train split; returns mean loss and (augmented) train accuracy.
+
+    A NaN or Inf loss stops training (ModelError) before it reaches the weights, so nothing is cached."""
     model.train()
     order = torch.randperm(len(train), generator=shuffle_gen)
     loss_sum, correct, n = 0.0, 0, 0
-    for images, labels in iterate_batches(train, params.batch_size, order, drop_single=True):
+    for batch, (images, labels) in enumerate(iterate_batches(train, params.batch_size, order, drop_single=True), 1):
         images = augment_batch(images.to(device), params.augment, augment_gen)
         labels = labels.to(device)
         optimizer.zero_grad(set_to_none=True)
         logits = model(images)
         loss = loss_fn(logits, labels)
+        if not bool(torch.isfinite(loss)):
+            raise ModelError(f"train: the training loss is {float(loss.detach())} at epoch {epoch}, batch {batch}; "
+                             "training stopped and no weights were cached (check the data for NaN or Inf pixels, or "
+                             "lower model.learning_rate)")
         loss.backward()
         optimizer.step()
         loss_sum += float(loss.detach()) * len(labels)
@@ -298,7 +305,12 @@ def cache_paths(cache_dir: Path, key: str) -> tuple[Path, Path]:
 
 
 def save_cache(cache_dir: Path, key: str, data: bytes, record: dict[str, Any]) -> None:
-    """Write weights then the sidecar (each atomically); a hit needs both, so a crash leaves a miss."""
+    """Write weights then the sidecar (each atomically); a hit needs both, so a crash leaves a miss. Weights with
+    NaN or Inf are refused: ModelError, nothing written."""
+    bad = non_finite_entries(torch.load(io.BytesIO(data), map_location="cpu", weights_only=True))
+    if bad:
+        raise ModelError(f"train: the trained weights hold NaN or Inf ({len(bad)} tensors, e.g. {bad[0]}); they "
+                         "were not cached (check the data for NaN or Inf pixels, or lower model.learning_rate)")
     weights_path, record_path = cache_paths(cache_dir, key)
     write_bytes_atomic(weights_path, data)
     write_bytes_atomic(record_path, json.dumps(record, indent=1, sort_keys=True).encode())
@@ -314,7 +326,12 @@ def load_cache(cache_dir: Path, key: str, log: Log) -> tuple[dict[str, torch.Ten
         if record.get("weights_sha256") != file_sha256(weights_path):
             raise ValueError("weights hash does not match its record")
         state = torch.load(weights_path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # damaged cache: retrain and overwrite
-        log(f"train: ignoring damaged cache entry {weights_path.name} ({exc})")
+        bad = non_finite_entries(state)
+        if bad:
+            raise ValueError(f"{len(bad)} tensors hold NaN or Inf, e.g. {bad[0]}")
+    except Exception as exc:  # damaged cache: removed, so nothing reuses it; retrain and overwrite
+        log(f"train: ignoring and removing damaged cache entry {weights_path.name} ({exc})")
+        for path in (record_path, weights_path):  # the record first: a half-removed entry is a miss
+            path.unlink(missing_ok=True)
         return None
     return state, record

@@ -39,6 +39,12 @@ def state_dict_sha256(state: Mapping[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
+def non_finite_entries(state: Mapping[str, torch.Tensor]) -> list[str]:
+    """The names of a state dict's floating-point tensors that hold NaN or Inf (empty when all are finite)."""
+    return [name for name, tensor in state.items()
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+
+
 def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     """Load a state dict with weights_only=True; a file that needs arbitrary code is refused, never run."""
     if not path.is_file():

@@ -6,7 +6,8 @@ is judged by the float32 eager model. A candidate passes when its success rate i
 at least one image) of float32 eager's at every ε whose float32 rate is in 10–90 %; the fastest passing one is
 used. On CPU nothing is probed: attacks run float32 eager without options, because reduced precision and
 torch.compile target GPUs and a choice timed on a shared CPU would change from run to run. The manifest records
-the choice, every candidate's rate and timing, and the reason.
+the choice, every candidate's rate and timing, and the reason. A resumed run keeps the options its first attempt
+chose (they are part of the resume fingerprint), so one run's attacks never mix two engines.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ CANDIDATES: tuple[EngineSettings, ...] = (
     EngineSettings(channels_last=True, fold_batchnorm=True),
     EngineSettings(),
 )
+RESUMED_REASON = "engine: auto: resumed with the options the run's first attempt chose"
 NO_GRADIENTS_REASON = "engine: auto: the model gives no input gradients, so no speed option applies"
 CPU_REASON = ("engine: auto on {device}: float32 eager without speed options (reduced precision and torch.compile "
               "target GPUs, and a choice timed on a shared CPU would change from run to run)")
@@ -43,16 +45,21 @@ CPU_REASON = ("engine: auto on {device}: float32 eager without speed options (re
 def resolve_engine(settings: EngineSettings, model: nn.Module, device: torch.device,
                    probe: Callable[[int], tuple[torch.Tensor, torch.Tensor]], epsilons: Sequence[float],
                    candidates: Sequence[EngineSettings] = CANDIDATES,
-                   differentiable: bool = True) -> tuple[EngineSettings, dict[str, Any]]:
+                   differentiable: bool = True,
+                   earlier: dict[str, Any] | None = None) -> tuple[EngineSettings, dict[str, Any]]:
     """The options attacks should use and what the manifest records about the choice.
 
     Pinned settings (auto off) are returned unchanged. `probe(n)` returns up to n of the plan's test images and
     labels (called only when candidates are measured; the probe keeps those the model classifies correctly),
     `epsilons` is the plan's L∞ fixed-ε grid. A model without input gradients gets no options (the probe is a
-    gradient attack, and the options only speed up gradient work).
+    gradient attack, and the options only speed up gradient work). `earlier` is the options an interrupted
+    attempt of the same run used (its `used` record): auto reuses them instead of probing again.
     """
     if not settings.auto:
         return settings, {"requested": "pinned", "used": _options(settings)}
+    if earlier is not None:
+        chosen = EngineSettings(**earlier)
+        return chosen, {"requested": "auto", "used": _options(chosen), "reason": RESUMED_REASON}
     device = torch.device(device)
     keep = {"deterministic": settings.deterministic}
     if device.type != "cuda" or not differentiable:

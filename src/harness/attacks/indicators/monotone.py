@@ -27,8 +27,9 @@ CHECK = CheckInfo(
 def raw_runs_then_monotone(ctx: Context, section: dict[str, Any]) -> CheckResult:
     """Raw per-ε accuracy on the subset (the sweep's outcomes plus re-attacks of earlier-broken images), then
     the monotonicity check."""
-    raw = {spec.id: (spec.epsilons, raw_accuracy(ctx, spec)) for spec in ctx.specs if spec.id in ctx.sweep}
-    return check_monotone(section, raw if len(ctx.subset) else {}, len(ctx.subset))
+    raw = {spec.id: (spec.epsilons, raw_accuracy(ctx, spec)) for spec in ctx.specs
+           if spec.id in ctx.sweep and len(ctx.subset)}  # no clean-correct image: nothing to measure
+    return check_monotone(section, raw, len(ctx.subset))
 
 
 def raw_accuracy(ctx: Context, spec: Any) -> np.ndarray:

@@ -86,7 +86,8 @@ def _plan_images(plan_path: Path, n: int) -> Any:
     registry = default_registry()
     plan = load_plan(plan_path, registry=registry)
     cache = default_cache_dir()
-    context = DatasetContext(seed=plan.seed, base_dir=plan.base_dir, cache_dir=cache)
+    context = DatasetContext(seed=plan.seed, base_dir=plan.base_dir, cache_dir=cache, show_paths=plan.show_paths,
+                             sandbox_roots=plan.sandbox_roots)
     plugin = registry.get("dataset", plan.dataset.plugin)
     test = load_dataset(plugin, plan.dataset.params, context, deid_salt(cache)).splits["test"]
     return np.stack([test[i][0].numpy() for i in range(min(n, len(test)))]).astype(np.float32)

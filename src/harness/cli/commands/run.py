@@ -59,7 +59,15 @@ def execute(args: argparse.Namespace, console: Console) -> int:
     plan = distributed.together(lambda: load_plan(args.plan, args.overrides, registry))
     config = RunConfig(out_root=args.out, device=args.device, cache_dir=args.cache_dir,
                        progress="off" if args.no_progress else "auto", quiet=args.quiet, report=not args.no_report)
-    result = Runner(plan, registry, config, resume_dir=args.resume).run()
+    runner = Runner(plan, registry, config, resume_dir=args.resume)
+    try:
+        result = runner.run()
+    except (Exception, KeyboardInterrupt):
+        found = getattr(runner, "results", None)  # the warnings found before the run stopped, then its error line
+        if distributed.is_main() and found is not None:
+            for warning in found.warnings:
+                console.print(escape(f"harness: warning: {warning}"), soft_wrap=True)
+        raise
     if distributed.is_main():
         if not args.quiet:
             print_summary(console, result)

@@ -15,10 +15,12 @@ def build(report: ReportInput) -> dict[str, Any]:
     """The cover's identity table and verdict box."""
     run, manifest = report.run, report.manifest
     word, css = report.verdict_word()
+    stopped = report.stop_description()
     if run.verdict is None:
-        detail = f"the run did not complete (status: {run.status}); no verdict was formed"
+        detail = f"{stopped}; no verdict was formed"
     else:
-        detail = f"{run.verdict.n_passed} of {run.verdict.n_criteria} acceptance criteria passed"
+        detail = f"{run.verdict.n_passed} of {run.verdict.n_criteria} acceptance criteria passed" + (
+            f"; then {stopped}" if stopped else "")
     models = []
     manifest_models = manifest.get("models") or {}
     for role in ROLES:

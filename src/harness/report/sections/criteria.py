@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.report.inputs import ReportInput
-from harness.results.formatting import eps_text
+from harness.results.formatting import eps_text, level_text
 from harness.results.metrics import METRICS, RATE, Unit
 
 TITLE = "Acceptance criteria"
@@ -28,7 +28,15 @@ def build(report: ReportInput) -> dict[str, Any]:
             verdict, css = "NOT MEASURED", "fail"
         else:
             verdict, css = ("PASS", "pass") if c.passed else ("FAIL", "fail")
-        rows.append({"id": c.id, "what": what, "model": "hardened − naive" if c.model == "change" else c.model,
+        if c.subgroup:
+            where = ", ".join(f"{k} = {v}" for k, v in c.subgroup.items())
+            what += f", worst subgroup ({where})" if c.subgroup_rule == "worst" else f", subgroup {where}"
+        judged = "point estimate"
+        if c.bounded:
+            judged = (f"{c.judged_on} {level_text(c.confidence or 0.95)} bound {unit.short(c.bound_value)}"
+                      + (f" ({c.interval})" if c.interval else ""))
+        rows.append({"id": c.id, "what": what, "judged": judged,
+                     "model": "hardened − naive" if c.model == "change" else c.model,
                      "description": c.description.strip(),
                      "threshold": f"{OPERATORS.get(c.op, c.op)} {unit.short(c.threshold)}",
                      "measured": unit.short(c.measured), "note": c.note, "verdict": verdict, "css": css})

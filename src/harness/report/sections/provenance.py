@@ -42,7 +42,10 @@ def build(report: ReportInput) -> dict[str, Any]:
     if not isinstance(skipped, list):
         skipped = [skipped]
     summary = report.run.dataset
+    leakage = dataset.get("leakage") or {}
     return {
+        "leakage": leakage.get("summary") or (f"none found ({leakage['method']})" if leakage.get("method") else
+                                              "not recorded"),
         "plugin": dataset.get("plugin", "n/a"),
         "name": dataset.get("name", summary.name if summary else "n/a"),
         "classes": classes, "positive": report.class_name(dataset.get("positive_class", report.positive_class)),

@@ -7,19 +7,29 @@ from typing import Any
 from harness.report import plots
 from harness.report.inputs import ReportInput
 from harness.results.epsilons import EpsilonGrid
-from harness.results.formatting import eps_text
-from harness.results.metrics import CLEAN, POINT, metrics_in
+from harness.results.formatting import eps_text, interval_text
+from harness.results.metrics import CLEAN, POINT, Metric, metrics_in
+from harness.results.model import AttackPoint, CleanMetrics
+from harness.results.uncertainty import shown
 
 TITLE = "Results"
 
 
+def cell(metric: Metric, holder: CleanMetrics | AttackPoint | None) -> dict[str, str]:
+    """A table cell: the value and, below it, its confidence interval ('' where none was recorded)."""
+    if holder is None:
+        return {"value": "–", "interval": ""}
+    bounds = shown(holder.intervals.get(metric.field))
+    return {"value": metric.unit.table(getattr(holder, metric.field)),
+            "interval": interval_text(bounds, metric.unit.table)}
+
+
 def clean_rows(report: ReportInput) -> list[dict[str, Any]]:
-    """One row per model: test images, every clean metric and the confusion matrix."""
+    """One row per model: test images, every clean metric with its interval and the confusion matrix."""
     rows = []
     for role in report.roles:
         clean = report.model(role).clean  # type: ignore[union-attr]
-        rows.append({"role": role, "n": clean.n,
-                     "values": [m.unit.table(getattr(clean, m.field)) for m in metrics_in(CLEAN)],
+        rows.append({"role": role, "n": clean.n, "values": [cell(m, clean) for m in metrics_in(CLEAN)],
                      "confusion": clean.confusion_matrix})
     return rows
 
@@ -33,11 +43,12 @@ def attack_table(report: ReportInput, attack_id: str) -> dict[str, Any]:
         points = [by_role[role].find(eps) if role in by_role else None for role in report.roles]
         first = next(p for p in points if p is not None)
         rows.append({"eps": eps_text(eps), "native": report.native_text(eps, first) or "–",
-                     "cells": [[m.unit.table(getattr(p, m.field)) if p else "–" for m in metrics_in(POINT)]
-                               for p in points],
-                     "violations": sum(p.bound_violations for p in points if p), "at_cutoff": eps == report.cutoff})
+                     "cells": [[cell(m, p) for m in metrics_in(POINT)] for p in points],
+                     "violations": sum(p.bound_violations or 0 for p in points if p),
+                     "at_cutoff": eps == report.cutoff})
     curves = [plots.Curve(role, [p.epsilon for p in a.points], [p.robust_accuracy for p in a.points],
-                          report.model(role).clean.accuracy)  # type: ignore[union-attr]
+                          report.model(role).clean.accuracy,  # type: ignore[union-attr]
+                          [shown(p.intervals.get("robust_accuracy")) for p in a.points])
               for role, a in by_role.items() if a.points]
     plot = None
     if curves:

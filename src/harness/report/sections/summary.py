@@ -69,7 +69,7 @@ def _attack_sentence(report: ReportInput) -> str | None:
 def _verdict_sentence(report: ReportInput) -> str:
     verdict = report.run.verdict
     if verdict is None:
-        return (f"The run did not complete (status: {report.run.status}), so no verdict was formed; the numbers "
+        return (f"The run did not complete ({report.stop_description()}), so no verdict was formed; the numbers "
                 "below are those computed before it stopped.")
     if verdict.n_criteria == 0:
         return "The plan defines no acceptance criteria, so the verdict PASS is vacuous."

@@ -14,8 +14,9 @@ def warnings(report: ReportInput) -> list[str]:
     """The run's warnings, then deviations the report finds in the results, manifest and files."""
     run, manifest = report.run, report.manifest
     out = list(run.warnings)
-    if run.status != "complete":
-        out.append(f"The run is not complete (status: {run.status}); sections may be missing numbers.")
+    stopped = report.stop_description()
+    if stopped:
+        out.append(f"The run did not finish as planned ({stopped}); sections may be missing numbers.")
     overrides = (manifest.get("plan") or {}).get("overrides") or []
     if overrides:
         out.append("The plan was changed on the command line (recorded in the manifest): "

@@ -1,12 +1,14 @@
 """Dataset plugin 'dicom': DICOM files from class folders or a manifest CSV, decoded lazily with pydicom.
 
 Pixels: decode (any transfer syntax pydicom's installed decoders handle) → modality LUT (rescale slope/intercept,
-so CT is in HU) → window to [0,1] with the plan's {center, width}, the file's own window or VOI LUT (`file`), or
-the image's min..max (`minmax`) → MONOCHROME1 inverted → ROI crop → channels → resize. The linear window maps
+so CT is in HU; a NaN or Inf value, possible in float pixel data, makes the file unusable) → window to [0,1] with
+the plan's {center, width}, the file's own window or VOI LUT (`file`), or the image's min..max (`minmax`) →
+MONOCHROME1 inverted → ROI crop (its centre must lie in the image) → channels → resize. The linear window maps
 center − width/2 to 0 and center + width/2 to 1, so 1.0 on [0,1] pixels is `width` native units. Colour images
 (RGB, YBR, palette) are scaled by their stored range; windows apply to greyscale images only.
 Patient ids default to the DICOM PatientID; the core replaces them and the sample ids by keyed hashes
-(identifiers = "from_source").
+(identifiers = "from_source"). Each split carries bucketed subgroup attributes from the headers (manufacturer, sex,
+age_band, slice_thickness; see dicom_metadata) and any manifest `metadata_columns`.
 """
 
 from __future__ import annotations
@@ -28,11 +30,13 @@ from pydicom.uid import UID
 from harness.errors import PlanError
 from harness.registry.contracts import DatasetBundle, DatasetContext, NativeUnits
 from harness.registry.hookspecs import hookimpl
+from harness_plugins.datasets.readers.dicom_metadata import header_attributes
 from harness_plugins.datasets.readers.medical_io import (
     FileInfo,
     FileProblem,
     MedicalParams,
     Scan,
+    finite_or_problem,
     load_bundle,
     short_reason,
     tally,
@@ -96,7 +100,8 @@ class DicomReader:
                 "rescaled": bool("RescaleSlope" in ds or "ModalityLUTSequence" in ds
                                  or functional_item(ds, 0, "PixelValueTransformationSequence") is not None)}
         return FileInfo(frames=self.select_frames(n_frames), group=str(ds.get("PatientID") or "").strip() or None,
-                        key=str(ds.get("SOPInstanceUID") or "") or None, meta=meta)
+                        key=str(ds.get("SOPInstanceUID") or "") or None, meta=meta,
+                        subgroups=header_attributes(ds))
 
     def select_frames(self, n_frames: int) -> list[int | None]:
         """None for a single-frame file; the middle, all, or the listed frames of a multi-frame one."""
@@ -141,7 +146,7 @@ class DicomReader:
             top = np.iinfo(arr.dtype).max if arr.dtype.kind in "ui" and photometric == "PALETTE COLOR" \
                 else 2 ** int(ds.get("BitsStored") or 8) - 1
             return np.clip(arr.astype(np.float32) / top, 0, 1).transpose(2, 0, 1).copy()
-        values = modality(ds, arr, frame)
+        values = finite_or_problem(modality(ds, arr, frame))  # float pixel data may hold NaN or Inf
         unit = self.apply_window(ds, values, frame)
         if photometric == "MONOCHROME1":
             unit = 1.0 - unit

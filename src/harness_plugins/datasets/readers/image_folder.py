@@ -1,7 +1,8 @@
 """Dataset plugin 'image_folder': PNG/JPEG/BMP/TIFF images from class folders or a labels.csv, decoded lazily.
 
 Any PIL mode is accepted: 8-bit modes (L, P, RGB, RGBA, CMYK, ...) are scaled by 255; 16-bit greyscale ('I;16*',
-and 'I' as PIL opens 16-bit PNGs) by 65535 without going through 8 bits; 'F' is clipped to [0,1]. The plan's
+and 'I' as PIL opens 16-bit PNGs) by 65535 without going through 8 bits; 'F' is clipped to [0,1] (NaN or Inf
+makes the file unusable). The plan's
 `channels` then picks greyscale (BT.601 luma) or RGB. Native units are None unless the plan gives them.
 """
 
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from harness.errors import PlanError
 from harness.registry.contracts import DatasetBundle, DatasetContext, NativeUnits
@@ -22,6 +23,7 @@ from harness_plugins.datasets.readers.medical_io import (
     FileProblem,
     MedicalParams,
     Scan,
+    finite_or_problem,
     load_bundle,
     short_reason,
     tally,
@@ -51,11 +53,21 @@ def pil_to_unit(image: Image.Image) -> np.ndarray:
     if mode in SIXTEEN_BIT:
         return (np.clip(np.asarray(image, dtype=np.float32), 0, 65535) / 65535.0)[None]
     if mode == "F":
-        return np.clip(np.asarray(image, dtype=np.float32), 0, 1)[None]
+        return np.clip(finite_or_problem(np.asarray(image, dtype=np.float32)), 0, 1)[None]
     if mode in GREY_8BIT:
         return (np.asarray(image.convert("L"), dtype=np.float32) / 255.0)[None]
     rgb = image if mode == "RGB" else image.convert("RGB")
     return (np.asarray(rgb, dtype=np.float32) / 255.0).transpose(2, 0, 1).copy()
+
+
+def load_complete(image: Image.Image) -> None:
+    """Decode every pixel, refusing truncated files even where another library (WeasyPrint) let PIL accept them."""
+    accepting = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        image.load()
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = accepting
 
 
 class ImageReader:
@@ -70,7 +82,7 @@ class ImageReader:
         """Decode the image to float32 C×H×W in [0,1]."""
         with self._open(path) as image:
             try:
-                image.load()
+                load_complete(image)
                 return pil_to_unit(image)
             except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
                 raise FileProblem(f"cannot decode the {image.format or ''} image: {short_reason(exc, path)}") \

@@ -2,7 +2,12 @@
 
 Listing (class folders or a manifest CSV), labels, patient grouping, the streaming scan that validates and hashes
 every image, the pixel pipeline after decoding (ROI crop, channels, resize), lazy splits and provenance. A plugin
-supplies only a `Reader` that lists a file's images and decodes one of them to float32 C×H×W in [0,1].
+supplies only a `Reader` that lists a file's images and decodes one of them to float32 C×H×W in [0,1], refusing
+non-finite values (`finite_or_problem`) before it clips them.
+
+Every file is opened through one `Files` object: it checks the plan's sandbox on the file's real path and names the
+file in messages and provenance only as the core's de-identified label (DatasetContext.name_file), never by its
+name, which may carry a patient's.
 
 content_sha256 is taken over the pixels as the model sees them: for each split in order, its name, then per
 sample the sha256 of its float32 C×H×W bytes (after windowing, crop, channels and resize) and its int64 label,
@@ -26,6 +31,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from harness.data.deid import SHOW_PATHS_HINT
+from harness.data.leakage import Signatures, digest, thumbnail
+from harness.data.metadata import UNKNOWN
 from harness.data.splits import SPLIT_NAMES, grouped_stratified_split
 from harness.errors import DataError, PlanError
 from harness.registry.contracts import DatasetBundle, DatasetContext, NativeUnits
@@ -61,6 +69,7 @@ class MedicalParams:
     cache_decoded: bool | Literal["auto"] = "auto"  # auto: keep decoded images when they fit cache_limit_mb
     cache_limit_mb: float = field(default=256.0, metadata={"min": 0})
     name: str | None = None  # the data set's name in reports; default: the plugin name
+    metadata_columns: list[str] = field(default_factory=list)  # manifest columns given as subgroup attributes
 
     def __post_init__(self) -> None:
         fractions_from_list(self.split_fractions, "dataset.split_fractions")
@@ -82,10 +91,11 @@ class Entry:
 
     rel: str
     label: int
-    where: str  # for messages: the manifest line, or the file
+    where: str  # for messages: the manifest line, or the file's de-identified label
     group: str | None = None
     split: str | None = None
     roi: tuple[int, int, int] | None = None  # centre x (column), centre y (row), side length
+    metadata: tuple[tuple[str, str], ...] = ()  # (column, value) of the plan's metadata_columns
 
 
 @dataclass
@@ -114,17 +124,20 @@ def resolve_source(text: str, base_dir: Path) -> tuple[Path, Path | None]:
     raise DataError(f"data path {text} does not exist (resolved to {path})")
 
 
-def list_source(plugin: str, params: MedicalParams, base_dir: Path, accept: Callable[[Path], bool],
+def list_source(plugin: str, params: MedicalParams, context: DatasetContext, accept: Callable[[Path], bool],
                 default_grouping: str) -> Listing:
     """List the data set's files from its manifest or its class folders."""
-    root, manifest = resolve_source(params.path, base_dir)
+    root, manifest = resolve_source(params.path, context.base_dir)
     if manifest is not None:
-        return _manifest_listing(plugin, params, root, manifest, default_grouping)
-    return _folder_listing(plugin, params, root, accept, default_grouping)
+        return _manifest_listing(plugin, params, root, manifest, default_grouping, context.name_file)
+    if params.metadata_columns:
+        raise PlanError(f"metadata_columns {params.metadata_columns} name columns of a manifest CSV, but "
+                        f"{params.path} is a folder without labels.csv", key="dataset.metadata_columns")
+    return _folder_listing(plugin, params, root, accept, default_grouping, context.name_file)
 
 
 def _folder_listing(plugin: str, params: MedicalParams, root: Path, accept: Callable[[Path], bool],
-                    default_grouping: str) -> Listing:
+                    default_grouping: str, name: Callable[[str], str]) -> Listing:
     """root/<class>/**/<file>: the class is the first folder under the root."""
     rels = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
                   if p.is_file() and accept(p) and not any(part.startswith(".") for part in p.relative_to(root).parts))
@@ -132,24 +145,27 @@ def _folder_listing(plugin: str, params: MedicalParams, root: Path, accept: Call
         raise DataError(f"{plugin}: no matching files under {params.path}")
     loose = [r for r in rels if "/" not in r]
     if loose:
-        raise DataError(f"{plugin}: {root / loose[0]} is not inside a class folder; put files in "
-                        "<root>/<class>/ or give a manifest CSV (path,label)")
+        raise DataError(f"{plugin}: {name(loose[0])} under {params.path} is not inside a class folder; put files "
+                        "in <root>/<class>/ or give a manifest CSV (path,label)")
     folders = sorted({r.split("/", 1)[0] for r in rels})
     names = list(params.class_names or folders)
     for folder in folders:
         if folder not in names:
             raise DataError(f"{plugin}: folder '{folder}' under {params.path} is not one of the classes {names}")
-    entries = [Entry(rel, names.index(rel.split("/", 1)[0]), where=str(root / rel)) for rel in rels]
+    entries = [Entry(rel, names.index(rel.split("/", 1)[0]), where=name(rel)) for rel in rels]
     return Listing(root, None, entries, names, default_grouping, has_splits=False)
 
 
 def _manifest_listing(plugin: str, params: MedicalParams, root: Path, manifest: Path,
-                      default_grouping: str) -> Listing:
+                      default_grouping: str, name: Callable[[str], str]) -> Listing:
     """Rows of a manifest CSV: path (relative to the CSV), label, optional patient, split and ROI columns."""
     header, rows = _read_csv(manifest)
     for column in (params.path_column, params.label_column):
         if column not in header:
             raise DataError(f"{manifest}: no '{column}' column (columns: {', '.join(header)})")
+    for column in params.metadata_columns:
+        if column not in header:
+            raise DataError(f"{manifest}: no '{column}' column for metadata_columns (columns: {', '.join(header)})")
     if params.group_column and params.group_column not in header:
         raise DataError(f"{manifest}: no '{params.group_column}' column for group_column "
                         f"(columns: {', '.join(header)})")
@@ -161,12 +177,13 @@ def _manifest_listing(plugin: str, params: MedicalParams, root: Path, manifest: 
     for line, row in rows:
         where = f"{manifest} line {line}"
         entry = Entry(
-            rel=_relative(row[params.path_column], root, where),
+            rel=_relative(row[params.path_column], root, where, name),
             label=_label(row[params.label_column], names, where),
             where=where,
             group=(row.get(group_column) or "").strip() or None if group_column else None,
             split=_split_value(row[split_column], where) if split_column else None,
-            roi=_roi(row, where) if roi else None)
+            roi=_roi(row, where) if roi else None,
+            metadata=tuple((column, row.get(column, "")) for column in params.metadata_columns))
         key = (entry.rel, entry.roi)
         if key in seen:
             raise DataError(f"{where}: repeats line {seen[key]} (same file and ROI)")
@@ -230,7 +247,7 @@ def _roi(row: dict[str, str], where: str) -> tuple[int, int, int] | None:
     return x, y, size
 
 
-def _relative(value: str, root: Path, where: str) -> str:
+def _relative(value: str, root: Path, where: str, name: Callable[[str], str]) -> str:
     """A manifest path as a POSIX path relative to the data root; paths leaving the root are refused."""
     if not value:
         raise DataError(f"{where}: empty path")
@@ -238,24 +255,38 @@ def _relative(value: str, root: Path, where: str) -> str:
     try:
         return full.relative_to(root).as_posix()
     except ValueError:
-        raise DataError(f"{where}: path {value!r} is outside the data root {root}") from None
+        raise DataError(f"{where}: the path of {name(value)} is outside the data root {root}") from None
 
 
 # ------------------------------------------------------------------------------------------------ pixels
 
 
 def crop_roi(image: np.ndarray, roi: tuple[int, int, int] | None) -> np.ndarray:
-    """A roi_size square centred on (roi_x, roi_y); parts outside the image are black (0)."""
+    """A roi_size square centred on (roi_x, roi_y), whose centre must lie in the image; parts of the square outside
+    the image are black (0), as when a lesion lies near the image's edge."""
     if roi is None:
         return image
     x, y, size = roi
     channels, height, width = image.shape
+    if not (0 <= x < width and 0 <= y < height):
+        raise FileProblem(f"the ROI centre (roi_x={x}, roi_y={y}) lies outside the image ({width}×{height}, "
+                          f"width×height: roi_x must be 0..{width - 1}, roi_y 0..{height - 1})")
     top, left = y - size // 2, x - size // 2
     out = np.zeros((channels, size, size), dtype=np.float32)
     y0, y1, x0, x1 = max(top, 0), min(top + size, height), max(left, 0), min(left + size, width)
     if y0 < y1 and x0 < x1:
         out[:, y0 - top:y1 - top, x0 - left:x1 - left] = image[:, y0:y1, x0:x1]
     return out
+
+
+def finite_or_problem(values: np.ndarray) -> np.ndarray:
+    """`values` unchanged; FileProblem when any is NaN or ±Inf (a reader calls it before clipping, which would
+    hide an Inf as 0 or 1)."""
+    bad = values.size - int(np.count_nonzero(np.isfinite(values)))
+    if bad:
+        raise FileProblem(f"the pixel data contain {bad} NaN or Inf value{'s' if bad != 1 else ''} "
+                          f"(of {values.size})")
+    return values
 
 
 def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
@@ -300,6 +331,7 @@ class FileInfo:
     group: str | None = None
     key: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    subgroups: dict[str, str] = field(default_factory=dict)  # bucketed header attributes (never names or ids)
 
 
 class Reader(Protocol):
@@ -319,6 +351,8 @@ class Sample:
     key: str | None
     group_raw: str
     digest: bytes
+    thumbnail: np.ndarray  # for the core's duplicate search (harness.data.leakage)
+    subgroups: dict[str, str] = field(default_factory=dict)  # header attributes, then the manifest's columns
 
 
 @dataclass
@@ -331,6 +365,41 @@ class Scan:
     metas: list[dict[str, Any]]
     n_files: int
     cache: list[np.ndarray | None] | None
+
+
+@dataclass(frozen=True)
+class Files:
+    """The one way to a data set's files: the sandbox check on each file's real path, decoding, the pipeline, and
+    the de-identified label that names a file in messages and provenance."""
+
+    plugin: str
+    root: Path
+    reader: Reader
+    pipeline: Pipeline
+    context: DatasetContext
+
+    def name(self, rel: str) -> str:
+        """The file's de-identified label (with its folder-relative path only when the plan says show_paths)."""
+        return self.context.name_file(rel)
+
+    def path(self, rel: str) -> Path:
+        """The file's real path; DataError when the plan's sandbox is on and it leads outside (never skipped)."""
+        try:
+            return self.context.check_file(self.root / rel, rel)
+        except DataError as exc:
+            raise DataError(f"{self.plugin}: {exc}") from None
+
+    def inspect(self, rel: str) -> FileInfo:
+        """The reader's look at the file's header."""
+        return self.reader.inspect(self.path(rel))
+
+    def image(self, rel: str, frame: int | None, roi: tuple[int, int, int] | None) -> np.ndarray:
+        """One image as the model sees it: decoded (finite, in [0,1]), cropped, converted and resized."""
+        return self.pipeline(self.reader.read(self.path(rel), frame), roi)
+
+    def hint(self) -> str:
+        """How to see a named file's path, for error messages (empty when paths are shown)."""
+        return "" if self.context.show_paths else f" ({SHOW_PATHS_HINT})"
 
 
 class _Cache:
@@ -353,7 +422,7 @@ class _Cache:
             self.images = None
 
 
-def scan(plugin: str, params: MedicalParams, listing: Listing, reader: Reader, pipeline: Pipeline) -> Scan:
+def scan(plugin: str, params: MedicalParams, listing: Listing, files: Files) -> Scan:
     """Decode every image once, streaming: validate, hash, and keep pixels only if caching."""
     samples: list[Sample] = []
     skipped: list[dict[str, str]] = []
@@ -361,22 +430,24 @@ def scan(plugin: str, params: MedicalParams, listing: Listing, reader: Reader, p
     cache = _Cache(params.cache_decoded, params.cache_limit_mb, len(listing.entries))
     first: tuple[str, tuple[int, ...]] | None = None
     for entry in listing.entries:
-        path = listing.root / entry.rel
         try:
-            info = reader.inspect(path)
-            images = [(frame, pipeline(reader.read(path, frame), entry.roi)) for frame in info.frames]
+            info = files.inspect(entry.rel)
+            images = [(frame, files.image(entry.rel, frame, entry.roi)) for frame in info.frames]
         except FileProblem as problem:
             if params.on_error == "fail":
-                where = f" ({entry.where})" if listing.manifest else ""
-                raise DataError(f"{plugin}: {path}: {problem}{where}") from None
-            skipped.append({"file": entry.rel, "reason": str(problem)})
+                where = f"{entry.where}, {files.name(entry.rel)}" if listing.manifest else \
+                    f"{files.name(entry.rel)}"  # a manifest's line is how its author finds the file
+                hint = "" if listing.manifest else files.hint()
+                raise DataError(f"{plugin}: {where}: {problem}{hint}") from None
+            skipped.append({"file": files.name(entry.rel), "reason": str(problem)})
             continue
         metas.append(info.meta)
         group = entry.group or info.group or f"file:{entry.rel}"
         for frame, image in images:
             first = first or (entry.rel, image.shape)
-            _check_size(plugin, path, image.shape, *first)
-            samples.append(Sample(entry, frame, info.key, group, hashlib.sha256(image.tobytes()).digest()))
+            _check_size(plugin, files, entry.rel, image.shape, *first)
+            samples.append(Sample(entry, frame, info.key, group, digest(image), thumbnail(image),
+                                  {**info.subgroups, **dict(entry.metadata)}))
             cache.add(image, len(images))
     if not samples:
         hint = f"; all {len(skipped)} files were skipped, e.g. {skipped[0]['file']}: {skipped[0]['reason']}" \
@@ -385,10 +456,11 @@ def scan(plugin: str, params: MedicalParams, listing: Listing, reader: Reader, p
     return Scan(samples, skipped, tuple(first[1]), metas, len(metas), cache.images)
 
 
-def _check_size(plugin: str, path: Path, shape: tuple[int, ...], first: str, first_shape: tuple[int, ...]) -> None:
+def _check_size(plugin: str, files: Files, rel: str, shape: tuple[int, ...], first: str,
+                first_shape: tuple[int, ...]) -> None:
     if shape != first_shape:
-        raise DataError(f"{plugin}: {path} is {_size(shape)} but {first} is {_size(first_shape)}; "
-                        "set image_size to resize every image to one size")
+        raise DataError(f"{plugin}: {files.name(rel)} is {_size(shape)} but {files.name(first)} is "
+                        f"{_size(first_shape)}; set image_size to resize every image to one size")
 
 
 def _size(shape: Sequence[int]) -> str:
@@ -396,10 +468,10 @@ def _size(shape: Sequence[int]) -> str:
 
 
 def short_reason(exc: BaseException, *paths: Path) -> str:
-    """An exception as one short line, without the file paths it may quote."""
+    """An exception as one short line, without the file paths or names it may quote (they can carry PHI)."""
     text = " ".join(str(exc).split()) or type(exc).__name__
     for path in paths:
-        text = text.replace(str(path), "<file>")
+        text = text.replace(str(path), "<file>").replace(Path(path).name, "<file>")
     return text if len(text) <= 300 else text[:297] + "..."
 
 
@@ -407,16 +479,22 @@ def short_reason(exc: BaseException, *paths: Path) -> str:
 
 
 class LazySplit(torch.utils.data.Dataset):
-    """A split that decodes each image on demand, or serves it from the decoded cache (`images`)."""
+    """A split that decodes each image on demand, or serves it from the decoded cache (`images`).
 
-    def __init__(self, root: Path, samples: Sequence[Sample], sample_ids: Sequence[str], group_ids: Sequence[str],
-                 reader: Reader, pipeline: Pipeline, shape: tuple[int, int, int],
-                 images: torch.Tensor | None = None) -> None:
-        self.root, self.reader, self.pipeline, self.shape = root, reader, pipeline, shape
+    `signatures` (harness.data.leakage) were computed while the scan decoded the images, so the core's duplicate
+    search does not decode them again."""
+
+    def __init__(self, files: Files, samples: Sequence[Sample], sample_ids: Sequence[str], group_ids: Sequence[str],
+                 shape: tuple[int, int, int], images: torch.Tensor | None = None) -> None:
+        self.files, self.shape = files, shape
         self.items = [(s.entry.rel, s.frame, s.entry.roi) for s in samples]
+        self.metadata = sample_metadata(samples)
         self.labels = np.asarray([s.entry.label for s in samples], dtype=np.int64)
         self.sample_ids, self.group_ids = list(sample_ids), list(group_ids)
         self.images = images  # N×C×H×W when cached (the training loop's fast path), else None
+        self.signatures = Signatures([s.digest for s in samples],
+                                     np.stack([s.thumbnail for s in samples]) if samples else
+                                     np.zeros((0, 0), dtype=np.float32))
 
     def __len__(self) -> int:
         return len(self.items)
@@ -425,14 +503,21 @@ class LazySplit(torch.utils.data.Dataset):
         if self.images is not None:
             return self.images[index], int(self.labels[index])
         rel, frame, roi = self.items[index]
-        path = self.root / rel
         try:
-            image = self.pipeline(self.reader.read(path, frame), roi)
+            image = self.files.image(rel, frame, roi)
         except FileProblem as problem:
-            raise DataError(f"{path}: {problem} (it was readable when the data set was loaded)") from None
+            raise DataError(f"{self.files.name(rel)}: {problem} (it was readable when the data set was loaded)"
+                            f"{self.files.hint()}") from None
         if image.shape != self.shape:
-            raise DataError(f"{path}: now {_size(image.shape)}, was {_size(self.shape)} when the data set was loaded")
+            raise DataError(f"{self.files.name(rel)}: now {_size(image.shape)}, was {_size(self.shape)} when the "
+                            f"data set was loaded{self.files.hint()}")
         return torch.from_numpy(image), int(self.labels[index])
+
+
+def sample_metadata(samples: Sequence[Sample]) -> dict[str, list[str]]:
+    """Subgroup attributes per sample (harness.registry.contracts.Split.metadata); 'unknown' where missing."""
+    names = sorted({name for s in samples for name in s.subgroups})
+    return {name: [s.subgroups.get(name) or UNKNOWN for s in samples] for name in names}
 
 
 def assign_splits(plugin: str, params: MedicalParams, listing: Listing, samples: Sequence[Sample],
@@ -467,9 +552,9 @@ def load_bundle(plugin: str, params: MedicalParams, context: DatasetContext, rea
                 accept: Callable[[Path], bool], default_grouping: str,
                 describe: Callable[[Scan], tuple[NativeUnits | None, dict[str, Any]]]) -> DatasetBundle:
     """List, scan, split and wrap a file-based data set; `describe` adds native units and format provenance."""
-    listing = list_source(plugin, params, context.base_dir, accept, default_grouping)
-    pipeline = Pipeline(params.image_size, params.channels)
-    result = scan(plugin, params, listing, reader, pipeline)
+    listing = list_source(plugin, params, context, accept, default_grouping)
+    files = Files(plugin, listing.root, reader, Pipeline(params.image_size, params.channels), context)
+    result = scan(plugin, params, listing, files)
     _check_classes(plugin, listing, result.samples)
     sample_ids = _sample_ids(result.samples)
     group_ids = [str(s.group_raw) for s in result.samples]
@@ -479,8 +564,8 @@ def load_bundle(plugin: str, params: MedicalParams, context: DatasetContext, rea
     for name in SPLIT_NAMES:
         idx = np.flatnonzero(assignment == name)
         images = _stack(result.cache, idx, result.shape)
-        splits[name] = LazySplit(listing.root, [result.samples[i] for i in idx], [sample_ids[i] for i in idx],
-                                 [group_ids[i] for i in idx], reader, pipeline, result.shape, images)
+        splits[name] = LazySplit(files, [result.samples[i] for i in idx], [sample_ids[i] for i in idx],
+                                 [group_ids[i] for i in idx], result.shape, images)
     native_units, extra = describe(result)
     provenance = {
         "source": params.path,

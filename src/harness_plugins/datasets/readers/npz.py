@@ -2,7 +2,9 @@
 
 Keys: `images` (N×H×W, N×C×H×W or N×H×W×C; uint8, uint16 or float), `labels` (N integers), optional `split`
 (strings train/val/test), optional `patient_ids` (strings; the core replaces them by keyed
-hashes), optional `class_names`. Without `split`, a patient-grouped, label-stratified split is made.
+hashes), optional `class_names`, optional `meta_<attribute>` (one string per image: subgroup attributes such as
+`meta_sex` or `meta_site`; categories only, never names or ids). Without `split`, a patient-grouped,
+label-stratified split is made.
 `image_size` resizes every image to a square (e.g. 224 as in the study). `max_per_split` keeps, per split,
 whole patients in seeded order, always from the majority label with the fewest samples taken so far, skipping
 patients that would overflow the cap (if no patient fits, the split's first rows are kept).
@@ -35,6 +37,7 @@ from harness_plugins.datasets.common import (
 from harness_plugins.datasets.readers.medical_io import resize
 
 _SMALL_CHANNELS = (1, 3, 4)
+META_PREFIX = "meta_"  # keys holding per-image subgroup attributes
 
 
 @dataclass
@@ -289,8 +292,10 @@ class NpzDataset:
             keep = subset(assignment, labels, raw_groups, params.max_per_split, params.split_seed)
         group_ids = [str(g) for g in raw_groups[keep].tolist()]
         sample_ids = [f"{g}/{i}" for g, i in zip(raw_groups[keep], keep, strict=True)]
+        metadata = {key[len(META_PREFIX):]: read_strings(npz, key, len(images))[keep].tolist()
+                    for key in sorted(npz.keys) if key.startswith(META_PREFIX)}
         splits = build_splits(resized(images[keep], params.image_size), labels[keep], sample_ids, group_ids,
-                              assignment[keep])
+                              assignment[keep], metadata)
         if len(splits["test"]) == 0:
             raise npz.fail("the test split is empty (use split: all_test for a test-only set)")
         provenance = {

@@ -1,0 +1,94 @@
+"""The warnings a reviewer must see about the data and the numbers, from one list of checks.
+
+Each check is a function `(results, manifest) -> iterable of messages` reading only the results document and the
+manifest. The runner applies CHECKS every time it saves (`collect`), so a warning reaches results.json's
+`warnings`, the console (the closing lines, also when the run stops with an error) and the report's warnings
+section, and a run that stops half-way keeps the warnings found so far. To add a warning, write a check and add
+it to CHECKS: it runs many times, so it must say only what the data or finished numbers show; a message already
+recorded is not repeated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from harness.results.metrics import CLEAN, metrics_in
+from harness.results.model import ResultsDocument
+
+Check = Callable[[ResultsDocument, Mapping[str, Any]], Iterable[str]]
+SMALL_TEST = 30  # fewer test images than this: every rate moves by more than 3 percentage points per image
+SMALL_CLASS = 10  # fewer test images of a class: its rate (sensitivity or specificity) moves by 10 points per image
+SHOWN_FILES = 3  # skipped files named in the warning (all are listed in the manifest and the report)
+
+
+def _provenance(manifest: Mapping[str, Any]) -> Mapping[str, Any]:
+    return (manifest.get("dataset") or {}).get("provenance") or {}
+
+
+def skipped_files(results: ResultsDocument, manifest: Mapping[str, Any]) -> Iterable[str]:
+    """Files the data set skipped (on_error: skip): they are in no split."""
+    skipped = _provenance(manifest).get("skipped") or []
+    if not skipped:
+        return
+    shown = "; ".join(f"{item.get('file')}: {item.get('reason')}" if isinstance(item, Mapping) else str(item)
+                      for item in skipped[:SHOWN_FILES])
+    more = f"; and {len(skipped) - SHOWN_FILES} more" if len(skipped) > SHOWN_FILES else ""
+    yield (f"data: {len(skipped)} file{'s were' if len(skipped) != 1 else ' was'} skipped as unusable "
+           f"(on_error: skip) and {'are' if len(skipped) != 1 else 'is'} in no split: {shown}{more} (all are listed "
+           "in the manifest and the report)")
+
+
+def small_test_split(results: ResultsDocument, manifest: Mapping[str, Any]) -> Iterable[str]:
+    """A test split so small that one image moves a rate by several percentage points."""
+    dataset = results.dataset
+    if dataset is None or not dataset.n_test:
+        return
+    counts = (_provenance(manifest).get("counts") or {}).get("test") or {}
+    per_class = {str(k): v for k, v in counts.items() if isinstance(v, int)} if isinstance(counts, Mapping) else {}
+    smallest = min(per_class.values(), default=None)
+    if dataset.n_test >= SMALL_TEST and (smallest is None or smallest >= SMALL_CLASS):
+        return
+    classes = f" ({', '.join(f'{name} {n}' for name, n in per_class.items())})" if per_class else ""
+    step = f"one image moves accuracy by {100 / dataset.n_test:.3g} percentage points"
+    if smallest:
+        step += f" and a per-class rate by up to {100 / smallest:.3g}"
+    yield (f"data: the test split is small: {dataset.n_test} images{classes}; {step}, so a criterion can pass or "
+           f"fail by chance (warned below {SMALL_TEST} test images or {SMALL_CLASS} of a class)")
+
+
+def undefined_metrics(results: ResultsDocument, manifest: Mapping[str, Any]) -> Iterable[str]:
+    """Clean metrics that cannot be computed on the test split (e.g. ROC AUC with one class present)."""
+    names = list(results.dataset.class_names) if results.dataset else []
+    for role, model in results.models.items():
+        undefined = [metric.label for metric in metrics_in(CLEAN) if getattr(model.clean, metric.field) is None]
+        if not undefined:
+            continue
+        rows = model.clean.confusion_matrix
+        absent = [names[k] if k < len(names) else f"class {k}" for k, row in enumerate(rows) if sum(row) == 0]
+        why = f"the test split has no {' and no '.join(repr(a) for a in absent)} images" if absent else \
+            "the test split does not allow it"
+        yield f"{role}: clean {', '.join(undefined)} cannot be computed: {why}; criteria on them count as failed"
+
+
+def leakage(results: ResultsDocument, manifest: Mapping[str, Any]) -> Iterable[str]:
+    """Images of val or test that duplicate an image of an earlier split (harness.data.leakage)."""
+    found = (manifest.get("dataset") or {}).get("leakage") or {}
+    if found.get("summary"):
+        yield f"data: {found['summary']}"
+
+
+CHECKS: tuple[Check, ...] = (skipped_files, small_test_split, leakage, undefined_metrics)
+
+
+def collect(results: ResultsDocument, manifest: Mapping[str, Any], checks: Iterable[Check] = CHECKS
+            ) -> ResultsDocument:
+    """The document with every check's new messages appended (in check order; none repeated)."""
+    seen = set(results.warnings)
+    new = []
+    for check in checks:
+        for message in check(results, manifest):
+            if message not in seen:
+                seen.add(message)
+                new.append(message)
+    return results.with_warnings(*new) if new else results
