@@ -186,7 +186,7 @@ def _run(command: list[str], env: dict[str, str], timeout: float = 300) -> subpr
 
 
 def _only_run_dir(out: Path) -> Path:
-    (run_dir,) = list(out.iterdir())
+    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]  # beside it: history.sqlite
     return run_dir
 
 

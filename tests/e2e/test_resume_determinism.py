@@ -34,7 +34,7 @@ def run_plan(out: Path, cache: Path) -> Path:
     proc = subprocess.run(harness("run", str(TINY), "--out", str(out), "--no-report", *OVERRIDES, cache=cache),
                           capture_output=True, text=True, env=env(cache), timeout=600)
     assert proc.returncode in (0, 1), proc.stderr
-    (run_dir,) = list(out.iterdir())
+    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]  # beside it: history.sqlite
     return run_dir
 
 

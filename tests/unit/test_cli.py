@@ -31,7 +31,7 @@ def tiny_run(tmp_path_factory, session_cache) -> tuple[subprocess.CompletedProce
     proc = subprocess.run(["sh", "-c", f"umask 022 && exec {' '.join(HARNESS)} run {TINY} --out {out}"],
                           capture_output=True, text=True, cwd=REPO, timeout=600,
                           env={**os.environ, "HARNESS_CACHE_DIR": str(session_cache), "HARNESS_DEID_SALT": "test-salt"})
-    run_dirs = list(out.iterdir())
+    run_dirs = [p for p in out.iterdir() if p.is_dir()]  # beside them: history.sqlite
     assert len(run_dirs) == 1, proc.stderr
     return proc, run_dirs[0]
 
@@ -102,7 +102,7 @@ def test_second_run_reuses_cached_weights(tiny_run, tmp_path, session_cache):
     _, first_dir = tiny_run
     proc = run_cli("run", str(TINY), "--out", str(tmp_path), env={"HARNESS_CACHE_DIR": str(session_cache)})
     assert proc.returncode in (0, 1), proc.stderr
-    second = json.loads(next(tmp_path.iterdir()).joinpath("manifest.json").read_text())
+    second = json.loads(next(p for p in tmp_path.iterdir() if p.is_dir()).joinpath("manifest.json").read_text())
     first = json.loads(first_dir.joinpath("manifest.json").read_text())
     assert second["models"]["naive"]["cache_hit"] is True
     assert second["models"]["naive"]["weights_sha256"] == first["models"]["naive"]["weights_sha256"]
@@ -153,7 +153,7 @@ def test_threads_option_sets_and_records_the_thread_count(tmp_path, session_cach
     proc = run_cli("run", str(TINY), "--out", str(out), "--threads", "1", "--no-report", "--no-progress",
                    "--set", "model.epochs=1", env={"HARNESS_CACHE_DIR": str(session_cache)})
     assert proc.returncode in (0, 1), proc.stderr
-    manifest = json.loads(next(out.iterdir()).joinpath("manifest.json").read_text())
+    manifest = json.loads(next(p for p in out.iterdir() if p.is_dir()).joinpath("manifest.json").read_text())
     assert manifest["device"]["torch_threads"] == 1
     proc = run_cli("run", str(TINY), "--out", str(out), "--threads", "0")
     assert proc.returncode == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.results.baselines import baseline_outcome
 from harness.results.formatting import judged_text
 from harness.results.view import RunResults
 
@@ -18,7 +19,9 @@ def closing_lines(view: RunResults) -> list[str]:
         lines.append(f"harness: verdict {'PASS' if verdict.passed else 'FAIL'} "
                      f"({verdict.n_passed} of {verdict.n_criteria} criteria passed)")
     for criterion in view.criteria:
-        if not criterion.passed:
+        if not criterion.passed and criterion.baseline is not None:
+            lines.append(f"harness: failed {criterion.id}: {baseline_outcome(criterion)}")
+        elif not criterion.passed:
             lines.append(f"harness: failed {criterion.id}: {judged_text(criterion)}, required {criterion.op} "
                          f"{criterion.threshold:g}")
     for name in ("report.pdf", "results.json"):

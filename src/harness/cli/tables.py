@@ -101,5 +101,8 @@ def print_summary(console: Console, run: RunResults) -> None:
         for c in run.criteria:
             mark = "[green]PASS[/green]" if c.passed else "[red]FAIL[/red]"
             judged = judged_text(c).removeprefix("measured ")
-            table.add_row(escape(c.id), f"{c.op} {c.threshold:g}", escape(judged), mark)
+            threshold = f"{c.op} {c.threshold:g}" if c.baseline is None else (  # a regression gate: approved ∓ drop
+                f"{c.op} {METRICS[c.metric].unit.fixed(c.baseline.approved)} {'-' if c.op == '>=' else '+'} "
+                f"{c.baseline.max_drop:g}")
+            table.add_row(escape(c.id), threshold, escape(judged), mark)
         console.print(table)

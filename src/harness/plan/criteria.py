@@ -4,41 +4,62 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from harness.results.formatting import eps_label, threshold_label
 
 MODEL_ROLES = ("naive", "hardened", "change")
 BOUNDS = ("lower", "upper")  # `bound: lower` goes with `min`, `bound: upper` with `max`
 WORST = "worst"  # `subgroup: worst`: every subgroup must clear the threshold; the worst one is reported
+LATEST_PASS = "latest-pass"  # `baseline: latest-pass`: the newest passing run of the plan on the same data
+
+
+@dataclass(frozen=True)
+class BaselineRef:
+    """A regression gate's approved run as the plan names it (a run directory, or `latest-pass`), how far the metric
+    may fall below the approved value, and optionally the significance the paired test must reach to fail it."""
+
+    spec: str  # as written: 'latest-pass' or the path
+    path: Path | None  # the run directory, resolved against the plan's folder; None for latest-pass
+    max_drop: float  # how far the metric may fall below the approved run's value
+    key: str  # the plan key, for errors: 'acceptance.3.baseline'
+    line: int | None = None
+    source: str | None = None
+    alpha: float | None = None  # fail only when the exact McNemar p is below alpha too (None: the drop alone)
+
+    @property
+    def label(self) -> str:
+        """How criterion ids name the approved run: 'latest-pass' or the run directory's name."""
+        return LATEST_PASS if self.path is None else self.path.name
 
 
 @dataclass(frozen=True)
 class Criterion:
-    """One pre-registered acceptance criterion: metric (of a model, attack, epsilon) compared to a threshold."""
+    """One pre-registered acceptance criterion: metric (of a model, attack, epsilon) compared to a threshold, or
+    to an approved run's value less `max_drop` (a regression gate: `baseline` set, `threshold` None)."""
 
     id: str
     metric: str
     op: str  # ">=" or "<="
-    threshold: float
+    threshold: float | None
     model: str = "naive"  # naive | hardened | change (hardened minus naive)
     attack: str | None = None
     epsilon: float | None = None
     description: str = ""
     bound: str | None = None  # None: the point estimate is judged; 'lower' or 'upper': that confidence bound
     subgroup: Mapping[str, str] | str | None = None  # {attribute: value}, 'worst', or None (every test image)
+    baseline: BaselineRef | None = None
 
     def holds(self, measured: float) -> bool:
-        """Whether a measured value satisfies the criterion (NaN never does)."""
-        if measured != measured:
+        """Whether a measured value satisfies a fixed-threshold criterion (NaN never does)."""
+        if measured != measured or self.threshold is None:
             return False
         return measured >= self.threshold if self.op == ">=" else measured <= self.threshold
 
 
-def criterion_id(metric: str, op: str, threshold: float, model: str, attack: str | None,
-                 epsilon: float | None, bound: str | None = None,
-                 subgroup: Mapping[str, str] | str | None = None) -> str:
-    """A readable id such as 'pgd_linf[eps=0.004]::robust_accuracy>=0.60', or with a bound and a subgroup
-    'subgroup[manufacturer=GE]::pgd_linf[eps=0.004]::lower(robust_accuracy)>=0.60'."""
+def _scope(model: str, attack: str | None, epsilon: float | None,
+           subgroup: Mapping[str, str] | str | None = None) -> list[str]:
+    """The leading parts of an id: the model role unless naive, the subgroup, then the attack and epsilon."""
     parts = []
     if model != "naive":
         parts.append(model)
@@ -47,6 +68,23 @@ def criterion_id(metric: str, op: str, threshold: float, model: str, attack: str
         parts.append(f"subgroup[{what}]")
     if attack:
         parts.append(f"{attack}[eps={eps_label(epsilon)}]" if epsilon is not None else attack)
+    return parts
+
+
+def criterion_id(metric: str, op: str, threshold: float, model: str, attack: str | None,
+                 epsilon: float | None, bound: str | None = None,
+                 subgroup: Mapping[str, str] | str | None = None) -> str:
+    """A readable id such as 'pgd_linf[eps=0.004]::robust_accuracy>=0.60', or with a bound and a subgroup
+    'subgroup[manufacturer=GE]::pgd_linf[eps=0.004]::lower(robust_accuracy)>=0.60'."""
     measured = f"{bound}({metric})" if bound else metric
-    parts.append(f"{measured}{op}{threshold_label(threshold)}")
-    return "::".join(parts)
+    return "::".join([*_scope(model, attack, epsilon, subgroup), f"{measured}{op}{threshold_label(threshold)}"])
+
+
+def baseline_criterion_id(metric: str, op: str, baseline: BaselineRef, model: str, attack: str | None,
+                          epsilon: float | None) -> str:
+    """A regression gate's id, naming the approved run: 'pgd_linf[eps=0.004]::robust_accuracy>=latest-pass-0.02',
+    with '@p<0.05' when the gate also needs the paired test's significance."""
+    sign = "-" if op == ">=" else "+"
+    significance = "" if baseline.alpha is None else f"@p<{baseline.alpha:g}"
+    return "::".join([*_scope(model, attack, epsilon),
+                      f"{metric}{op}{baseline.label}{sign}{threshold_label(baseline.max_drop)}{significance}"])

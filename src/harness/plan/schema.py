@@ -14,9 +14,18 @@ import yaml
 
 from harness.errors import PlanError
 from harness.plan.architecture import check_architecture
-from harness.plan.criteria import BOUNDS, MODEL_ROLES, WORST, Criterion, criterion_id
+from harness.plan.criteria import (
+    BOUNDS,
+    LATEST_PASS,
+    MODEL_ROLES,
+    WORST,
+    BaselineRef,
+    Criterion,
+    baseline_criterion_id,
+    criterion_id,
+)
 from harness.plan.params import build_dataclass, params_to_dict
-from harness.plan.sandbox import enforce_sandbox, sandbox_roots
+from harness.plan.sandbox import check_path, enforce_sandbox, resolve, sandbox_roots
 from harness.plan.yaml_source import (
     YamlDocument,
     apply_overrides,
@@ -297,9 +306,7 @@ class _PlanBuilder:
         """With `sandbox: true`, every path parameter must resolve (symlinks and '..' included) inside the
         plan's folder or the declared `data_root`; returns those roots (a data set's files are checked against
         them as they are read)."""
-        data_root = self.scalar("data_root", str, default=None)
-        root = (self.base_dir / data_root) if data_root and not Path(data_root).is_absolute() else data_root
-        roots = sandbox_roots(self.base_dir, root, None)
+        roots = self.sandbox_roots()
         sections = [("dataset", dataset.params), ("model", model.params)]
         sections += [("defence", defence.params)] if defence else []
         sections += [(f"attacks.{i}", spec.params) for i, spec in enumerate(attacks)]
@@ -309,6 +316,12 @@ class _PlanBuilder:
             except PlanError as exc:
                 raise self.error(exc.detail, exc.key) from None
         return roots
+
+    def sandbox_roots(self) -> list[Path]:
+        """Where path parameters may point under `sandbox: true`: the plan's folder and the declared data_root."""
+        data_root = self.scalar("data_root", str, default=None)
+        root = (self.base_dir / data_root) if data_root and not Path(data_root).is_absolute() else data_root
+        return sandbox_roots(self.base_dir, root, None)
 
     def scalar(self, key: str, tp: type, default: Any = None, mapping: dict | None = None,
                path: str | None = None) -> Any:
@@ -445,7 +458,8 @@ class _PlanBuilder:
         if not isinstance(raw, list):
             raise self.error("expected a list of criteria", "acceptance")
         by_id = {a.id: a for a in attacks}
-        allowed = {"id", "metric", "model", "attack", "epsilon", "min", "max", "description", "bound", "subgroup"}
+        allowed = {"id", "metric", "model", "attack", "epsilon", "min", "max", "description", "bound", "subgroup",
+                   "baseline", "max_drop", "alpha"}
         criteria, seen = [], set()
         for i, item in enumerate(raw):
             path = f"acceptance.{i}"
@@ -464,10 +478,14 @@ class _PlanBuilder:
             if model != "naive" and not has_defence:
                 raise self.error(f"criterion refers to the {model} model but the plan has no 'defence'",
                                  f"{path}.model")
-            if ("min" in item) == ("max" in item):
+            baseline = self.baseline(item, path) if {"baseline", "max_drop", "alpha"} & set(item) else None
+            if baseline is not None:
+                op, key, threshold = (">=" if METRICS[metric].higher_is_better else "<="), "max_drop", None
+            elif ("min" in item) == ("max" in item):
                 raise self.error("give exactly one of 'min' or 'max'", path)
-            op, key = (">=", "min") if "min" in item else ("<=", "max")
-            threshold = self.scalar(key, float, mapping=item, path=f"{path}.{key}")
+            else:
+                op, key = (">=", "min") if "min" in item else ("<=", "max")
+                threshold = self.scalar(key, float, mapping=item, path=f"{path}.{key}")
             attack = item.get("attack")
             epsilon = item.get("epsilon")
             if needs_attack:
@@ -497,7 +515,9 @@ class _PlanBuilder:
             subgroup = self.criterion_subgroup(item.get("subgroup"), subgroups, f"{path}.subgroup")
             if subgroup is not None and scope.per_model:
                 raise self.error(f"{metric} is not measured per subgroup", f"{path}.subgroup")
-            cid = item.get("id") or criterion_id(metric, op, threshold, model, attack, epsilon, bound, subgroup)
+            cid = item.get("id") or (
+                criterion_id(metric, op, threshold, model, attack, epsilon, bound, subgroup) if baseline is None
+                else baseline_criterion_id(metric, op, baseline, model, attack, epsilon))
             if not isinstance(cid, str):
                 raise self.error("criterion id must be a string", f"{path}.id")
             if cid in seen:
@@ -506,7 +526,51 @@ class _PlanBuilder:
             description = item.get("description", "")
             if not isinstance(description, str):
                 raise self.error("expected a string", f"{path}.description")
-            criteria.append(Criterion(id=cid, metric=metric, op=op, threshold=threshold, model=model,
-                                      attack=attack, epsilon=epsilon, description=description, bound=bound,
-                                      subgroup=subgroup))
+            criterion = Criterion(id=cid, metric=metric, op=op, threshold=threshold, model=model, attack=attack,
+                                  epsilon=epsilon, description=description, bound=bound, subgroup=subgroup,
+                                  baseline=baseline)
+            if baseline is not None and baseline.path is not None:
+                from harness.results.baselines import check_approved
+
+                check_approved(baseline, criterion, by_id)
+            criteria.append(criterion)
         return criteria
+
+    def baseline(self, item: dict, path: str) -> BaselineRef:
+        """A regression gate's `baseline` (a run directory, relative to the plan's folder, or latest-pass),
+        `max_drop` and optional `alpha`; the directory itself is checked by harness.results.baselines."""
+        for key in ("min", "max", "bound", "subgroup"):
+            if key in item:
+                raise self.error(f"a regression gate ('baseline') takes 'max_drop' (and 'alpha'), not '{key}'",
+                                 f"{path}.{key}")
+        if "baseline" not in item:
+            extra = "max_drop" if "max_drop" in item else "alpha"
+            raise self.error(f"'{extra}' needs a 'baseline': a run directory or {LATEST_PASS}", f"{path}.{extra}")
+        if "max_drop" not in item:
+            raise self.error("a baseline criterion needs 'max_drop': how far the metric may fall below the approved "
+                             "run's value (e.g. 0.02)", path)
+        max_drop = self.scalar("max_drop", float, mapping=item, path=f"{path}.max_drop")
+        if not 0 <= max_drop < float("inf"):
+            raise self.error(f"max_drop must be a number >= 0, got {max_drop!r}", f"{path}.max_drop")
+        alpha = self.scalar("alpha", float, mapping=item, path=f"{path}.alpha")
+        if alpha is not None and not 0 < alpha < 1:
+            raise self.error(f"alpha must be between 0 and 1 (e.g. 0.05), got {alpha!r}", f"{path}.alpha")
+        if alpha is not None and METRICS[item["metric"]].counts is None:
+            raise self.error(f"{item['metric']} has no paired test, so a gate on it takes no 'alpha' (paired tests "
+                             f"apply to: {', '.join(n for n, m in METRICS.items() if m.counts is not None)})",
+                             f"{path}.alpha")
+        spec = item["baseline"]
+        key = f"{path}.baseline"
+        if not isinstance(spec, str) or not spec.strip():
+            raise self.error(f"expected a run directory or {LATEST_PASS}, got {spec!r}", key)
+        run_dir = None
+        if spec != LATEST_PASS:
+            try:
+                run_dir = (check_path(spec, self.sandbox_roots(), key, self.base_dir) if self.data.get("sandbox")
+                           is True else resolve(spec, self.base_dir))
+            except PlanError as exc:
+                raise self.error(exc.detail, key) from None
+            except (OSError, ValueError, RuntimeError) as exc:
+                raise self.error(f"baseline {spec!r} cannot be resolved: {exc}", key) from None
+        return BaselineRef(spec=spec, path=run_dir, max_drop=max_drop, key=key, line=self.line(key),
+                           source=self.doc.source, alpha=alpha)

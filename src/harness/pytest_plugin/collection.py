@@ -137,7 +137,9 @@ class CriterionItem(pytest.Item):
         entry = _criterion_entry(record.result, self.criterion.id)  # type: ignore[arg-type]
         self.user_properties += [(f"{PROPERTY_PREFIX}measured", entry.measured),
                                  (f"{PROPERTY_PREFIX}threshold", entry.threshold)]
-        problems = [] if entry.passed else [failure_message(entry, record.shown_dir)]
+        session = harness_session(self.config)
+        problems = [] if entry.passed else [failure_message(entry, record.shown_dir,
+                                                            lambda path: session.shown_dir(Path(path)))]
         if record.report_error:
             problems.append(f"{self.criterion.id}: {record.report_error}")
         if problems:

@@ -5,12 +5,14 @@ confidence interval (cluster-adjusted where patients repeat). Bound criteria for
 `multiple_comparisons: holm` their levels are adjusted by Holm's step-down procedure (harness.stats.multiplicity).
 A criterion on a subgroup reads the subgroup's results; `subgroup: worst` requires every subgroup with a value to
 clear the threshold (an intersection-union test, which needs no adjustment across subgroups) and reports the worst.
+A regression gate (`baseline:`) is judged against its approved run by harness.results.baselines.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from harness.plan.criteria import WORST, Criterion
 from harness.results.metrics import METRICS
@@ -18,6 +20,10 @@ from harness.results.model import CriterionResult, MetricInterval, ModelResult, 
 from harness.results.uncertainty import bound_at, describe
 from harness.stats.intervals import DEFAULT_CONFIDENCE
 from harness.stats.multiplicity import adjusted_levels
+
+if TYPE_CHECKING:
+    from harness.results.samples import SampleOutcome
+    from harness.results.view import RunResults
 
 NOT_MEASURED = "not measured (undefined on this data)"
 NO_INTERVAL = "no confidence interval was computed for this value"
@@ -88,9 +94,14 @@ def judge(criterion: Criterion, found: list[Candidate], level: float) -> Judgeme
     return Judgement(criterion.holds(score), chosen, score if criterion.bound else None)
 
 
-def evaluate(criteria: list[Criterion], results: ResultsDocument) -> tuple[CriterionResult, ...]:
+def evaluate(criteria: list[Criterion], results: ResultsDocument, approved: Mapping[str, RunResults] | None = None,
+             samples: Sequence[SampleOutcome] = ()) -> tuple[CriterionResult, ...]:
     """One result per criterion: its definition, measured value, the bound and level judged when it names one,
-    threshold and pass/fail (unmeasured fails). The level and adjustment come from results.statistics."""
+    threshold and pass/fail (unmeasured fails). The level and adjustment come from results.statistics.
+
+    A regression gate is judged against its approved run in `approved` (by criterion id, from
+    harness.results.baselines.resolve_baselines); `samples` are this run's per-image outcomes, for its paired test.
+    """
     settings = results.statistics
     confidence = settings.confidence if settings else DEFAULT_CONFIDENCE
     adjustment = settings.multiple_comparisons if settings else "none"
@@ -101,6 +112,13 @@ def evaluate(criteria: list[Criterion], results: ResultsDocument) -> tuple[Crite
         strict=True))
     out = []
     for i, c in enumerate(criteria):
+        if c.baseline is not None:
+            from harness.results.baselines import judge_against
+
+            if approved is None or c.id not in approved:
+                raise ValueError(f"criterion {c.id!r} is a regression gate but no approved run was resolved for it")
+            out.append(judge_against(c, results, approved[c.id], samples))
+            continue
         level = levels.get(i, confidence)
         verdict = judge(c, found[i], level)
         chosen = verdict.chosen

@@ -144,6 +144,7 @@ class Metric:
     compute: Callable[[Outcomes], float | None] | None = None  # None: read from a summary computed elsewhere
     counts: Callable[[Outcomes], Proportion] | None = None  # proportions: per-sample successes and members
     interval: str | None = None  # 'binomial' (proportions, clustered where patients repeat) or 'delong' (AUC)
+    higher_is_better: bool = True  # the direction a regression gate's `max_drop` is measured in
 
     @property
     def has_interval(self) -> bool:
@@ -201,7 +202,7 @@ METRICS: dict[str, Metric] = _registry(
     Metric("robust_specificity", POINT, "robust_specificity", RATE, "specificity", "spec.", specificity,
            specificity_counts, "binomial"),
     Metric("attack_success_rate", POINT, "attack_success_rate", RATE, "attack success rate", "success", success_rate,
-           success_counts, "binomial"),
+           success_counts, "binomial", higher_is_better=False),
     Metric("median_min_epsilon", MIN_EPSILON, "median", EPSILON, "median minimal ε", "median min ε"),
     Metric("attack_credible", INDICATORS, "credible", FLAG, "attack results credible", "credible"),
 )

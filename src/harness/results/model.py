@@ -448,6 +448,67 @@ class DefenceResult:
 
 
 @dataclass(frozen=True)
+class RunIdentity:
+    """What identifies a run that another run is compared with: its directory, plan, data and tested weights."""
+
+    run_dir: str
+    plan_name: str
+    plan_sha256: str
+    data_sha256: str | None  # the data set's content hash
+    weights_sha256: Mapping[str, str | None]  # by model role
+    passed: bool | None  # its verdict; None without one
+
+    def __post_init__(self) -> None:
+        _set(self, weights_sha256=freeze(self.weights_sha256))
+
+    @property
+    def name(self) -> str:
+        """The run directory's name."""
+        return self.run_dir.rstrip("/").rsplit("/", 1)[-1]
+
+    def to_json(self) -> Json:
+        """A `run` section."""
+        return {"run_dir": self.run_dir, "plan_name": self.plan_name, "plan_sha256": self.plan_sha256,
+                "data_sha256": self.data_sha256, "weights_sha256": thaw(self.weights_sha256), "passed": self.passed}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> RunIdentity:
+        """Read a `run` section."""
+        return cls(run_dir=raw["run_dir"], plan_name=raw["plan_name"], plan_sha256=raw["plan_sha256"],
+                   data_sha256=raw.get("data_sha256"), weights_sha256=raw.get("weights_sha256") or {},
+                   passed=raw.get("passed"))
+
+
+@dataclass(frozen=True)
+class BaselineResult:
+    """A regression gate's approved run and how this run's value compares with the approved value."""
+
+    spec: str  # as the plan gives it: 'latest-pass' or a run directory
+    run: RunIdentity  # the approved run
+    approved: float  # the approved run's value of the criterion's metric
+    max_drop: float
+    drop: float | None  # how much worse this run is, in the metric's direction (negative: better); None: unmeasured
+    paired: PairedComparison | None = None  # a: the approved run, b: this run, on the images the metric counts
+    paired_note: str | None = None  # why there is no paired test
+    alpha: float | None = None  # the gate fails only when the paired test's p is below alpha (None: on the drop)
+
+    def to_json(self) -> Json:
+        """A criterion's `baseline` section."""
+        return {"spec": self.spec, "run": self.run.to_json(), "approved": self.approved, "max_drop": self.max_drop,
+                "drop": self.drop, **_present(alpha=self.alpha, paired=self.paired and self.paired.to_json(),
+                                              paired_note=self.paired_note)}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> BaselineResult:
+        """Read a criterion's `baseline` section."""
+        paired = raw.get("paired")
+        return cls(spec=raw["spec"], run=RunIdentity.from_json(raw["run"]), approved=raw["approved"],
+                   max_drop=raw["max_drop"], drop=raw.get("drop"),
+                   paired=PairedComparison.from_json(paired) if paired else None, paired_note=raw.get("paired_note"),
+                   alpha=raw.get("alpha"))
+
+
+@dataclass(frozen=True)
 class CriterionResult:
     """One acceptance criterion with its measured value, threshold and outcome."""
 
@@ -468,6 +529,7 @@ class CriterionResult:
     interval: str | None = None  # how the bound was computed, e.g. 'wilson' or 'wilson, patient-clustered'
     subgroup: Mapping[str, str] | None = None  # the subgroup measured (for `subgroup: worst`, the worst one)
     subgroup_rule: str | None = None  # 'worst' when the criterion named no subgroup but the worst one
+    baseline: BaselineResult | None = None  # a regression gate: threshold is the approved value less max_drop
 
     def __post_init__(self) -> None:
         _set(self, subgroup=None if self.subgroup is None else MappingProxyType(dict(self.subgroup)))
@@ -483,7 +545,7 @@ class CriterionResult:
         return self.judged_on in ("lower", "upper")
 
     def to_json(self) -> Json:
-        """One entry of `criteria` (bound and subgroup keys only for criteria that use them)."""
+        """One entry of `criteria` (bound, subgroup and baseline keys only for criteria that use them)."""
         bounded = self.bounded
         return {"id": self.id, "metric": self.metric, "model": self.model, "attack": self.attack,
                 "epsilon": self.epsilon, "op": self.op, "threshold": self.threshold,
@@ -492,7 +554,7 @@ class CriterionResult:
                 **({"bound_value": self.bound_value, "confidence": self.confidence, "interval": self.interval}
                    if bounded else {}),
                 **_present(subgroup=None if self.subgroup is None else dict(self.subgroup),
-                           subgroup_rule=self.subgroup_rule)}
+                           subgroup_rule=self.subgroup_rule, baseline=self.baseline and self.baseline.to_json())}
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> CriterionResult:
@@ -502,7 +564,8 @@ class CriterionResult:
                    passed=bool(raw["passed"]), description=raw.get("description") or "", note=raw.get("note"),
                    judged_on=raw.get("judged_on"), bound_value=raw.get("bound_value"),
                    confidence=raw.get("confidence"), interval=raw.get("interval"), subgroup=raw.get("subgroup"),
-                   subgroup_rule=raw.get("subgroup_rule"))
+                   subgroup_rule=raw.get("subgroup_rule"),
+                   baseline=BaselineResult.from_json(raw["baseline"]) if raw.get("baseline") else None)
 
 
 @dataclass(frozen=True)

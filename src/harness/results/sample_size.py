@@ -60,7 +60,7 @@ def undecidable_warnings(criteria: Sequence[Criterion], method: str, confidence:
     """One warning per criterion (and subgroup) whose best possible outcome cannot clear its threshold."""
     out = []
     for c in criteria:
-        if METRICS[c.metric].counts is None or c.model == "change":
+        if METRICS[c.metric].counts is None or c.model == "change" or c.threshold is None:  # None: a baseline gate
             continue
         for where, subset in groups_of(c, labels, metadata):
             n = members(c, subset, positive_class)
@@ -81,7 +81,7 @@ def decidable_from(criteria: Sequence[Criterion], method: str, confidence: float
     """For `harness validate` (no data loaded): the smallest n at which each proportion criterion can be decided."""
     out = []
     for c in criteria:
-        if METRICS[c.metric].counts is None or c.model == "change":
+        if METRICS[c.metric].counts is None or c.model == "change" or c.threshold is None:  # None: a baseline gate
             continue
         needed = smallest_decidable_n(c.threshold, side(c), method, confidence)
         where = " per subgroup" if c.subgroup == WORST else (" in the subgroup" if c.subgroup else "")

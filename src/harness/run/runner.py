@@ -33,6 +33,7 @@ from harness.plan.architecture import split_architecture
 from harness.plan.schema import AttackSpec, Plan
 from harness.registry.contracts import DatasetBundle, DatasetContext, DefenceContext, ModelBundle, ModelContext
 from harness.registry.manager import Registry
+from harness.results.baselines import approved_manifest, resolve_baselines
 from harness.results.build import attack_result, clean_metrics
 from harness.results.criteria import evaluate
 from harness.results.epsilons import EpsilonGrid
@@ -60,6 +61,7 @@ from harness.run.fingerprint import Fingerprint, previous_parts, start_parts
 from harness.run.progress import ProgressMode, ProgressReporter
 from harness.storage.atomic import write_json_atomic, write_text_atomic
 from harness.storage.filelock import LockTimeout, file_lock
+from harness.storage.history import record_run
 from harness.storage.model_copy import keep_model
 from harness.storage.rundir import create_run_dir, default_cache_dir, deid_salt, run_lock_path
 
@@ -97,6 +99,7 @@ class Runner:
         self.cache_dir = self.config.cache_dir or default_cache_dir()
         self.timings: dict[str, float] = {}
         self.samples: list[SampleOutcome] = []
+        self.approved: dict[str, RunResults] = {}  # the approved run of each regression gate, by criterion id
         self.resumed_batch_size: int | None = None
         self.batch_size = plan.batch_size  # replaced once the model is known when the plan says `batch_size: auto`
         self.epsilons = EpsilonGrid.of(*(spec.epsilons for spec in plan.attacks))  # the samples.csv columns
@@ -148,6 +151,7 @@ class Runner:
             dataset = self._stage("dataset", self._load_dataset)
             if self.world > 1:
                 distributed.together(lambda: check_same_data(dataset))
+            self._resolve_baselines()
             naive = self._stage("model", lambda: self._provide_model(dataset))
             self._choose_batch_size(naive, dataset)
             self._evaluate_model("naive", naive, dataset)
@@ -159,6 +163,8 @@ class Runner:
             self._save()
             if self.config.report:
                 self._stage("report", lambda: distributed.on_main(self._render_report, share=False))
+            distributed.on_main(self._record_in_history, share=False)  # last: only a run that ended passed or failed
+            self._save()
 
     def _hold_run_dir(self, held: contextlib.ExitStack) -> None:
         """Rank 0: hold the run directory's lock for the whole run (a reader tells a live run from a killed one by
@@ -435,8 +441,25 @@ class Runner:
     def _check_criteria(self) -> None:
         if {"naive", "hardened"} <= set(self.results.models):  # paired: the same test images, both models
             self.results = replace(self.results, comparisons=compare_roles(self.samples, "naive", "hardened"))
-        criteria = evaluate(self.plan.acceptance, self.results)
+        criteria = evaluate(self.plan.acceptance, self.results, self.approved, self.samples)
         self.results = replace(self.results, criteria=criteria, verdict=Verdict.of(criteria))
+
+    def _resolve_baselines(self) -> None:
+        """The approved runs of the plan's regression gates, checked against the loaded data (run history: the
+        output directory's); recorded in the manifest. Nothing to do without `baseline:` criteria."""
+        if any(c.baseline for c in self.plan.acceptance):
+            self.approved = self._stage("baselines", lambda: resolve_baselines(
+                self.plan, self.results.dataset, self.run_dir.parent))
+            self.manifest["baselines"] = approved_manifest(self.plan.acceptance, self.approved)
+
+    def _record_in_history(self) -> None:
+        """Rank 0: add the finished run to the output directory's run history (a warning if that fails; the report,
+        rendered before, does not show it)."""
+        try:
+            record_run(self.run_dir.parent, RunResults(self.run_dir, self.results, self.manifest))
+        except HarnessError as exc:
+            self.results = self.results.with_warnings(f"the run was not recorded in the run history: "
+                                                      f"{exc.one_line()}")
 
     # -- helpers -------------------------------------------------------------------------------------------
     def _stage(self, name: str, work: Callable[[], Any]) -> Any:

@@ -25,6 +25,7 @@ from types import ModuleType
 from harness.report.sections import (
     appendix,
     approval,
+    baselines,
     cover,
     criteria,
     environment,
@@ -49,6 +50,7 @@ SECTIONS: tuple[ModuleType, ...] = (
     scope,
     test_plan,
     criteria,
+    baselines,
     intervals,
     results,
     subgroups,
