@@ -6,14 +6,14 @@ The pytest-plugin tests also install this very file as a throwaway external plug
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 from torch import nn
 
 from harness.errors import DataError
-from harness.registry.contracts import AttackOutput, DatasetBundle, ModelBundle, NativeUnits, TensorSplit
+from harness.registry.contracts import AttackOutput, DatasetBundle, ModelBundle, NativeUnits, Severity, TensorSplit
 from harness.registry.hookspecs import hookimpl
 from harness.registry.manager import Registry, make_plugin_manager
 
@@ -23,6 +23,7 @@ class ToyDataParams:
     n: int = field(default=60, metadata={"min": 6})
     size: int = 8
     fail: str = ""  # "data": a DataError (bad input); "internal": a RuntimeError (a bug)
+    modality: str | None = None
 
 
 class ToyData:
@@ -43,7 +44,7 @@ class ToyData:
             splits[name] = TensorSplit(torch.tensor(images[idx], dtype=torch.float32), labels[idx],
                                        [f"s{j}" for j in idx], [f"p{j}" for j in idx])
         return DatasetBundle("toy", ["dark", "bright"], splits, {"content_sha256": "0" * 64, "source": "toy"},
-                             NativeUnits(100.0, "HU"))
+                             NativeUnits(100.0, "HU"), modality=params.modality)
 
 
 @dataclass
@@ -82,6 +83,53 @@ class Shift:
         return AttackOutput([(images + sign * eps).clamp(0, 1) for eps in epsilons])
 
 
+@dataclass
+class DarkenParams:
+    amount: float = 0.1
+    jitter: float = field(default=0.02, metadata={"min": 0})  # per-image random extra darkening, up to this
+
+
+class Darken:
+    """Darkens every pixel by `amount` plus a per-image random jitter seeded by (seed, index): MeanModel's images
+    cross its threshold at a known amount. `calls` counts corrupted batches; `crash_after` simulates a crash."""
+
+    name, description, modality, requires_unit = "darken", "darker images", "any", None
+    parameter, unit, Params = "amount", "of the range", DarkenParams
+    severities = tuple(Severity(level, name, value) for level, name, value in zip(
+        (1, 2, 3, 4, 5), ("slight", "mild", "moderate", "strong", "severe"), (0.05, 0.1, 0.15, 0.2, 0.3),
+        strict=True))
+    calls = 0
+    crash_after: int | None = None
+
+    def params_for(self, level, base=None):
+        return replace(base or DarkenParams(), amount=self.severities[level - 1].value)
+
+    def apply(self, images, indices, params, context):
+        Darken.calls += 1
+        if Darken.crash_after is not None and Darken.calls > Darken.crash_after:
+            raise KeyboardInterrupt("simulated interruption")
+        jitter = [np.random.default_rng([context.seed, int(i)]).uniform(0, params.jitter) for i in indices]
+        shift = params.amount + torch.tensor(jitter, dtype=images.dtype).view(-1, 1, 1, 1)
+        return (images - shift).clamp(0, 1)
+
+
+class ToyCTNoise(Darken):
+    """A CT-only corruption (modality check)."""
+
+    name, description, modality = "toy_ct", "CT only", "CT"
+
+
+class NeedsSpacing(Darken):
+    """Refuses data without a pixel spacing, as ct_blur does."""
+
+    name, description = "needs_spacing", "needs the pixel spacing"
+
+    def apply(self, images, indices, params, context):
+        if context.pixel_spacing_mm is None:
+            raise DataError("corruption 'needs_spacing' needs the pixel spacing; the data set does not give it")
+        return super().apply(images, indices, params, context)
+
+
 @hookimpl
 def harness_register_datasets():
     return [ToyData()]
@@ -95,6 +143,11 @@ def harness_register_models():
 @hookimpl
 def harness_register_attacks():
     return [Shift()]
+
+
+@hookimpl
+def harness_register_corruptions():
+    return [Darken(), ToyCTNoise(), NeedsSpacing()]
 
 
 def fake_registry() -> Registry:

@@ -25,8 +25,10 @@ from harness_plugins.defences import parallel
 
 TINY = PLANS / "tiny_phantom.yaml"
 DEFENCE = PLANS / "tiny_defence.yaml"
-# 26 test images in batches of 8 (8, 8, 8, 2): rank 0 attacks batches 0 and 2, rank 1 batches 1 and 3.
-SHARDED = ["--set", "batch_size=8"]
+# 26 test images in batches of 8 (8, 8, 8, 2): rank 0 attacks batches 0 and 2, rank 1 batches 1 and 3; rank 0
+# alone runs the corruptions and every rank gets their results.
+SHARDED = ["--set", "batch_size=8",
+           "--set", "corruptions=[{corruption: ct_noise, severities: [1, 5]}, {corruption: jpeg, severities: [3]}]"]
 # A shorter hardening (one round per stage, no indicators) with several test batches per rank.
 SHORT_DEFENCE = ["--set", "batch_size=16", "--set", "indicators.enabled=false",
                  "--set", "defence.stages=[{epsilon: 0.015, rounds: 1}, {epsilon: 0.03, rounds: 1}]"]
@@ -203,8 +205,9 @@ def one_and_two_ranks(tmp_path_factory, session_cache) -> tuple[Path, Path, subp
 
 def test_two_cpu_ranks_write_the_same_results_as_one_process(one_and_two_ranks):
     one, two, proc = one_and_two_ranks
-    for name in ("results.json", "samples.csv"):
+    for name in ("results.json", "samples.csv", "corruption_samples.csv"):
         assert (two / name).read_bytes() == (one / name).read_bytes(), name
+    assert json.loads((two / "results.json").read_text())["models"]["naive"]["corruptions"]["ct_noise"]["points"]
     manifest = json.loads((two / "manifest.json").read_text())
     assert manifest["distributed"]["world_size"] == 2 and manifest["distributed"]["backend"] == "gloo"
     assert "distributed" not in json.loads((one / "manifest.json").read_text())

@@ -10,6 +10,9 @@ import pytest
 from harness.results.build import clean_metrics
 from harness.results.metrics import (
     CLEAN,
+    CORRUPTION,
+    CORRUPTION_POINT,
+    CORRUPTION_SUMMARY,
     INDICATORS,
     METRICS,
     MIN_EPSILON,
@@ -26,6 +29,8 @@ from harness.results.model import (
     AttackPoint,
     AttackResult,
     CleanMetrics,
+    CorruptionPoint,
+    CorruptionResult,
     Indicators,
     MinEpsilonSummary,
     ModelResult,
@@ -60,7 +65,8 @@ def test_clean_metrics_from_logits():
 
 
 def test_every_entry_is_stored_where_its_scope_says():
-    holders = {CLEAN: CleanMetrics, POINT: AttackPoint, MIN_EPSILON: MinEpsilonSummary, INDICATORS: Indicators}
+    holders = {CLEAN: CleanMetrics, POINT: AttackPoint, MIN_EPSILON: MinEpsilonSummary, INDICATORS: Indicators,
+               CORRUPTION_POINT: CorruptionPoint, CORRUPTION: CorruptionResult, CORRUPTION_SUMMARY: ModelResult}
     for metric in METRICS.values():
         holder = holders[metric.scope]
         fields = {f.name for f in dataclasses.fields(holder)}

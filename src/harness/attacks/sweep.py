@@ -30,16 +30,22 @@ def batches(split: Split, batch_size: int) -> Iterator[tuple[torch.Tensor, torch
 
 
 @torch.no_grad()
+def batch_logits(model: nn.Module, images: torch.Tensor, device: torch.device,
+                 what: str = "clean images") -> np.ndarray:
+    """Logits (n×K float32) of one batch of [0,1] images; ModelError for non-finite pixels or logits."""
+    if not torch.isfinite(images).all():
+        raise ModelError(f"the {what} contain NaN or Inf pixel values")
+    logits = model(images.to(device)).float()
+    check_finite_logits(logits, what)
+    return logits.cpu().numpy()
+
+
 def predict_logits(model: nn.Module, split: Split, batch_size: int, device: torch.device,
                    on_batch: Callable[[int], None] | None = None) -> np.ndarray:
     """Logits (N×K float32) for every image of a split."""
     outputs = []
     for images, _ in batches(split, batch_size):
-        if not torch.isfinite(images).all():
-            raise ModelError("the data contain NaN or Inf pixel values")
-        logits = model(images.to(device)).float()
-        check_finite_logits(logits, "clean images")
-        outputs.append(logits.cpu().numpy())
+        outputs.append(batch_logits(model, images, device))
         if on_batch:
             on_batch(len(images))
     return np.concatenate(outputs, axis=0)
@@ -91,7 +97,7 @@ def run_attack(model: nn.Module, split: Split, spec: AttackSpec, plugin: AttackP
         on_batch(done)
     for batch_index in mine[state.next_batch:]:
         rows = batch_range(batch_index, n, batch_size)
-        images, labels = _load_batch(split, rows)
+        images, labels = load_batch(split, rows)
         images, labels = images.to(device), labels.to(device)
         start, stop = rows.start, rows.stop
         wrong_clean = ~clean_correct[start:stop]
@@ -123,7 +129,7 @@ def merge_outcomes(parts: list[AttackOutcome], batch_size: int) -> AttackOutcome
                          min_epsilon=min_epsilon)
 
 
-def _load_batch(split: Split, rows: range) -> tuple[torch.Tensor, torch.Tensor]:
+def load_batch(split: Split, rows: range) -> tuple[torch.Tensor, torch.Tensor]:
     """The (images, labels) of one batch: consecutive samples `rows` of the split."""
     return next(batches(Subset(split, rows) if len(rows) != len(split) else split, len(rows)))
 

@@ -7,6 +7,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from harness.data.severities import SEVERITY_LEVELS
 from harness.results.epsilons import EpsilonGrid
 from harness.results.formatting import eps_label, interval_text, judged_text, level_text
 from harness.results.metrics import CLEAN, METRICS, Metric, metrics_in
@@ -17,6 +18,8 @@ from harness.stats.intervals import METHOD_NAMES
 
 ROBUST_ACCURACY = METRICS["robust_accuracy"]
 MEDIAN_MIN_EPSILON = METRICS["median_min_epsilon"]
+CORRUPTION_ACCURACY = METRICS["accuracy"]
+CORRUPTION_ERROR = METRICS["corruption_error"]
 
 
 def with_interval(metric: Metric, model: ModelResult, attack: str | None = None, epsilon: float | None = None,
@@ -45,6 +48,21 @@ def _robust_accuracy_table(role: str, model: ModelResult, run: RunResults) -> Ta
         cells.append(MEDIAN_MIN_EPSILON.unit.fixed(MEDIAN_MIN_EPSILON.read(model, attack_id))
                      if attack.min_epsilon else "")
         table.add_row(escape(attack_id), *cells)
+    return table
+
+
+def _corruption_table(role: str, model: ModelResult) -> Table:
+    """One row per corruption: accuracy at each severity run, and its corruption error."""
+    mce = CORRUPTION_ERROR.unit.fixed(model.mean_corruption_error)
+    table = Table(title=f"Accuracy under corruptions ({role}; mean corruption error {mce})", title_justify="left")
+    table.add_column("corruption")
+    for level in SEVERITY_LEVELS:
+        table.add_column(f"severity {level}", justify="right")
+    table.add_column(CORRUPTION_ERROR.column, justify="right")
+    for corruption_id, result in model.corruptions.items():
+        cells = [CORRUPTION_ACCURACY.unit.table(p.accuracy) if (p := result.find(level)) else ""
+                 for level in SEVERITY_LEVELS]
+        table.add_row(escape(corruption_id), *cells, CORRUPTION_ERROR.unit.fixed(result.corruption_error))
     return table
 
 
@@ -84,6 +102,8 @@ def print_summary(console: Console, run: RunResults) -> None:
         clean = ", ".join(f"{m.label} {with_interval(m, model)}" for m in metrics_in(CLEAN))
         console.print(f"[bold]{role} model[/bold], test n={model.clean.n}: {clean}")
         console.print(_robust_accuracy_table(role, model, run))
+        if model.corruptions:
+            console.print(_corruption_table(role, model))
         if model.subgroups:
             console.print(_subgroup_table(role, model))
     if statistics is not None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from harness.results.formatting import eps_label, threshold_label
 
 MODEL_ROLES = ("naive", "hardened", "change")
+ANY_CORRUPTION = "any"  # `corruption: any` in a criterion: every corruption of the plan must meet it
 BOUNDS = ("lower", "upper")  # `bound: lower` goes with `min`, `bound: upper` with `max`
 WORST = "worst"  # `subgroup: worst`: every subgroup must clear the threshold; the worst one is reported
 LATEST_PASS = "latest-pass"  # `baseline: latest-pass`: the newest passing run of the plan on the same data
@@ -48,6 +49,8 @@ class Criterion:
     description: str = ""
     bound: str | None = None  # None: the point estimate is judged; 'lower' or 'upper': that confidence bound
     subgroup: Mapping[str, str] | str | None = None  # {attribute: value}, 'worst', or None (every test image)
+    corruption: str | None = None  # a corruption id of the plan, or 'any'
+    severity: int | None = None
     baseline: BaselineRef | None = None
 
     def holds(self, measured: float) -> bool:
@@ -57,9 +60,10 @@ class Criterion:
         return measured >= self.threshold if self.op == ">=" else measured <= self.threshold
 
 
-def _scope(model: str, attack: str | None, epsilon: float | None,
-           subgroup: Mapping[str, str] | str | None = None) -> list[str]:
-    """The leading parts of an id: the model role unless naive, the subgroup, then the attack and epsilon."""
+def _scope(model: str, attack: str | None, epsilon: float | None, subgroup: Mapping[str, str] | str | None = None,
+           corruption: str | None = None, severity: int | None = None) -> list[str]:
+    """The leading parts of an id: the model role unless naive, the subgroup, the attack and epsilon, then the
+    corruption and severity."""
     parts = []
     if model != "naive":
         parts.append(model)
@@ -68,16 +72,21 @@ def _scope(model: str, attack: str | None, epsilon: float | None,
         parts.append(f"subgroup[{what}]")
     if attack:
         parts.append(f"{attack}[eps={eps_label(epsilon)}]" if epsilon is not None else attack)
+    if corruption:
+        name = "any_corruption" if corruption == ANY_CORRUPTION else corruption
+        parts.append(f"{name}[severity={severity}]" if severity is not None else name)
     return parts
 
 
 def criterion_id(metric: str, op: str, threshold: float, model: str, attack: str | None,
-                 epsilon: float | None, bound: str | None = None,
-                 subgroup: Mapping[str, str] | str | None = None) -> str:
-    """A readable id such as 'pgd_linf[eps=0.004]::robust_accuracy>=0.60', or with a bound and a subgroup
-    'subgroup[manufacturer=GE]::pgd_linf[eps=0.004]::lower(robust_accuracy)>=0.60'."""
+                 epsilon: float | None, bound: str | None = None, subgroup: Mapping[str, str] | str | None = None,
+                 corruption: str | None = None, severity: int | None = None) -> str:
+    """A readable id such as 'pgd_linf[eps=0.004]::robust_accuracy>=0.60', with a bound and a subgroup
+    'subgroup[manufacturer=GE]::pgd_linf[eps=0.004]::lower(robust_accuracy)>=0.60', or on a corruption
+    'ct_noise[severity=3]::accuracy>=0.80' ('any_corruption[severity=3]::…' for `corruption: any`)."""
     measured = f"{bound}({metric})" if bound else metric
-    return "::".join([*_scope(model, attack, epsilon, subgroup), f"{measured}{op}{threshold_label(threshold)}"])
+    return "::".join([*_scope(model, attack, epsilon, subgroup, corruption, severity),
+                      f"{measured}{op}{threshold_label(threshold)}"])
 
 
 def baseline_criterion_id(metric: str, op: str, baseline: BaselineRef, model: str, attack: str | None,

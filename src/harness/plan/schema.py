@@ -14,6 +14,7 @@ import yaml
 
 from harness.errors import PlanError
 from harness.plan.architecture import check_architecture
+from harness.plan.corruptions import CorruptionSpec, corruption_specs, criterion_corruption
 from harness.plan.criteria import (
     BOUNDS,
     LATEST_PASS,
@@ -45,7 +46,7 @@ DEFAULT_BATCH_SIZE = 64
 TOP_LEVEL_KEYS = {
     PLAN_MARKER, "name", "description", "intended_use", "seed", "device", "batch_size", "epsilons",
     "dataset", "model", "attacks", "defence", "acceptance", "report", "engine", "sandbox", "data_root",
-    "indicators", "statistics", "subgroups", "show_paths", "leakage",
+    "indicators", "statistics", "subgroups", "show_paths", "leakage", "corruptions",
 }
 SCHEDULES = ("ascending", "bisect")  # how a fixed-ε sweep visits the grid (harness.attacks.schedule)
 LEAKAGE_MODES = ("warn", "error", "off")  # duplicates across splits: warn (default), stop the run, or not checked
@@ -157,6 +158,7 @@ class Plan:
     text: str = ""  # the plan file exactly as written (comments kept); the run directory keeps a copy
     statistics: StatisticsOptions = field(default_factory=StatisticsOptions)
     subgroups: list[str] = field(default_factory=list)  # metadata attributes every metric is reported by
+    corruptions: list[CorruptionSpec] = field(default_factory=list)  # natural corruptions of the test images
 
     @property
     def sha256(self) -> str:
@@ -257,7 +259,8 @@ class _PlanBuilder:
         if leakage not in LEAKAGE_MODES:
             raise self.error(f"leakage must be one of {', '.join(LEAKAGE_MODES)}, got {leakage!r}", "leakage")
         subgroups = self.subgroups()
-        acceptance = self.acceptance(attacks, defence is not None, subgroups)
+        corruptions = corruption_specs(data.get("corruptions"), self.registry, self.error, self.line, _NAME)
+        acceptance = self.acceptance(attacks, defence is not None, subgroups, corruptions)
         statistics_raw = data.get("statistics") or {}
         if not isinstance(statistics_raw, dict):
             raise self.error("expected a mapping", "statistics")
@@ -283,7 +286,8 @@ class _PlanBuilder:
             source=self.doc.source,
             base_dir=self.base_dir, resolved=resolved, overrides=list(self.overrides), batch_size_auto=batch_size_auto,
             text=self.doc.text, statistics=statistics, subgroups=subgroups,
-            show_paths=self.scalar("show_paths", bool, default=False), leakage=leakage, sandbox_roots=tuple(roots))
+            show_paths=self.scalar("show_paths", bool, default=False), leakage=leakage, sandbox_roots=tuple(roots),
+            corruptions=corruptions)
 
     def engine_settings(self, raw: Any) -> EngineSettings:
         """`engine: auto`, or a mapping of options; without speed options the runner chooses them (auto)."""
@@ -453,13 +457,14 @@ class _PlanBuilder:
                              "of naive and hardened is in the results)", f"{path}.bound")
         return value
 
-    def acceptance(self, attacks: list[AttackSpec], has_defence: bool, subgroups: list[str]) -> list[Criterion]:
+    def acceptance(self, attacks: list[AttackSpec], has_defence: bool, subgroups: list[str],
+                   corruptions: list[CorruptionSpec]) -> list[Criterion]:
         raw = self.data.get("acceptance") or []
         if not isinstance(raw, list):
             raise self.error("expected a list of criteria", "acceptance")
         by_id = {a.id: a for a in attacks}
         allowed = {"id", "metric", "model", "attack", "epsilon", "min", "max", "description", "bound", "subgroup",
-                   "baseline", "max_drop", "alpha"}
+                   "corruption", "severity", "baseline", "max_drop", "alpha"}
         criteria, seen = [], set()
         for i, item in enumerate(raw):
             path = f"acceptance.{i}"
@@ -511,13 +516,17 @@ class _PlanBuilder:
             if scope.attack_kind == "minimal" and by_id[attack].kind != "minimal":
                 raise self.error(f"{metric} needs a minimal-perturbation attack; {attack!r} is "
                                  "fixed-epsilon", f"{path}.attack")
+            corruption, severity = criterion_corruption(METRICS[metric], item, corruptions, path, self.error)
             bound = self.criterion_bound(item.get("bound"), key, metric, model, path)
             subgroup = self.criterion_subgroup(item.get("subgroup"), subgroups, f"{path}.subgroup")
-            if subgroup is not None and scope.per_model:
+            if subgroup is not None and (scope.per_model or scope.needs_corruption):
                 raise self.error(f"{metric} is not measured per subgroup", f"{path}.subgroup")
+            if baseline is not None and corruption is not None:
+                raise self.error("regression gates ('baseline') apply to clean and attack metrics, not to "
+                                 "corruptions", f"{path}.baseline")
             cid = item.get("id") or (
-                criterion_id(metric, op, threshold, model, attack, epsilon, bound, subgroup) if baseline is None
-                else baseline_criterion_id(metric, op, baseline, model, attack, epsilon))
+                criterion_id(metric, op, threshold, model, attack, epsilon, bound, subgroup, corruption, severity)
+                if baseline is None else baseline_criterion_id(metric, op, baseline, model, attack, epsilon))
             if not isinstance(cid, str):
                 raise self.error("criterion id must be a string", f"{path}.id")
             if cid in seen:
@@ -528,7 +537,7 @@ class _PlanBuilder:
                 raise self.error("expected a string", f"{path}.description")
             criterion = Criterion(id=cid, metric=metric, op=op, threshold=threshold, model=model, attack=attack,
                                   epsilon=epsilon, description=description, bound=bound, subgroup=subgroup,
-                                  baseline=baseline)
+                                  baseline=baseline, corruption=corruption, severity=severity)
             if baseline is not None and baseline.path is not None:
                 from harness.results.baselines import check_approved
 

@@ -11,11 +11,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from harness.data.severities import SEVERITY_LEVELS  # noqa: F401 - re-exported: part of the corruption contract
 from harness.data.units import NativeUnits  # defined without torch, so results and reports can use it
 
 Norm = Literal["linf", "l2"]
 AttackKind = Literal["fixed_epsilon", "minimal"]
 Identifiers = Literal["from_source", "synthetic"]  # what a data set's sample and group ids are (see DatasetPlugin)
+Modality = Literal["CT", "MRI", "MG", "XR", "US", "PET", "other"]  # a data set's imaging modality (MG: mammography)
 
 
 @runtime_checkable
@@ -62,7 +64,7 @@ class TensorSplit(torch.utils.data.Dataset):
 
 @dataclass
 class DatasetBundle:
-    """A dataset plugin's output: splits, class names and provenance."""
+    """A dataset plugin's output: splits, class names, provenance and what is known of the images' physics."""
 
     name: str
     class_names: list[str]
@@ -70,6 +72,8 @@ class DatasetBundle:
     provenance: dict[str, Any]
     native_units: NativeUnits | None = None
     positive_class: int = 1
+    modality: Modality | None = None  # as the data (or the plan) says; None when unknown
+    pixel_spacing_mm: float | None = None  # in-plane pixel size of the images as loaded (after any resize)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -259,8 +263,6 @@ class DefencePlugin(Protocol):
 
     def harden(self, model: ModelBundle, params: Any, context: DefenceContext) -> ModelBundle: ...
 
-
-SEVERITY_LEVELS = (1, 2, 3, 4, 5)
 
 
 @dataclass(frozen=True)

@@ -3,20 +3,33 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from harness.data.units import NativeUnits
-from harness.results.model import AttackPoint, AttackResult, ModelResult, thaw
+from harness.results.model import AttackPoint, AttackResult, CorruptionResult, ModelResult, thaw
 from harness.results.samples import SampleOutcome
 from harness.results.status import ERROR, FAILED, PASSED, RUNNING
 from harness.results.view import RunResults
 
 if TYPE_CHECKING:
+    from harness.report.saved_corruption_examples import CorruptionExamples
     from harness.report.saved_examples import Examples
 
 ROLES = ("naive", "hardened")
+T = TypeVar("T")
 DEFAULT_CUTOFF = 0.004
+
+
+def first_found(lookup: Callable[[str, str], T | None], item_id: str) -> T | None:
+    """`lookup(role, item_id)` for the first role (naive, then hardened) that has it, or None."""
+    return next((found for role in ROLES if (found := lookup(role, item_id)) is not None), None)
+
+
+def plugin_label(item_id: str, plugin: str | None) -> str:
+    """An attack's or corruption's id, with its plugin in brackets when the id is not the plugin's name."""
+    return item_id if not plugin or plugin == item_id else f"{item_id} ({plugin})"
 
 
 @dataclass
@@ -26,6 +39,7 @@ class ReportInput:
     run: RunResults
     samples: tuple[SampleOutcome, ...] = ()  # from samples.csv; empty when missing or unreadable
     examples: dict[str, Examples] = field(default_factory=dict)  # by model role
+    corruption_examples: dict[str, CorruptionExamples] = field(default_factory=dict)  # by model role
     plan_yaml: str | None = None  # the resolved plan as YAML (Appendix A)
     problems: list[str] = field(default_factory=list)  # files that could not be read (shown as warnings)
 
@@ -113,17 +127,38 @@ class ReportInput:
 
     def attack(self, attack_id: str) -> AttackResult | None:
         """An attack's plugin, norm, kind and parameters: from the first role it ran on (None if on none)."""
-        return next((found for role in ROLES if (found := self.attack_result(role, attack_id))), None)
+        return first_found(self.attack_result, attack_id)
 
     def attack_label(self, attack_id: str) -> str:
         """'pgd' or 'strong_pgd (pgd_linf)' when the id is not the plugin's name."""
         attack = self.attack(attack_id)
-        plugin = attack.attack if attack else None
-        return attack_id if not plugin or plugin == attack_id else f"{attack_id} ({plugin})"
+        return plugin_label(attack_id, attack.attack if attack else None)
 
     def attack_ids_of_kind(self, kind: str) -> list[str]:
         """The attack ids of one kind ('fixed_epsilon' or 'minimal')."""
         return [a for a in self.attack_ids if (attack := self.attack(a)) is not None and attack.kind == kind]
+
+    @functools.cached_property
+    def corruption_ids(self) -> list[str]:
+        """Corruption ids in plan order, then any the results hold that the plan does not list."""
+        planned = [item.get("id", item.get("corruption")) for item in self.resolved.get("corruptions") or []
+                   if isinstance(item, dict)]
+        ran = [cid for role in self.roles for cid in self.run.corruptions(role)]
+        return [cid for cid in dict.fromkeys([*planned, *ran]) if isinstance(cid, str) and cid in ran]
+
+    def corruption_result(self, role: str, corruption_id: str) -> CorruptionResult | None:
+        """One corruption on one role, or None."""
+        model = self.model(role)
+        return None if model is None else model.corruptions.get(corruption_id)
+
+    def corruption(self, corruption_id: str) -> CorruptionResult | None:
+        """A corruption's plugin, parameter, unit and parameters: from the first role it ran on."""
+        return first_found(self.corruption_result, corruption_id)
+
+    def corruption_label(self, corruption_id: str) -> str:
+        """'ct_noise' or 'ct_nps_sharp (ct_nps_noise)' when the id is not the plugin's name."""
+        found = self.corruption(corruption_id)
+        return plugin_label(corruption_id, found.corruption if found else None)
 
     def point_near_cutoff(self, role: str, attack_id: str) -> AttackPoint | None:
         """The point of an attack at the grid epsilon closest to the susceptibility cutoff."""

@@ -11,6 +11,7 @@ import yaml
 
 from harness.errors import HarnessError
 from harness.report.inputs import ReportInput
+from harness.report.saved_corruption_examples import CorruptionExamples, read_corruption_examples
 from harness.report.saved_examples import Examples, read_examples
 from harness.results.model import thaw
 from harness.results.samples import SampleOutcome
@@ -33,8 +34,24 @@ def load_report(run_dir: Path) -> ReportInput:
             problems.append(f"{path.name} could not be read ({type(exc).__name__}); no examples shown from it")
             continue
         examples[loaded.role] = loaded
+    corruption_examples = _corruption_examples(run.run_dir, problems)
     plan_yaml = _plan_yaml(run.run_dir / "plan.resolved.yaml", run.manifest.get("plan", {}).get("resolved"))
-    return ReportInput(run=run, samples=samples, examples=examples, plan_yaml=plan_yaml, problems=problems)
+    return ReportInput(run=run, samples=samples, examples=examples, plan_yaml=plan_yaml, problems=problems,
+                       corruption_examples=corruption_examples)
+
+
+def _corruption_examples(run_dir: Path, problems: list[str]) -> dict[str, CorruptionExamples]:
+    """The corruption strips by model role; an unreadable file becomes a warning."""
+    found: dict[str, CorruptionExamples] = {}
+    for path in sorted(run_dir.glob("corruption_examples_*.npz")):
+        try:
+            loaded = read_corruption_examples(path)
+        except (OSError, ValueError, KeyError, EOFError) as exc:
+            problems.append(f"{path.name} could not be read ({type(exc).__name__}); no corruption examples shown "
+                            "from it")
+            continue
+        found[loaded.role] = loaded
+    return found
 
 
 def _read_samples(run: RunResults, problems: list[str]) -> tuple[SampleOutcome, ...]:

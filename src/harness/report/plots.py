@@ -61,18 +61,7 @@ def accuracy_plot(attack_id: str, norm: str, curves: list[Curve], cutoff: float 
     fig, ax = _figure(6.0, 3.1)
     all_eps = [eps for curve in curves for eps in curve.epsilons if eps > 0]
     for curve in curves:
-        colour = COLOURS.get(curve.role, "#555555")
-        xs = [e for e, a in zip(curve.epsilons, curve.accuracy, strict=True) if a is not None and e > 0]
-        ys = [100 * a for e, a in zip(curve.epsilons, curve.accuracy, strict=True) if a is not None and e > 0]
-        ax.plot(xs, ys, marker="o", markersize=3.5, linewidth=1.6, color=colour,
-                label=f"{curve.role}: under attack")
-        band = [(e, b) for e, b in zip(curve.epsilons, curve.bounds or [], strict=False) if b is not None and e > 0]
-        if band:
-            ax.fill_between([e for e, _ in band], [100 * b[0] for _, b in band], [100 * b[1] for _, b in band],
-                            color=colour, alpha=0.15, linewidth=0, label=f"{curve.role}: confidence interval")
-        if curve.clean_accuracy is not None:
-            ax.axhline(100 * curve.clean_accuracy, color=colour, linestyle="--", linewidth=1.0, alpha=0.8,
-                       label=f"{curve.role}: clean")
+        _accuracy_line(ax, curve, "under attack", lambda eps: eps > 0)
     ax.set_xscale("log")
     ticks = _tick_subset(sorted(set(all_eps)))
     if all_eps:
@@ -92,6 +81,85 @@ def accuracy_plot(attack_id: str, norm: str, curves: list[Curve], cutoff: float 
         top.tick_params(labelsize=7.5)
     _style(ax)
     ax.legend(fontsize=7, loc="best", frameon=False, title=attack_id, title_fontsize=7.5)
+    return _png(fig)
+
+
+def _accuracy_line(ax, curve: Curve, condition: str, keep=lambda x: True) -> None:
+    """One model's accuracy against the curve's x values (kept where `keep`) with its confidence band, and its
+    clean accuracy dashed."""
+    colour = COLOURS.get(curve.role, "#555555")
+    points = [(x, 100 * a) for x, a in zip(curve.epsilons, curve.accuracy, strict=True) if a is not None and keep(x)]
+    ax.plot([x for x, _ in points], [y for _, y in points], marker="o", markersize=3.5, linewidth=1.6, color=colour,
+            label=f"{curve.role}: {condition}")
+    band = [(x, b) for x, b in zip(curve.epsilons, curve.bounds or [], strict=False) if b is not None and keep(x)]
+    if band:
+        ax.fill_between([x for x, _ in band], [100 * b[0] for _, b in band], [100 * b[1] for _, b in band],
+                        color=colour, alpha=0.15, linewidth=0, label=f"{curve.role}: confidence interval")
+    if curve.clean_accuracy is not None:
+        ax.axhline(100 * curve.clean_accuracy, color=colour, linestyle="--", linewidth=1.0, alpha=0.8,
+                   label=f"{curve.role}: clean")
+
+
+def severity_plot(corruption_id: str, curves: list[Curve], tick_labels: dict[int, str]) -> bytes:
+    """Accuracy on corrupted images against the severity level (1-5), one line per model, clean accuracy dashed.
+
+    A Curve's x values are severity levels here; `tick_labels` gives each level's parameter value in its unit.
+    """
+    from matplotlib.ticker import PercentFormatter
+
+    fig, ax = _figure(6.0, 2.6)
+    for curve in curves:
+        _accuracy_line(ax, curve, "corrupted")
+    levels = sorted(tick_labels)
+    ax.set_xlim(0.6, 5.4)
+    _fixed_ticks(ax.xaxis, [float(level) for level in levels],
+                 lambda level: f"{int(level)}\n{tick_labels[int(level)]}")
+    ax.set_ylim(-3, 103)
+    ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
+    ax.set_xlabel("severity (and its parameter value)", fontsize=8.5)
+    ax.set_ylabel("accuracy", fontsize=8.5)
+    ax.tick_params(axis="x", labelsize=7)
+    _style(ax)
+    ax.legend(fontsize=7, loc="best", frameon=False, title=corruption_id, title_fontsize=7.5)
+    return _png(fig)
+
+
+@dataclass
+class ProfileRow:
+    """One condition of the robustness profile: its label and each model's accuracy under it."""
+
+    label: str
+    kind: str  # 'clean', 'attack' or 'corruption'
+    accuracy: dict[str, float | None]  # by model role
+
+
+def profile_plot(rows: list[ProfileRow]) -> bytes:
+    """Accuracy of each model under each condition (clean, attacks, corruptions) as dots on one axis per row."""
+    from matplotlib.ticker import PercentFormatter
+
+    fig, ax = _figure(6.0, 0.9 + 0.24 * len(rows))
+    ys = list(range(len(rows)))[::-1]
+    roles = [role for role in COLOURS if any(row.accuracy.get(role) is not None for row in rows)]
+    for role in roles:
+        points = [(100 * row.accuracy[role], y) for row, y in zip(rows, ys, strict=True)
+                  if row.accuracy.get(role) is not None]
+        ax.scatter([x for x, _ in points], [y for _, y in points], s=22, color=COLOURS[role], label=role, zorder=3)
+    for row, y in zip(rows, ys, strict=True):
+        values = [100 * v for v in row.accuracy.values() if v is not None]
+        if len(values) > 1:
+            ax.plot([min(values), max(values)], [y, y], color="#999999", linewidth=1.0, zorder=2)
+    for y, row, below in zip(ys, rows, rows[1:], strict=False):
+        if row.kind != below.kind:  # a thin line between the clean, attack and corruption groups
+            ax.axhline(y - 0.5, color="#cccccc", linewidth=0.6)
+    ax.set_yticks(ys)
+    ax.set_yticklabels([row.label for row in rows], fontsize=7)
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    ax.set_xlim(-3, 103)
+    ax.xaxis.set_major_formatter(PercentFormatter(decimals=0))
+    ax.set_xlabel("accuracy", fontsize=8.5)
+    _style(ax)
+    ax.grid(False, axis="y")
+    ax.legend(fontsize=7, loc="lower left", frameon=False, ncols=len(roles))
     return _png(fig)
 
 

@@ -1,16 +1,25 @@
-"""Build the typed results from evaluation outcomes: clean metrics, attack points and minimal-epsilon summaries."""
+"""Build the typed results from evaluation outcomes: clean metrics, attack points, minimal-epsilon summaries, and
+corruption points with their corruption errors."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from harness.data.units import NativeUnits
-from harness.results.metrics import CLEAN, POINT, Outcomes, compute
-from harness.results.model import QUANTILES, AttackPoint, AttackResult, CleanMetrics, MinEpsilonSummary
+from harness.results.metrics import CLEAN, CORRUPTION_POINT, POINT, Outcomes, compute
+from harness.results.model import (
+    QUANTILES,
+    AttackPoint,
+    AttackResult,
+    CleanMetrics,
+    CorruptionPoint,
+    CorruptionResult,
+    MinEpsilonSummary,
+)
 from harness.results.uncertainty import IntervalSettings, metric_intervals
 
 if TYPE_CHECKING:
@@ -77,3 +86,39 @@ def attack_result(attack: str, norm: str, kind: str, params: Mapping[str, Any], 
                         points=attack_points(outcome, labels, clean_correct, positive_class, native, intervals),
                         min_epsilon=None if outcome.min_epsilon is None else min_epsilon_summary(outcome.min_epsilon))
 
+
+def corruption_result(plugin: Any, params: Mapping[str, Any], severities: list[int], predictions: np.ndarray,
+                      labels: np.ndarray, clean_accuracy: float | None, positive_class: int,
+                      intervals: IntervalSettings | None = None) -> CorruptionResult:
+    """One corruption's result on one model from its predictions per severity (int [n_severities, N]).
+
+    `params` are the plan's parameters; the severity parameter is left out (each point gives its value).
+    Accuracy counts every image classified correctly after the corruption; relative_drop is the share of the
+    clean accuracy lost; the corruption error is the mean error over the severities run divided by the clean
+    error (1.0: no worse than clean; None when the clean error is 0).
+    """
+    labels = np.asarray(labels)
+    points = []
+    for k, level in enumerate(severities):
+        correct = np.asarray(predictions[k]) == labels
+        outcomes = Outcomes(labels, positive_class, correct, correct)
+        metrics = compute(CORRUPTION_POINT, outcomes)
+        accuracy = metrics["accuracy"]
+        drop = None if not clean_accuracy or accuracy is None else (clean_accuracy - accuracy) / clean_accuracy
+        severity = plugin.severities[level - 1]
+        points.append(CorruptionPoint(severity=level, name=severity.name, value=severity.value, n=int(len(labels)),
+                                      relative_drop=drop, **metrics,
+                                      intervals=metric_intervals(CORRUPTION_POINT, outcomes, intervals)
+                                      if intervals else {}))
+    errors = [1.0 - p.accuracy for p in points if p.accuracy is not None]
+    clean_error = None if clean_accuracy is None else 1.0 - clean_accuracy
+    ce = float(np.mean(errors)) / clean_error if errors and clean_error else None
+    return CorruptionResult(corruption=plugin.name, modality=plugin.modality, parameter=plugin.parameter,
+                            unit=plugin.unit, params={k: v for k, v in params.items() if k != plugin.parameter},
+                            points=tuple(points), corruption_error=ce)
+
+
+def mean_corruption_error(results: Iterable[CorruptionResult]) -> float | None:
+    """The mean of the corruption errors (None when there are none, or any is undefined)."""
+    errors = [r.corruption_error for r in results]
+    return float(np.mean(errors)) if errors and all(e is not None for e in errors) else None

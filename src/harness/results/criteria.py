@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from harness.plan.criteria import WORST, Criterion
+from harness.plan.criteria import ANY_CORRUPTION, WORST, Criterion
 from harness.results.metrics import METRICS
 from harness.results.model import CriterionResult, MetricInterval, ModelResult, ResultsDocument
 from harness.results.uncertainty import bound_at, describe
@@ -36,6 +36,7 @@ class Candidate:
     value: float | None
     interval: MetricInterval | None
     subgroup: Mapping[str, str] | None = None
+    corruption: str | None = None  # for `corruption: any`, the corruption this value was measured under
 
 
 @dataclass(frozen=True)
@@ -47,24 +48,42 @@ class Judgement:
     bound: float | None = None
 
 
-def measure(results: ResultsDocument, criterion: Criterion) -> float | None:
-    """The measured value of the criterion's metric for its model role ('change' is hardened minus naive)."""
-    return METRICS[criterion.metric].measure(results, criterion.model, criterion.attack, criterion.epsilon)
+def measure(results: ResultsDocument, criterion: Criterion, corruption: str | None = None) -> float | None:
+    """The measured value of the criterion's metric for its model role ('change' is hardened minus naive);
+    `corruption` names the one corruption measured for a criterion on 'any'."""
+    return METRICS[criterion.metric].measure(results, criterion.model, criterion.attack, criterion.epsilon,
+                                             corruption=corruption or criterion.corruption,
+                                             severity=criterion.severity)
 
 
-def _read(model: ModelResult, criterion: Criterion, subgroup: Mapping[str, str] | None) -> Candidate:
+def corruption_ids(results: ResultsDocument) -> list[str]:
+    """Every corruption id any model ran, in the order they first appear."""
+    return list(dict.fromkeys(cid for model in results.models.values() for cid in model.corruptions))
+
+
+def _read(model: ModelResult, criterion: Criterion, subgroup: Mapping[str, str] | None,
+          corruption: str | None = None) -> Candidate:
     metric = METRICS[criterion.metric]
-    return Candidate(metric.read(model, criterion.attack, criterion.epsilon),
-                     metric.read_interval(model, criterion.attack, criterion.epsilon), subgroup)
+    where = {"corruption": corruption or criterion.corruption, "severity": criterion.severity}
+    return Candidate(metric.read(model, criterion.attack, criterion.epsilon, **where),
+                     metric.read_interval(model, criterion.attack, criterion.epsilon, **where), subgroup, corruption)
+
+
+def _whole_split(results: ResultsDocument, criterion: Criterion, corruption: str | None = None) -> Candidate:
+    """The value on every test image ('change' has no interval)."""
+    model = results.models.get(criterion.model)
+    if model is None or criterion.model == "change":
+        return Candidate(measure(results, criterion, corruption), None, None, corruption)
+    return _read(model, criterion, None, corruption)
 
 
 def candidates(results: ResultsDocument, criterion: Criterion) -> list[Candidate]:
-    """What the criterion may be judged on: the whole split, the named subgroup, or every subgroup (worst)."""
+    """What the criterion may be judged on: the whole split, the named subgroup, every subgroup (worst), or every
+    corruption of the run (`corruption: any`, the worst)."""
+    if criterion.corruption == ANY_CORRUPTION:
+        return [_whole_split(results, criterion, cid) for cid in corruption_ids(results)] or [Candidate(None, None)]
     if criterion.subgroup is None:
-        model = results.models.get(criterion.model)
-        if model is None or criterion.model == "change":
-            return [Candidate(measure(results, criterion), None)]
-        return [_read(model, criterion, None)]
+        return [_whole_split(results, criterion)]
     model = results.models.get(criterion.model)
     if model is None:
         return [Candidate(None, None, None if criterion.subgroup == WORST else criterion.subgroup)]
@@ -128,11 +147,14 @@ def evaluate(criteria: list[Criterion], results: ResultsDocument, approved: Mapp
             note = NOT_MEASURED
         elif c.bound is not None and verdict.bound is None:
             note = NO_INTERVAL
+        elif c.corruption == ANY_CORRUPTION:
+            note = f"worst of {sum(f.value is not None for f in found[i])} corruptions: {chosen.corruption}"
         out.append(CriterionResult(
             id=c.id, metric=c.metric, model=c.model, attack=c.attack, epsilon=c.epsilon, op=c.op,
             threshold=c.threshold, description=c.description, measured=value, passed=verdict.passed, note=note,
             judged_on=c.bound or "estimate", bound_value=verdict.bound,
             confidence=level if c.bound else None,
             interval=describe(chosen.interval) if c.bound and chosen and chosen.interval else None,
-            subgroup=chosen.subgroup if chosen else None, subgroup_rule=WORST if c.subgroup == WORST else None))
+            subgroup=chosen.subgroup if chosen else None, subgroup_rule=WORST if c.subgroup == WORST else None,
+            corruption=c.corruption, severity=c.severity))
     return tuple(out)

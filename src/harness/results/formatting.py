@@ -46,6 +46,11 @@ def eps_text(epsilon: float | None) -> str:
     return f"{epsilon:.4g}"
 
 
+def severity_text(value: float, unit: str) -> str:
+    """A corruption severity's parameter value in its unit: '43 HU (σ)', '1.5 mm FWHM', '40 JPEG quality'."""
+    return f"{value:g} {unit}".strip()
+
+
 def threshold_label(value: float) -> str:
     """A criterion threshold as criterion ids write it: two decimals when exact (0.80), else as short as possible."""
     return f"{value:.2f}" if round(value, 2) == value else f"{value:g}"
@@ -63,11 +68,13 @@ def level_text(confidence: float) -> str:
 
 def judged_text(entry: CriterionResult) -> str:
     """What was compared with the threshold: 'measured 0.231', or with a bound 'measured 0.713, lower 95% bound
-    0.629 (Wilson score)', and the subgroup it was measured on."""
+    0.629 (Wilson score)', and the subgroup or (for `corruption: any`) the corruption it was measured on."""
     text = f"measured {format_value(float(entry.measured))}" if entry.measured is not None else "not measured"
     if entry.subgroup:
         where = ", ".join(f"{k}={v}" for k, v in entry.subgroup.items())
         text += f" in {'the worst subgroup, ' if entry.subgroup_rule == 'worst' else 'subgroup '}{where}"
+    if entry.corruption and entry.measured is not None and entry.note:
+        text += f" ({entry.note})"  # e.g. which corruption was the worst
     if entry.bounded and entry.bound_value is not None:
         text += (f", {entry.judged_on} {level_text(entry.confidence or 0.95)} bound "
                  f"{format_value(float(entry.bound_value))}" + (f" ({entry.interval})" if entry.interval else ""))

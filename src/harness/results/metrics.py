@@ -1,9 +1,10 @@
 """The metric registry: each metric a result stores or a criterion names, in one entry.
 
 An entry says how the metric is computed from per-sample outcomes, where the results model stores it (scope and
-field), how it is named and written, and so how a criterion measures it (which attack and epsilon it needs;
-'change' is hardened minus naive). Adding a metric is one entry in METRICS, plus a field on the result it is
-stored in (CleanMetrics or AttackPoint in harness.results.model) when it is a new stored value.
+field), how it is named and written, and so how a criterion measures it (which attack and epsilon, or which
+corruption and severity, it needs; 'change' is hardened minus naive). Adding a metric is one entry in METRICS,
+plus a field on the result it is stored in (CleanMetrics, AttackPoint or CorruptionPoint in
+harness.results.model) when it is a new stored value.
 """
 
 from __future__ import annotations
@@ -112,23 +113,45 @@ FLAG = Unit("flag", trimmed, num, trimmed)  # 1.0 yes, 0.0 no
 
 
 @dataclass(frozen=True)
+class Target:
+    """What a measurement names besides the model role: an attack and epsilon, or a corruption and severity."""
+
+    attack: str | None = None
+    epsilon: float | None = None
+    corruption: str | None = None
+    severity: int | None = None
+
+
+@dataclass(frozen=True)
 class Scope:
     """Which result of a model holds a metric, and what a criterion on it must name."""
 
     name: str
     needs_attack: bool
     needs_epsilon: bool
-    locate: Callable[[ModelResult, str | None, float | None], Any]  # (model, attack id, epsilon) → result or None
+    locate: Callable[[ModelResult, Target], Any]  # (model, what the criterion names) → the result, or None
     attack_kind: str | None = None  # the kind of attack required, if any
     per_model: bool = False  # True: measured on one model only, never as 'change'
+    needs_corruption: bool = False
+    needs_severity: bool = False
 
 
-CLEAN = Scope("clean", False, False, lambda model, attack, eps: model.clean)
-POINT = Scope("point", True, True, lambda model, attack, eps: (
-    model.attacks[attack].find(eps) if attack in model.attacks else None))
-MIN_EPSILON = Scope("min_epsilon", True, False, lambda model, attack, eps: (
-    model.attacks[attack].min_epsilon if attack in model.attacks else None), attack_kind="minimal")
-INDICATORS = Scope("indicators", False, False, lambda model, attack, eps: model.indicators, per_model=True)
+def _corruption_point(model: ModelResult, target: Target) -> Any:
+    corruption = model.corruptions.get(target.corruption) if target.corruption else None
+    return None if corruption is None or target.severity is None else corruption.find(target.severity)
+
+
+CLEAN = Scope("clean", False, False, lambda model, t: model.clean)
+POINT = Scope("point", True, True, lambda model, t: (
+    model.attacks[t.attack].find(t.epsilon) if t.attack in model.attacks else None))
+MIN_EPSILON = Scope("min_epsilon", True, False, lambda model, t: (
+    model.attacks[t.attack].min_epsilon if t.attack in model.attacks else None), attack_kind="minimal")
+INDICATORS = Scope("indicators", False, False, lambda model, t: model.indicators, per_model=True)
+CORRUPTION_POINT = Scope("corruption_point", False, False, _corruption_point, needs_corruption=True,
+                         needs_severity=True)
+CORRUPTION = Scope("corruption", False, False, lambda model, t: model.corruptions.get(t.corruption),
+                   needs_corruption=True)
+CORRUPTION_SUMMARY = Scope("corruption_summary", False, False, lambda model, t: model if model.corruptions else None)
 
 
 @dataclass(frozen=True)
@@ -161,27 +184,39 @@ class Metric:
         """Whether a criterion on this metric names an epsilon of the attack's grid."""
         return self.scope.needs_epsilon
 
-    def read(self, model: ModelResult, attack: str | None = None, epsilon: float | None = None) -> float | None:
+    @property
+    def needs_corruption(self) -> bool:
+        """Whether a criterion on this metric names a corruption of the plan (or 'any')."""
+        return self.scope.needs_corruption
+
+    @property
+    def needs_severity(self) -> bool:
+        """Whether a criterion on this metric names a severity (1-5) the corruption ran at."""
+        return self.scope.needs_severity
+
+    def read(self, model: ModelResult, attack: str | None = None, epsilon: float | None = None, *,
+             corruption: str | None = None, severity: int | None = None) -> float | None:
         """The stored value for one model, or None where it was not measured."""
-        holder = self.scope.locate(model, attack, epsilon)
+        holder = self.scope.locate(model, Target(attack, epsilon, corruption, severity))
         value = None if holder is None else getattr(holder, self.field)
         return None if value is None else float(value)
 
-    def read_interval(self, model: ModelResult, attack: str | None = None,
-                      epsilon: float | None = None) -> MetricInterval | None:
+    def read_interval(self, model: ModelResult, attack: str | None = None, epsilon: float | None = None, *,
+                      corruption: str | None = None, severity: int | None = None) -> MetricInterval | None:
         """The stored confidence interval for one model, or None (no interval for this metric or this run)."""
-        holder = self.scope.locate(model, attack, epsilon)
+        holder = self.scope.locate(model, Target(attack, epsilon, corruption, severity))
         intervals = getattr(holder, "intervals", None) or {}
         return intervals.get(self.field)
 
-    def measure(self, results: ResultsDocument, role: str, attack: str | None = None,
-                epsilon: float | None = None) -> float | None:
+    def measure(self, results: ResultsDocument, role: str, attack: str | None = None, epsilon: float | None = None,
+                *, corruption: str | None = None, severity: int | None = None) -> float | None:
         """The value for a model role; 'change' is hardened minus naive; None where either was not measured."""
         if role == "change":
-            naive, hardened = (self.measure(results, r, attack, epsilon) for r in ("naive", "hardened"))
+            naive, hardened = (self.measure(results, r, attack, epsilon, corruption=corruption, severity=severity)
+                               for r in ("naive", "hardened"))
             return None if naive is None or hardened is None else hardened - naive
         model = results.models.get(role)
-        return None if model is None else self.read(model, attack, epsilon)
+        return None if model is None else self.read(model, attack, epsilon, corruption=corruption, severity=severity)
 
 
 def _registry(*metrics: Metric) -> dict[str, Metric]:
@@ -205,6 +240,18 @@ METRICS: dict[str, Metric] = _registry(
            success_counts, "binomial", higher_is_better=False),
     Metric("median_min_epsilon", MIN_EPSILON, "median", EPSILON, "median minimal ε", "median min ε"),
     Metric("attack_credible", INDICATORS, "credible", FLAG, "attack results credible", "credible"),
+    Metric("accuracy", CORRUPTION_POINT, "accuracy", RATE, "accuracy", "accuracy", accuracy, accuracy_counts,
+           "binomial"),
+    Metric("sensitivity", CORRUPTION_POINT, "sensitivity", RATE, "sensitivity", "sens.", sensitivity,
+           sensitivity_counts, "binomial"),
+    Metric("specificity", CORRUPTION_POINT, "specificity", RATE, "specificity", "spec.", specificity,
+           specificity_counts, "binomial"),
+    Metric("relative_drop", CORRUPTION_POINT, "relative_drop", RATE, "relative drop in accuracy", "rel. drop",
+           higher_is_better=False),
+    Metric("corruption_error", CORRUPTION, "corruption_error", SCORE, "corruption error (× clean error)", "CE",
+           higher_is_better=False),
+    Metric("mean_corruption_error", CORRUPTION_SUMMARY, "mean_corruption_error", SCORE, "mean corruption error",
+           "mCE", higher_is_better=False),
 )
 
 

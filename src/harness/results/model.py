@@ -81,7 +81,7 @@ class DatasetSummary:
         return {"name": self.name, "class_names": list(self.class_names), "positive_class": self.positive_class,
                 "content_sha256": self.content_sha256, "n_test": self.n_test,
                 "native_units": None if units is None else {"per_unit": units.per_unit, "unit": units.unit,
-                                                            "note": units.note}}
+                                                            "note": units.note, **_present(offset=units.offset)}}
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> DatasetSummary:
@@ -90,7 +90,7 @@ class DatasetSummary:
         return cls(name=raw["name"], class_names=tuple(raw["class_names"]), positive_class=raw["positive_class"],
                    content_sha256=raw.get("content_sha256"), n_test=raw["n_test"],
                    native_units=None if not units else NativeUnits(units["per_unit"], units["unit"],
-                                                                   units.get("note", "")))
+                                                                   units.get("note", ""), units.get("offset")))
 
 
 @dataclass(frozen=True)
@@ -353,18 +353,101 @@ class Indicators:
 
 
 @dataclass(frozen=True)
+class CorruptionPoint:
+    """One corruption at one severity for one model: metrics on the corrupted test images."""
+
+    severity: int  # 1 (slight) .. 5 (severe)
+    name: str  # the severity's name: 'slight', 'mild', 'moderate', 'strong', 'severe'
+    value: float  # the corruption's severity parameter at this level, in its unit
+    n: int
+    accuracy: float | None
+    sensitivity: float | None
+    specificity: float | None
+    relative_drop: float | None  # (clean accuracy − accuracy) / clean accuracy; None when clean accuracy is 0
+    intervals: Intervals = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _set(self, intervals=MappingProxyType(dict(self.intervals)))
+
+    def to_json(self) -> Json:
+        """One entry of a corruption's `points`."""
+        return {"severity": self.severity, "name": self.name, "value": self.value, "n": self.n,
+                "accuracy": self.accuracy, "sensitivity": self.sensitivity, "specificity": self.specificity,
+                "relative_drop": self.relative_drop, **intervals_json(self.intervals)}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> CorruptionPoint:
+        """Read one point."""
+        return cls(severity=raw["severity"], name=raw.get("name", ""), value=raw["value"], n=raw["n"],
+                   accuracy=raw.get("accuracy"), sensitivity=raw.get("sensitivity"),
+                   specificity=raw.get("specificity"), relative_drop=raw.get("relative_drop"),
+                   intervals=read_intervals(raw))
+
+
+@dataclass(frozen=True)
+class CorruptionResult:
+    """One corruption on one model: its plugin, modality, severity parameter and unit, base parameters, a point per
+    severity run, and its corruption error (mean error over those severities divided by the clean error)."""
+
+    corruption: str
+    modality: str
+    parameter: str
+    unit: str
+    params: Mapping[str, Any]  # the other parameters (defaults filled in); each point gives `parameter`'s value
+    points: tuple[CorruptionPoint, ...]
+    corruption_error: float | None = None  # None where the clean error is 0 (the ratio is undefined)
+
+    def __post_init__(self) -> None:
+        _set(self, params=freeze(self.params), points=tuple(self.points))
+
+    @property
+    def severities(self) -> tuple[int, ...]:
+        """The severity levels this corruption ran at."""
+        return tuple(p.severity for p in self.points)
+
+    def find(self, severity: int) -> CorruptionPoint | None:
+        """The point at this severity, or None."""
+        return next((p for p in self.points if p.severity == severity), None)
+
+    def point(self, severity: int, corruption_id: str | None = None) -> CorruptionPoint:
+        """The point at this severity (KeyError naming the severities run otherwise)."""
+        found = self.find(severity)
+        if found is None:
+            raise KeyError(f"corruption {corruption_id or self.corruption!r} did not run at severity {severity} "
+                           f"(severities: {', '.join(map(str, self.severities))})")
+        return found
+
+    def to_json(self) -> Json:
+        """One entry of a model's `corruptions`."""
+        return {"corruption": self.corruption, "modality": self.modality, "parameter": self.parameter,
+                "unit": self.unit, "params": thaw(self.params), "points": [p.to_json() for p in self.points],
+                "corruption_error": self.corruption_error}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> CorruptionResult:
+        """Read one corruption."""
+        return cls(corruption=raw["corruption"], modality=raw.get("modality", "any"), parameter=raw["parameter"],
+                   unit=raw.get("unit", ""), params=raw.get("params") or {},
+                   points=tuple(CorruptionPoint.from_json(p) for p in raw.get("points", ())),
+                   corruption_error=raw.get("corruption_error"))
+
+
+@dataclass(frozen=True)
 class ModelResult:
-    """One evaluated model (naive or hardened): clean metrics, every attack, and the attack-failure indicators."""
+    """One evaluated model (naive or hardened): clean metrics, every attack, the attack-failure indicators, and
+    its accuracy under natural corruptions (with their mean corruption error) when the plan has any."""
 
     weights_sha256: str | None
     clean: CleanMetrics
     attacks: Mapping[str, AttackResult] = field(default_factory=dict)
     indicators: Indicators | None = None
+    corruptions: Mapping[str, CorruptionResult] = field(default_factory=dict)  # by the plan's corruption id
+    mean_corruption_error: float | None = None  # mean of the corruptions' corruption errors
     # plan `subgroups`: attribute → value → the same metrics on that subgroup's test images (no indicators)
     subgroups: Mapping[str, Mapping[str, ModelResult]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _set(self, attacks=MappingProxyType(dict(self.attacks)),
+        _set(self, attacks=MappingProxyType(dict(self.attacks)), corruptions=MappingProxyType(dict(self.corruptions)),
              subgroups=MappingProxyType({a: MappingProxyType(dict(v)) for a, v in self.subgroups.items()}))
 
     def subgroup(self, attribute: str, value: str) -> ModelResult:
@@ -379,6 +462,19 @@ class ModelResult:
         """This model with one more attack."""
         return replace(self, attacks={**self.attacks, attack_id: result})
 
+    def with_corruption(self, corruption_id: str, result: CorruptionResult,
+                        mean_corruption_error: float | None) -> ModelResult:
+        """This model with one more corruption and the mean corruption error over all its corruptions."""
+        return replace(self, corruptions={**self.corruptions, corruption_id: result},
+                       mean_corruption_error=mean_corruption_error)
+
+    def corruption(self, corruption_id: str, role: str = "") -> CorruptionResult:
+        """One corruption (KeyError naming the corruptions that ran otherwise)."""
+        if corruption_id not in self.corruptions:
+            raise KeyError(f"corruption {corruption_id!r} was not run on the {role or 'this'} model "
+                           f"(run: {', '.join(self.corruptions) or 'none'})")
+        return self.corruptions[corruption_id]
+
     def attack(self, attack_id: str, role: str = "") -> AttackResult:
         """One attack (KeyError naming the attacks that ran otherwise)."""
         if attack_id not in self.attacks:
@@ -388,9 +484,11 @@ class ModelResult:
 
     def to_json(self) -> Json:
         """One entry of `models`."""
+        corruptions = {corruption_id: c.to_json() for corruption_id, c in self.corruptions.items()} or None
         return {"weights_sha256": self.weights_sha256, "clean": self.clean.to_json(),
                 "attacks": {attack_id: a.to_json() for attack_id, a in self.attacks.items()},
-                **_present(indicators=self.indicators and self.indicators.to_json(),
+                **_present(indicators=self.indicators and self.indicators.to_json(), corruptions=corruptions,
+                           mean_corruption_error=self.mean_corruption_error,
                            subgroups={a: {v: m.to_json() for v, m in values.items()}
                                       for a, values in self.subgroups.items()} or None)}
 
@@ -401,6 +499,9 @@ class ModelResult:
         return cls(weights_sha256=raw.get("weights_sha256"), clean=CleanMetrics.from_json(raw["clean"]),
                    attacks={attack_id: AttackResult.from_json(a) for attack_id, a in raw.get("attacks", {}).items()},
                    indicators=Indicators.from_json(indicators) if indicators else None,
+                   corruptions={corruption_id: CorruptionResult.from_json(c)
+                                for corruption_id, c in raw.get("corruptions", {}).items()},
+                   mean_corruption_error=raw.get("mean_corruption_error"),
                    subgroups={a: {v: ModelResult.from_json(m) for v, m in values.items()}
                               for a, values in (raw.get("subgroups") or {}).items()})
 
@@ -529,6 +630,8 @@ class CriterionResult:
     interval: str | None = None  # how the bound was computed, e.g. 'wilson' or 'wilson, patient-clustered'
     subgroup: Mapping[str, str] | None = None  # the subgroup measured (for `subgroup: worst`, the worst one)
     subgroup_rule: str | None = None  # 'worst' when the criterion named no subgroup but the worst one
+    corruption: str | None = None  # a corruption id of the plan, or 'any' (then the worst of them was judged)
+    severity: int | None = None
     baseline: BaselineResult | None = None  # a regression gate: threshold is the approved value less max_drop
 
     def __post_init__(self) -> None:
@@ -545,7 +648,8 @@ class CriterionResult:
         return self.judged_on in ("lower", "upper")
 
     def to_json(self) -> Json:
-        """One entry of `criteria` (bound, subgroup and baseline keys only for criteria that use them)."""
+        """One entry of `criteria` (bound, subgroup, corruption, severity and baseline keys only for criteria that
+        use them)."""
         bounded = self.bounded
         return {"id": self.id, "metric": self.metric, "model": self.model, "attack": self.attack,
                 "epsilon": self.epsilon, "op": self.op, "threshold": self.threshold,
@@ -554,7 +658,8 @@ class CriterionResult:
                 **({"bound_value": self.bound_value, "confidence": self.confidence, "interval": self.interval}
                    if bounded else {}),
                 **_present(subgroup=None if self.subgroup is None else dict(self.subgroup),
-                           subgroup_rule=self.subgroup_rule, baseline=self.baseline and self.baseline.to_json())}
+                           subgroup_rule=self.subgroup_rule, corruption=self.corruption, severity=self.severity,
+                           baseline=self.baseline and self.baseline.to_json())}
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> CriterionResult:
@@ -564,7 +669,8 @@ class CriterionResult:
                    passed=bool(raw["passed"]), description=raw.get("description") or "", note=raw.get("note"),
                    judged_on=raw.get("judged_on"), bound_value=raw.get("bound_value"),
                    confidence=raw.get("confidence"), interval=raw.get("interval"), subgroup=raw.get("subgroup"),
-                   subgroup_rule=raw.get("subgroup_rule"),
+                   subgroup_rule=raw.get("subgroup_rule"), corruption=raw.get("corruption"),
+                   severity=raw.get("severity"),
                    baseline=BaselineResult.from_json(raw["baseline"]) if raw.get("baseline") else None)
 
 

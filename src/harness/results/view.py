@@ -16,6 +16,8 @@ from harness.results.model import (
     AttackPoint,
     AttackResult,
     CleanMetrics,
+    CorruptionPoint,
+    CorruptionResult,
     CriterionResult,
     DatasetSummary,
     DefenceResult,
@@ -204,6 +206,18 @@ class RunResults:
     def min_epsilon(self, attack: str, model: str = "naive") -> MinEpsilonSummary | None:
         """Quantiles of the minimal flipping epsilon (minimal-perturbation attacks), or None."""
         return self.attack(attack, model).min_epsilon
+
+    def corruptions(self, model: str = "naive") -> tuple[str, ...]:
+        """The corruption ids evaluated on one model role (the report takes the plan's order from the plan)."""
+        return tuple(self.model(model).corruptions)
+
+    def corruption(self, corruption: str, model: str = "naive") -> CorruptionResult:
+        """One corruption on one model role: plugin, parameter and unit, a point per severity, corruption error."""
+        return self.model(model).corruption(corruption, model)
+
+    def corruption_point(self, corruption: str, severity: int, model: str = "naive") -> CorruptionPoint:
+        """One corruption at one severity on one model role (accuracy, sensitivity, specificity, relative drop)."""
+        return self.corruption(corruption, model).point(severity, corruption)
 
     @property
     def epsilons(self) -> EpsilonGrid:

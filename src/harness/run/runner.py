@@ -24,6 +24,7 @@ from harness.attacks.engine import auto_batch_size, enable_determinism, prepare_
 from harness.attacks.example_images import save_examples
 from harness.attacks.indicators import compute_indicators
 from harness.attacks.sweep import AttackOutcome, batches, merge_outcomes, predict_logits, run_attack
+from harness.corruptions.fit import check_fit
 from harness.data.checks import validate_dataset
 from harness.data.leakage import find_leakage
 from harness.data.loading import load_dataset
@@ -56,6 +57,7 @@ from harness.results.uncertainty import IntervalSettings
 from harness.results.view import RunResults
 from harness.results.warnings import collect as collect_warnings
 from harness.run import distributed
+from harness.run.corruption_stage import CorruptionStage
 from harness.run.environment import device_info, library_versions, platform_info, resolve_device, source_revision
 from harness.run.fingerprint import Fingerprint, previous_parts, start_parts
 from harness.run.progress import ProgressMode, ProgressReporter
@@ -224,6 +226,7 @@ class Runner:
         self.echo(f"harness: loading data set '{self.plan.dataset.plugin}'")
         dataset = load_dataset(plugin, self.plan.dataset.params, context, salt)
         validate_dataset(dataset, self._trainers())
+        check_fit(self.plan.corruptions, self.registry, dataset, self.plan.seed, self.plan.source)
         self.fingerprint.add("data_sha256", dataset.provenance.get("content_sha256"))
         self.manifest["dataset"] = {"plugin": self.plan.dataset.plugin, "name": dataset.name,
                                     "class_names": dataset.class_names, "positive_class": dataset.positive_class,
@@ -370,6 +373,23 @@ class Runner:
         self._stage(f"{role}:examples", lambda: distributed.on_main(lambda: save_examples(
             self.run_dir, role, bundle.module, test, attacks, self.registry, self.device,
             self.batch_size, settings.n_examples, settings.susceptibility_cutoff, self.plan.seed), share=False))
+        self._corruptions(role, bundle, dataset, clean_pred)
+
+    def _corruptions(self, role: str, bundle: ModelBundle, dataset: DatasetBundle, clean_pred: np.ndarray) -> None:
+        """The plan's natural corruptions judged by this model (harness.run.corruption_stage), saved after each."""
+        if not self.plan.corruptions:
+            return
+        stage = CorruptionStage(self.plan, self.registry, dataset, self.run_dir, self.device, self.batch_size,
+                                self.progress, self.intervals)
+        self.manifest["corruptions"] = stage.describe()
+        self.fingerprint.add("corruptions", stage.inputs())
+        fingerprint = self.fingerprint.digest()  # what this model's corruption checkpoints are valid for
+        for spec in self.plan.corruptions:
+            model = stage.run(role, bundle.module, spec, clean_pred, self.results.model(role), self._stage,
+                              fingerprint)
+            self.results = self.results.with_model(role, model)
+            self._save()
+        stage.examples(role, bundle.module, self._stage)
 
     def _possible_attacks(self, role: str, bundle: ModelBundle) -> list[AttackSpec]:
         """The plan's attacks this model allows: without gradients only those whose plugin needs none."""
@@ -524,6 +544,7 @@ class Runner:
         plan = self.plan
         used = {("dataset", plan.dataset.plugin), ("model", plan.model.plugin)}
         used |= {("attack", spec.attack) for spec in plan.attacks}
+        used |= {("corruption", spec.corruption) for spec in plan.corruptions}
         if plan.defence:
             used.add(("defence", plan.defence.plugin))
         architecture = getattr(plan.model.params, "architecture", None)

@@ -45,9 +45,10 @@ def execute(args: argparse.Namespace, console: Console) -> int:
             print(error_line(exc), file=sys.stderr)
             worst = max(worst, exc.exit_code)
             continue
+        corruptions = f"{len(plan.corruptions)} corruptions, " if plan.corruptions else ""
         console.print(escape(f"{path}: valid plan '{plan.name}': data set {plan.dataset.plugin}, model "
-                             f"{plan.model.plugin}, {len(plan.attacks)} attacks, {len(plan.acceptance)} criteria; "
-                             "input files readable"), soft_wrap=True)
+                             f"{plan.model.plugin}, {len(plan.attacks)} attacks, {corruptions}"
+                             f"{len(plan.acceptance)} criteria; input files readable"), soft_wrap=True)
         options = plan.statistics
         for line in decidable_from(plan.acceptance, options.interval, options.confidence):
             console.print(escape(f"  sample size: {line} ({options.confidence:.0%} {options.interval})"))

@@ -4,12 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.plan.criteria import ANY_CORRUPTION
 from harness.report.inputs import ReportInput
-from harness.results.formatting import eps_text, level_text
+from harness.results.formatting import eps_text, level_text, severity_text
 from harness.results.metrics import METRICS, RATE, Unit
 
 TITLE = "Acceptance criteria"
 OPERATORS = {">=": "≥", "<=": "≤"}
+
+
+def corruption_text(report: ReportInput, corruption: str, severity: int | None) -> str:
+    """' under ct_noise at severity 3 (43 HU (σ))', or ' under every corruption at severity 3' for 'any'."""
+    if corruption == ANY_CORRUPTION:
+        return " under every corruption" + (f" at severity {severity}" if severity is not None else "")
+    text = f" under {corruption}"
+    found = report.corruption(corruption)
+    point = found.find(severity) if found and severity is not None else None
+    if severity is not None:
+        text += f" at severity {severity}" + (f" ({severity_text(point.value, found.unit)})" if point else "")
+    return text
 
 
 def build(report: ReportInput) -> dict[str, Any]:
@@ -24,6 +37,8 @@ def build(report: ReportInput) -> dict[str, Any]:
         if c.epsilon is not None:
             native = report.native_text(c.epsilon)
             what += f" at ε = {eps_text(c.epsilon)}" + (f" ({native})" if native else "")
+        if c.corruption:
+            what += corruption_text(report, c.corruption, c.severity)
         if c.measured is None:
             verdict, css = "NOT MEASURED", "fail"
         else:

@@ -300,7 +300,7 @@ class PhantomBrainMRI:
         images, labels, patient_idx, slice_idx = generate(params)
         fractions = fractions_from_list(params.split_fractions, "dataset.split_fractions")
         return make_bundle(self.name, "phantom-mri", CLASS_NAMES, images, labels, patient_idx, slice_idx,
-                           params.seed, fractions, None, self._provenance(params))
+                           params.seed, fractions, None, self._provenance(params), modality="MRI")
 
     @staticmethod
     def _provenance(params: BrainMRIParams) -> dict[str, Any]:

@@ -31,6 +31,9 @@ from harness_plugins.datasets.common import (
 GENERATOR_VERSION = 1
 CLASS_NAMES = ["benign", "malignant"]
 REFERENCE_SIZE = 64  # all pixel sizes below are given for a 64-pixel patch and scale with image_size
+# Nominal in-plane pixel size at REFERENCE_SIZE: the phantom has no physical scale of its own; 0.7 mm is a typical
+# chest-CT pixel (a 45 mm patch), so a nodule of 8 pixels reads as about 6 mm.
+NOMINAL_PIXEL_SPACING_MM = 0.7
 
 
 @dataclass
@@ -306,7 +309,9 @@ class PhantomCT:
             name=self.name, class_names=list(CLASS_NAMES), splits=splits, positive_class=1,
             provenance=self._provenance(params, splits, fractions),
             native_units=NativeUnits(float(params.window_width), "HU",
-                                     f"lung window W{params.window_width:g} L{params.window_center:g}"))
+                                     f"lung window W{params.window_width:g} L{params.window_center:g}",
+                                     offset=float(params.window_center - params.window_width / 2)),
+            modality="CT", pixel_spacing_mm=NOMINAL_PIXEL_SPACING_MM * REFERENCE_SIZE / params.image_size)
 
     def _provenance(self, params: PhantomParams, splits: dict, fractions: dict[str, float]) -> dict[str, Any]:
         return {
@@ -319,6 +324,7 @@ class PhantomCT:
             "n_samples": sum(len(v) for v in splits.values()),
             "image_shape": [1, params.image_size, params.image_size],
             "window": {"center_hu": params.window_center, "width_hu": params.window_width},
+            "pixel_spacing": f"nominal {NOMINAL_PIXEL_SPACING_MM:g} mm at {REFERENCE_SIZE} pixels (no physical scale)",
             "split_method": (f"patient-grouped, label-stratified (harness.data.splits.grouped_stratified_split, "
                              f"seed {params.seed}, fractions {describe_fractions(fractions)})"),
         }

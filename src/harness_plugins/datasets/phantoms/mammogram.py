@@ -253,7 +253,7 @@ class PhantomMammogram:
         units = NativeUnits(float(GREY_LEVELS), "grey levels (8-bit)",
                             "digitised-film-like 8-bit grey levels: 1.0 = 255 levels, so 0.004 ≈ 1 level")
         return make_bundle(self.name, "phantom-mammo", CLASS_NAMES, images, labels, patient_idx, lesion_idx,
-                           params.seed, fractions, units, self._provenance(params))
+                           params.seed, fractions, units, self._provenance(params), modality="MG")
 
     @staticmethod
     def _provenance(params: MammogramParams) -> dict[str, Any]:

@@ -192,7 +192,8 @@ def content_sha256_with_ids(splits: Mapping[str, TensorSplit]) -> str:
 
 def make_bundle(plugin: str, prefix: str, class_names: list[str], images: np.ndarray, labels: np.ndarray,
                 patient_idx: np.ndarray, item_idx: np.ndarray, seed: int, fractions: dict[str, float],
-                native_units: NativeUnits | None, provenance: dict[str, Any]) -> DatasetBundle:
+                native_units: NativeUnits | None, provenance: dict[str, Any],
+                modality: str | None = None) -> DatasetBundle:
     """Split generated arrays by patient (stratified by label) and wrap them with counts and hashes."""
     group_ids = [f"{prefix}-patient-{p:04d}" for p in patient_idx]
     sample_ids = [f"{prefix}-{p:04d}-{k}" for p, k in zip(patient_idx, item_idx, strict=True)]
@@ -213,4 +214,4 @@ def make_bundle(plugin: str, prefix: str, class_names: list[str], images: np.nda
                          f"seed {seed}, fractions {describe_fractions(fractions)})"),
     }
     return DatasetBundle(name=plugin, class_names=list(class_names), splits=splits, provenance=full,
-                         native_units=native_units, positive_class=1)
+                         native_units=native_units, positive_class=1, modality=modality)

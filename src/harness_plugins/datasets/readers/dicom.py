@@ -45,6 +45,7 @@ from harness_plugins.datasets.readers.medical_io import (
 PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 EXTRA_TAGS = [0x00080060, 0x52009229, 0x52009230]  # Modality, shared and per-frame functional groups
 UNDEFINED_LENGTH = 0xFFFFFFFF
+DICOM_MODALITIES = {"CT": "CT", "MR": "MRI", "MG": "MG", "CR": "XR", "DX": "XR", "US": "US", "PT": "PET"}
 # Decoding plugins in order of preference; gdcm last: it aborts the whole process (C++ terminate) on some corrupt
 # JPEG data, so it is used only for transfer syntaxes that no other installed plugin decodes.
 PLUGIN_PREFERENCE = ("pylibjpeg", "pyjpegls", "pydicom", "pillow")
@@ -98,7 +99,9 @@ class DicomReader:
         meta = {"modality": str(ds.get("Modality") or "unknown"), "syntax": syntax_name(ds.file_meta.TransferSyntaxUID),
                 "photometric": str(ds.get("PhotometricInterpretation") or "unknown"), "window": window,
                 "rescaled": bool("RescaleSlope" in ds or "ModalityLUTSequence" in ds
-                                 or functional_item(ds, 0, "PixelValueTransformationSequence") is not None)}
+                                 or functional_item(ds, 0, "PixelValueTransformationSequence") is not None),
+                "pixel_spacing": file_pixel_spacing(ds),
+                "shape": (int(ds.get("Rows") or 0), int(ds.get("Columns") or 0))}
         return FileInfo(frames=self.select_frames(n_frames), group=str(ds.get("PatientID") or "").strip() or None,
                         key=str(ds.get("SOPInstanceUID") or "") or None, meta=meta,
                         subgroups=header_attributes(ds))
@@ -276,6 +279,46 @@ def file_window(ds: Dataset, frame: int) -> tuple[float, float] | None:
     return center, width
 
 
+def file_pixel_spacing(ds: Dataset) -> tuple[float, float] | None:
+    """(row, column) spacing in mm from PixelSpacing or the functional groups' PixelMeasuresSequence; else None."""
+    item = ds if "PixelSpacing" in ds else functional_item(ds, 0, "PixelMeasuresSequence")
+    try:
+        spacing = tuple(float(v) for v in item.PixelSpacing) if item is not None and "PixelSpacing" in item else ()
+    except (TypeError, ValueError):
+        return None
+    return spacing if len(spacing) == 2 and all(v > 0 for v in spacing) else None  # type: ignore[return-value]
+
+
+def model_pixel_spacing(metas: Sequence[dict[str, Any]], image_size: int | None) -> tuple[float | None, str]:
+    """The in-plane pixel size of the images as loaded (after ROI crop and resize) and how it was found.
+
+    None unless every image gives PixelSpacing and the loaded pixels are square and of one size within 1 %.
+    """
+    sizes = []
+    for meta in metas:
+        spacing, (rows, cols) = meta.get("pixel_spacing"), meta.get("shape") or (0, 0)
+        if spacing is None:
+            return None, "unknown: a file has no PixelSpacing"
+        roi = meta.get("roi_size")
+        rows, cols = (roi, roi) if roi else (rows, cols)
+        scale = (rows / image_size, cols / image_size) if image_size and rows and cols else (1.0, 1.0)
+        sizes += [spacing[0] * scale[0], spacing[1] * scale[1]]
+    if not sizes:
+        return None, "unknown: no images"
+    low, high = min(sizes), max(sizes)
+    if high > 1.01 * low:
+        return None, (f"unknown: pixel sizes after crop and resize range from {low:.3g} to {high:.3g} mm "
+                      "(not square, or not one size)")
+    how = "PixelSpacing" + (f" scaled by the resize to {image_size} pixels" if image_size else "")
+    return float(np.mean(sizes)), how
+
+
+def dataset_modality(metas: Sequence[dict[str, Any]]) -> str | None:
+    """The harness modality name of the files' DICOM Modality when they all agree (MR → MRI), else None."""
+    names = {DICOM_MODALITIES.get(str(meta.get("modality")), "other") for meta in metas}
+    return names.pop() if len(names) == 1 else None
+
+
 def _first(value: Any) -> float:
     return float(value[0] if isinstance(value, Sequence) and not isinstance(value, str) else value)
 
@@ -292,17 +335,21 @@ def describe(params: DicomParams, result: Scan) -> tuple[NativeUnits | None, dic
     colour = any(m["photometric"] in ("RGB", "PALETTE COLOR") or m["photometric"].startswith("YBR")
                  for m in result.metas)
     windows = sorted({m["window"] for m in result.metas if m["window"]})
+    offset = unit == "HU"  # absolute HU are known once the window is
     if isinstance(params.window, WindowParams):
         c, w = params.window.center, params.window.width
-        units, window = NativeUnits(w, unit, f"window W{w:g} L{c:g}"), {"center": c, "width": w, "from": "plan"}
+        units = NativeUnits(w, unit, f"window W{w:g} L{c:g}", offset=c - w / 2 if offset else None)
+        window = {"center": c, "width": w, "from": "plan"}
     elif params.window == "file":
-        units = NativeUnits(windows[0][1], unit, f"window from the files: W{windows[0][1]:g} L{windows[0][0]:g}") \
-            if len(windows) == 1 else None
+        units = NativeUnits(windows[0][1], unit, f"window from the files: W{windows[0][1]:g} L{windows[0][0]:g}",
+                            offset=windows[0][0] - windows[0][1] / 2 if offset else None) if len(windows) == 1 else None
         window = {"from": "file", "windows": [{"center": c, "width": w} for c, w in windows[:20]]}
     else:
         units, window = None, {"from": "minmax (each image scaled to its own range)"}
+    spacing, spacing_how = model_pixel_spacing(result.metas, params.image_size)
     return (None if colour else units), {
         "format": "DICOM", "window": window, "frames": params.frames, "modalities": modalities,
+        "modality": dataset_modality(result.metas), "pixel_spacing_mm": spacing, "pixel_spacing_from": spacing_how,
         "transfer_syntaxes": tally(result.metas, "syntax"),
         "photometric_interpretations": tally(result.metas, "photometric"),
         "decoder": f"pydicom {pydicom.__version__}",
@@ -322,9 +369,11 @@ class DicomDataset:
         """Scan every file once (validate, hash), split by patient, and return lazily decoding splits."""
         reader = DicomReader(params.window, params.frames)
         pattern = params.pattern.lower()
-        return load_bundle(self.name, params, context, reader, accept=lambda p: fnmatch(p.name.lower(), pattern),
-                           default_grouping="DICOM PatientID (each file its own group where it is empty)",
-                           describe=lambda result: describe(params, result))
+        bundle = load_bundle(self.name, params, context, reader, accept=lambda p: fnmatch(p.name.lower(), pattern),
+                             default_grouping="DICOM PatientID (each file its own group where it is empty)",
+                             describe=lambda result: describe(params, result))
+        bundle.modality, bundle.pixel_spacing_mm = bundle.provenance["modality"], bundle.provenance["pixel_spacing_mm"]
+        return bundle
 
 
 @hookimpl

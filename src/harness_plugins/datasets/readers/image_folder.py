@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from harness.errors import PlanError
-from harness.registry.contracts import DatasetBundle, DatasetContext, NativeUnits
+from harness.registry.contracts import DatasetBundle, DatasetContext, Modality, NativeUnits
 from harness.registry.hookspecs import hookimpl
 from harness_plugins.datasets.readers.medical_io import (
     FileInfo,
@@ -40,6 +40,8 @@ class ImageFolderParams(MedicalParams):
     extensions: list[str] = field(default_factory=lambda: [".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"])
     native_per_unit: float | None = field(default=None, metadata={"gt": 0})  # native units per 1.0 of [0,1]
     native_unit: str | None = None
+    modality: Modality | None = None  # e.g. MRI: lets the plan use that modality's corruptions
+    pixel_spacing_mm: float | None = field(default=None, metadata={"gt": 0})  # of the images as loaded (resized)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -121,9 +123,12 @@ class ImageFolderDataset:
     def load(self, params: ImageFolderParams, context: DatasetContext) -> DatasetBundle:
         """Scan every file once (validate, hash), split by group, and return lazily decoding splits."""
         extensions = {e.lower() if e.startswith(".") else f".{e.lower()}" for e in params.extensions}
-        return load_bundle(self.name, params, context, ImageReader(), accept=lambda p: p.suffix.lower() in extensions,
-                           default_grouping="none: each image is its own group (give a patient/group column)",
-                           describe=lambda result: describe(params, result))
+        bundle = load_bundle(self.name, params, context, ImageReader(),
+                             accept=lambda p: p.suffix.lower() in extensions,
+                             default_grouping="none: each image is its own group (give a patient/group column)",
+                             describe=lambda result: describe(params, result))
+        bundle.modality, bundle.pixel_spacing_mm = params.modality, params.pixel_spacing_mm
+        return bundle
 
 
 @hookimpl

@@ -441,7 +441,7 @@ def scan(plugin: str, params: MedicalParams, listing: Listing, files: Files) -> 
                 raise DataError(f"{plugin}: {where}: {problem}{hint}") from None
             skipped.append({"file": files.name(entry.rel), "reason": str(problem)})
             continue
-        metas.append(info.meta)
+        metas.append({**info.meta, "roi_size": entry.roi[2] if entry.roi else None})
         group = entry.group or info.group or f"file:{entry.rel}"
         for frame, image in images:
             first = first or (entry.rel, image.shape)

@@ -22,7 +22,7 @@ import numpy as np
 from harness.data.splits import grouped_stratified_split
 from harness.errors import DataError, PlanError
 from harness.plan.params import plan_path
-from harness.registry.contracts import DatasetBundle, DatasetContext, NativeUnits
+from harness.registry.contracts import DatasetBundle, DatasetContext, Modality, NativeUnits
 from harness.registry.hookspecs import hookimpl
 from harness_plugins.datasets.common import (
     SPLITS,
@@ -56,6 +56,8 @@ class NpzParams:
     split_seed: int = 0
     native_per_unit: float | None = field(default=None, metadata={"gt": 0})
     native_unit: str | None = None
+    modality: Modality | None = None  # e.g. CT: lets the plan use that modality's corruptions
+    pixel_spacing_mm: float | None = field(default=None, metadata={"gt": 0})  # of the images as loaded (resized)
     positive_class: int = field(default=1, metadata={"min": 0})
     image_size: int | None = field(default=None, metadata={"min": 4, "max": 4096})  # square bilinear resize
 
@@ -256,7 +258,7 @@ def native_units(params: NpzParams, dtype: np.dtype) -> NativeUnits | None:
         return NativeUnits(params.native_per_unit, params.native_unit or "units", "from the plan")
     if params.value_range is not None and params.native_unit:
         lo, hi = params.value_range
-        return NativeUnits(float(hi - lo), params.native_unit, f"value_range [{lo:g}, {hi:g}]")
+        return NativeUnits(float(hi - lo), params.native_unit, f"value_range [{lo:g}, {hi:g}]", offset=float(lo))
     if params.value_range is None and dtype in (np.uint8, np.uint16):
         peak = float(np.iinfo(dtype).max)
         return NativeUnits(peak, "grey levels", f"stored {dtype} levels; physical units unknown")
@@ -314,7 +316,8 @@ class NpzDataset:
             "split_method": self._split_method(from_file, patients is not None, params, fractions),
         }
         return DatasetBundle(name=self.name, class_names=class_names, splits=splits, provenance=provenance,
-                             native_units=native_units(params, raw.dtype), positive_class=params.positive_class)
+                             native_units=native_units(params, raw.dtype), positive_class=params.positive_class,
+                             modality=params.modality, pixel_spacing_mm=params.pixel_spacing_mm)
 
     @staticmethod
     def _split_method(from_file: bool, has_patients: bool, params: NpzParams, fractions: dict[str, float]) -> str:
