@@ -58,8 +58,11 @@ def test_rows_have_every_column_and_render(bench):
     args = argparse.Namespace(compile=False, no_cpu_bf16=False)
     rows = bench.rows_for(case, torch.device("cpu"), args, lambda _: None, peak_tflops=1.0)
     methods = [r.method for r in rows]
-    assert methods[:2] == ["limit (fwd+bwd ÷ 10)", "plain torch PGD-10"]
+    assert methods[:2] == ["limit (10 fwd+bwd + 1 fwd)", "plain torch PGD-10"]
     assert "harness sweep PGD-10 (1 ε), batch auto" in methods
+    assert "native PGD-10 (1 ε), no engine options" in methods and "native APGD-CE, 10 steps (1 ε)" in methods
+    assert any(m.startswith("plain torch ceiling") for m in methods)
+    assert any(m.startswith("torchattacks APGD-CE") for m in methods)
     measured = [r for r in rows if r.images_per_s is not None]
     for row in measured:
         data = bench.asdict(row)

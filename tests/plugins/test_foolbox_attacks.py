@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
+from attack_toys import one_torch_thread, trained_mlp  # noqa: F401 - one_torch_thread is a fixture
 from torch import nn
 
 from harness.errors import PlanError
@@ -28,40 +27,13 @@ EPSILONS = {"linf": [0.0, 0.01, 0.1, 0.3], "l2": [0.0, 0.1, 1.0, 3.0]}
 FAST = {"cw_l2": {"steps": 50, "binary_search_steps": 5}, "fmn_linf": {"steps": 50}, "fmn_l2": {"steps": 50}}
 
 
-def toy_data(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """1×16×16 images: class 1 is brighter; a per-image offset spreads the margins over 0.02–0.18."""
-    labels = torch.randint(0, 2, (n,), generator=generator)
-    offset = (torch.rand(n, 1, 1, 1, generator=generator) - 0.5) * 0.16
-    noise = (torch.rand(n, 1, 16, 16, generator=generator) - 0.5) * 0.3
-    brightness = 0.4 + 0.2 * labels.float()[:, None, None, None]
-    return (brightness + offset + noise).clamp(0, 1), labels
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny tensors: one intra-op thread avoids oversubscribing the shared cores (restored after)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def toy(one_thread: None) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+def toy() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     """A small MLP trained on the toy task, in eval mode, with a held-out batch of 48 images."""
-    torch.manual_seed(0)
-    generator = torch.Generator().manual_seed(0)
-    x_train, y_train = toy_data(512, generator)
-    x_test, y_test = toy_data(48, generator)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(256, 16), nn.ReLU(), nn.Linear(16, 2))
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(200):
-        optimizer.zero_grad()
-        nn.functional.cross_entropy(model(x_train), y_train).backward()
-        optimizer.step()
-    model.eval()
-    optimizer.zero_grad(set_to_none=True)
-    return model, x_test, y_test
+    return trained_mlp()
 
 
 def correct(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Iterator
 
 import pytest
 import torch
+from attack_toys import one_torch_thread  # noqa: F401 - a fixture
 from torch import nn
 
 from harness.attacks.engine import (
@@ -17,6 +17,7 @@ from harness.attacks.engine import (
     enable_determinism,
     fold_batchnorm,
     prepare_attack_model,
+    resolve_engine,
 )
 from harness.attacks.engine import batch_size as batch_size_module
 from harness.plan.schema import EngineSettings
@@ -26,13 +27,7 @@ from harness_plugins.models.architectures import MonaiResNet18, SmallCNN
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Small models on a shared machine: one intra-op thread is many times faster than an oversubscribed two."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _with_running_stats(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -289,3 +284,78 @@ def test_fold_of_a_torchscript_model_falls_back(small_cnn: nn.Module, images: to
     with torch.no_grad():
         assert _close(model(images), small_cnn(images), 1e-4)
     assert len(notes) == 1 and "used unfolded" in notes[0]
+
+
+# ------------------------------------------------------------------------------------------ engine: auto
+
+
+def _plan_engine(engine_yaml: str) -> EngineSettings:
+    from harness.plan.schema import load_plan_text
+
+    text = ("harness: 1\nname: e\ndataset: {plugin: phantom_ct}\nmodel: {plugin: train, architecture: small_cnn}\n"
+            f"attacks: [{{attack: fgsm}}]\n{engine_yaml}")
+    return load_plan_text(text).engine
+
+
+def test_plans_get_auto_unless_they_pin_speed_options() -> None:
+    from harness.errors import PlanError
+
+    assert _plan_engine("").auto and _plan_engine("engine: auto\n").auto
+    assert _plan_engine("engine: {deterministic: true}\n").auto  # determinism is not a speed option
+    pinned = _plan_engine("engine: {channels_last: true}\n")
+    assert not pinned.auto and pinned.channels_last
+    with pytest.raises(PlanError, match="engine.auto"):
+        _plan_engine("engine: {auto: true, compile: true}\n")
+    with pytest.raises(PlanError, match="engine"):
+        _plan_engine("engine: fast\n")
+
+
+def test_auto_on_cpu_is_float32_eager_and_says_why(small_cnn: nn.Module) -> None:
+    def probe(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        raise AssertionError("the CPU choice measures nothing")
+
+    settings, record = resolve_engine(EngineSettings(auto=True, deterministic=True), small_cnn, CPU, probe, [0.01])
+    assert settings == EngineSettings(deterministic=True)
+    assert record["requested"] == "auto" and "float32 eager" in record["reason"]
+    assert record["used"]["channels_last"] is False and record["used"]["deterministic"] is True
+    cuda = torch.device("cuda")  # a model without input gradients gets no options, even on CUDA, and no probe
+    settings, record = resolve_engine(EngineSettings(auto=True), small_cnn, cuda, probe, [0.01], differentiable=False)
+    assert settings == EngineSettings() and "no input gradients" in record["reason"]
+    pinned, record = resolve_engine(EngineSettings(channels_last=True), small_cnn, CPU, probe, [0.01])
+    assert pinned.channels_last and record == {"requested": "pinned", "used": {**record["used"]}}
+    earlier = {**record["used"], "autocast": "bf16"}  # a resumed run keeps its first attempt's choice, unprobed
+    settings, record = resolve_engine(EngineSettings(auto=True), small_cnn, cuda, probe, [0.01], earlier=earlier)
+    assert settings == EngineSettings(channels_last=True, autocast="bf16") and record["used"] == earlier
+    assert "resumed" in record["reason"]
+
+
+def test_the_fastest_agreeing_candidate_wins_and_a_disagreeing_one_is_refused(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.attacks.engine import auto
+
+    torch.manual_seed(0)
+    linear = nn.Sequential(nn.Flatten(), nn.Linear(1024, 2)).eval()
+    x = torch.rand(24, 1, 32, 32)
+    y = linear(x).argmax(1).detach()
+    real = auto.prepare_attack_model
+
+    class Blind(nn.Module):
+        """Stands in for an option that breaks the numbers: a model that ignores its input."""
+
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            return linear(torch.zeros_like(images))
+
+    def prepare(module: nn.Module, settings: EngineSettings, device: torch.device, sample: torch.Tensor):
+        return (Blind(), []) if settings.fold_batchnorm else real(module, settings, device, sample)
+
+    monkeypatch.setattr(auto, "prepare_attack_model", prepare)
+    candidates = [EngineSettings(fold_batchnorm=True), EngineSettings(channels_last=True), EngineSettings()]
+    grid = [0.001, 0.003, 0.01, 0.03, 0.1, 0.3]
+    chosen, record = auto.choose_fastest_agreeing(linear, CPU, x, y, grid, candidates)
+    rows = record["candidates"]
+    assert [row["options"]["fold_batchnorm"] for row in rows] == [True, False, False]
+    assert rows[0]["compared_epsilons"] >= 1 and not rows[0]["passed"]
+    assert rows[1]["passed"] and rows[2]["passed"]
+    fastest = 1 if rows[1]["seconds"] <= rows[2]["seconds"] else 2
+    assert chosen == candidates[fastest]
+    assert record["probe_images"] == 24 and len(record["float32_success_rates"]) == len(grid)

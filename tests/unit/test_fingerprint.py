@@ -119,3 +119,29 @@ def test_an_attack_checkpoint_is_reused_only_under_its_fingerprint(tmp_path):
     assert _AttackState.load(path, 10, [0.1], False, 4, run_fingerprint="A").next_batch == 1
     fresh = _AttackState.load(path, 10, [0.1], False, 4, run_fingerprint="B")
     assert fresh.next_batch == 0 and not fresh.success.any()
+
+
+@pytest.mark.parametrize("override, what", [
+    ("engine.channels_last=true", "engine options"), ("attacks.shift.schedule=bisect", "schedule")])
+def test_resuming_under_another_engine_or_schedule_is_refused_untouched(tmp_path, interrupted_run, override, what):
+    before = snapshot(interrupted_run)
+    with pytest.raises(ResumeRefused, match=r"the plan \(another plan or other --set overrides\) changed"):
+        runner(tmp_path, resume=interrupted_run, overrides=[override]).run()
+    assert snapshot(interrupted_run) == before, what
+
+
+def test_the_engine_used_is_a_fingerprint_part_and_decides_checkpoint_reuse(tmp_path, interrupted_run):
+    parts = json.loads((interrupted_run / "manifest.json").read_text())["fingerprint"]["parts"]
+    assert parts["engine.naive"] == {"channels_last": False, "compile": False, "autocast": "none",
+                                     "fold_batchnorm": False, "static_shapes": False, "deterministic": False}
+    other = {k: v for k, v in parts.items() if k != "engine.naive"}
+    other["engine.naive"] = {**parts["engine.naive"], "autocast": "bf16"}  # what auto might choose on CUDA
+    digests = [Fingerprint(parts=p).digest() for p in (parts, other)]
+    assert digests[0] != digests[1]
+    path = tmp_path / "state.npz"
+    state = _AttackState.load(path, 10, [0.1], False, 4, run_fingerprint=digests[0])
+    state.next_batch = 1
+    state.save(path)
+    assert _AttackState.load(path, 10, [0.1], False, 4, run_fingerprint=digests[1]).next_batch == 0
+    assert _AttackState.load(path, 10, [0.1], False, 4, schedule="bisect", run_fingerprint=digests[0]).next_batch == 0
+    assert _AttackState.load(path, 10, [0.1], False, 4, run_fingerprint=digests[0]).next_batch == 1

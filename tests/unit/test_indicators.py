@@ -10,10 +10,12 @@ import fake_plugins
 import numpy as np
 import pytest
 import torch
+from attack_toys import one_torch_thread  # noqa: F401 - a fixture
 from torch import nn
 
 from harness.attacks.indicators import (
     DESCRIPTIONS,
+    EXPLANATIONS,
     check_iterative,
     check_monotone,
     compute_indicators,
@@ -46,13 +48,7 @@ PLAN = textwrap.dedent("""\
 # ------------------------------------------------------------------------------------------------ fixtures
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors on a loaded machine: one intra-op thread is ~10× faster than two."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def toy_data(n: int, seed: int) -> tuple[torch.Tensor, np.ndarray]:
@@ -130,7 +126,8 @@ def test_masked_model_looks_robust_but_is_not_credible(models, test_split):
     assert robust(sections["plain"], "pgd_linf", 0.1) <= 0.1
 
     state = torch.get_rng_state()
-    results = {name: compute_indicators(model, test_split, sections[name], plan, registry, CPU, 32, plan.seed)
+    results = {name: compute_indicators(model, test_split, sections[name], plan, registry, CPU, 32, plan.seed,
+                                        class_names=["benign", "malignant"])
                for name, model in (("plain", plain), ("masked", masked))}
     assert torch.equal(state, torch.get_rng_state())  # the run's random streams are untouched
 
@@ -139,16 +136,23 @@ def test_masked_model_looks_robust_but_is_not_credible(models, test_split):
     assert results["plain"]["flags"] == []
     assert not results["masked"]["credible"]
     assert not masked_checks["gradients"]["passed"] and masked_checks["gradients"]["value"] == 0.0
-    assert not masked_checks["unbounded_budget"]["passed"]
-    assert plain_checks["unbounded_budget"]["value"] <= 0.05
-    # the detail says which true classes the unbounded attack could not flip (class names when given)
-    named = compute_indicators(masked, test_split, sections["masked"], plan, registry, CPU, 32, plan.seed,
-                               class_names=["benign", "malignant"])
-    detail = by_id(named)["unbounded_budget"]["detail"]
-    survivors = [int(part.split()[1]) for part in detail.split("still correct by class: ")[1].split(", ")]
-    assert "benign " in detail and "malignant " in detail
-    assert sum(survivors) == round(by_id(named)["unbounded_budget"]["value"] * named["n_subset"])
+    unbounded = masked_checks["unbounded_budget"]
+    assert not unbounded["passed"] and plain_checks["unbounded_budget"]["value"] <= 0.05
+    # zero gradients stop APGD; a trivial perturbation (all-black, all-white, a class mean) still flips the images:
+    # an attack-side failure, not robustness, and the flipping probes are named per class
+    assert "the attack is too weak for this model" in unbounded["detail"]
+    probes = dict(part.split(": ") for part in unbounded["flipped_by"].split("; "))
+    assert "apgd_ce" not in probes and any(name.startswith("toward") for name in probes)
     assert any("gradient masking" in flag for flag in results["masked"]["flags"])
+    assert any("too weak for this model" in flag for flag in results["masked"]["flags"])
+    # the detail says which true classes the unbounded attack could not flip (class names when given)
+    named = results["masked"]
+    named_unbounded = by_id(named)["unbounded_budget"]
+    detail = named_unbounded["detail"].split("still correct by class: ")[1].split("; ")[0]
+    survivors = [int(part.split()[1]) for part in detail.split(", ")]
+    assert "benign " in detail and "malignant " in detail
+    assert sum(survivors) == round(named_unbounded["value"] * named["n_subset"])
+    assert "benign " in named_unbounded["flipped_by"] and "malignant " in named_unbounded["flipped_by"]
     assert indicator_criterion_value({"indicators": results["plain"]}) == 1.0
     assert indicator_criterion_value({"indicators": results["masked"]}) == 0.0
 
@@ -157,10 +161,13 @@ def test_masked_model_looks_robust_but_is_not_credible(models, test_split):
         assert indicators["n_subset"] == 64
         assert [c["id"] for c in indicators["checks"]] == list(DESCRIPTIONS)
         for c in indicators["checks"]:
-            assert set(c) == {"id", "description", "passed", "value", "threshold", "detail"}
-            assert "\n" not in c["description"] + c["detail"]
+            assert set(c) - {"flipped_by"} == {"id", "description", "explanation", "passed", "value", "threshold",
+                                               "detail"}
+            assert "\n" not in c["description"] + c["detail"] + c["explanation"]
+            assert c["explanation"] == EXPLANATIONS[c["id"]] and c["explanation"].endswith(".")
     # deterministic: the same inputs give the same indicators
-    again = compute_indicators(masked, test_split, sections["masked"], plan, registry, CPU, 32, plan.seed)
+    again = compute_indicators(masked, test_split, sections["masked"], plan, registry, CPU, 32, plan.seed,
+                               class_names=["benign", "malignant"])
     assert [c["value"] for c in again["checks"]] == [c["value"] for c in results["masked"]["checks"]]
 
 
@@ -230,30 +237,102 @@ def summary(attack: str, accs: list[float | None], eps=(0.01, 0.02, 0.04), steps
 
 def test_monotone_check_on_hand_built_sections():
     good = {"attacks": {"pgd": summary("pgd_linf", [0.8, 0.5, None], steps=10)}}
-    assert check_monotone(good)["passed"]
+    assert check_monotone(good).passed
     bad = {"attacks": {"pgd": summary("pgd_linf", [0.8, 0.5, 0.6], steps=10)}}
     result = check_monotone(bad)
-    assert not result["passed"] and "pgd: robust accuracy rises by 0.100 at ε=0.04" in result["detail"]
+    assert not result.passed and "pgd: robust accuracy rises by 0.100 at ε=0.04" in result.detail
     minimal = {"attacks": {"fmn": {"kind": "minimal", "points": [point(0.01, 0.9), point(0.02, 0.7)],
                                    "min_epsilon": {"p10": 0.01, "p25": None, "p50": 0.02, "p75": None, "p90": None}}}}
-    assert not check_monotone(minimal)["passed"]  # a found ε above a not-found (inf) quantile
-    assert check_monotone({"attacks": {}}, {"pgd": ((0.01, 0.02), (0.5, 0.53))})["passed"]  # within tolerance
-    assert not check_monotone({"attacks": {}}, {"pgd": ((0.01, 0.02), (0.5, 0.6))})["passed"]
+    assert not check_monotone(minimal).passed  # a found ε above a not-found (inf) quantile
+    assert check_monotone({"attacks": {}}, {"pgd": ((0.01, 0.02), (0.5, 0.53))}).passed  # within tolerance
+    assert not check_monotone({"attacks": {}}, {"pgd": ((0.01, 0.02), (0.5, 0.6))}).passed
 
 
 def test_iterative_check_on_hand_built_sections():
     fgsm = summary("fgsm", [0.7, 0.5, 0.3])
     ok = {"attacks": {"fgsm": fgsm, "pgd": summary("pgd_linf", [0.6, 0.3, 0.1], steps=10)}}
-    assert check_iterative(ok, default_registry())["passed"]
+    assert check_iterative(ok, default_registry()).passed
     weak = {"attacks": {"fgsm": fgsm, "bim": summary("bim_linf", [0.6, 0.55, 0.1], steps=10)}}
     result = check_iterative(weak, default_registry())
-    assert not result["passed"] and "bim vs fgsm at ε=0.02" in result["detail"]
-    assert result["value"] == pytest.approx(0.05)
+    assert not result.passed and "bim vs fgsm at ε=0.02" in result.detail
+    assert result.value == pytest.approx(0.05)
     only_fgsm = check_iterative({"attacks": {"fgsm": fgsm}}, default_registry())
-    assert only_fgsm["passed"] and only_fgsm["detail"].startswith("not applicable")
+    assert only_fgsm.passed and only_fgsm.detail.startswith("not applicable")
 
 
 def test_criterion_value_accepts_section_or_indicators():
     assert indicator_criterion_value({"credible": True, "checks": []}) == 1.0
     assert indicator_criterion_value({"attacks": {}}) == 0.0  # not computed: not shown credible
     assert indicator_criterion_value({"indicators": {"credible": False}}) == 0.0
+
+
+# ------------------------------------------------------------------------------------------------ attack-side failure
+
+
+class Overshoot(nn.Module):
+    """Benign (class 0) when the mean pixel m is below 0.30 or within 0.01 of 0.5, else malignant (class 1).
+
+    From a malignant image (m ≈ 0.735) every gradient points at the narrow band around 0.5: signed steps of
+    ε/4 = 0.125 (ε = 0.5) or 0.1 (ε = 1) jump across it back and forth and never flip the image, while a smaller
+    step, APGD's first step to the ball's edge, or simply darkening by ε (m → 0.235) flips it.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = x.flatten(1).mean(1, keepdim=True)
+        low = 20 * (0.30 - m) - 2000 * torch.relu(m - 0.30) ** 2  # falls steeply above 0.30
+        benign = torch.maximum(low, 0.5 - 50 * (m - 0.5).abs())  # a tent: gradients never vanish
+        return torch.cat([benign, torch.zeros_like(m)], dim=1)
+
+
+def overshoot_split(n: int = 40) -> TensorSplit:
+    """Benign images at m ≈ 0.02 (random noise cannot lift them past 0.30), malignant ones at m in [0.72, 0.735]
+    (so that neither 0.125 nor 0.1 steps land within 0.01 of 0.5)."""
+    generator = torch.Generator().manual_seed(7)
+    labels = np.arange(n) % 2
+    means = torch.where(torch.as_tensor(labels) == 1, 0.72 + 0.015 * torch.rand(n, generator=generator),
+                        0.01 + 0.02 * torch.rand(n, generator=generator))
+    noise = (torch.rand(n, 1, 16, 16, generator=generator) - 0.5) * 0.01
+    return TensorSplit((means.view(-1, 1, 1, 1) + noise).clamp(0, 1), labels, [f"s{i}" for i in range(n)],
+                       [f"p{i}" for i in range(n)])
+
+
+OVERSHOOT_PLAN = textwrap.dedent("""\
+    harness: 1
+    name: overshoot
+    seed: 3
+    dataset: {plugin: phantom_ct}
+    model: {plugin: train, architecture: small_cnn}
+    epsilons: [0.1, 0.25, 0.5]
+    attacks:
+      - attack: native_pgd_linf
+        id: pgd_linf
+        steps: 10
+        rel_stepsize: 0.25
+        random_start: false
+    """)
+
+
+def test_an_attack_that_overshoots_is_reported_as_an_attack_side_failure_not_robustness():
+    registry = default_registry()
+    plan = load_plan_text(OVERSHOOT_PLAN, registry=registry)
+    model, split = Overshoot().eval(), overshoot_split()
+    section = evaluate_section(model, split, plan, registry)
+    assert section["clean"]["accuracy"] == 1.0
+    assert robust(section, "pgd_linf", 0.5) == 0.5  # every malignant image survives the plan's PGD at ε = 0.5
+    indicators = compute_indicators(model, split, section, plan, registry, CPU, 16, plan.seed,
+                                    class_names=["benign", "malignant"])
+    checks = by_id(indicators)
+    # the unbounded budget is reached by converging and trivial probes: the model is not blamed
+    assert checks["unbounded_budget"]["passed"], checks["unbounded_budget"]["detail"]
+    assert checks["gradients"]["passed"]
+    assert not any("gradient masking" in flag for flag in indicators["flags"]), indicators["flags"]
+    # the plan's attack is: stronger and trivial probes flip the malignant images it left standing, named per class
+    more = checks["more_iterations"]
+    assert not more["passed"] and not indicators["credible"]
+    assert any("too weak for this model" in flag for flag in indicators["flags"])
+    flipped = dict(part.split(": ") for part in more["flipped_by"].split("; "))
+    assert flipped["apgd_ce"] == "benign 0 of 20, malignant 20 of 20"
+    assert flipped["toward black"] == "benign 0 of 20, malignant 20 of 20"
+    assert "pgd_linf ×5 steps, 2 restarts" not in flipped  # more of the same steps still overshoot
+    assert "broken by " in more["detail"] and "malignant 20 of 20" in more["detail"]
+    assert more["explanation"].startswith("If stronger or simpler attacks break noticeably more images")

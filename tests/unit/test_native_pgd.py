@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import foolbox as fb
 import pytest
 import torch
+from attack_toys import one_torch_thread  # noqa: F401 - a fixture
 from torch import nn
 
 from harness.attacks.native.losses import cross_entropy, margin, misclassified
 from harness.attacks.native.norms import project, random_start, step
 from harness.attacks.native.pgd import pgd
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

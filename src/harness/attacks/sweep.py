@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from harness.attacks.judge import BOUND_TOLERANCE, check_finite_logits, judged_attack
+from harness.attacks.schedule import SCHEDULES
 from harness.errors import ModelError
 from harness.plan.schema import AttackSpec
 from harness.registry.contracts import AttackPlugin, Split
@@ -89,7 +90,7 @@ def run_attack(model: nn.Module, split: Split, spec: AttackSpec, plugin: AttackP
     minimal = spec.kind == "minimal"
     epsilons = list(spec.epsilons)
     n = len(split)
-    state = _AttackState.load(checkpoint, n, epsilons, minimal, batch_size, shard, run_fingerprint)
+    state = _AttackState.load(checkpoint, n, epsilons, minimal, batch_size, shard, spec.schedule, run_fingerprint)
     mine = list(shard_batches(n, batch_size, *shard))
     done = sum(len(batch_range(index, n, batch_size)) for index in mine[:state.next_batch])
     if on_batch and done:
@@ -105,7 +106,8 @@ def run_attack(model: nn.Module, split: Split, spec: AttackSpec, plugin: AttackP
                            stop, wrong_clean, batch_seed(seed, model_role, spec.id, batch_index))
         else:
             _fixed_batch(model, judge or model, images, labels, spec, plugin, state, start, stop, wrong_clean,
-                         lambda k, b=batch_index: batch_seed(seed, model_role, spec.id, b, k))
+                         lambda k, b=batch_index: batch_seed(seed, model_role, spec.id, b, k),
+                         batch_size if getattr(model, "static_shapes", False) else None)
         state.next_batch += 1
         state.save(checkpoint)
         if on_batch:
@@ -134,23 +136,23 @@ def load_batch(split: Split, rows: range) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _fixed_batch(model: nn.Module, judge: nn.Module, images: torch.Tensor, labels: torch.Tensor, spec: AttackSpec,
                  plugin: AttackPlugin, state: _AttackState, start: int, stop: int, wrong_clean: np.ndarray,
-                 seed_for: Callable[[int], int]) -> None:
-    """Epsilons ascending (the plan sorts them); only images still classified correctly are attacked again.
+                 seed_for: Callable[[int], int], static_batch: int | None) -> None:
+    """The spec's schedule (harness.attacks.schedule) over this batch; clean-misclassified images count as broken.
 
-    An adversarial valid at a smaller epsilon lies inside every larger ball, so a broken image stays broken:
-    no work is spent on it again and robust accuracy cannot rise with epsilon.
+    With `static_batch`, every attack call gets exactly that many images (the rows attacked, padded by repeating
+    the last one), so a compiled model sees one batch shape; the padding's results are discarded.
     """
-    broken = wrong_clean.copy()
-    for k, eps in enumerate(spec.epsilons):
-        active = np.flatnonzero(~broken)
-        if len(active):
-            index = torch.as_tensor(active, device=images.device)
-            ((_, verdict),) = judged_attack(plugin, model, judge, images[index], labels[index], [eps], spec.params,
-                                            spec.norm, spec.id, seed_for(k))
-            fooled, _, valid = verdict.as_numpy()
-            state.violations[k] += int((~valid).sum())
-            broken[active[fooled & valid]] = True
-        state.success[k, start:stop] = broken
+    def attack_at(k: int, rows: np.ndarray) -> tuple[np.ndarray, int]:
+        padded = rows if static_batch is None else np.resize(rows, max(static_batch, len(rows)))
+        index = torch.as_tensor(padded, device=images.device)
+        ((_, verdict),) = judged_attack(plugin, model, judge, images[index], labels[index], [spec.epsilons[k]],
+                                        spec.params, spec.norm, spec.id, seed_for(k))
+        fooled, _, valid = (array[:len(rows)] for array in verdict.as_numpy())
+        return fooled & valid, int((~valid).sum())
+
+    success, violations = SCHEDULES[spec.schedule](len(spec.epsilons), wrong_clean, attack_at)
+    state.success[:, start:stop] = success
+    state.violations += violations
 
 
 def _minimal_batch(model: nn.Module, judge: nn.Module, images: torch.Tensor, clean_pred: np.ndarray, spec: AttackSpec,
@@ -177,8 +179,10 @@ class _AttackState:
 
     @classmethod
     def load(cls, path: Path | None, n: int, epsilons: list[float], minimal: bool, batch_size: int,
-             shard: tuple[int, int] = (0, 1), run_fingerprint: str = "") -> _AttackState:
+             shard: tuple[int, int] = (0, 1), schedule: str = "ascending", run_fingerprint: str = "") -> _AttackState:
         fingerprint = f"n={n};eps={epsilons!r};minimal={minimal};batch={batch_size};run={run_fingerprint}"
+        if schedule != "ascending":
+            fingerprint += f";schedule={schedule}"
         if shard[1] > 1:
             fingerprint += f";shard={shard[0]}/{shard[1]}"  # next_batch counts this rank's batches only
         fresh = cls(0, np.zeros((len(epsilons), n), dtype=bool), np.zeros(len(epsilons), dtype=np.int64),

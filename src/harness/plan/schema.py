@@ -48,6 +48,7 @@ TOP_LEVEL_KEYS = {
     "dataset", "model", "attacks", "defence", "acceptance", "report", "engine", "sandbox", "data_root",
     "indicators", "statistics", "subgroups", "show_paths", "leakage", "corruptions",
 }
+SCHEDULES = ("ascending", "bisect")  # how a fixed-ε sweep visits the grid (harness.attacks.schedule)
 LEAKAGE_MODES = ("warn", "error", "off")  # duplicates across splits: warn (default), stop the run, or not checked
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -74,6 +75,7 @@ class AttackSpec:
     epsilons: list[float]
     norm: str
     kind: str
+    schedule: str = "ascending"  # fixed-ε sweeps: "ascending" (every ε in turn) or "bisect" (see attacks.schedule)
 
     def params_dict(self) -> dict[str, Any]:
         """The parameters as plain data, verbatim."""
@@ -90,13 +92,22 @@ class ReportSettings:
 
 @dataclass
 class EngineSettings:
-    """How attacks are computed (speed options; the numbers they give are checked against float32 eager)."""
+    """How attacks are computed (speed options; the numbers they give are checked against float32 eager).
+
+    A plan without speed options (no `engine:` section, or `engine: auto`) gets `auto`: the runner picks the
+    options (harness.attacks.engine.auto); a plan that names any speed option pins them.
+    """
 
     channels_last: bool = False
     compile: bool = False  # torch.compile the model for attacks (costs a one-off compile)
     autocast: Literal["none", "bf16", "fp16"] = "none"  # reduced precision for attack forward/backward (CUDA)
     fold_batchnorm: bool = False  # fold eval-mode BatchNorm into the preceding convolution
+    static_shapes: bool = False  # pad the last batch and mask finished images: one batch shape for compiled graphs
     deterministic: bool = False  # torch.use_deterministic_algorithms(True) (and cuBLAS workspace) on CUDA
+    auto: bool = False  # choose the speed options on the device (see the class docstring)
+
+
+ENGINE_SPEED_OPTIONS = ("channels_last", "compile", "autocast", "fold_batchnorm", "static_shapes")
 
 
 @dataclass
@@ -258,10 +269,7 @@ class _PlanBuilder:
         if not isinstance(report_raw, dict):
             raise self.error("expected a mapping", "report")
         report = build_dataclass(ReportSettings, report_raw, "report", self.line)
-        engine_raw = data.get("engine") or {}
-        if not isinstance(engine_raw, dict):
-            raise self.error("expected a mapping", "engine")
-        engine = build_dataclass(EngineSettings, engine_raw, "engine", self.line)
+        engine = self.engine_settings(data.get("engine"))
         indicators_raw = data.get("indicators") or {}
         if not isinstance(indicators_raw, dict):
             raise self.error("expected a mapping", "indicators")
@@ -280,6 +288,22 @@ class _PlanBuilder:
             text=self.doc.text, statistics=statistics, subgroups=subgroups,
             show_paths=self.scalar("show_paths", bool, default=False), leakage=leakage, sandbox_roots=tuple(roots),
             corruptions=corruptions)
+
+    def engine_settings(self, raw: Any) -> EngineSettings:
+        """`engine: auto`, or a mapping of options; without speed options the runner chooses them (auto)."""
+        if raw == "auto":
+            return EngineSettings(auto=True)
+        raw = raw or {}
+        if not isinstance(raw, dict):
+            raise self.error("expected 'auto' or a mapping of engine options", "engine")
+        engine = build_dataclass(EngineSettings, raw, "engine", self.line)
+        pinned = [key for key in ENGINE_SPEED_OPTIONS if key in raw]
+        if engine.auto and pinned:
+            raise self.error(f"engine.auto chooses the speed options itself; remove auto or {', '.join(pinned)}",
+                             "engine.auto")
+        if "auto" not in raw:
+            engine.auto = not pinned
+        return engine
 
     def enforce_sandbox(self, dataset: PluginRef, model: PluginRef, defence: PluginRef | None,
                         attacks: list[AttackSpec]) -> list[Path]:
@@ -374,9 +398,17 @@ class _PlanBuilder:
             ids.add(attack_id)
             epsilons = (self.epsilon_list(item["epsilons"], f"{path}.epsilons") if "epsilons" in item
                         else list(default_epsilons))
-            params = build_dataclass(plugin.Params, item, path, self.line, ignore=("attack", "id", "epsilons"))
+            params = build_dataclass(plugin.Params, item, path, self.line,
+                                     ignore=("attack", "id", "epsilons", "schedule"))
+            schedule = self.scalar("schedule", str, default="ascending", mapping=item, path=f"{path}.schedule")
+            if schedule not in SCHEDULES:
+                raise self.error(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}",
+                                 f"{path}.schedule")
+            if schedule != "ascending" and plugin.kind != "fixed_epsilon":
+                raise self.error(f"schedule {schedule!r} applies to fixed-epsilon attacks; {name!r} is "
+                                 f"{plugin.kind}", f"{path}.schedule")
             specs.append(AttackSpec(id=attack_id, attack=name, params=params, epsilons=epsilons,
-                                    norm=plugin.norm, kind=plugin.kind))
+                                    norm=plugin.norm, kind=plugin.kind, schedule=schedule))
         return specs
 
     def subgroups(self) -> list[str]:

@@ -3,11 +3,12 @@
 At the start: the resolved plan (seeds, attacks, engine options and overrides included), how attack batches are
 seeded, the determinism settings applied, the device, torch's thread count and the versions of the libraries that
 compute the numbers. Later: the data's content hash once loaded, the batch size once chosen, each model's
-weights sha256 once provided, and the corruption stage's inputs (corruption ids, plugins, severities, parameters,
-what they know of the data) when it starts. `--resume` compares every part with the attempt that made the run
-directory as soon as the part is known, and refuses at the first difference with one line naming it. Each attack's
-and each corruption's per-batch checkpoint stores the digest of the parts known when its stage started and is
-reused only under the same digest, so results can never mix two models, data sets or settings.
+weights sha256 once provided, the attack engine options used for it (engine: auto's choice), and the corruption
+stage's inputs (corruption ids, plugins, severities, parameters, what they know of the data) when it starts.
+`--resume` compares every part with the attempt that made the run directory as soon as the part is known, and
+refuses at the first difference with one line naming it. Each attack's and each corruption's per-batch checkpoint
+stores the digest of the parts known when its stage started and is reused only under the same digest, so results
+can never mix two models, data sets or settings.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ LABELS = {
     "batch_size": "the batch size",
     "weights.naive": "the naive model's weights (sha256)",
     "weights.hardened": "the hardened model's weights (sha256)",
+    "engine.naive": "the attack engine options for the naive model (engine: auto's choice)",
+    "engine.hardened": "the attack engine options for the hardened model (engine: auto's choice)",
     "corruptions": "the corruptions (ids, plugins, severities, parameters, what they know of the data)",
     **{f"versions.{name}": f"the {name} version" for name in VERSIONED},
 }

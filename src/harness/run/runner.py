@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from harness import __version__
-from harness.attacks.engine import auto_batch_size, enable_determinism, prepare_attack_model
+from harness.attacks.engine import auto_batch_size, enable_determinism, prepare_attack_model, resolve_engine
 from harness.attacks.example_images import save_examples
 from harness.attacks.indicators import compute_indicators
 from harness.attacks.sweep import AttackOutcome, batches, merge_outcomes, predict_logits, run_attack
@@ -338,7 +338,7 @@ class Runner:
         shard = (self.rank, self.world)
         fingerprint = self.fingerprint.digest()  # what the attack checkpoints of this model are valid for
         attacks = self._possible_attacks(role, bundle)
-        outcomes: dict[str, AttackOutcome] = {}  # per attack, for the subgroups
+        outcomes: dict[str, AttackOutcome] = {}  # per attack: the subgroups and the indicators reuse them
         for spec in attacks:
             plugin = self.registry.get("attack", spec.attack)
             bar = self.progress(f"{role}: {spec.id}", distributed.shard_size(len(test), self.batch_size, *shard))
@@ -363,7 +363,7 @@ class Runner:
             indicators = Indicators.from_json(self._stage(f"{role}:indicators", lambda: distributed.on_main(
                 lambda: compute_indicators(bundle.module, test, section, self.plan, self.registry, self.device,
                                            self.batch_size, self.plan.seed, self.plan.indicators.n_images,
-                                           dataset.class_names))))
+                                           dataset.class_names, outcomes))))
             self.results = self.results.with_model(role, replace(model, indicators=indicators))
             if not indicators.credible:
                 self.results = self.results.with_warnings(
@@ -444,9 +444,18 @@ class Runner:
         self._save()
 
     def _attack_model(self, role: str, bundle: ModelBundle, test: Any) -> Any:
-        """The model attacks run on: the plan's engine options applied to a copy (or the model itself)."""
+        """The model attacks run on: the plan's engine options (or `engine: auto`'s choice, recorded in the
+        manifest) applied to a copy (or the model itself)."""
         sample, _ = next(iter(batches(test, self.batch_size)))
-        model, notes = prepare_attack_model(bundle.module, self.plan.engine, self.device, sample.to(self.device))
+        grid = [eps for spec in self.plan.attacks if spec.kind == "fixed_epsilon" and spec.norm == "linf"
+                for eps in spec.epsilons]
+        settings, choice = resolve_engine(self.plan.engine, bundle.module, self.device,
+                                          lambda n: next(iter(batches(test, n))), grid or self.plan.epsilons,
+                                          differentiable=bundle.differentiable,
+                                          earlier=(self.fingerprint.previous or {}).get(f"engine.{role}"))
+        self.manifest.setdefault("engine_choice", {})[role] = choice
+        self.fingerprint.add(f"engine.{role}", choice["used"])  # the attack checkpoints are valid for these only
+        model, notes = prepare_attack_model(bundle.module, settings, self.device, sample.to(self.device))
         self.results = self.results.with_warnings(*(f"{role}: engine: {note}" for note in notes))
         return model
 

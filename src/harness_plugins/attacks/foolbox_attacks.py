@@ -40,6 +40,7 @@ from harness_plugins.attacks.params import (
     PGDL2Params,
     PGDLinfParams,
     Strengthen,
+    StrengthenedByTable,
     at_least,
     more_steps_and_restarts,
     positive,
@@ -161,7 +162,7 @@ def _no_init_attack(kwargs: dict[str, Any], model: nn.Module, images: torch.Tens
 
 
 @dataclass(frozen=True)
-class FoolboxAttack:
+class FoolboxAttack(StrengthenedByTable):
     """One foolbox attack exposed as a harness AttackPlugin."""
 
     name: str
@@ -174,12 +175,6 @@ class FoolboxAttack:
     iterative: bool = True
     strengthener: Strengthen | None = None  # how `strengthen` builds stronger params; None: it cannot
     requires_gradients: bool = True  # every Foolbox attack here follows the input gradient
-
-    def strengthen(self, params: Any, steps_factor: int, restarts: int) -> Any | None:
-        """Params with `steps_factor`× the steps and `restarts` restarts, or None (single-step, deterministic
-        or minimal attacks: more restarts of the same start would repeat the same run)."""
-        return None if self.strengthener is None else self.strengthener(params or self.Params(), steps_factor,
-                                                                        restarts)
 
     def build(self, params: Any, model: nn.Module, images: torch.Tensor) -> fb.Attack:
         """The foolbox attack object, constructed from the Params verbatim."""

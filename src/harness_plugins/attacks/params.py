@@ -62,3 +62,16 @@ class PGDL2Params(PGDLinfParams):
 def more_steps_and_restarts(params: Any, steps_factor: int, restarts: int) -> Any:
     """The same attack with `steps_factor`× the steps and `restarts` restarts (PGD with a random start)."""
     return dataclasses.replace(params, steps=params.steps * steps_factor, restarts=restarts)
+
+
+class StrengthenedByTable:
+    """`strengthen` for a plugin row that names its strengthener (a field `strengthener`, None: it cannot)."""
+
+    strengthener: Strengthen | None
+    Params: type
+
+    def strengthen(self, params: Any, steps_factor: int, restarts: int) -> Any | None:
+        """Params with `steps_factor`× the steps (or queries) and `restarts` restarts, or None (single-step,
+        deterministic or minimal attacks: more restarts from the same start would repeat the same run)."""
+        return None if self.strengthener is None else self.strengthener(params or self.Params(), steps_factor,
+                                                                        restarts)

@@ -45,12 +45,14 @@ def prepare_attack_model(module: nn.Module, settings: EngineSettings, device: to
         _note_autocast_agreement(model, wrapped, sample[:CHECK_IMAGES], settings.autocast, notes)
     if settings.compile:
         wrapped = compiled_or_eager(wrapped, sample, dtype is not None, notes)
+    wrapped.static_shapes = settings.static_shapes  # read by the sweep and the native attacks
     return wrapped, notes
 
 
 def engine_options_on(settings: EngineSettings) -> bool:
-    """Whether any option changes the model attacks use (determinism does not)."""
-    return bool(settings.channels_last or settings.compile or settings.fold_batchnorm or settings.autocast != "none")
+    """Whether any option changes the model attacks use or how they batch it (determinism does not)."""
+    return bool(settings.channels_last or settings.compile or settings.fold_batchnorm or settings.autocast != "none"
+                or settings.static_shapes)
 
 
 

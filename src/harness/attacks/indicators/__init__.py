@@ -15,43 +15,48 @@ import torch
 from torch import nn
 
 from harness.attacks.indicators import gradients, iterative, monotone, more_iterations, noise, unbounded
-from harness.attacks.indicators.context import SUBSET_SIZE, Context, select_subset
+from harness.attacks.indicators.context import SUBSET_SIZE, CheckResult, Context, select_subset, sweep_on_subset
 from harness.attacks.indicators.iterative import check_iterative
 from harness.attacks.indicators.monotone import check_monotone
 from harness.attacks.model_mode import eval_mode
+from harness.attacks.sweep import AttackOutcome
 from harness.errors import HarnessError
 
 CHECKS = (monotone.CHECK, unbounded.CHECK, iterative.CHECK, more_iterations.CHECK, gradients.CHECK, noise.CHECK)
 DESCRIPTIONS = {info.id: info.description for info in CHECKS}
-FLAGS = {info.id: info.flag for info in CHECKS}
+EXPLANATIONS = {info.id: info.explanation for info in CHECKS}
 
-__all__ = ["DESCRIPTIONS", "FLAGS", "check_iterative", "check_monotone", "compute_indicators",
+__all__ = ["DESCRIPTIONS", "EXPLANATIONS", "check_iterative", "check_monotone", "compute_indicators",
            "indicator_criterion_value"]
 
 
 def compute_indicators(model: nn.Module, split: Any, results_model_section: dict[str, Any], plan: Any,
                        registry: Any, device: torch.device, batch_size: int, seed: int,
-                       n_images: int = SUBSET_SIZE, class_names: list[str] | None = None) -> dict[str, Any]:
+                       n_images: int = SUBSET_SIZE, class_names: list[str] | None = None,
+                       outcomes: dict[str, AttackOutcome] | None = None) -> dict[str, Any]:
     """Run every indicator for one model; a JSON-ready {credible, checks, flags, n_subset, subset}.
 
-    Deterministic for a given seed (no timings inside, so resumed and uninterrupted runs agree); the global torch
-    RNG is left as it was. Pass the eager float32 model (not a compiled or autocast wrapper).
+    `outcomes` are the sweep's per-image outcomes by attack id: the checks read the subset's from them instead
+    of attacking again (without them, the subset is swept first). Deterministic for a given seed (no timings
+    inside, so resumed and uninterrupted runs agree); the global torch RNG is left as it was. Pass the eager
+    float32 model (not a compiled or autocast wrapper).
     """
     section = results_model_section
     with eval_mode(model), _rng_untouched(device):
         subset = select_subset(model, split, device, batch_size, seed, n_images)
         specs = [s for s in plan.attacks if s.kind == "fixed_epsilon"]
-        ctx = Context(model, subset, batch_size, seed, registry, specs, {}, class_names)
-        checks = [_guard(info.id, work) for info, work in (
-            (monotone.CHECK, lambda: monotone.raw_runs_then_monotone(ctx, section)),  # first: fills ctx.raw
+        sweep = sweep_on_subset(model, subset, specs, registry, batch_size, seed, outcomes)
+        ctx = Context(model, subset, batch_size, seed, registry, specs, sweep, class_names)
+        results = [_guard(info.id, work) for info, work in (
+            (monotone.CHECK, lambda: monotone.raw_runs_then_monotone(ctx, section)),
             (unbounded.CHECK, lambda: unbounded.check_unbounded(ctx)),
             (iterative.CHECK, lambda: iterative.check_iterative(section, registry, ctx)),
             (more_iterations.CHECK, lambda: more_iterations.check_more_iterations(ctx)),
             (gradients.CHECK, lambda: gradients.check_gradients(ctx)),
             (noise.CHECK, lambda: noise.check_noise(ctx)))]
-    credible = all(c["passed"] for c in checks)
-    return {"credible": credible, "checks": checks, "flags": [FLAGS[c["id"]] for c in checks if not c["passed"]],
-            "n_subset": len(subset), "subset": f"≤ {n_images} clean-correct test images in a seeded order"}
+    return {"credible": all(r.passed for r in results), "checks": [r.to_json() for r in results],
+            "flags": [r.flag for r in results if not r.passed], "n_subset": len(subset),
+            "subset": f"≤ {n_images} clean-correct test images in a seeded order"}
 
 
 def indicator_criterion_value(section: dict[str, Any]) -> float:
@@ -60,7 +65,7 @@ def indicator_criterion_value(section: dict[str, Any]) -> float:
     return 1.0 if isinstance(indicators, dict) and indicators.get("credible") is True else 0.0
 
 
-def _guard(check_id: str, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+def _guard(check_id: str, work: Callable[[], CheckResult]) -> CheckResult:
     """A check that could not be computed counts as failed (credibility was not shown)."""
     try:
         return work()

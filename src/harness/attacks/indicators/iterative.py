@@ -6,18 +6,21 @@ from typing import Any
 
 import torch
 
-from harness.attacks.indicators.context import CheckInfo, Context, allowance
+from harness.attacks.indicators.context import CheckInfo, CheckResult, Context, allowance
 from harness.attacks.indicators.probes import fast_gradient, fooled
 
 ITERATIVE_TOLERANCE = 0.02  # on the full test split
 ITERATIVE_SUBSET_TOLERANCE = 0.05
-CHECK = CheckInfo("iterative_vs_single_step",
-                  "Iterative attacks (PGD/BIM) are at least as strong as single-step FGSM at each ε "
-                  f"(tolerance {ITERATIVE_TOLERANCE:g} plus one image).",
-                  "iterative attack weaker than single-step FGSM")
+CHECK = CheckInfo(
+    "iterative_vs_single_step",
+    "Iterative attacks (PGD/BIM) are at least as strong as single-step FGSM at each ε "
+    f"(tolerance {ITERATIVE_TOLERANCE:g} plus one image).",
+    "An iterative attack takes the single-step attack's direction first and then improves on it, so being weaker "
+    "by more than the tolerance means it is misconfigured or not converging.",
+    "iterative attack weaker than single-step FGSM")
 
 
-def check_iterative(section: dict[str, Any], registry: Any, ctx: Context | None = None) -> dict[str, Any]:
+def check_iterative(section: dict[str, Any], registry: Any, ctx: Context | None = None) -> CheckResult:
     """Iterative accuracy ≤ single-step accuracy (+ tolerance) at each common ε: from the results, else against
     the indicators' own FGSM on the subset. Which attack is which comes from the plugins' `iterative` flag."""
     attacks = section.get("attacks") or {}
@@ -58,10 +61,10 @@ def _iterative(registry: Any, summary: dict[str, Any]) -> bool:
 def _subset_iterative_gaps(ctx: Context, iterative: dict[str, Any]) -> list[tuple[float, str]]:
     gaps = []
     for spec in ctx.specs:
-        if spec.id not in iterative or spec.id not in ctx.raw:
+        if spec.id not in iterative or spec.id not in ctx.sweep:
             continue
-        for eps, acc in zip(spec.epsilons, ctx.raw[spec.id], strict=True):
+        for eps, acc in zip(spec.epsilons, ctx.accuracy(spec), strict=True):
             hits = torch.cat([fooled(ctx.model, x, fast_gradient(ctx.model, x, y, eps, spec.norm), y, spec.norm, eps)
-                              for _, x, y in ctx.chunks()])
+                              for _, x, y, _ in ctx.chunks()])
             gaps.append((float(acc) - (1.0 - float(hits.float().mean())), f"{spec.id} vs FGSM at ε={eps:g}"))
     return gaps

@@ -1,4 +1,9 @@
-"""(a) Robust accuracy must not rise with ε: the results' points, minimal-ε quantiles and raw subset re-runs."""
+"""(a) Robust accuracy must not rise with ε: the results' points, minimal-ε quantiles, and raw re-runs on the subset.
+
+The sweep never attacks an image again once it is broken, so its curve cannot rise even when the attack itself
+fails at larger ε. The raw re-run attacks each subset image the sweep broke at a smaller ε again at every larger
+ε, each ε on its own: if the attack loses images it had broken, the raw curve rises.
+"""
 
 from __future__ import annotations
 
@@ -7,26 +12,43 @@ from typing import Any
 
 import numpy as np
 
-from harness.attacks.indicators.context import SUBSET_SIZE, CheckInfo, Context, allowance, plugin_robust_accuracy
+from harness.attacks.indicators.context import SUBSET_SIZE, CheckInfo, CheckResult, Context, allowance, plugin_fooled
 
 SECTION_TOLERANCE = 1e-9  # the results section is monotone by construction
 RAW_MONOTONE_TOLERANCE = 0.05  # subset re-runs of stochastic attacks may wobble by a few images
-CHECK = CheckInfo("monotone",
-                  "Robust accuracy never rises with epsilon (results, minimal-epsilon quantiles, raw subset re-runs).",
-                  "robust accuracy rises with epsilon")
+CHECK = CheckInfo(
+    "monotone",
+    "Robust accuracy never rises with epsilon (results, minimal-epsilon quantiles, raw subset re-runs).",
+    "A larger budget contains every smaller one, so accuracy that rises with ε by more than a few images means the "
+    "attack fails at larger ε.",
+    "robust accuracy rises with epsilon")
 
 
-def raw_runs_then_monotone(ctx: Context, section: dict[str, Any]) -> dict[str, Any]:
-    """Re-run each fixed-ε attack on the subset (reused by later checks), then check monotonicity."""
-    if len(ctx.subset):
-        for spec in ctx.specs:
-            ctx.raw[spec.id] = plugin_robust_accuracy(ctx, spec, spec.params, spec.epsilons, "raw")
-    raw = {spec.id: (spec.epsilons, ctx.raw[spec.id]) for spec in ctx.specs if spec.id in ctx.raw}
+def raw_runs_then_monotone(ctx: Context, section: dict[str, Any]) -> CheckResult:
+    """Raw per-ε accuracy on the subset (the sweep's outcomes plus re-attacks of earlier-broken images), then
+    the monotonicity check."""
+    raw = {spec.id: (spec.epsilons, raw_accuracy(ctx, spec)) for spec in ctx.specs
+           if spec.id in ctx.sweep and len(ctx.subset)}  # no clean-correct image: nothing to measure
     return check_monotone(section, raw, len(ctx.subset))
 
 
+def raw_accuracy(ctx: Context, spec: Any) -> np.ndarray:
+    """Subset accuracy at each ε with that ε run on its own: images the sweep broke at a smaller ε are attacked
+    again at this ε; the rest keep the sweep's outcome (the sweep attacked them at this ε)."""
+    broken = ctx.sweep[spec.id]
+    first = np.where(broken.any(axis=0), broken.argmax(axis=0), len(spec.epsilons))
+    accuracy = []
+    for k, eps in enumerate(spec.epsilons):
+        earlier = np.flatnonzero(first < k)
+        lost = 0
+        if len(earlier):
+            lost = int((~plugin_fooled(ctx, spec, spec.params, [eps], earlier, f"raw:{k}")[0]).sum())
+        accuracy.append((int((~broken[k]).sum()) + lost) / len(ctx.subset))
+    return np.asarray(accuracy)
+
+
 def check_monotone(section: dict[str, Any], raw: dict[str, tuple[Sequence[float], Sequence[float]]] | None = None,
-                   n_subset: int = SUBSET_SIZE) -> dict[str, Any]:
+                   n_subset: int = SUBSET_SIZE) -> CheckResult:
     """Robust accuracy must not rise with ε: the section's points, minimal-ε quantiles, raw subset values."""
     problems, worst = [], 0.0
     for attack_id, summary in (section.get("attacks") or {}).items():

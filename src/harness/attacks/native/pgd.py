@@ -13,9 +13,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from harness.attacks.model_mode import eval_mode
 from harness.attacks.native.losses import PerSampleLoss, Success
 from harness.attacks.native.norms import Start, project, random_start, step
+from harness.attacks.native.restarts import with_restarts
 
 Autocast = Callable[[], contextlib.AbstractContextManager]
 
@@ -48,26 +48,20 @@ def pgd(model: nn.Module, images: torch.Tensor, loss: PerSampleLoss, epsilon: fl
     Gaussian). One step of ε without a random start is FGSM, steps of ε/10 from x are BIM.
     With `success` (a test on the logits the step computes anyway), an image stops at the first iterate that
     succeeds and that iterate is returned: success means "at any iterate", never less than the last iterate's.
+    An image whose input gradient is exactly zero stops too (no step can move it).
     With `restarts` > 1 (needs `success`), images that did not succeed are attacked again from a new start;
     per image the first success is kept, else the last attempt. `compact` gathers the still-active images into a
     smaller batch (fast on CPU); `compact=False` keeps the batch's shape (finished images are masked), so a
     compiled model sees one shape.
     """
     x0 = images.detach()
-    result = x0.clone()
-    todo = torch.arange(len(x0), device=x0.device)
-    with eval_mode(model):
-        for attempt in range(max(1, restarts)):
-            last = attempt == max(1, restarts) - 1
-            adv, hit = _descend(model, x0, todo, loss, epsilon, norm, steps, step_size, start, generator, success,
-                                autocast, loss_scale, compact, check_last=not last)
-            result[todo] = adv
-            if success is None:
-                break
-            todo = todo[~hit]
-            if not len(todo):
-                break
-    return result
+
+    def attempt(rows: torch.Tensor, last: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        adv, hit = _descend(model, x0, rows, loss, epsilon, norm, steps, step_size, start, generator, success,
+                            autocast, loss_scale, compact, check_last=not last)
+        return adv, None if success is None else hit
+
+    return with_restarts(model, x0, restarts, attempt)
 
 
 def _descend(model: nn.Module, x0: torch.Tensor, rows: torch.Tensor, loss: PerSampleLoss, epsilon: float, norm: str,
@@ -78,22 +72,25 @@ def _descend(model: nn.Module, x0: torch.Tensor, rows: torch.Tensor, loss: PerSa
     origin = x0[rows]
     adv = random_start(origin, epsilon, norm, start, generator)
     hit = torch.zeros(len(rows), dtype=torch.bool, device=x0.device)
+    done = hit.clone()  # succeeded, or stuck: a zero input gradient leaves the iterate where it is for good
     every = torch.arange(len(rows), device=x0.device)
     for _ in range(steps):
-        live = every[~hit] if compact else every
-        if not len(live):
+        live = every[~done] if compact else every
+        if not len(live) or bool(done.all()):
             break
         logits, _, grad = logits_and_gradient(model, adv[live], loss, rows[live], autocast, loss_scale)
         moved = project(origin[live], step(adv[live], grad, step_size, norm), epsilon, norm)
         if success is None:
             adv = moved if len(live) == len(adv) else adv.index_put((live,), moved)
             continue
-        won = success(logits, rows[live]) & ~hit[live]
+        won = success(logits, rows[live]) & ~done[live]
         hit[live[won]] = True
-        keep = ~hit[live]
+        stuck = grad.flatten(1).abs().amax(1) == 0
+        done[live[won | stuck]] = True
+        keep = ~done[live]
         adv[live[keep]] = moved[keep]
-    if success is not None and check_last and bool((~hit).any()):
-        live = every[~hit]
+    if success is not None and check_last and bool((~done).any()):
+        live = every[~done]
         with torch.no_grad(), autocast():
             logits = model(adv[live]).float()
         hit[live[success(logits, rows[live])]] = True
