@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 
 import numpy as np
 import pytest
 import torch
+from report_layout import (
+    MAX_PAGES,
+    MIN_FILL,
+    figure_axis_labels,
+    figures_without_units,
+    ink_in_margins,
+    orphaned_headings,
+    read_layout,
+    short_pages,
+    tool,
+    words_past_margins,
+)
 from torch import nn
 
 from harness.attacks.example_images import choose_attack, closest_epsilon, save_examples
@@ -17,19 +28,12 @@ from harness.errors import HarnessError
 from harness.plan.schema import AttackSpec
 from harness.registry.contracts import AttackOutput, TensorSplit
 from harness.report import render_report
+from harness.report.context import build_sections
+from harness.report.load import load_report
 from harness.report.synthetic import ATTACKS, write_synthetic_run
 from harness.report.text import reduce_command, verbatim
 
 INJECTED = "<script>alert(1)</script> and <b>bold</b>"
-HEADINGS = ["1. Summary", "2. Intended use and scope", "3. Test plan", "4. Acceptance criteria", "5. Results",
-            "6. Adversarial examples", "7. Data provenance", "8. Environment", "9. Warnings and deviations",
-            "10. Approval", "Appendix A. Resolved test plan"]
-
-
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    assert path, f"{name} (poppler-utils) is needed to check the PDF; install.sh installs it"
-    return path
 
 
 def _section(rendered: dict, heading: str, until: str | None = None) -> str:
@@ -38,6 +42,17 @@ def _section(rendered: dict, heading: str, until: str | None = None) -> str:
     start = body.index(heading)
     end = body.index(until, start) if until else len(body)
     return " ".join(body[start:end].split())
+
+
+def heading(rendered: dict, section: str) -> str:
+    """A section's numbered heading ('6. Results') by module name: the numbers move as sections are added."""
+    return rendered["headings"][section]
+
+
+def following(rendered: dict, section: str) -> str:
+    """The heading after a section's, where its text ends."""
+    headings = list(rendered["headings"])
+    return rendered["headings"][headings[headings.index(section) + 1]]
 
 
 def _squash(text: str) -> str:
@@ -52,12 +67,13 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict:
                                   warnings=["naive/fgsm at eps=0.001: 1 adversarial examples were outside their "
                                             "epsilon bound and were not counted"])
     html_path, pdf_path = render_report(run_dir)
-    text = subprocess.run([_tool("pdftotext"), "-layout", str(pdf_path), "-"], check=True, capture_output=True,
+    text = subprocess.run([tool("pdftotext"), "-layout", str(pdf_path), "-"], check=True, capture_output=True,
                           text=True).stdout
-    raw = subprocess.run([_tool("pdftotext"), str(pdf_path), "-"], check=True, capture_output=True, text=True).stdout
+    raw = subprocess.run([tool("pdftotext"), str(pdf_path), "-"], check=True, capture_output=True, text=True).stdout
     return {"run_dir": run_dir, "html": html_path.read_text(encoding="utf-8"), "pdf": pdf_path, "text": text,
-            "raw": raw,
+            "raw": raw, "layout": read_layout(pdf_path, tmp_path_factory.mktemp("pages")),
             "pages": text.split("\f"),
+            "headings": {s.name: s.heading for s in build_sections(load_report(run_dir)) if s.heading},
             "results": json.loads((run_dir / "results.json").read_text()),
             "manifest": json.loads((run_dir / "manifest.json").read_text())}
 
@@ -81,24 +97,28 @@ def test_cover_states_the_verdict_and_identity(rendered):
 
 def test_sections_appear_in_order_after_the_cover(rendered):
     body = "\f".join(rendered["pages"][1:])
-    positions = [body.find(heading) for heading in HEADINGS]
-    assert all(p >= 0 for p in positions), dict(zip(HEADINGS, positions, strict=True))
+    headings = list(rendered["headings"].values())  # in the order of harness.report.sections.SECTIONS
+    assert {"summary", "criteria", "results", "examples", "environment", "approval", "appendix"} <= set(
+        rendered["headings"])
+    positions = [body.find(heading) for heading in headings]
+    assert all(p >= 0 for p in positions), dict(zip(headings, positions, strict=True))
     assert positions == sorted(positions)
 
 
 def test_summary_gives_the_headline_at_the_cutoff(rendered):
     naive = rendered["results"]["models"]["naive"]["attacks"]["pgd_linf"]["points"]
     at_cutoff = next(p for p in naive if p["epsilon"] == 0.004)
-    summary = _section(rendered, "1. Summary", "2. Intended use")
+    summary = _section(rendered, heading(rendered, "summary"), following(rendered, "summary"))
     assert "At ε = 0.004 (6 HU)" in summary
     assert f"{100 * at_cutoff['robust_accuracy']:.1f}% under pgd_linf" in summary
 
 
 def test_every_criterion_row_is_in_the_table(rendered):
     raw = rendered["raw"].split("\f", 1)[1]
-    section = raw[raw.index("4. Acceptance criteria"):raw.index("5. Results")]
+    section = raw[raw.index(heading(rendered, "criteria")):raw.index(following(rendered, "criteria"))]
     lines = [line.replace("\u200b", "").split() for line in
-             "\f".join(rendered["pages"][1:]).split("4. Acceptance criteria", 1)[1].split("5. Results")[0].splitlines()]
+             "\f".join(rendered["pages"][1:]).split(heading(rendered, "criteria"), 1)[1]
+             .split(following(rendered, "criteria"))[0].splitlines()]
     for criterion in rendered["results"]["criteria"]:
         assert _squash(criterion["id"]) in _squash(section), criterion["id"]
         verdict = "PASS" if criterion["passed"] else "FAIL"
@@ -108,7 +128,7 @@ def test_every_criterion_row_is_in_the_table(rendered):
 
 
 def test_every_attack_parameter_is_shown_verbatim(rendered):
-    plan_page = _section(rendered, "3. Test plan", "4. Acceptance criteria")
+    plan_page = _section(rendered, heading(rendered, "test_plan"), following(rendered, "test_plan"))
     for attack_id, spec in ATTACKS.items():
         assert attack_id in plan_page
         for key, value in spec["params"].items():
@@ -119,19 +139,21 @@ def test_every_attack_parameter_is_shown_verbatim(rendered):
 
 
 def test_environment_lists_versions_device_and_seeds(rendered):
-    env = _section(rendered, "8. Environment", "9. Warnings")
+    env = _section(rendered, heading(rendered, "environment"), following(rendered, "environment"))
     for library, version in rendered["manifest"]["versions"].items():
         assert library in env and version in env, library
-    assert "NVIDIA H100 80GB HBM3" in env and "12.4" in env and "20221" in env
+    raw = _squash(rendered["raw"].split(heading(rendered, "environment"))[-1]
+                  .split(following(rendered, "environment"))[0])  # columns read in order
+    assert _squash("NVIDIA H100 80GB HBM3") in raw and "12.4" in env and "20221" in env
 
 
 def test_figures_are_embedded(rendered):
     html = rendered["html"]
-    # 3 accuracy plots + 1 minimal-epsilon histogram + 2 models × 3 examples × 3 panels
-    assert html.count('<img src="data:image/png;base64,') == 3 + 1 + 18
-    listing = subprocess.run([_tool("pdfimages"), "-list", str(rendered["pdf"])], check=True,
+    # 1 accuracy figure (a panel per attack) + 1 minimal-epsilon histogram + 2 models × 3 examples × 3 panels
+    assert html.count('<img src="data:image/png;base64,') == 1 + 1 + 18
+    listing = subprocess.run([tool("pdfimages"), "-list", str(rendered["pdf"])], check=True,
                              capture_output=True, text=True).stdout.splitlines()
-    assert len(listing) - 2 >= 3 + 1 + 18  # two header lines
+    assert len(listing) - 2 >= 1 + 1 + 18  # two header lines
 
 
 def test_free_text_from_the_plan_is_escaped(rendered):
@@ -147,11 +169,11 @@ def test_no_machine_paths_leak_into_the_report(rendered):
     html, text = rendered["html"], rendered["text"]
     for secret in ("/home/qa", "/opt/venv", "/srv/runs", str(rendered["run_dir"]), "executable"):
         assert secret not in html and secret not in text, secret
-    assert "harness run synthetic_ct.yaml --out runs" in _section(rendered, "8. Environment")
+    assert "harness run synthetic_ct.yaml --out runs" in _section(rendered, heading(rendered, "environment"))
 
 
 def test_warnings_and_susceptibility_analysis(rendered):
-    text = _section(rendered, "5. Results")
+    text = _section(rendered, heading(rendered, "results"))
     assert "1 adversarial examples were outside their epsilon bound" in text
     assert "weights were loaded from the harness cache" in text
     assert "Removing the most susceptible images" in text
@@ -161,6 +183,42 @@ def test_warnings_and_susceptibility_analysis(rendered):
     naive_fmn = [r for r in body if r[0] == "naive" and r[1] == "fmn_linf"]
     removed = sum(1 for r in naive_fmn if float(r[col]) < 0.004)
     assert re.search(rf"naive +fmn_linf +{len(naive_fmn)} +{removed} ", text), text[text.find("Removing"):][:900]
+
+
+# ------------------------------------------------------------------------------------- visual regression
+SYNTHETIC_MAX_PAGES = MAX_PAGES + 1  # the synthetic run adds a hardened model and its paired comparison (13 pages
+# now); a branch that adds a section to the synthetic run raises this by its pages in the same commit
+
+
+def test_the_report_fits_its_page_budget_and_fills_its_pages(rendered):
+    layout = rendered["layout"]
+    assert 8 <= layout.n_pages <= SYNTHETIC_MAX_PAGES, layout.n_pages
+    assert len(layout.page_images) == layout.n_pages  # every page converted to PNG
+    assert not short_pages(layout, MIN_FILL), "mostly blank pages (page: fill)"
+
+
+def test_appendix_prints_the_plan_file_in_utf8_with_its_comments(rendered):
+    appendix = rendered["raw"].split("Appendix A. Test plan as written")[-1]
+    assert "# Synthetic study of a lung-nodule classifier on 64×64 CT patches (ε grid around 0.004 = 6 HU)." in appendix
+    assert "\\xD7" not in appendix and "\\u03B5" not in appendix  # no YAML escapes
+
+
+def test_no_text_or_drawing_runs_past_the_margins(rendered):
+    layout = rendered["layout"]
+    assert not words_past_margins(layout)
+    assert not ink_in_margins(layout)
+
+
+def test_no_heading_is_left_at_a_page_bottom(rendered):
+    assert not orphaned_headings(rendered["layout"], rendered["html"])
+
+
+def test_every_figure_has_axis_labels_with_units(rendered):
+    assert not figures_without_units(rendered["html"])
+    figures = figure_axis_labels(rendered["html"])
+    assert len(figures) >= 2  # at least the accuracy panels and the minimal-ε histogram
+    assert any(labels.count("accuracy (%)") == len(ATTACKS) and labels.count("ε (HU)") == len(ATTACKS)
+               for labels in figures)  # one panel per attack, each with both axes
 
 
 def test_missing_results_is_a_one_line_harness_error(tmp_path):
@@ -316,8 +374,6 @@ def test_every_section_has_its_template():
 def test_sections_are_numbered_in_order_and_parts_and_empty_sections_are_not(tmp_path):
     import types
 
-    from harness.report.context import build_sections
-    from harness.report.load import load_report
     from harness.report.sections import appendix, cover, scope, summary
 
     def section(name: str, title: str | None, context: dict | None) -> types.ModuleType:
@@ -331,7 +387,7 @@ def test_sections_are_numbered_in_order_and_parts_and_empty_sections_are_not(tmp
                                     appendix))
     assert [(s.name, s.heading) for s in built] == [
         ("cover", None), ("summary", "1. Summary"), ("subgroups", "2. Subgroups"), ("ci_part", None),
-        ("scope", "3. Intended use and scope"), ("appendix", "Appendix A. Resolved test plan")]
+        ("scope", "3. Intended use and scope"), ("appendix", "Appendix A. Test plan as written")]
     assert [s.anchor for s in built][-1] == "appendix" and built[2].template == "sections/subgroups.html"
 
 
@@ -348,9 +404,20 @@ def test_indicator_explanations_are_shown_when_a_check_has_them(tmp_path):
                                                         Indicators(False, (check,), ("noise",), 8, "8 images")))
     (run_dir / "results.json").write_text(json.dumps(document.to_json()))
     from harness.report.context import build_context
-    from harness.report.load import load_report
     from harness.report.render import render_html
 
     html = render_html(build_context(load_report(run_dir)))  # the HTML is enough: no PDF layout
     assert "Attack-failure indicators" in html and "NOT CREDIBLE" in html
     assert "suggests masked gradients." in html and "flipped by: uniform noise draw 3" in html
+
+
+def test_preview_puts_the_chosen_pages_side_by_side(rendered, tmp_path):
+    from PIL import Image
+
+    from harness.report.preview import GAP, main
+
+    out = tmp_path / "preview.png"
+    assert main([str(rendered["run_dir"]), str(out), "--pages", "1", "3", "--dpi", "20"]) == 0
+    page_width, page_height = (round(side / 72 * 20) for side in rendered["layout"].page_sizes[0])
+    with Image.open(out) as image:
+        assert abs(image.width - (2 * page_width + 3 * GAP)) <= 2 and abs(image.height - (page_height + 2 * GAP)) <= 2

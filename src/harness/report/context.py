@@ -59,7 +59,10 @@ def build_context(report: ReportInput) -> dict[str, Any]:
         "sections": sections,
         "contents": [s for s in sections if s.contents],
         "numbers": {s.name: s.heading.split(".", 1)[0] for s in sections if s.heading and not s.appendix},
-        "report": {"title": report.title, "plan_sha": short_hash(report.plan_sha256), "verdict_word": word,
+        "report": {"title": report.title, "plan_hash": (f"plan file sha256 {short_hash(report.plan_file_sha256)}…"
+                                                        if report.plan_file_sha256 else
+                                                        f"plan {short_hash(report.plan_sha256)}…"),
+                   "verdict_word": word,
                    "verdict_css": css, "harness_version": report.harness_version, "cutoff": eps_text(report.cutoff),
                    "cutoff_native": report.native_text(report.cutoff)},
     }

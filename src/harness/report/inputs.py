@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from harness.data.units import NativeUnits
+from harness.results.formatting import eps_text
 from harness.results.model import AttackPoint, AttackResult, CorruptionResult, ModelResult, thaw
 from harness.results.samples import SampleOutcome
 from harness.results.status import ERROR, FAILED, PASSED, RUNNING
@@ -40,7 +41,9 @@ class ReportInput:
     samples: tuple[SampleOutcome, ...] = ()  # from samples.csv; empty when missing or unreadable
     examples: dict[str, Examples] = field(default_factory=dict)  # by model role
     corruption_examples: dict[str, CorruptionExamples] = field(default_factory=dict)  # by model role
-    plan_yaml: str | None = None  # the resolved plan as YAML (Appendix A)
+    plan_yaml: str | None = None  # the resolved plan as YAML (shown when plan.source.yaml is missing)
+    plan_source: str | None = None  # plan.source.yaml: the plan file exactly as written (Appendix A)
+    plan_source_sha256: str | None = None  # sha256 of plan.source.yaml's bytes, checked against the manifest
     problems: list[str] = field(default_factory=list)  # files that could not be read (shown as warnings)
 
     # -- the run's files ----------------------------------------------------------------------------------
@@ -59,10 +62,32 @@ class ReportInput:
         """The plan's name."""
         return self.run.plan_name or self.resolved.get("name") or "harness run"
 
+    @functools.cached_property
+    def plan_record(self) -> dict[str, Any]:
+        """The manifest's `plan` section: source, hashes and their explanations, overrides."""
+        return self.manifest.get("plan") or {}
+
     @property
     def plan_sha256(self) -> str | None:
-        """The sha256 of the resolved plan."""
-        return self.run.document.plan.sha256 or (self.manifest.get("plan") or {}).get("sha256")
+        """The sha256 of the resolved plan (canonical JSON; it names the run directory)."""
+        return self.run.document.plan.sha256 or self.plan_record.get("sha256")
+
+    @property
+    def plan_file_sha256(self) -> str | None:
+        """The sha256 of the plan file as written (recorded by harness versions that keep plan.source.yaml)."""
+        return self.plan_record.get("file_sha256")
+
+    @property
+    def plan_source_verified(self) -> bool | None:
+        """Whether plan.source.yaml's bytes still hash to the manifest's plan file sha256 (None: nothing to check)."""
+        if self.plan_source_sha256 is None or not self.plan_file_sha256:
+            return None
+        return self.plan_source_sha256 == self.plan_file_sha256
+
+    @property
+    def overrides(self) -> list[str]:
+        """The command-line overrides (`--set`) applied to the plan file."""
+        return [str(o) for o in self.plan_record.get("overrides") or []]
 
     @property
     def harness_version(self) -> str:
@@ -213,6 +238,11 @@ class ReportInput:
         if self.native and self.native.per_unit:
             return self.native.describe(eps).strip()
         return None
+
+    def eps_native(self, eps: float, point: AttackPoint | None = None) -> str:
+        """'0.004 (6 HU)': an epsilon with its native-unit value, or the bare epsilon without native units."""
+        native = self.native_text(eps, point)
+        return eps_text(eps) + (f" ({native})" if native else "")
 
     def native_note(self) -> str | None:
         """'1.0 on [0,1] pixels = 1500 HU (lung window W1500 L-600)', or None."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,27 @@ def load_report(run_dir: Path) -> ReportInput:
         examples[loaded.role] = loaded
     corruption_examples = _corruption_examples(run.run_dir, problems)
     plan_yaml = _plan_yaml(run.run_dir / "plan.resolved.yaml", run.manifest.get("plan", {}).get("resolved"))
-    return ReportInput(run=run, samples=samples, examples=examples, plan_yaml=plan_yaml, problems=problems,
+    plan_source, source_sha256 = _plan_source(run.run_dir, run.manifest.get("plan", {}).get("copy"), problems)
+    return ReportInput(run=run, samples=samples, examples=examples, plan_yaml=plan_yaml, plan_source=plan_source,
+                       plan_source_sha256=source_sha256, problems=problems,
                        corruption_examples=corruption_examples)
+
+
+def _plan_source(run_dir: Path, copy: Any, problems: list[str]) -> tuple[str | None, str | None]:
+    """The run's copy of the plan file (manifest `plan.copy`, e.g. plan.source.yaml) as UTF-8 text and the sha256
+    of its bytes; (None, None) for runs made before the copy was kept."""
+    if not isinstance(copy, str) or not copy:
+        return None, None
+    path = run_dir / Path(copy).name
+    if not path.is_file():
+        problems.append(f"{path.name} (the plan file as written) is missing; Appendix A shows the resolved plan")
+        return None, None
+    try:
+        data = path.read_bytes()
+        return data.decode("utf-8"), hashlib.sha256(data).hexdigest()
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(f"{path.name} could not be read ({type(exc).__name__}); Appendix A shows the resolved plan")
+        return None, None
 
 
 def _corruption_examples(run_dir: Path, problems: list[str]) -> dict[str, CorruptionExamples]:

@@ -1,4 +1,8 @@
-"""Figures for the report: matplotlib (Agg, no pyplot state) rendered to PNG data URIs, and image thumbnails."""
+"""Figures for the report: matplotlib (Agg, no pyplot state) rendered to PNG data URIs, and image thumbnails.
+
+Every axis is labelled with its unit in parentheses; the labels are also written into the PNG (text chunk
+AXES_KEY, one line per axis) so that tests can check what each figure in a report shows.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import numpy as np
 DPI = 150
 COLOURS = {"naive": "#c0392b", "hardened": "#1f5fa8"}
 NORM_LABEL = {"linf": "L∞", "l2": "L2"}
+AXES_KEY = "harness-axes"  # PNG text chunk: the axis labels of the figure, one per line
 
 
 @dataclass
@@ -36,13 +41,40 @@ def _figure(width: float, height: float):
     return fig, fig.add_subplot()
 
 
+def axis_labels(fig) -> list[str]:
+    """Every non-empty axis label of a figure, secondary axes included."""
+    axes = [a for ax in fig.axes for a in (ax, *ax.child_axes)]
+    return [label for a in axes for label in (a.get_xlabel(), a.get_ylabel()) if label]
+
+
 def _png(fig) -> bytes:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+    fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None, AXES_KEY: "\n".join(axis_labels(fig))})
     return buffer.getvalue()
+
+
+def epsilon_label(what: str, norm: str) -> str:
+    """'ε (L∞ norm, [0,1] pixel units, log scale)': an epsilon axis on images scaled to [0,1]."""
+    return f"{what} ({NORM_LABEL.get(norm, norm)} norm, [0,1] pixel units, log scale)"
+
+
+def _native_axis(ax, what: str, per_unit: float | None, unit: str | None, norm: str,
+                 ticks: list[float] | None = None) -> None:
+    """A top axis with the epsilons in the data's native units (L∞ only: an L2 budget has no per-pixel unit)."""
+    from matplotlib.ticker import FuncFormatter
+
+    if not per_unit or not unit or norm != "linf":
+        return
+    top = ax.secondary_xaxis("top", functions=(lambda x: x * per_unit, lambda x: x / per_unit))
+    if ticks:
+        _fixed_ticks(top.xaxis, [e * per_unit for e in ticks], lambda v: f"{v:.3g}")
+    else:
+        top.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+    top.set_xlabel(f"{what} ({unit})", fontsize=8)
+    top.tick_params(labelsize=7.5)
 
 
 def _style(ax) -> None:
@@ -53,17 +85,17 @@ def _style(ax) -> None:
         ax.spines[side].set_visible(False)
 
 
-def accuracy_plot(attack_id: str, norm: str, curves: list[Curve], cutoff: float | None,
-                  native_per_unit: float | None = None, native_unit: str | None = None) -> bytes:
-    """Accuracy under attack against epsilon (log scale), one line per model, clean accuracy dashed."""
+def _accuracy_axes(ax, norm: str, curves: list[Curve], cutoff: float | None, native_per_unit: float | None,
+                   native_unit: str | None, fontsize: float = 8.5, min_decades: float = 0.0) -> None:
+    """One attack's accuracy against epsilon (log scale) on `ax`: a line and band per model, clean accuracy dashed,
+    the cutoff dotted, ε in native units on the top axis."""
     from matplotlib.ticker import PercentFormatter
 
-    fig, ax = _figure(6.0, 3.1)
     all_eps = [eps for curve in curves for eps in curve.epsilons if eps > 0]
     for curve in curves:
         _accuracy_line(ax, curve, "under attack", lambda eps: eps > 0)
     ax.set_xscale("log")
-    ticks = _tick_subset(sorted(set(all_eps)))
+    ticks = _tick_subset(sorted(set(all_eps)), min_decades=min_decades, keep=cutoff)
     if all_eps:
         low, high = min(all_eps), max(all_eps)
         ax.set_xlim(low / 1.5, high * 1.5)
@@ -72,15 +104,42 @@ def accuracy_plot(attack_id: str, norm: str, curves: list[Curve], cutoff: float 
         ax.axvline(cutoff, color="#777777", linestyle=":", linewidth=1.0, label=f"cutoff ε = {cutoff:g}")
     ax.set_ylim(-3, 103)
     ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
-    ax.set_xlabel(f"ε ({NORM_LABEL.get(norm, norm)}, on [0,1] pixels, log scale)", fontsize=8.5)
-    ax.set_ylabel("accuracy", fontsize=8.5)
-    if native_per_unit and native_unit and norm == "linf" and ticks:
-        top = ax.secondary_xaxis("top", functions=(lambda x: x * native_per_unit, lambda x: x / native_per_unit))
-        _fixed_ticks(top.xaxis, [e * native_per_unit for e in ticks], lambda v: f"{v:.3g}")
-        top.set_xlabel(f"ε in {native_unit}", fontsize=8)
-        top.tick_params(labelsize=7.5)
+    ax.set_xlabel(epsilon_label("ε", norm), fontsize=fontsize)
+    ax.set_ylabel("accuracy (%)", fontsize=fontsize)
+    if ticks:
+        _native_axis(ax, "ε", native_per_unit, native_unit, norm, ticks)
     _style(ax)
-    ax.legend(fontsize=7, loc="best", frameon=False, title=attack_id, title_fontsize=7.5)
+
+
+def accuracy_plot(attack_id: str, norm: str, curves: list[Curve], cutoff: float | None,
+                  native_per_unit: float | None = None, native_unit: str | None = None) -> bytes:
+    """Accuracy under one attack against epsilon (log scale), one line per model, clean accuracy dashed."""
+    fig, ax = _figure(6.4, 1.85)
+    _accuracy_axes(ax, norm, curves, cutoff, native_per_unit, native_unit)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title=attack_id,
+              title_fontsize=7.5)  # beside the axes: the curves and bands stay visible
+    return _png(fig)
+
+
+def accuracy_panels(panels: list[tuple[str, str, list[Curve]]], cutoff: float | None,
+                    native_per_unit: float | None = None, native_unit: str | None = None) -> bytes:
+    """Accuracy against epsilon under each attack, one panel per (attack id, norm, curves), two panels a row and
+    one legend below them."""
+    from matplotlib.figure import Figure
+
+    columns = min(2, len(panels))
+    rows = -(-len(panels) // columns)
+    fig = Figure(figsize=(6.8, 0.4 + 1.75 * rows), dpi=DPI, layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    for ax, (attack_id, norm, curves) in zip(axes, panels, strict=False):
+        _accuracy_axes(ax, norm, curves, cutoff, native_per_unit, native_unit, fontsize=7.5, min_decades=0.45)
+        ax.set_title(attack_id, fontsize=8.5, fontweight="bold", loc="left")
+    for ax in axes[len(panels):]:
+        ax.set_axis_off()
+    legend = {label: handle for ax in axes[:len(panels)] for handle, label in zip(*ax.get_legend_handles_labels(),
+                                                                                  strict=True)}
+    fig.legend(list(legend.values()), list(legend), loc="outside lower center", ncols=min(4, len(legend)),
+               fontsize=7, frameon=False)
     return _png(fig)
 
 
@@ -107,7 +166,7 @@ def severity_plot(corruption_id: str, curves: list[Curve], tick_labels: dict[int
     """
     from matplotlib.ticker import PercentFormatter
 
-    fig, ax = _figure(6.0, 2.6)
+    fig, ax = _figure(6.0, 1.75)
     for curve in curves:
         _accuracy_line(ax, curve, "corrupted")
     levels = sorted(tick_labels)
@@ -116,11 +175,12 @@ def severity_plot(corruption_id: str, curves: list[Curve], tick_labels: dict[int
                  lambda level: f"{int(level)}\n{tick_labels[int(level)]}")
     ax.set_ylim(-3, 103)
     ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
-    ax.set_xlabel("severity (and its parameter value)", fontsize=8.5)
-    ax.set_ylabel("accuracy", fontsize=8.5)
+    ax.set_xlabel("severity (level 1–5, with its parameter's value and unit below)", fontsize=8)
+    ax.set_ylabel("accuracy (%)", fontsize=8)
     ax.tick_params(axis="x", labelsize=7)
     _style(ax)
-    ax.legend(fontsize=7, loc="best", frameon=False, title=corruption_id, title_fontsize=7.5)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title=corruption_id,
+              title_fontsize=7.5)  # beside the axes: the curves and bands stay visible
     return _png(fig)
 
 
@@ -156,7 +216,8 @@ def profile_plot(rows: list[ProfileRow]) -> bytes:
     ax.set_ylim(-0.7, len(rows) - 0.3)
     ax.set_xlim(-3, 103)
     ax.xaxis.set_major_formatter(PercentFormatter(decimals=0))
-    ax.set_xlabel("accuracy", fontsize=8.5)
+    ax.set_xlabel("accuracy (%)", fontsize=8.5)
+    ax.set_ylabel("condition (categories)", fontsize=8.5)
     _style(ax)
     ax.grid(False, axis="y")
     ax.legend(fontsize=7, loc="lower left", frameon=False, ncols=len(roles))
@@ -179,13 +240,22 @@ def subgroup_plot(rows: list[tuple[str, float | None, tuple[float, float] | None
     ax.set_yticks(ys, [label for label, _, _ in shown], fontsize=7.5)
     ax.set_xlim(-3, 103)
     ax.xaxis.set_major_formatter(PercentFormatter(decimals=0))
-    ax.set_xlabel(xlabel, fontsize=8.5)
+    ax.set_xlabel(f"{xlabel} (%)", fontsize=8.5)
+    ax.set_ylabel("subgroup (n: test image count)", fontsize=8.5)
     _style(ax)
     return _png(fig)
 
 
-def _tick_subset(values: list[float], most: int = 7) -> list[float]:
-    """At most `most` of the grid epsilons, spread evenly, always keeping the first and last."""
+def _tick_subset(values: list[float], most: int = 7, min_decades: float = 0.0,
+                 keep: float | None = None) -> list[float]:
+    """At most `most` of the grid epsilons, spread evenly, always keeping the first and last; with `min_decades`,
+    only ticks at least that far apart on the log axis (the first, the last and `keep` are placed first)."""
+    if min_decades > 0:
+        chosen = [v for v in (values[0], values[-1], keep) if v in values] if values else []
+        for v in values:
+            if all(abs(np.log10(v / c)) >= min_decades for c in chosen):
+                chosen.append(v)
+        return sorted(set(chosen))
     if len(values) <= most:
         return values
     picks = np.unique(np.round(np.linspace(0, len(values) - 1, most)).astype(int))
@@ -200,9 +270,11 @@ def _fixed_ticks(axis, ticks: list[float], label) -> None:
     axis.set_minor_locator(NullLocator())
 
 
-def min_epsilon_histogram(attack_id: str, norm: str, values: dict[str, np.ndarray],
-                          cutoff: float | None) -> bytes | None:
+def min_epsilon_histogram(attack_id: str, norm: str, values: dict[str, np.ndarray], cutoff: float | None,
+                          native_per_unit: float | None = None, native_unit: str | None = None) -> bytes | None:
     """Histogram (log x) of per-image minimal flipping epsilons; zeros and 'not found' are left to the caption."""
+    from matplotlib.ticker import FuncFormatter
+
     finite = {role: v[np.isfinite(v) & (v > 0)] for role, v in values.items()}
     pooled = np.concatenate([v for v in finite.values()]) if finite else np.array([])
     if pooled.size == 0:
@@ -213,7 +285,7 @@ def min_epsilon_histogram(attack_id: str, norm: str, values: dict[str, np.ndarra
     if high / low < 1.5:
         low, high = low / 1.5, high * 1.5
     bins = np.logspace(np.log10(low), np.log10(high), 25)
-    fig, ax = _figure(6.0, 2.7)
+    fig, ax = _figure(6.4, 2.1)
     for role, v in finite.items():
         if v.size:
             colour = COLOURS.get(role, "#555555")
@@ -222,8 +294,10 @@ def min_epsilon_histogram(attack_id: str, norm: str, values: dict[str, np.ndarra
     if cutoff:
         ax.axvline(cutoff, color="#333333", linestyle=":", linewidth=1.1, label=f"cutoff ε = {cutoff:g}")
     ax.set_xscale("log")
-    ax.set_xlabel(f"minimal flipping ε ({NORM_LABEL.get(norm, norm)}, on [0,1] pixels, log scale)", fontsize=8.5)
-    ax.set_ylabel("test images", fontsize=8.5)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.set_xlabel(epsilon_label("minimal flipping ε", norm), fontsize=8.5)
+    ax.set_ylabel("test images (count)", fontsize=8.5)
+    _native_axis(ax, "minimal flipping ε", native_per_unit, native_unit, norm)
     _style(ax)
     ax.legend(fontsize=7, frameon=False, title=attack_id, title_fontsize=7.5)
     return _png(fig)

@@ -2,12 +2,14 @@
 
 The per-image outcomes are made up; everything computed from them goes through the runner's own code (the results
 model, metric registry, criteria and samples.csv of harness.results), giving results.json, manifest.json,
-samples.csv, plan.resolved.yaml and examples_<role>.npz for the naive and hardened models, with two fixed-epsilon
-attacks and one minimal-perturbation attack.
+samples.csv, plan.source.yaml (a plan file with comments), plan.resolved.yaml, confidence intervals, the paired
+comparison, attack-failure indicators and examples_<role>.npz for the naive and hardened models, with two
+fixed-epsilon attacks and one minimal-perturbation attack: every section but subgroups has something to show.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 from dataclasses import replace
@@ -25,13 +27,17 @@ from harness.results.epsilons import EpsilonGrid
 from harness.results.model import (
     DatasetSummary,
     DefenceResult,
+    IndicatorCheck,
+    Indicators,
     ModelResult,
     PlanRef,
     ResultsDocument,
     Verdict,
     thaw,
 )
+from harness.results.paired import compare_roles
 from harness.results.samples import sample_outcomes, write_samples
+from harness.results.uncertainty import IntervalSettings
 from harness.storage.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
 
 CLASS_NAMES = ["benign", "malignant"]
@@ -47,6 +53,7 @@ ATTACKS = {
 }
 STRENGTH = {"fgsm": 0.7, "pgd_linf": 1.0, "fmn_linf": 1.1}  # how fast accuracy falls with epsilon
 DEFAULT_GRID = [0.001, 0.002, 0.004, 0.008, 0.016]
+REVISION = "0123456789abcdef0123456789abcdef01234567"  # a made-up git revision of the harness
 
 
 def epsilon_grid(n: int) -> list[float]:
@@ -72,6 +79,7 @@ def write_synthetic_run(run_dir: Path, *, n_test: int = 60, n_eps: int = 5, hard
                         examples: bool = True, warnings: list[str] | None = None, seed: int = 0) -> Path:
     """Write a complete run directory and return it."""
     from harness.attacks.sweep import AttackOutcome  # torch: only when a synthetic run is written
+    from harness.run.runner import PLAN_HASHES, PLAN_SOURCE_FILE
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -81,8 +89,10 @@ def write_synthetic_run(run_dir: Path, *, n_test: int = 60, n_eps: int = 5, hard
     labels = np.arange(n_test) % 2
     sample_ids = [f"s-{i:04d}-{rng.integers(16**6):06x}" for i in range(n_test)]
     roles = ["naive", "hardened"] if hardened else ["naive"]
+    intervals = IntervalSettings()  # the plan's default: Wilson 95 %, every image its own patient
     document = ResultsDocument(plan=PlanRef("synthetic_ct", "ab" * 32), warnings=warnings or (),
-                               dataset=DatasetSummary("phantom_ct", tuple(CLASS_NAMES), 1, "cd" * 32, n_test, NATIVE))
+                               dataset=DatasetSummary("phantom_ct", tuple(CLASS_NAMES), 1, "cd" * 32, n_test, NATIVE),
+                               statistics=intervals.summary("holm"))
     samples = []
     for role in roles:
         clean_correct = rng.random(n_test) < (0.85 if role == "naive" else 0.8)
@@ -90,23 +100,23 @@ def write_synthetic_run(run_dir: Path, *, n_test: int = 60, n_eps: int = 5, hard
         margin = rng.lognormal(math.log(0.003 if role == "naive" else 0.02), 0.9, n_test)
         clean_pred = np.where(clean_correct, labels, 1 - labels)
         model = ModelResult(weights_sha256=("e1" if role == "naive" else "f2") * 32,
-                            clean=clean_metrics(labels, _logits(labels, clean_pred, confidence_rng), 1))
+                            clean=clean_metrics(labels, _logits(labels, clean_pred, confidence_rng), 1, intervals))
         for attack_id, spec in ATTACKS.items():
             minimal = spec["kind"] == "minimal"
             threshold = margin / STRENGTH[attack_id]
-            min_eps = np.where(clean_correct, threshold, 0.0)
+            min_eps = threshold  # misclassified images have one too: minimal attacks aim at the clean prediction
             if minimal:
                 min_eps = np.where(clean_correct & (rng.random(n_test) < 0.05), np.inf, min_eps)
             success = np.stack([~clean_correct | (min_eps <= eps) for eps in grid])
             violations = np.array([int(attack_id == "fgsm" and role == "naive" and k == 0) for k in range(len(grid))])
             outcome = AttackOutcome(grid, success, violations, min_eps if minimal else None)
             result = attack_result(spec["attack"], spec["norm"], spec["kind"], spec["params"], outcome, labels,
-                                   clean_correct, 1, NATIVE)
+                                   clean_correct, 1, NATIVE, intervals)
             model = model.with_attack(attack_id, result)
             samples += sample_outcomes(role, attack_id, outcome, sample_ids, labels, clean_pred)
-        document = document.with_model(role, model)
+        document = document.with_model(role, replace(model, indicators=_indicators(role)))
     if hardened:
-        document = replace(document, defence=DefenceResult(
+        document = replace(document, comparisons=compare_roles(samples, "naive", "hardened"), defence=DefenceResult(
             plugin="adversarial_training",
             params={"attack": "pgd_linf", "epsilons": [0.002, 0.004], "rounds": 2, "epochs_per_round": 3,
                     "steps": 7, "mix_clean": 0.5},
@@ -138,12 +148,17 @@ def write_synthetic_run(run_dir: Path, *, n_test: int = 60, n_eps: int = 5, hard
     }
     if hardened:
         resolved["defence"] = {"plugin": "adversarial_training", **thaw(document.defence.params)}  # type: ignore[union-attr]
+    plan_text = PLAN_HEADER + yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True, width=100)
+    resolved_yaml = yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True)
     manifest = {
-        "schema": "harness.manifest", "schema_version": 1, "harness_version": "0.1.0",
+        "schema": "harness.manifest", "schema_version": 1, "harness_version": "0.1.0", "harness_revision": REVISION,
         "started_at": "2026-01-15T09:30:00Z",
         "command": ["/opt/venv/bin/harness", "run", "/home/qa/plans/synthetic_ct.yaml", "--out", "/srv/runs"],
         "plan": {"name": "synthetic_ct", "source": "/home/qa/plans/synthetic_ct.yaml", "sha256": "ab" * 32,
-                 "resolved": resolved, "overrides": []},
+                 "resolved": resolved, "overrides": [], "copy": PLAN_SOURCE_FILE,
+                 "file_sha256": hashlib.sha256(plan_text.encode("utf-8")).hexdigest(),
+                 "resolved_yaml_sha256": hashlib.sha256(resolved_yaml.encode("utf-8")).hexdigest(),
+                 "hashes": PLAN_HASHES},
         "seeds": {"plan": 20221, "attack_batches": "sha256(seed:model:attack:batch) per batch"},
         "device": {"type": "cuda", "name": "cuda:0", "gpu_name": "NVIDIA H100 80GB HBM3", "cuda": "12.4",
                    "cudnn": 90100, "cpu": "x86_64", "torch_threads": 16},
@@ -156,7 +171,8 @@ def write_synthetic_run(run_dir: Path, *, n_test: int = 60, n_eps: int = 5, hard
         "plugins": [{"kind": "dataset", "name": "phantom_ct", "provider": "harness", "version": "0.1.0"},
                     {"kind": "attack", "name": "pgd_linf", "provider": "harness", "version": "0.1.0"}],
         "timings_seconds": {"dataset": 1.2, "model": 40.5, "naive:clean": 0.3, "naive:attack:pgd_linf": 12.0},
-        "dataset": {"plugin": "phantom_ct", "name": "phantom_ct", "class_names": CLASS_NAMES, "positive_class": 1,
+        "dataset": {"plugin": "phantom_ct", "name": "phantom_ct", "identifiers": "synthetic",
+                    "class_names": CLASS_NAMES, "positive_class": 1,
                     "image_shape": [1, 32, 32],
                     "native_units": {"per_unit": NATIVE.per_unit, "unit": NATIVE.unit, "note": NATIVE.note},
                     "provenance": {"source": "harness_plugins.datasets.phantoms.ct (generated, no patient data)",
@@ -171,20 +187,46 @@ def write_synthetic_run(run_dir: Path, *, n_test: int = 60, n_eps: int = 5, hard
         "models": {"naive": {"plugin": "train", "architecture": "small_cnn", "source": "trained",
                              "weights_sha256": "e1" * 32, "cache_hit": True, "n_parameters": 23538,
                              "weights_path": "/home/qa/.cache/harness/models/e1e1.pt",
+                             "stored_copy": {"how": "hard link", "path": "model/naive.pt", "sha256": "e1" * 32},
                              "training_log": [{"epoch": e, "loss": 0.7 / e, "val_accuracy": 0.7 + 0.02 * e}
                                               for e in range(1, 4)]}},
     }
     if hardened:
         manifest["models"]["hardened"] = {"plugin": "adversarial_training", "architecture": "small_cnn",
-                                          "weights_sha256": "f2" * 32, "cache_hit": False}
+                                          "weights_sha256": "f2" * 32, "cache_hit": False,
+                                          "stored_copy": {"how": "copy", "path": "model/hardened.pt",
+                                                          "sha256": "f2" * 32}}
     write_json_atomic(run_dir / "results.json", document.to_json())
     write_json_atomic(run_dir / "manifest.json", manifest)
-    write_text_atomic(run_dir / "plan.resolved.yaml", yaml.safe_dump(resolved, sort_keys=False))
+    write_text_atomic(run_dir / PLAN_SOURCE_FILE, plan_text)
+    write_text_atomic(run_dir / "plan.resolved.yaml", resolved_yaml)
     write_samples(run_dir / "samples.csv", samples, EpsilonGrid.of(grid))
     if examples:
         for role in roles:
             _write_examples(run_dir, role, sample_ids, labels, rng)
     return run_dir
+
+
+PLAN_HEADER = """# Synthetic study of a lung-nodule classifier on 64×64 CT patches (ε grid around 0.004 = 6 HU).
+# Comments like these are the plan's rationale: the report reproduces this file verbatim.
+"""
+
+
+def _indicators(role: str) -> Indicators:
+    """Made-up attack-failure indicators: credible for the naive model, one failed check for the hardened one."""
+    checks = (
+        IndicatorCheck("monotone", "Robust accuracy never rises with epsilon.", True, 0.0, 0.05,
+                       "largest rise 0 in the results", explanation="A rise of more than 0.05 (about two images) "
+                       "would mean the attack found fewer adversarials at a larger budget."),
+        IndicatorCheck("iterative_vs_single_step", "Iterative attacks are at least as strong as FGSM at each ε "
+                       "(tolerance 0.02 plus one image).", True, 0.0, 0.0367, "largest excess +0.000"),
+        IndicatorCheck("more_iterations", "5× the steps and 3 restarts lower PGD accuracy by ≤ 0.05.",
+                       role == "naive", 0.0 if role == "naive" else 0.156, 0.05, "pgd_linf at ε=0.016",
+                       flipped_by=None if role == "naive" else "more steps: benign 2 of 9, malignant 3 of 7"),
+    )
+    return Indicators(credible=all(c.passed for c in checks), checks=checks,
+                      flags=tuple(c.id for c in checks if not c.passed), n_subset=16,
+                      subset="≤ 16 clean-correct test images in a seeded order")
 
 
 def _criterion(item: dict[str, Any]) -> Criterion:

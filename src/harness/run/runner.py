@@ -229,6 +229,7 @@ class Runner:
         check_fit(self.plan.corruptions, self.registry, dataset, self.plan.seed, self.plan.source)
         self.fingerprint.add("data_sha256", dataset.provenance.get("content_sha256"))
         self.manifest["dataset"] = {"plugin": self.plan.dataset.plugin, "name": dataset.name,
+                                    "identifiers": plugin.identifiers,  # 'synthetic': a generated phantom
                                     "class_names": dataset.class_names, "positive_class": dataset.positive_class,
                                     "image_shape": list(dataset.image_shape),
                                     "native_units": _native(dataset), "provenance": dataset.provenance,

@@ -3,8 +3,11 @@
 Each section is a module here and a template `templates/sections/<module name>.html`. The module defines
 
 - ``TITLE``: the heading, numbered ("5. Results") and listed in the contents; ``None`` for the cover and for a
-  part that continues the section before it (its template then starts at ``<h3>`` and gets no page break).
-- ``APPENDIX = True`` (optional): lettered "Appendix A." instead of numbered.
+  part that continues the section before it (its template then starts at ``<h3>``).
+- ``APPENDIX = True`` (optional): lettered "Appendix A." instead of numbered; appendices start a new page, other
+  sections follow on the page of the one before (wrap a block that must stay together in ``<div class="keep">``).
+  A ``<table class="data">`` stays on one page; give one that can run longer than half a page the class ``long``
+  so that it splits between rows instead.
 - ``build(report: ReportInput) -> dict | None``: the values its template shows, read from ``report`` (the run's
   RunResults as ``report.run``, ``report.samples``, ``report.examples``, ``report.manifest`` and the shared
   queries of harness.report.inputs); ``None`` leaves the section out. Format numbers with

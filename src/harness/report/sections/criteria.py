@@ -6,8 +6,9 @@ from typing import Any
 
 from harness.plan.criteria import ANY_CORRUPTION
 from harness.report.inputs import ReportInput
-from harness.results.formatting import eps_text, level_text, severity_text
-from harness.results.metrics import METRICS, RATE, Unit
+from harness.results.formatting import level_text, severity_text
+from harness.results.metrics import EPSILON, METRICS, RATE, Unit
+from harness.results.model import CriterionResult
 
 TITLE = "Acceptance criteria"
 OPERATORS = {">=": "≥", "<=": "≤"}
@@ -25,34 +26,41 @@ def corruption_text(report: ReportInput, corruption: str, severity: int | None) 
     return text
 
 
+def criterion_row(report: ReportInput, c: CriterionResult) -> dict[str, Any]:
+    """One criterion as the report writes it: what it measures (ε also in native units, the corruption, the
+    subgroup), threshold, measured value and what was judged (the point estimate or a confidence bound)."""
+    metric = METRICS.get(c.metric)
+    unit: Unit = metric.unit if metric else RATE
+    what = c.metric
+    if c.attack:
+        what += f" under {c.attack}"
+    if c.epsilon is not None:
+        what += f" at ε = {report.eps_native(c.epsilon)}"
+    if c.corruption:
+        what += corruption_text(report, c.corruption, c.severity)
+    if c.measured is None:
+        verdict, css = "NOT MEASURED", "fail"
+    else:
+        verdict, css = ("PASS", "pass") if c.passed else ("FAIL", "fail")
+    if c.subgroup:
+        where = ", ".join(f"{k} = {v}" for k, v in c.subgroup.items())
+        what += f", worst subgroup ({where})" if c.subgroup_rule == "worst" else f", subgroup {where}"
+
+    def write(value: float | None) -> str:
+        """The value in the metric's unit; an epsilon (not a change of one) also in native units."""
+        if unit is EPSILON and value is not None and c.model != "change":
+            return report.eps_native(value)
+        return unit.short(value)
+
+    judged = "point estimate"
+    if c.bounded:
+        judged = (f"{c.judged_on} {level_text(c.confidence or 0.95)} bound {write(c.bound_value)}"
+                  + (f" ({c.interval})" if c.interval else ""))
+    return {"id": c.id, "what": what, "judged": judged, "model": "hardened − naive" if c.model == "change" else c.model,
+            "description": c.description.strip(), "threshold": f"{OPERATORS.get(c.op, c.op)} {write(c.threshold)}",
+            "measured": write(c.measured), "note": c.note, "verdict": verdict, "css": css}
+
+
 def build(report: ReportInput) -> dict[str, Any]:
     """One row per criterion, in plan order."""
-    rows = []
-    for c in report.run.criteria:
-        metric = METRICS.get(c.metric)
-        unit: Unit = metric.unit if metric else RATE
-        what = c.metric
-        if c.attack:
-            what += f" under {c.attack}"
-        if c.epsilon is not None:
-            native = report.native_text(c.epsilon)
-            what += f" at ε = {eps_text(c.epsilon)}" + (f" ({native})" if native else "")
-        if c.corruption:
-            what += corruption_text(report, c.corruption, c.severity)
-        if c.measured is None:
-            verdict, css = "NOT MEASURED", "fail"
-        else:
-            verdict, css = ("PASS", "pass") if c.passed else ("FAIL", "fail")
-        if c.subgroup:
-            where = ", ".join(f"{k} = {v}" for k, v in c.subgroup.items())
-            what += f", worst subgroup ({where})" if c.subgroup_rule == "worst" else f", subgroup {where}"
-        judged = "point estimate"
-        if c.bounded:
-            judged = (f"{c.judged_on} {level_text(c.confidence or 0.95)} bound {unit.short(c.bound_value)}"
-                      + (f" ({c.interval})" if c.interval else ""))
-        rows.append({"id": c.id, "what": what, "judged": judged,
-                     "model": "hardened − naive" if c.model == "change" else c.model,
-                     "description": c.description.strip(),
-                     "threshold": f"{OPERATORS.get(c.op, c.op)} {unit.short(c.threshold)}",
-                     "measured": unit.short(c.measured), "note": c.note, "verdict": verdict, "css": css})
-    return {"rows": rows}
+    return {"rows": [criterion_row(report, c) for c in report.run.criteria]}

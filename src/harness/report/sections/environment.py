@@ -43,5 +43,5 @@ def build(report: ReportInput) -> dict[str, Any]:
         "command": reduce_command(manifest.get("command")),
         "plan_source": basename(str(plan["source"])) if plan.get("source") else "n/a",
         "plan_sha": report.plan_sha256 or "n/a",
-        "overrides": plan.get("overrides") or [],
+        "overrides": [reduce_command([o]) for o in report.overrides],
     }

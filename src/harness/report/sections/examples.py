@@ -44,7 +44,7 @@ def model_examples(report: ReportInput, ex: Examples) -> dict[str, Any]:
             "pert_uri": plots.data_uri(plots.image_png(perturbation)),
             "clean_pred": report.class_name(ex.clean_pred[i]), "clean_conf": pct(float(ex.clean_conf[i])),
             "adv_pred": report.class_name(ex.adv_pred[i]), "adv_conf": pct(float(ex.adv_conf[i])),
-            "linf": eps_text(float(np.abs(delta[i]).max())),
+            "linf": report.eps_native(float(np.abs(delta[i]).max())),
             "flipped": flipped,
             "in_bound": bool(ex.within_bound[i]) if ex.within_bound is not None else True,
         })

@@ -6,9 +6,24 @@ from typing import Any
 
 from harness.report.inputs import ReportInput
 from harness.report.text import cell
+from harness.results.model import IndicatorCheck
 
 TITLE = None  # continues Results
 
+
+def threshold_sentence(check: IndicatorCheck) -> str | None:
+    """What the threshold means: the check's own explanation, else one sentence tying it to the rule the check's
+    description states, with the side of it a passing value lies on (None for a check with no value)."""
+    if check.explanation:
+        return check.explanation
+    if not isinstance(check.value, (int, float)) or not isinstance(check.threshold, (int, float)):
+        return None
+    threshold = cell(check.threshold)
+    if check.value == check.threshold:
+        outcome = "passes" if check.passed else "fails"
+        return f"The value equals the threshold {threshold} set by the rule above and {outcome}."
+    side = "at most" if (check.value < check.threshold) == check.passed else "at least"
+    return f"Passes at values {side} {threshold}, the threshold set by the rule above."
 
 def build(report: ReportInput) -> dict[str, Any] | None:
     """Each model's checks with verdict, value, threshold and detail; left out when none were computed."""
@@ -18,7 +33,7 @@ def build(report: ReportInput) -> dict[str, Any] | None:
         if indicators is None:
             continue
         checks = [{"id": c.id, "description": c.description, "passed": c.passed, "value": cell(c.value),
-                   "threshold": cell(c.threshold), "detail": c.detail, "explanation": c.explanation,
+                   "threshold": cell(c.threshold), "detail": c.detail, "explanation": threshold_sentence(c),
                    "flipped_by": c.flipped_by} for c in indicators.checks]
         models.append({"role": role, "credible": indicators.credible, "checks": checks, "subset": indicators.subset})
     return {"models": models} if models else None

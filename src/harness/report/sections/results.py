@@ -35,7 +35,7 @@ def clean_rows(report: ReportInput) -> list[dict[str, Any]]:
 
 
 def attack_table(report: ReportInput, attack_id: str) -> dict[str, Any]:
-    """One attack: per epsilon every point metric of each model, bound violations, and the accuracy plot."""
+    """One attack: per epsilon every point metric of each model and the bound violations, and its curves."""
     attack = report.attack(attack_id)
     by_role = {role: found for role in report.roles if (found := report.attack_result(role, attack_id))}
     rows = []
@@ -50,20 +50,26 @@ def attack_table(report: ReportInput, attack_id: str) -> dict[str, Any]:
                           report.model(role).clean.accuracy,  # type: ignore[union-attr]
                           [shown(p.intervals.get("robust_accuracy")) for p in a.points])
               for role, a in by_role.items() if a.points]
-    plot = None
-    if curves:
-        native = report.native
-        plot = plots.data_uri(plots.accuracy_plot(attack_id, attack.norm if attack else "linf", curves, report.cutoff,
-                                                  float(native.per_unit) if native and native.per_unit else None,
-                                                  native.unit if native else None))
     return {"id": attack_id, "label": report.attack_label(attack_id), "norm": attack.norm if attack else None,
-            "kind": attack.kind if attack else None, "plot": plot, "rows": rows}
+            "kind": attack.kind if attack else None, "curves": curves, "rows": rows}
+
+
+def accuracy_figure(report: ReportInput, attacks: list[dict[str, Any]]) -> str | None:
+    """One figure with a panel per attack (accuracy against ε), as a data URI; None when nothing ran."""
+    panels = [(a["id"], a["norm"] or "linf", a["curves"]) for a in attacks if a["curves"]]
+    if not panels:
+        return None
+    native = report.native
+    return plots.data_uri(plots.accuracy_panels(panels, report.cutoff, native.per_unit if native else None,
+                                                native.unit if native else None))
 
 
 def build(report: ReportInput) -> dict[str, Any]:
-    """The clean table and one block per attack."""
+    """The clean table, the accuracy-against-ε figure and one table per attack."""
+    attacks = [attack_table(report, attack_id) for attack_id in report.attack_ids]
     return {"roles": report.roles, "clean_columns": [m.label for m in metrics_in(CLEAN)],
             "point_columns": [m.column for m in metrics_in(POINT)], "clean": clean_rows(report),
             "class_names": report.class_names, "positive_class": report.class_name(report.positive_class),
-            "attacks": [attack_table(report, attack_id) for attack_id in report.attack_ids],
-            "cutoff": eps_text(report.cutoff)}
+            "attacks": attacks, "figure": accuracy_figure(report, attacks),
+            "cutoff": eps_text(report.cutoff), "cutoff_native": report.native_text(report.cutoff),
+            "native_unit": report.native.unit if report.native else None}

@@ -20,7 +20,8 @@ def fixed_columns(report: ReportInput) -> list[dict[str, Any]]:
     for attack_id in report.attack_ids_of_kind("fixed_epsilon"):
         point = report.point_near_cutoff("naive", attack_id) or report.point_near_cutoff("hardened", attack_id)
         if point is not None and report.samples:  # samples.csv has a column for every planned epsilon
-            columns.append({"attack": attack_id, "epsilon": point.epsilon, "eps": eps_text(point.epsilon)})
+            columns.append({"attack": attack_id, "epsilon": point.epsilon,
+                            "eps": report.eps_native(point.epsilon, point)})
     return columns
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from harness.report.inputs import ROLES, ReportInput
 from harness.report.model_rows import model_contract_rows
-from harness.report.text import basename, cell, mapping_rows, verbatim
+from harness.report.text import basename, cell, mapping_rows, reduce_command, verbatim
 from harness.results.epsilons import EpsilonGrid
 from harness.results.formatting import eps_text, num, pct
 from harness.results.model import thaw
@@ -23,6 +23,11 @@ MAX_TRAINING_LOG_ROWS = 40
 
 def _grid_text(report: ReportInput, epsilons: list[float]) -> list[tuple[str, str | None]]:
     return [(eps_text(eps), report.native_text(eps)) for eps in epsilons]
+
+
+def _log_eps(report: ReportInput, eps: Any) -> str:
+    """A training log's epsilon with its native-unit value ('n/a' where the round had none)."""
+    return report.eps_native(float(eps)) if isinstance(eps, (int, float)) else eps_text(eps)
 
 
 def attacks(report: ReportInput) -> list[dict[str, Any]]:
@@ -58,12 +63,12 @@ def defence(report: ReportInput) -> dict[str, Any] | None:
         plugin = (planned or {}).get("plugin", "n/a")
         params = {k: v for k, v in planned.items() if k != "plugin"} if isinstance(planned, dict) else {}
         selected, weights, log = None, None, ()
+    rows = [{"round": r.get("round"), "epsilon": _log_eps(report, r.get("epsilon")), "loss": num(r.get("loss"), 4),
+             "train_accuracy": pct(r.get("train_accuracy")), "val_clean": pct(r.get("val_clean_accuracy")),
+             "val_robust": pct(r.get("val_robust_accuracy")), "seconds": num(r.get("seconds"), 1),
+             "selected": r.get("round") == selected} for r in log]
     return {"plugin": plugin, "params": [(k, verbatim(v)) for k, v in params.items()], "selected_round": selected,
-            "weights": weights,
-            "log": [{"round": r.get("round"), "epsilon": eps_text(r.get("epsilon")), "loss": num(r.get("loss"), 4),
-                     "train_accuracy": pct(r.get("train_accuracy")), "val_clean": pct(r.get("val_clean_accuracy")),
-                     "val_robust": pct(r.get("val_robust_accuracy")), "seconds": num(r.get("seconds"), 1),
-                     "selected": r.get("round") == selected} for r in log]}
+            "weights": weights, "log": rows}
 
 
 def models(report: ReportInput) -> list[dict[str, Any]]:
@@ -81,7 +86,8 @@ def models(report: ReportInput) -> list[dict[str, Any]]:
         log = info.get("training_log") or []
         columns = [k for k in log[0] if isinstance(log[0][k], (int, float)) or log[0][k] is None] \
             if log and isinstance(log[0], dict) else []
-        table = [[cell(entry.get(c)) for c in columns] for entry in log[:MAX_TRAINING_LOG_ROWS]] if columns else []
+        table = [[_log_eps(report, entry.get(c)) if c == "epsilon" else cell(entry.get(c)) for c in columns]
+                 for entry in log[:MAX_TRAINING_LOG_ROWS]] if columns else []
         out.append({"role": role, "rows": rows, "training": mapping_rows(info.get("training")),
                     "log_columns": columns, "log": table, "log_truncated": max(0, len(log) - MAX_TRAINING_LOG_ROWS)})
     return out
@@ -99,7 +105,7 @@ def build(report: ReportInput) -> dict[str, Any]:
                ("susceptibility cutoff", eps_text(report.cutoff)),
                ("examples per model", verbatim((resolved.get("report") or {}).get("n_examples", 3)))]
     return {"attacks": attacks(report), "defence": defence(report), "general": general,
-            "overrides": (report.manifest.get("plan") or {}).get("overrides") or [],
+            "overrides": [reduce_command([o]) for o in report.overrides],
             "dataset_params": mapping_rows(resolved.get("dataset")),
             "model_params": mapping_rows(resolved.get("model")),
             "models": models(report), "native_note": report.native_note()}
