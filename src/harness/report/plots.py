@@ -219,7 +219,7 @@ def profile_plot(rows: list[ProfileRow]) -> bytes:
     """Accuracy of each model under each condition (clean, attacks, corruptions) as dots on one axis per row."""
     from matplotlib.ticker import PercentFormatter
 
-    fig, ax = _figure(6.0, 0.9 + 0.24 * len(rows))
+    fig, ax = _figure(3.7, 0.75 + 0.2 * len(rows))
     ys = list(range(len(rows)))[::-1]
     roles = [role for role in COLOURS if any(row.accuracy.get(role) is not None for row in rows)]
     for role in roles:
