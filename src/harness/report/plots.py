@@ -129,7 +129,7 @@ def accuracy_panels(panels: list[tuple[str, str, list[Curve]]], cutoff: float | 
 
     columns = min(2, len(panels))
     rows = -(-len(panels) // columns)
-    fig = Figure(figsize=(6.8, 0.4 + 1.75 * rows), dpi=DPI, layout="constrained")
+    fig = Figure(figsize=(6.8, 0.4 + 1.55 * rows), dpi=DPI, layout="constrained")
     axes = fig.subplots(rows, columns, squeeze=False).ravel()
     for ax, (attack_id, norm, curves) in zip(axes, panels, strict=False):
         _accuracy_axes(ax, norm, curves, cutoff, native_per_unit, native_unit, fontsize=7.5, min_decades=0.45)
@@ -177,7 +177,7 @@ def severity_panels(panels: list[SeverityPanel], columns: int = 4) -> bytes:
 
     columns = min(columns, len(panels))
     rows = -(-len(panels) // columns)
-    fig = Figure(figsize=(6.8, 0.45 + 1.45 * rows), dpi=DPI, layout="constrained")
+    fig = Figure(figsize=(6.8, 0.4 + 1.3 * rows), dpi=DPI, layout="constrained")
     axes = fig.subplots(rows, columns, squeeze=False, sharey=True)
     for index, ax in enumerate(axes.ravel()):
         if index >= len(panels):
