@@ -307,7 +307,7 @@ def min_epsilon_histogram(attack_id: str, norm: str, values: dict[str, np.ndarra
     if high / low < 1.5:
         low, high = low / 1.5, high * 1.5
     bins = np.logspace(np.log10(low), np.log10(high), 25)
-    fig, ax = _figure(6.4, 2.1)
+    fig, ax = _figure(6.4, 1.8)
     for role, v in finite.items():
         if v.size:
             colour = COLOURS.get(role, "#555555")
