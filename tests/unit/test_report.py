@@ -408,7 +408,8 @@ def test_indicator_explanations_are_shown_when_a_check_has_them(tmp_path):
 
     html = render_html(build_context(load_report(run_dir)))  # the HTML is enough: no PDF layout
     assert "Attack-failure indicators" in html and "NOT CREDIBLE" in html
-    assert "suggests masked gradients." in html and "flipped by: uniform noise draw 3" in html
+    text = " ".join(re.sub(r"<[^>]+>", " ", html).split())
+    assert "suggests masked gradients." in text and "flipped by: uniform noise draw 3" in text
 
 
 def test_preview_puts_the_chosen_pages_side_by_side(rendered, tmp_path):
