@@ -201,8 +201,8 @@ def severity_panels(panels: list[SeverityPanel], columns: int = 4) -> bytes:
             ax.set_xlabel("severity (level)", fontsize=7)
     legend = {label: handle for ax in axes.ravel()[:len(panels)]
               for handle, label in zip(*ax.get_legend_handles_labels(), strict=True)}
-    fig.legend(list(legend.values()), list(legend), loc="outside lower center", ncols=min(6, len(legend)),
-               fontsize=6.5, frameon=False)
+    fig.legend(list(legend.values()), list(legend), loc="outside lower center",
+               ncols=len(legend) if len(legend) <= 4 else 3, fontsize=6.5, frameon=False)
     return _png(fig)
 
 
