@@ -25,10 +25,7 @@ MARGIN_MM = 20.0  # left and right page margins of report.css
 FOOTER_MM = 21.0  # bottom margin (the footer lives in it)
 HEADER_MM = 20.0  # top margin (the running title lives in it)
 PNG_DPI = 50
-MAX_PAGES = 12  # a report of attacks alone, as the default CT plan's was (issue 15)
-# The default CT plan since: those 12 pages, 7 for its eight natural corruptions (robustness profile, corruption
-# pages, example strip) and 1 for the longer details of the converging attack-failure indicators.
-DEFAULT_CT_MAX_PAGES = MAX_PAGES + 7 + 1
+MAX_PAGES = 12  # the default CT plan's report, its eight natural corruptions included (issue 15)
 MIN_FILL = 0.6  # pages but the body's last and the appendix's last are filled at least this far down
 # a unit in the label's parentheses; a severity axis counts levels, a categorical axis says it has categories
 UNIT = re.compile(r"\([^()]*(%|HU|count|\[0,1\] pixel units|level|categories)[^()]*\)")

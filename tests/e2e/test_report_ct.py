@@ -1,6 +1,6 @@
 """The default CT plan's report as a reviewer receives it (issue 15): the real run of specs/ct_nodule.yaml.
 
-At most 20 pages (12 for attacks, 7 for corruptions, 1 for the indicators' details); nothing runs past the margins;
+At most 12 pages, its eight natural corruptions included; nothing runs past the margins;
 no heading is left at a page bottom; no page but the body's last and the appendix's last is mostly blank; every
 figure has axis labels with units; the cover says the data are a generated phantom and names the failed criteria
 (none here); Appendix A is the plan file as written.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 from report_layout import (
-    DEFAULT_CT_MAX_PAGES,
+    MAX_PAGES,
     MIN_FILL,
     figures_without_units,
     ink_in_margins,
@@ -41,7 +41,7 @@ def ct_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def test_default_ct_report_fits_its_page_budget_with_filled_pages(ct_report):
     layout = ct_report["layout"]
-    assert layout.n_pages <= DEFAULT_CT_MAX_PAGES, layout.n_pages
+    assert layout.n_pages <= MAX_PAGES, layout.n_pages
     assert not short_pages(layout, MIN_FILL), "mostly blank pages (page: fill)"
 
 

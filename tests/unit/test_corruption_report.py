@@ -72,7 +72,10 @@ def test_hardened_against_naive_is_judged_beyond_clean_accuracy(toy_run):
 
 def test_corruption_tables_and_criteria_name_severity_and_unit(toy_run):
     text = _text(render_html(build_context(load_report(toy_run))))
-    assert "3 moderate 0.15 of the range" in text  # severity, name and the parameter in its unit
+    assert "1 slight 2 mild 3 moderate 4 strong 5 severe CE" in text  # each severity with its name
+    # the parameter with its unit, then per severity its value, accuracy, interval, sensitivity and specificity
+    assert "darken any; amount [of the range]; jitter: 0.02 naive 0.05 100.0% 72%–100% se 100% · sp 100%" in text
+    assert "0.15 60.0% 31%–83% se 20% · sp 100%" in text
     assert "accuracy under darken at severity 3 (0.15 of the range)" in text
     assert "relative_drop under every corruption at severity 4" in text
     assert "worst of 2 corruptions: darken" in text

@@ -129,7 +129,7 @@ def accuracy_panels(panels: list[tuple[str, str, list[Curve]]], cutoff: float | 
 
     columns = min(2, len(panels))
     rows = -(-len(panels) // columns)
-    fig = Figure(figsize=(6.8, 0.4 + 1.75 * rows), dpi=DPI, layout="constrained")
+    fig = Figure(figsize=(6.8, 0.4 + 1.55 * rows), dpi=DPI, layout="constrained")
     axes = fig.subplots(rows, columns, squeeze=False).ravel()
     for ax, (attack_id, norm, curves) in zip(axes, panels, strict=False):
         _accuracy_axes(ax, norm, curves, cutoff, native_per_unit, native_unit, fontsize=7.5, min_decades=0.45)
@@ -159,28 +159,50 @@ def _accuracy_line(ax, curve: Curve, condition: str, keep=lambda x: True) -> Non
                    label=f"{curve.role}: clean")
 
 
-def severity_plot(corruption_id: str, curves: list[Curve], tick_labels: dict[int, str]) -> bytes:
-    """Accuracy on corrupted images against the severity level (1-5), one line per model, clean accuracy dashed.
+@dataclass
+class SeverityPanel:
+    """One corruption's panel: its title (id, then its parameter's unit), each model's curve over the severity levels,
+    and each level's parameter value (written under the level)."""
 
-    A Curve's x values are severity levels here; `tick_labels` gives each level's parameter value in its unit.
-    """
+    title: str
+    curves: list[Curve]
+    tick_labels: dict[int, str]
+
+
+def severity_panels(panels: list[SeverityPanel], columns: int = 4) -> bytes:
+    """Accuracy on corrupted images against severity level (1-5), one small panel per corruption with each model's
+    line and interval band, clean accuracy dashed; one legend below the panels."""
+    from matplotlib.figure import Figure
     from matplotlib.ticker import PercentFormatter
 
-    fig, ax = _figure(6.0, 1.75)
-    for curve in curves:
-        _accuracy_line(ax, curve, "corrupted")
-    levels = sorted(tick_labels)
-    ax.set_xlim(0.6, 5.4)
-    _fixed_ticks(ax.xaxis, [float(level) for level in levels],
-                 lambda level: f"{int(level)}\n{tick_labels[int(level)]}")
-    ax.set_ylim(-3, 103)
-    ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
-    ax.set_xlabel("severity (level 1–5, with its parameter's value and unit below)", fontsize=8)
-    ax.set_ylabel("accuracy (%)", fontsize=8)
-    ax.tick_params(axis="x", labelsize=7)
-    _style(ax)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title=corruption_id,
-              title_fontsize=7.5)  # beside the axes: the curves and bands stay visible
+    columns = min(columns, len(panels))
+    rows = -(-len(panels) // columns)
+    fig = Figure(figsize=(6.8, 0.4 + 1.3 * rows), dpi=DPI, layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False, sharey=True)
+    for index, ax in enumerate(axes.ravel()):
+        if index >= len(panels):
+            ax.set_axis_off()
+            continue
+        panel = panels[index]
+        for curve in panel.curves:
+            _accuracy_line(ax, curve, "corrupted")
+        levels = sorted(panel.tick_labels)
+        ax.set_xlim(0.6, 5.4)
+        _fixed_ticks(ax.xaxis, [float(level) for level in levels],
+                     lambda level, labels=panel.tick_labels: f"{int(level)}\n{labels[int(level)]}")
+        ax.set_ylim(-3, 103)
+        ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
+        ax.set_title(panel.title, fontsize=6.5, loc="left", linespacing=1.1)
+        _style(ax)
+        ax.tick_params(labelsize=6)
+        if index % columns == 0:
+            ax.set_ylabel("accuracy (%)", fontsize=7)
+        if index + columns >= len(panels):
+            ax.set_xlabel("severity (level)", fontsize=7)
+    legend = {label: handle for ax in axes.ravel()[:len(panels)]
+              for handle, label in zip(*ax.get_legend_handles_labels(), strict=True)}
+    fig.legend(list(legend.values()), list(legend), loc="outside lower center",
+               ncols=len(legend) if len(legend) <= 4 else 3, fontsize=6.5, frameon=False)
     return _png(fig)
 
 
@@ -197,7 +219,7 @@ def profile_plot(rows: list[ProfileRow]) -> bytes:
     """Accuracy of each model under each condition (clean, attacks, corruptions) as dots on one axis per row."""
     from matplotlib.ticker import PercentFormatter
 
-    fig, ax = _figure(6.0, 0.9 + 0.24 * len(rows))
+    fig, ax = _figure(3.7, 0.75 + 0.2 * len(rows))
     ys = list(range(len(rows)))[::-1]
     roles = [role for role in COLOURS if any(row.accuracy.get(role) is not None for row in rows)]
     for role in roles:
@@ -285,7 +307,7 @@ def min_epsilon_histogram(attack_id: str, norm: str, values: dict[str, np.ndarra
     if high / low < 1.5:
         low, high = low / 1.5, high * 1.5
     bins = np.logspace(np.log10(low), np.log10(high), 25)
-    fig, ax = _figure(6.4, 2.1)
+    fig, ax = _figure(6.4, 1.8)
     for role, v in finite.items():
         if v.size:
             colour = COLOURS.get(role, "#555555")

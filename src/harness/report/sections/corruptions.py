@@ -1,5 +1,6 @@
-"""Natural corruptions: per corruption a severity-vs-accuracy plot and table for each model, the corruption errors,
-and whether the hardened model is more or less robust to them than the naive one."""
+"""Natural corruptions: one small-multiples figure of accuracy against severity for every corruption, one compact table
+(corruption × severity, each model's accuracy with its interval), the corruption errors, and whether the hardened
+model is more or less robust to them than the naive one."""
 
 from __future__ import annotations
 
@@ -8,37 +9,50 @@ from typing import Any
 from harness.data.severities import SEVERITY_LEVELS
 from harness.report import plots
 from harness.report.inputs import ReportInput
-from harness.results.formatting import num, pct, severity_text
-from harness.results.metrics import CORRUPTION_POINT, metrics_in
-from harness.results.model import CorruptionPoint, CorruptionResult
+from harness.results.formatting import interval_text, num, pct
+from harness.results.model import CorruptionPoint
+from harness.results.uncertainty import shown
 
 TITLE = "Natural corruptions"
 SAME_DROP = 0.01  # mean relative drops closer than this (one point) count as unchanged by hardening
 
 
-def corruption_block(report: ReportInput, corruption_id: str) -> dict[str, Any]:
-    """One corruption: its plugin and parameter, the accuracy plot, and per severity every metric of each model."""
+def _cell(point: CorruptionPoint | None) -> dict[str, str] | None:
+    """One table cell: accuracy, its interval, sensitivity and specificity (None: severity not run)."""
+    if point is None:
+        return None
+    return {"accuracy": pct(point.accuracy),
+            "interval": interval_text(shown(point.intervals.get("accuracy")), lambda v: pct(v, 0)),
+            "detail": f"se {pct(point.sensitivity, 0)} · sp {pct(point.specificity, 0)}"}
+
+
+def corruption_row(report: ReportInput, corruption_id: str) -> dict[str, Any]:
+    """One corruption: its parameter, each severity's value in its unit, and per model a cell per severity and CE."""
     first = report.corruption(corruption_id)
     assert first is not None
     by_role = {role: found for role in report.roles if (found := report.corruption_result(role, corruption_id))}
-    levels = sorted({p.severity for result in by_role.values() for p in result.points})
     values = {p.severity: p.value for result in by_role.values() for p in result.points}
-    rows = [{"severity": level, "name": _name(by_role, level), "value": severity_text(values[level], first.unit),
-             "cells": [[m.unit.table(getattr(p, m.field)) if (p := result.find(level)) else "–"
-                        for m in metrics_in(CORRUPTION_POINT)] for result in by_role.values()]}
-            for level in levels]
-    curves = [plots.Curve(role, [float(p.severity) for p in result.points], [p.accuracy for p in result.points],
-                          report.model(role).clean.accuracy)  # type: ignore[union-attr]
-              for role, result in by_role.items()]
-    plot = plots.data_uri(plots.severity_plot(corruption_id, curves, {level: f"{values[level]:g}" for level in levels}))
     return {"id": corruption_id, "label": report.corruption_label(corruption_id), "modality": first.modality,
-            "parameter": first.parameter, "unit": first.unit, "roles": list(by_role),
-            "params": ", ".join(f"{k}: {v}" for k, v in first.params.items()), "plot": plot, "rows": rows,
-            "ce": [num(result.corruption_error, 2) for result in by_role.values()]}
+            "parameter": first.parameter, "unit": first.unit,
+            "params": ", ".join(f"{k}: {v}" for k, v in first.params.items()),
+            "level_values": [f"{values[level]:g}" if level in values else "" for level in SEVERITY_LEVELS],
+            "models": [{"role": role, "ce": num(result.corruption_error, 2),
+                        "cells": [_cell(result.find(level)) for level in SEVERITY_LEVELS]}
+                       for role, result in by_role.items()]}
 
 
-def _name(by_role: dict[str, CorruptionResult], level: int) -> str:
-    return next((p.name for result in by_role.values() if (p := result.find(level))), "")
+def _panel(report: ReportInput, corruption_id: str) -> plots.SeverityPanel:
+    """A corruption's panel of the small-multiples figure: each model's accuracy with its interval band."""
+    first = report.corruption(corruption_id)
+    assert first is not None
+    by_role = {role: found for role in report.roles if (found := report.corruption_result(role, corruption_id))}
+    curves = [plots.Curve(role, [float(p.severity) for p in result.points], [p.accuracy for p in result.points],
+                          report.model(role).clean.accuracy,  # type: ignore[union-attr]
+                          [shown(p.intervals.get("accuracy")) for p in result.points])
+              for role, result in by_role.items()]
+    values = {p.severity: p.value for result in by_role.values() for p in result.points}
+    return plots.SeverityPanel(f"{corruption_id}\n{first.unit}", curves,
+                               {level: f"{value:g}" for level, value in values.items()})
 
 
 def paired_points(report: ReportInput) -> list[tuple[CorruptionPoint, CorruptionPoint]]:
@@ -105,13 +119,21 @@ def build(report: ReportInput) -> dict[str, Any] | None:
     """The corruption summary, one block per corruption and the hardened-vs-naive table; None without corruptions."""
     if not report.corruption_ids:
         return None
-    blocks = [corruption_block(report, corruption_id) for corruption_id in report.corruption_ids]
+    rows = [corruption_row(report, corruption_id) for corruption_id in report.corruption_ids]
+    plot = plots.data_uri(plots.severity_panels([_panel(report, c) for c in report.corruption_ids]))
     context = (report.manifest.get("corruptions") or {}).get("context") or {}
     mce = [(role, num(model.mean_corruption_error, 2)) for role in report.roles if (model := report.model(role))]
     dataset = report.run.dataset
-    return {"blocks": blocks, "roles": report.roles, "columns": [m.column for m in metrics_in(CORRUPTION_POINT)],
+    return {"rows": rows, "plot": plot, "roles": report.roles, "levels": SEVERITY_LEVELS,
+            "level_names": [_level_name(report, level) for level in SEVERITY_LEVELS],
             "mce": mce, "change": hardened_change(report), "n_test": dataset.n_test if dataset else None,
             "context": _context_text(context)}
+
+
+def _level_name(report: ReportInput, level: int) -> str:
+    """A severity's name ('moderate') from the first point that ran it."""
+    return next((p.name for c in report.corruption_ids for role in report.roles
+                 if (result := report.corruption_result(role, c)) and (p := result.find(level))), "")
 
 
 def _context_text(context: dict[str, Any]) -> list[tuple[str, str]]:

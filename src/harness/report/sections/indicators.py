@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from harness.report.inputs import ReportInput
@@ -9,6 +10,7 @@ from harness.report.text import cell
 from harness.results.model import IndicatorCheck
 
 TITLE = None  # continues Results
+COUNT = re.compile(r"\b(\d+) of (\d+)\b")  # 'benign 0 of 18' in a check's detail and flipped-by list
 
 
 def threshold_sentence(check: IndicatorCheck) -> str | None:
@@ -25,6 +27,12 @@ def threshold_sentence(check: IndicatorCheck) -> str | None:
     side = "at most" if (check.value < check.threshold) == check.passed else "at least"
     return f"Passes at values {side} {threshold}, the threshold set by the rule above."
 
+
+def compact_counts(text: str | None) -> str | None:
+    """Per-class counts written short: 'benign 18 of 18, malignant 0 of 14' becomes 'benign 18/18, malignant 0/14'."""
+    return None if text is None else COUNT.sub(r"\1/\2", text)
+
+
 def build(report: ReportInput) -> dict[str, Any] | None:
     """Each model's checks with verdict, value, threshold and detail; left out when none were computed."""
     models = []
@@ -33,7 +41,8 @@ def build(report: ReportInput) -> dict[str, Any] | None:
         if indicators is None:
             continue
         checks = [{"id": c.id, "description": c.description, "passed": c.passed, "value": cell(c.value),
-                   "threshold": cell(c.threshold), "detail": c.detail, "explanation": threshold_sentence(c),
-                   "flipped_by": c.flipped_by} for c in indicators.checks]
+                   "threshold": cell(c.threshold), "detail": compact_counts(c.detail),
+                   "explanation": threshold_sentence(c), "flipped_by": compact_counts(c.flipped_by)}
+                  for c in indicators.checks]
         models.append({"role": role, "credible": indicators.credible, "checks": checks, "subset": indicators.subset})
     return {"models": models} if models else None
