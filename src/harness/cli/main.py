@@ -17,10 +17,14 @@ from harness.cli.commands import load_commands
 from harness.cli.exit_codes import EXIT_INTERRUPTED
 from harness.errors import HarnessError, error_line, error_report
 
+DESCRIPTION = ("Adversarial-robustness and corruption testing of medical-imaging classifiers against a YAML test plan. "
+               "Exit codes: 0 every criterion passed, 1 a criterion failed, 2 bad input, 3 internal error, "
+               "130 interrupted.")
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand (see harness.cli.commands)."""
-    parser = argparse.ArgumentParser(prog="harness", description=__doc__)
+    parser = argparse.ArgumentParser(prog="harness", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
     parser.add_argument("--traceback", action="store_true", help="show the full traceback of internal errors")
     sub = parser.add_subparsers(dest="command", required=True)
