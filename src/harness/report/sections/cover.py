@@ -17,8 +17,8 @@ from harness.stats.intervals import METHOD_NAMES
 
 TITLE = None
 STATUS_TEXT = {
-    "passed": "complete: every stage ran and every criterion passed",
-    "failed": "complete: every stage ran and at least one criterion failed",
+    "passed": "passed: every stage ran and every criterion passed",
+    "failed": "failed: every stage ran and at least one criterion failed",
     "running": "not finished: the run was still running, or stopped without recording why",
     "error": "stopped by an error",
     "interrupted": "interrupted before it finished",
