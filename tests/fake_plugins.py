@@ -153,3 +153,25 @@ def harness_register_corruptions():
 def fake_registry() -> Registry:
     """A registry with only the fake plugins (no entry points)."""
     return Registry(make_plugin_manager(load_entry_points=False, extra=[sys.modules[__name__]]))
+
+
+# Acceptance criteria and a corruptions section on the fake 'darken' corruption, appended to a plan whose last
+# section is `acceptance:` (the unit and end-to-end corruption tests share it).
+DARKEN_GATES_SECTION = """\
+  - metric: accuracy
+    corruption: darken
+    severity: 3
+    min: 0.5
+  - metric: relative_drop
+    corruption: any
+    severity: 4
+    max: 0.05
+  - metric: mean_corruption_error
+    max: 100
+corruptions:
+  - corruption: darken
+  - corruption: darken
+    id: darken_steady
+    severities: [1, 4]
+    jitter: 0.0
+"""

@@ -7,10 +7,10 @@ import json
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
+from fake_plugins import DARKEN_GATES_SECTION
 from support import PLANS
 from test_pytest_plugin import PLAN, gate_dir, run_dirs  # noqa: F401 - gate_dir is a fixture
 
@@ -80,24 +80,7 @@ def test_an_interrupted_run_resumes_to_the_same_corruption_results(tiny_run, tmp
         (tiny_run.run_dir / "corruption_samples.csv").read_text()
 
 
-GATES = PLAN.replace("name: toy_plan", "name: corruption_gates") + textwrap.dedent("""\
-      - metric: accuracy
-        corruption: darken
-        severity: 3
-        min: 0.5
-      - metric: relative_drop
-        corruption: any
-        severity: 4
-        max: 0.05
-      - metric: mean_corruption_error
-        max: 100
-    corruptions:
-      - corruption: darken
-      - corruption: darken
-        id: darken_steady
-        severities: [1, 4]
-        jitter: 0.0
-    """)
+GATES = PLAN.replace("name: toy_plan", "name: corruption_gates") + DARKEN_GATES_SECTION
 
 
 def test_corruption_criteria_are_pytest_gates(gate_dir: pytest.Pytester) -> None:  # noqa: F811

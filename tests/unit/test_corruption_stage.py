@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fake_plugins import Darken, DarkenParams, MeanModel, MeanModelParams, fake_registry
+from fake_plugins import DARKEN_GATES_SECTION, Darken, DarkenParams, MeanModel, MeanModelParams, fake_registry
 from test_plan import VALID
 
 from harness.errors import PlanError
@@ -19,24 +19,7 @@ from harness.registry.contracts import CorruptionContext, DatasetContext, Severi
 from harness.results.model import ResultsDocument
 from harness.run.runner import RunConfig, Runner
 
-SECTION = """\
-  - metric: accuracy
-    corruption: darken
-    severity: 3
-    min: 0.5
-  - metric: relative_drop
-    corruption: any
-    severity: 4
-    max: 0.05
-  - metric: mean_corruption_error
-    max: 100
-corruptions:
-  - corruption: darken
-  - corruption: darken
-    id: darken_steady
-    severities: [1, 4]
-    jitter: 0.0
-"""
+SECTION = DARKEN_GATES_SECTION
 SEED = 3  # VALID's seed
 
 
