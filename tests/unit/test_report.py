@@ -365,7 +365,7 @@ def test_every_section_has_its_template():
     from harness.report.context import section_name
     from harness.report.sections import SECTIONS
 
-    templates = importlib.resources.files("harness.report") / "templates" / "sections"
+    templates = importlib.resources.files("harness_reports") / "templates" / "sections"
     for module in SECTIONS:
         assert (templates / f"{section_name(module)}.html").is_file(), module.__name__
         assert hasattr(module, "TITLE") and callable(module.build), module.__name__

@@ -55,7 +55,7 @@ def source_revision() -> str | None:
 
     import harness
 
-    root = Path(harness.__file__).resolve().parents[2]  # src/harness/__init__.py → the checkout
+    root = Path(harness.__file__).resolve().parents[1]  # harness/__init__.py → the checkout
     if not (root / ".git").exists():
         return None
     try:

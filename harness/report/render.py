@@ -19,7 +19,7 @@ PAGE_SIZES = {"a4": "A4", "letter": "letter"}
 
 
 def _templates():
-    return importlib.resources.files("harness.report") / "templates"
+    return importlib.resources.files("harness_reports") / "templates"
 
 
 def _load_template(name: str) -> str | None:
