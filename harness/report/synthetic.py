@@ -23,6 +23,7 @@ from harness.data.units import NativeUnits
 from harness.plan.criteria import Criterion, criterion_id
 from harness.results.build import attack_result, clean_metrics
 from harness.results.criteria import evaluate
+from harness.results.metrics import METRICS
 from harness.results.epsilons import EpsilonGrid
 from harness.results.model import (
     DatasetSummary,
@@ -222,7 +223,8 @@ def _indicators(role: str) -> Indicators:
                        "(tolerance 0.02 plus one image).", True, 0.0, 0.0367, "largest excess +0.000"),
         IndicatorCheck("more_iterations", "5× the steps and 3 restarts lower PGD accuracy by ≤ 0.05.",
                        role == "naive", 0.0 if role == "naive" else 0.156, 0.05, "pgd_linf at ε=0.016",
-                       flipped_by=None if role == "naive" else "more steps: benign 2 of 9, malignant 3 of 7"),
+                       flipped_by=None if role == "naive" else "more steps: benign 2 of 9, malignant 3 of 7",
+                       concerns=(("pgd_linf", 0.016),)),
     )
     return Indicators(credible=all(c.passed for c in checks), checks=checks,
                       flags=tuple(c.id for c in checks if not c.passed), n_subset=16,
@@ -233,9 +235,11 @@ def _criterion(item: dict[str, Any]) -> Criterion:
     """A criterion as the plan loader makes it from one `acceptance` entry."""
     model, attack, epsilon = item.get("model", "naive"), item.get("attack"), item.get("epsilon")
     op, threshold = (">=", item["min"]) if "min" in item else ("<=", item["max"])
+    proportion = METRICS[item["metric"]].interval == "binomial" and model != "change"  # judged on its bound
     return Criterion(id=item.get("id") or criterion_id(item["metric"], op, threshold, model, attack, epsilon),
                      metric=item["metric"], op=op, threshold=threshold, model=model, attack=attack, epsilon=epsilon,
-                     description=item.get("description", ""))
+                     description=item.get("description", ""),
+                     bound=("lower" if op == ">=" else "upper") if proportion else None)
 
 
 def _write_examples(run_dir: Path, role: str, sample_ids: list[str], labels: np.ndarray,
