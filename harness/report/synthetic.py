@@ -23,7 +23,6 @@ from harness.data.units import NativeUnits
 from harness.plan.criteria import Criterion, criterion_id
 from harness.results.build import attack_result, clean_metrics
 from harness.results.criteria import evaluate
-from harness.results.metrics import METRICS
 from harness.results.epsilons import EpsilonGrid
 from harness.results.model import (
     DatasetSummary,
@@ -235,11 +234,9 @@ def _criterion(item: dict[str, Any]) -> Criterion:
     """A criterion as the plan loader makes it from one `acceptance` entry."""
     model, attack, epsilon = item.get("model", "naive"), item.get("attack"), item.get("epsilon")
     op, threshold = (">=", item["min"]) if "min" in item else ("<=", item["max"])
-    proportion = METRICS[item["metric"]].interval == "binomial" and model != "change"  # judged on its bound
     return Criterion(id=item.get("id") or criterion_id(item["metric"], op, threshold, model, attack, epsilon),
                      metric=item["metric"], op=op, threshold=threshold, model=model, attack=attack, epsilon=epsilon,
-                     description=item.get("description", ""),
-                     bound=("lower" if op == ">=" else "upper") if proportion else None)
+                     description=item.get("description", ""))
 
 
 def _write_examples(run_dir: Path, role: str, sample_ids: list[str], labels: np.ndarray,

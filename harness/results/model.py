@@ -313,30 +313,33 @@ class IndicatorCheck:
     detail: str
     explanation: str | None = None  # one sentence on what the threshold means
     flipped_by: str | None = None  # which probe flipped images
-    concerns: tuple[tuple[str | None, float | None], ...] = ((None, None),)  # (attack id, ε) it speaks about;
-    # None: every attack or every ε of the model
+    concerns: tuple[tuple[str | None, float | None], ...] | None = None  # (attack id, ε) it speaks about (None
+    # in a pair: every attack or every ε; None for the whole: not recorded, so every attack and ε of the model)
     rule: str | None = None  # the decision rule with its counts (harness.stats.chance)
 
     def __post_init__(self) -> None:
-        _set(self, concerns=tuple((a, None if e is None else float(e)) for a, e in self.concerns))
+        if self.concerns is not None:
+            _set(self, concerns=tuple((a, None if e is None else float(e)) for a, e in self.concerns))
 
     def concerns_point(self, attack: str | None, epsilon: float | None) -> bool:
         """Whether this check speaks about an attack at an ε (None: any attack, any ε)."""
         return any((a is None or attack is None or a == attack) and (e is None or epsilon is None
                                                                       or abs(e - epsilon) < 1e-12)
-                   for a, e in self.concerns)
+                   for a, e in (self.concerns if self.concerns is not None else ((None, None),)))
 
     def to_json(self) -> Json:
         """One entry of `checks` (explanation and flipped_by only when set)."""
         return {"id": self.id, "description": self.description, "passed": self.passed, "value": self.value,
                 "threshold": self.threshold, "detail": self.detail,
-                "concerns": [{"attack": a, "epsilon": e} for a, e in self.concerns],
-                **_present(explanation=self.explanation, flipped_by=self.flipped_by, rule=self.rule)}
+                **_present(explanation=self.explanation, flipped_by=self.flipped_by, rule=self.rule,
+                           concerns=None if self.concerns is None else [{"attack": a, "epsilon": e}
+                                                                       for a, e in self.concerns])}
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> IndicatorCheck:
         """Read one check (a check without `concerns`, from before, speaks about every attack and ε)."""
-        concerns = tuple((c.get("attack"), c.get("epsilon")) for c in raw.get("concerns") or ()) or ((None, None),)
+        found = raw.get("concerns")
+        concerns = None if found is None else tuple((c.get("attack"), c.get("epsilon")) for c in found)
         return cls(id=raw["id"], description=raw.get("description", ""), passed=bool(raw["passed"]),
                    value=raw.get("value"), threshold=raw.get("threshold"), detail=raw.get("detail") or "",
                    explanation=raw.get("explanation"), flipped_by=raw.get("flipped_by"), concerns=concerns,
@@ -856,8 +859,8 @@ class Verdict:
 
     def to_json(self) -> Json:
         """The `verdict` section."""
-        return {"passed": self.passed, "outcome": self.outcome, "n_passed": self.n_passed,
-                "n_inconclusive": self.n_inconclusive, "n_criteria": self.n_criteria}
+        return {"passed": self.passed, "n_passed": self.n_passed, "n_criteria": self.n_criteria,
+                **({"outcome": self.outcome, "n_inconclusive": self.n_inconclusive} if self.n_inconclusive else {})}
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> Verdict:

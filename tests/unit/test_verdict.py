@@ -300,3 +300,16 @@ def test_a_model_that_predicts_one_class_is_warned_with_its_likely_causes():
     low = collect(_with_clean([[10, 5], [5, 3]]), {}).warnings  # 13 of 23 correct: the majority share is 15/23
     assert any("not above the majority class's share of the test split (0.652)" in w for w in low)
     assert not any("no working classifier" in w for w in collect(_with_clean([[14, 1], [1, 7]]), {}).warnings)
+
+
+def test_harness_runs_lists_an_inconclusive_run_as_such(judged, tmp_path, capsys):
+    from harness.cli.main import main
+    from harness.storage.history import record_run
+
+    out = tmp_path / "runs"
+    run_dir = out / "overshoot-1"
+    run_dir.mkdir(parents=True)
+    record_run(out, RunResults(run_dir, judged.finished(), {"started_at": "2026-12-06T10:00:00Z"}))
+    capsys.readouterr()
+    assert main(["runs", "--out", str(out)]) == 0
+    assert "INCONCLUSIVE 1/2" in capsys.readouterr().out
