@@ -12,6 +12,7 @@ def first_line(exc: BaseException) -> str:
 # Exit codes of every `harness` command (and of a run, in results.json): every criterion passed, a criterion failed,
 # bad input (a HarnessError), an internal error (a bug), interrupted (Ctrl-C, as shells report SIGINT).
 EXIT_PASS, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_INCONCLUSIVE = 4  # no criterion failed, but one rests on an attack its indicators show failed
 
 
 def error_report(exc: BaseException) -> tuple[int, str]:

@@ -16,10 +16,13 @@ def closing_lines(view: RunResults) -> list[str]:
     verdict = view.verdict
     lines = [f"harness: warning: {warning}" for warning in view.warnings]
     if verdict is not None:
-        lines.append(f"harness: verdict {'PASS' if verdict.passed else 'FAIL'} "
-                     f"({verdict.n_passed} of {verdict.n_criteria} criteria passed)")
+        inconclusive = f", {verdict.n_inconclusive} inconclusive" if verdict.n_inconclusive else ""
+        lines.append(f"harness: verdict {verdict.outcome.upper()} "
+                     f"({verdict.n_passed} of {verdict.n_criteria} criteria passed{inconclusive})")
     for criterion in view.criteria:
-        if not criterion.passed and criterion.baseline is not None:
+        if criterion.inconclusive and not criterion.passed:
+            lines.append(f"harness: {criterion.id}: {criterion.inconclusive}")
+        elif not criterion.passed and criterion.baseline is not None:
             lines.append(f"harness: failed {criterion.id}: {baseline_outcome(criterion)}")
         elif not criterion.passed:
             lines.append(f"harness: failed {criterion.id}: {judged_text(criterion)}, required {criterion.op} "

@@ -1,6 +1,7 @@
 """The `harness` command: parses arguments, dispatches to a command module, turns errors into one line.
 
-Exit codes: 0 every criterion passed, 1 a criterion failed, 2 bad input, 3 internal error.
+Exit codes: 0 every criterion passed, 1 a criterion failed, 2 bad input, 3 internal error, 4 inconclusive,
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from harness.errors import HarnessError, error_line, error_report
 
 DESCRIPTION = ("Adversarial-robustness and corruption testing of medical-imaging classifiers against a YAML test plan. "
                "Exit codes: 0 every criterion passed, 1 a criterion failed, 2 bad input, 3 internal error, "
-               "130 interrupted.")
+               "4 inconclusive (no criterion failed, but one rests on an attack that its attack-failure indicators "
+               "show failed at the epsilon it judges), 130 interrupted.")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,7 +11,7 @@ from harness.data.severities import SEVERITY_LEVELS
 from harness.results.epsilons import EpsilonGrid
 from harness.results.formatting import eps_label, interval_text, judged_text, level_text
 from harness.results.metrics import CLEAN, METRICS, Metric, metrics_in
-from harness.results.model import ModelResult
+from harness.results.model import WORST_CASE, ModelResult
 from harness.results.uncertainty import shown
 from harness.results.view import RunResults
 from harness.stats.intervals import METHOD_NAMES
@@ -42,12 +42,24 @@ def _robust_accuracy_table(role: str, model: ModelResult, run: RunResults) -> Ta
     for eps in grid:
         table.add_column(f"ε={eps_label(eps)}" + (f"\n{native.describe(eps)}" if native else ""), justify="right")
     table.add_column(MEDIAN_MIN_EPSILON.column, justify="right")
-    for attack_id, attack in model.attacks.items():
-        cells = [with_interval(ROBUST_ACCURACY, model, attack_id, eps, "\n") if eps in attack.grid else ""
+    worst = model.worst_case
+    if worst is not None:  # the headline: an image is robust only if every attack at that ε failed on it
+        cells = [with_interval(ROBUST_ACCURACY, model, WORST_CASE, eps, "\n") if worst.find(eps) else ""
                  for eps in grid]
+        table.add_row(f"[bold]{escape(worst.label)}[/bold]", *cells, "")
+    marked = False
+    for attack_id, attack in model.attacks.items():
+        cells = []
+        for eps in grid:
+            cell = with_interval(ROBUST_ACCURACY, model, attack_id, eps, "\n") if eps in attack.grid else ""
+            if cell and model.upper_bound(attack_id, eps):
+                cell, marked = f"≤{cell}", True  # an indicator shows this attack failed here
+            cells.append(cell)
         cells.append(MEDIAN_MIN_EPSILON.unit.fixed(MEDIAN_MIN_EPSILON.read(model, attack_id))
                      if attack.min_epsilon else "")
         table.add_row(escape(attack_id), *cells)
+    if marked:
+        table.caption = "≤: an upper bound only (an attack-failure indicator shows the attack failed there)"
     return table
 
 
@@ -119,8 +131,10 @@ def print_summary(console: Console, run: RunResults) -> None:
         for column in ("criterion", "threshold", "measured", "verdict"):
             table.add_column(column, justify="left" if column == "criterion" else "right")
         for c in run.criteria:
-            mark = "[green]PASS[/green]" if c.passed else "[red]FAIL[/red]"
-            judged = judged_text(c).removeprefix("measured ")
+            mark = "[green]PASS[/green]" if c.passed else "[yellow]INCONCLUSIVE[/yellow]" if c.inconclusive else \
+                "[red]FAIL[/red]"
+            judged = judged_text(c).removeprefix("measured ") + (" (judge: estimate, a deviation)" if c.deviation
+                                                                 else "")
             threshold = f"{c.op} {c.threshold:g}" if c.baseline is None else (  # a regression gate: approved ∓ drop
                 f"{c.op} {METRICS[c.metric].unit.fixed(c.baseline.approved)} {'-' if c.op == '>=' else '+'} "
                 f"{c.baseline.max_drop:g}")

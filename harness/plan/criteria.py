@@ -9,8 +9,13 @@ from pathlib import Path
 from harness.results.formatting import eps_label, threshold_label
 
 MODEL_ROLES = ("naive", "hardened", "change")
+ANY_ATTACK = "any"  # `attack: any` in a criterion: the per-image worst case over every attack run at its ε
 ANY_CORRUPTION = "any"  # `corruption: any` in a criterion: every corruption of the plan must meet it
 BOUNDS = ("lower", "upper")  # `bound: lower` goes with `min`, `bound: upper` with `max`
+JUDGE_BOUND, JUDGE_ESTIMATE = "bound", "estimate"  # `judge:` of a criterion; a proportion is judged on its bound
+JUDGES = (JUDGE_BOUND, JUDGE_ESTIMATE)
+ESTIMATE_DEVIATION = ("judged on the point estimate (judge: estimate), a deviation from the default: a proportion "
+                      "is judged on its one-sided confidence bound")
 WORST = "worst"  # `subgroup: worst`: every subgroup must clear the threshold; the worst one is reported
 LATEST_PASS = "latest-pass"  # `baseline: latest-pass`: the newest passing run of the plan on the same data
 
@@ -47,7 +52,8 @@ class Criterion:
     attack: str | None = None
     epsilon: float | None = None
     description: str = ""
-    bound: str | None = None  # None: the point estimate is judged; 'lower' or 'upper': that confidence bound
+    bound: str | None = None  # None: the point estimate is judged; 'lower' or 'upper': that one-sided bound
+    estimate_chosen: bool = False  # `judge: estimate` on a proportion: a deviation from judging its bound
     subgroup: Mapping[str, str] | str | None = None  # {attribute: value}, 'worst', or None (every test image)
     corruption: str | None = None  # a corruption id of the plan, or 'any'
     severity: int | None = None
@@ -82,7 +88,8 @@ def criterion_id(metric: str, op: str, threshold: float, model: str, attack: str
                  epsilon: float | None, bound: str | None = None, subgroup: Mapping[str, str] | str | None = None,
                  corruption: str | None = None, severity: int | None = None) -> str:
     """A readable id such as 'pgd_linf[eps=0.004]::robust_accuracy>=0.60', with a bound and a subgroup
-    'subgroup[manufacturer=GE]::pgd_linf[eps=0.004]::lower(robust_accuracy)>=0.60', or on a corruption
+    'subgroup[manufacturer=GE]::pgd_linf[eps=0.004]::lower(robust_accuracy)>=0.60' (a bound only when the plan
+    names it; 'estimate(...)' for `judge: estimate`), or on a corruption
     'ct_noise[severity=3]::accuracy>=0.80' ('any_corruption[severity=3]::…' for `corruption: any`)."""
     measured = f"{bound}({metric})" if bound else metric
     return "::".join([*_scope(model, attack, epsilon, subgroup, corruption, severity),

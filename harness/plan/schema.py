@@ -17,6 +17,9 @@ from harness.plan.architecture import check_architecture
 from harness.plan.corruptions import CorruptionSpec, corruption_specs, criterion_corruption
 from harness.plan.criteria import (
     BOUNDS,
+    ANY_ATTACK,
+    JUDGE_ESTIMATE,
+    JUDGES,
     LATEST_PASS,
     MODEL_ROLES,
     WORST,
@@ -46,8 +49,9 @@ DEFAULT_BATCH_SIZE = 64
 TOP_LEVEL_KEYS = {
     PLAN_MARKER, "name", "description", "intended_use", "seed", "device", "batch_size", "epsilons",
     "dataset", "model", "attacks", "defence", "acceptance", "report", "engine", "sandbox", "data_root",
-    "indicators", "statistics", "subgroups", "show_paths", "leakage", "corruptions",
+    "indicators", "statistics", "subgroups", "show_paths", "leakage", "corruptions", "threads",
 }
+DEFAULT_THREADS = 1  # CPU threads for every computation of a run: numbers must not depend on the runner's cores
 SCHEDULES = ("ascending", "bisect")  # how a fixed-ε sweep visits the grid (harness.attacks.schedule)
 LEAKAGE_MODES = ("warn", "error", "off")  # duplicates across splits: warn (default), stop the run, or not checked
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -159,6 +163,7 @@ class Plan:
     statistics: StatisticsOptions = field(default_factory=StatisticsOptions)
     subgroups: list[str] = field(default_factory=list)  # metadata attributes every metric is reported by
     corruptions: list[CorruptionSpec] = field(default_factory=list)  # natural corruptions of the test images
+    threads: int = DEFAULT_THREADS  # torch's CPU threads for the whole run (training, attacks, indicators)
 
     @property
     def sha256(self) -> str:
@@ -248,6 +253,9 @@ class _PlanBuilder:
         if isinstance(raw_batch, bool) or not isinstance(raw_batch, int) or raw_batch < 1:
             raise self.error(f"batch_size must be a positive integer or 'auto', got {raw_batch!r}", "batch_size")
         batch_size = raw_batch
+        threads = data.get("threads", DEFAULT_THREADS)
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise self.error(f"threads must be a positive integer, got {threads!r}", "threads")
         epsilons = self.epsilon_list(data.get("epsilons", [0.001, 0.002, 0.004, 0.008]), "epsilons")
         dataset = self.plugin_ref("dataset", "dataset")
         model = self.plugin_ref("model", "model")
@@ -287,7 +295,7 @@ class _PlanBuilder:
             base_dir=self.base_dir, resolved=resolved, overrides=list(self.overrides), batch_size_auto=batch_size_auto,
             text=self.doc.text, statistics=statistics, subgroups=subgroups,
             show_paths=self.scalar("show_paths", bool, default=False), leakage=leakage, sandbox_roots=tuple(roots),
-            corruptions=corruptions)
+            corruptions=corruptions, threads=threads)
 
     def engine_settings(self, raw: Any) -> EngineSettings:
         """`engine: auto`, or a mapping of options; without speed options the runner chooses them (auto)."""
@@ -439,23 +447,34 @@ class _PlanBuilder:
             raise self.error(f"expected a subgroup value, got {wanted!r}", f"{path}.{attribute}")
         return {str(attribute): str(wanted)}
 
-    def criterion_bound(self, value: Any, key: str, metric: str, model: str, path: str) -> str | None:
-        """A criterion's `bound`: None (point estimate), 'lower' with min, 'upper' with max."""
-        if value is None:
-            return None
-        if value not in BOUNDS:
+    def criterion_bound(self, item: dict, key: str, metric: str, model: str, path: str) -> tuple[str | None, bool]:
+        """What a criterion is judged on, and whether `judge: estimate` deviates from the default: a proportion of
+        one model is judged on its one-sided bound ('lower' with min, 'upper' with max) unless `judge: estimate`;
+        other metrics on their estimate unless `bound:` (or `judge: bound`) names their interval's bound."""
+        value, judge = item.get("bound"), item.get("judge")
+        if judge is not None and judge not in JUDGES:
+            raise self.error(f"judge must be {' or '.join(JUDGES)}, got {judge!r}", f"{path}.judge")
+        if value is not None and value not in BOUNDS:
             raise self.error(f"bound must be lower or upper, got {value!r}", f"{path}.bound")
-        if (value == "lower") != (key == "min"):
+        if value is not None and judge == JUDGE_ESTIMATE:
+            raise self.error("judge: estimate judges the point estimate, so it takes no 'bound'", f"{path}.judge")
+        side = "lower" if key == "min" else "upper"
+        if value is not None and value != side:
             raise self.error(f"bound: {value} goes with '{'min' if value == 'lower' else 'max'}', not '{key}'",
                              f"{path}.bound")
+        proportion = METRICS[metric].interval == "binomial" and model != "change"
+        if judge == JUDGE_ESTIMATE:
+            return None, proportion
+        if value is None and judge is None:
+            return (side if proportion else None), False
+        where = f"{path}.bound" if value is not None else f"{path}.judge"
         if not METRICS[metric].has_interval:
             with_interval = ", ".join(name for name, m in METRICS.items() if m.has_interval)
-            raise self.error(f"{metric} has no confidence interval (bounds apply to: {with_interval})",
-                             f"{path}.bound")
+            raise self.error(f"{metric} has no confidence interval (bounds apply to: {with_interval})", where)
         if model == "change":
             raise self.error("bounds apply to one model's metric, not to 'change' (the paired McNemar comparison "
-                             "of naive and hardened is in the results)", f"{path}.bound")
-        return value
+                             "of naive and hardened is in the results)", where)
+        return side, False
 
     def acceptance(self, attacks: list[AttackSpec], has_defence: bool, subgroups: list[str],
                    corruptions: list[CorruptionSpec]) -> list[Criterion]:
@@ -464,7 +483,7 @@ class _PlanBuilder:
             raise self.error("expected a list of criteria", "acceptance")
         by_id = {a.id: a for a in attacks}
         allowed = {"id", "metric", "model", "attack", "epsilon", "min", "max", "description", "bound", "subgroup",
-                   "corruption", "severity", "baseline", "max_drop", "alpha"}
+                   "corruption", "severity", "baseline", "max_drop", "alpha", "judge"}
         criteria, seen = [], set()
         for i, item in enumerate(raw):
             path = f"acceptance.{i}"
@@ -493,17 +512,19 @@ class _PlanBuilder:
                 threshold = self.scalar(key, float, mapping=item, path=f"{path}.{key}")
             attack = item.get("attack")
             epsilon = item.get("epsilon")
-            if needs_attack:
+            any_attack = attack == ANY_ATTACK and needs_eps and attack not in by_id  # the worst case over attacks
+            if needs_attack and not any_attack:
                 if not isinstance(attack, str) or attack not in by_id:
-                    raise self.error(f"metric {metric} needs 'attack' naming one of the plan's attacks "
+                    raise self.error(f"metric {metric} needs 'attack' naming one of the plan's attacks or 'any' "
                                      f"({', '.join(by_id)}), got {attack!r}", f"{path}.attack")
-            elif attack is not None:
+            elif attack is not None and not any_attack:
                 raise self.error(f"metric {metric} takes no attack", f"{path}.attack")
             if needs_eps:
                 if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)):
                     raise self.error(f"metric {metric} needs a numeric 'epsilon'", f"{path}.epsilon")
                 epsilon = float(epsilon)
-                grid = EpsilonGrid.of(by_id[attack].epsilons)
+                grid = EpsilonGrid.of(*(a.epsilons for a in attacks)) if any_attack else \
+                    EpsilonGrid.of(by_id[attack].epsilons)
                 if epsilon not in grid:
                     raise self.error(f"epsilon {eps_label(epsilon)} is not in the grid of attack {attack!r} "
                                      f"({grid.text()})", f"{path}.epsilon")
@@ -513,11 +534,13 @@ class _PlanBuilder:
             if scope.per_model and model == "change":
                 raise self.error(f"{metric} applies to one model (naive or hardened), not to 'change'",
                                  f"{path}.model")
-            if scope.attack_kind == "minimal" and by_id[attack].kind != "minimal":
+            if scope.attack_kind == "minimal" and not any_attack and by_id[attack].kind != "minimal":
                 raise self.error(f"{metric} needs a minimal-perturbation attack; {attack!r} is "
                                  "fixed-epsilon", f"{path}.attack")
             corruption, severity = criterion_corruption(METRICS[metric], item, corruptions, path, self.error)
-            bound = self.criterion_bound(item.get("bound"), key, metric, model, path)
+            bound, estimate_chosen = (None, False) if baseline is not None else \
+                self.criterion_bound(item, key, metric, model, path)
+            named = item.get("bound") or ("estimate" if estimate_chosen else None)  # what the id shows
             subgroup = self.criterion_subgroup(item.get("subgroup"), subgroups, f"{path}.subgroup")
             if subgroup is not None and (scope.per_model or scope.needs_corruption):
                 raise self.error(f"{metric} is not measured per subgroup", f"{path}.subgroup")
@@ -525,7 +548,7 @@ class _PlanBuilder:
                 raise self.error("regression gates ('baseline') apply to clean and attack metrics, not to "
                                  "corruptions", f"{path}.baseline")
             cid = item.get("id") or (
-                criterion_id(metric, op, threshold, model, attack, epsilon, bound, subgroup, corruption, severity)
+                criterion_id(metric, op, threshold, model, attack, epsilon, named, subgroup, corruption, severity)
                 if baseline is None else baseline_criterion_id(metric, op, baseline, model, attack, epsilon))
             if not isinstance(cid, str):
                 raise self.error("criterion id must be a string", f"{path}.id")
@@ -537,6 +560,7 @@ class _PlanBuilder:
                 raise self.error("expected a string", f"{path}.description")
             criterion = Criterion(id=cid, metric=metric, op=op, threshold=threshold, model=model, attack=attack,
                                   epsilon=epsilon, description=description, bound=bound, subgroup=subgroup,
+                                  estimate_chosen=estimate_chosen,
                                   baseline=baseline, corruption=corruption, severity=severity)
             if baseline is not None and baseline.path is not None:
                 from harness.results.baselines import check_approved
@@ -548,7 +572,7 @@ class _PlanBuilder:
     def baseline(self, item: dict, path: str) -> BaselineRef:
         """A regression gate's `baseline` (a run directory, relative to the plan's folder, or latest-pass),
         `max_drop` and optional `alpha`; the directory itself is checked by harness.results.baselines."""
-        for key in ("min", "max", "bound", "subgroup"):
+        for key in ("min", "max", "bound", "subgroup", "judge"):
             if key in item:
                 raise self.error(f"a regression gate ('baseline') takes 'max_drop' (and 'alpha'), not '{key}'",
                                  f"{path}.{key}")

@@ -13,11 +13,14 @@ if TYPE_CHECKING:
 
 def failure_message(entry: CriterionResult, run_dir: str, show: Callable[[str], str] = str) -> str:
     """E.g. 'pgd_linf[eps=0.004]::robust_accuracy>=0.60: measured 0.231 < 0.60 (run directory: runs/…)', or
-    'pgd_linf[eps=0.004]::lower(robust_accuracy)>=0.70: measured 0.713, lower 95% bound 0.629 (Wilson score)
-    < 0.70 (run directory: runs/…)'; a regression gate names its approved run (its path through `show`):
-    '…: measured 0.612, approved 0.656 (runs/…), drop 0.044 > 0.020; paired on …'."""
+    'pgd_linf[eps=0.004]::lower(robust_accuracy)>=0.70: measured 0.713, one-sided lower 95% bound 0.629 (Wilson
+    score) < 0.70 (run directory: runs/…)'; a regression gate names its approved run (its path through `show`):
+    '…: measured 0.612, approved 0.656 (runs/…), drop 0.044 > 0.020; paired on …'; an inconclusive criterion
+    '…: inconclusive: more_iterations, <detail>; measured 0.713 … (run directory: runs/…)'."""
     threshold = threshold_label(float(entry.threshold))
-    if entry.baseline is not None:
+    if entry.inconclusive:
+        detail = f"{entry.inconclusive}; {judged_text(entry)}, required {entry.op} {threshold}"
+    elif entry.baseline is not None:
         from harness.results.baselines import baseline_outcome
 
         detail = baseline_outcome(entry, show)

@@ -34,7 +34,8 @@ class RunRecord:
         if self.result is not None:
             verdict = self.result.verdict
             n_passed, n_criteria = (verdict.n_passed, verdict.n_criteria) if verdict else (0, 0)
-            outcome = f"{'PASS' if self.result.passed else 'FAIL'} ({n_passed}/{n_criteria} criteria passed)"
+            outcome = (f"{verdict.outcome.upper() if verdict else 'FAIL'} ({n_passed}/{n_criteria} criteria "
+                       "passed)")
         else:
             outcome = f"run failed: {one_line(self.error)}"
         if self.report_error:

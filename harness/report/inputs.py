@@ -11,7 +11,7 @@ from harness.data.units import NativeUnits
 from harness.results.formatting import eps_text
 from harness.results.model import AttackPoint, AttackResult, CorruptionResult, ModelResult, thaw
 from harness.results.samples import SampleOutcome
-from harness.results.status import ERROR, FAILED, PASSED, RUNNING
+from harness.results.status import ERROR, JUDGED, RUNNING
 from harness.results.view import RunResults
 
 if TYPE_CHECKING:
@@ -101,14 +101,16 @@ class ReportInput:
         if verdict is None:
             status = self.run.status
             return status.upper(), "fail" if status == ERROR else "none"
-        return ("PASS", "pass") if verdict.passed else ("FAIL", "fail")
+        if verdict.passed:
+            return "PASS", "pass"
+        return ("INCONCLUSIVE", "inconclusive") if verdict.inconclusive else ("FAIL", "fail")
 
     def stop_description(self) -> str | None:
         """How the run stopped short, e.g. 'ERROR at stage naive:attack:pgd: <the error line>' or 'INTERRUPTED at
         stage model'; 'RUNNING (stage …)' for a live run; None for a run that passed or failed."""
         run = self.run
         status = run.status
-        if status in (PASSED, FAILED):
+        if status in JUDGED:
             return None
         where = f" at stage {run.stage}" if run.stage else ""
         if status == RUNNING:

@@ -222,7 +222,8 @@ def _indicators(role: str) -> Indicators:
                        "(tolerance 0.02 plus one image).", True, 0.0, 0.0367, "largest excess +0.000"),
         IndicatorCheck("more_iterations", "5× the steps and 3 restarts lower PGD accuracy by ≤ 0.05.",
                        role == "naive", 0.0 if role == "naive" else 0.156, 0.05, "pgd_linf at ε=0.016",
-                       flipped_by=None if role == "naive" else "more steps: benign 2 of 9, malignant 3 of 7"),
+                       flipped_by=None if role == "naive" else "more steps: benign 2 of 9, malignant 3 of 7",
+                       concerns=(("pgd_linf", 0.016),)),
     )
     return Indicators(credible=all(c.passed for c in checks), checks=checks,
                       flags=tuple(c.id for c in checks if not c.passed), n_subset=16,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,11 +20,22 @@ from harness.results.model import (
     CorruptionPoint,
     CorruptionResult,
     MinEpsilonSummary,
+    WorstCase,
 )
 from harness.results.uncertainty import IntervalSettings, metric_intervals
 
 if TYPE_CHECKING:
     from harness.attacks.sweep import AttackOutcome
+
+
+@dataclass(frozen=True)
+class _Union:
+    """The per-image union of several attacks' outcomes, in the shape attack_points reads."""
+
+    epsilons: list[float]
+    success: np.ndarray
+    violations: np.ndarray
+
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -47,7 +59,7 @@ def clean_metrics(labels: np.ndarray, logits: np.ndarray, positive_class: int,
                         intervals=metric_intervals(CLEAN, outcomes, intervals) if intervals else {})
 
 
-def attack_points(outcome: AttackOutcome, labels: np.ndarray, clean_correct: np.ndarray, positive_class: int,
+def attack_points(outcome: AttackOutcome | _Union, labels: np.ndarray, clean_correct: np.ndarray, positive_class: int,
                   native: NativeUnits | None, intervals: IntervalSettings | None = None) -> tuple[AttackPoint, ...]:
     """Every POINT metric and its interval per epsilon: an image counts as correct under attack only if it was
     correct without."""
@@ -61,6 +73,39 @@ def attack_points(outcome: AttackOutcome, labels: np.ndarray, clean_correct: np.
                                   intervals=metric_intervals(POINT, outcomes, intervals) if intervals else {},
                                   **compute(POINT, outcomes)))
     return tuple(points)
+
+
+def worst_case(outcomes: Mapping[str, AttackOutcome], labels: np.ndarray, clean_correct: np.ndarray,
+               positive_class: int, native: NativeUnits | None, intervals: IntervalSettings | None = None,
+               probes: Mapping[float, tuple[str, np.ndarray]] | None = None,
+               upper_bounds: Iterable[str] = ()) -> WorstCase | None:
+    """Per ε of any attack, the per-image worst case: an image counts as broken when any attack run at that ε or a
+    smaller one broke it (or a probe in `probes`: ε → (probe name, which test images it broke)); None without
+    attacks. An image is robust only if every one of them failed on it."""
+    labels = np.asarray(labels)
+    broken: dict[float, np.ndarray] = {}
+    names: dict[float, list[str]] = {}
+    for attack_id, outcome in outcomes.items():
+        for k, eps in enumerate(outcome.epsilons):
+            eps = float(eps)
+            broken[eps] = broken.get(eps, np.zeros(len(labels), dtype=bool)) | np.asarray(outcome.success[k], bool)
+            names.setdefault(eps, []).append(attack_id)
+    for eps, (name, hit) in (probes or {}).items():
+        if float(eps) in broken and np.asarray(hit).any():
+            broken[float(eps)] |= np.asarray(hit, dtype=bool)
+            names[float(eps)].append(name)
+    if not broken:
+        return None
+    grid = sorted(broken)
+    for smaller, eps in zip(grid, grid[1:], strict=False):  # an adversarial within a smaller ε is one within ε
+        broken[eps] |= broken[smaller]
+        names[eps] = list(dict.fromkeys([*names[smaller], *names[eps]]))
+    union = _Union(epsilons=sorted(broken), success=np.stack([broken[e] for e in sorted(broken)]),
+                   violations=np.zeros(len(broken), dtype=np.int64))
+    points = tuple(replace(p, bound_violations=None) for p in attack_points(union, labels, clean_correct,
+                                                                           positive_class, native, intervals))
+    return WorstCase(points=points, attacks={e: tuple(names[e]) for e in sorted(broken)},
+                     upper_bounds=tuple(upper_bounds))
 
 
 def _finite_or_none(value: float) -> float | None:

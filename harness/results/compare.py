@@ -20,7 +20,7 @@ from harness.results.metrics import CLEAN, METRICS, Metric, Outcomes, metrics_in
 from harness.results.model import Json, PairedComparison, RunIdentity, thaw
 from harness.results.paired import compare
 from harness.results.samples import SampleOutcome
-from harness.results.status import FAILED, PASSED
+from harness.results.status import JUDGED
 from harness.results.view import RunResults
 from harness.stats.paired import TEST_NAME
 
@@ -83,7 +83,7 @@ def identify(run: RunResults) -> RunIdentity:
 
 def finished(run: RunResults) -> RunResults:
     """The run, if it finished: status passed or failed (HarnessError naming it otherwise)."""
-    if run.status not in (PASSED, FAILED) or run.verdict is None:
+    if run.status not in JUDGED or run.verdict is None:
         raise HarnessError(f"{run.run_dir} is an unfinished run (status '{run.status}'): only a run that passed or "
                            "failed can be compared with another")
     return run

@@ -1,8 +1,13 @@
 """Evaluate acceptance criteria against the results document and form the verdict.
 
-A criterion judges its metric's point estimate, or with `bound: lower|upper` the end of the metric's two-sided
-confidence interval (cluster-adjusted where patients repeat). Bound criteria form one family: with
-`multiple_comparisons: holm` their levels are adjusted by Holm's step-down procedure (harness.stats.multiplicity).
+A criterion on a proportion is judged on its one-sided confidence bound (the lower for `min`, the upper for `max`;
+cluster-adjusted where patients repeat) at the plan's level, 95 % by default; `judge: estimate` judges the point
+estimate instead and is recorded as a deviation. Other metrics are judged on their estimate unless the plan names a
+bound. Bound criteria form one family: with `multiple_comparisons: holm` their one-sided levels are adjusted by
+Holm's step-down procedure (harness.stats.multiplicity).
+A criterion on an attack is INCONCLUSIVE, not passed, when an attack-failure indicator of its model failed for that
+attack at the ε it judges and its outcome is the one a failed attack can fake (a pass on robustness, or a failure
+of a criterion that requires fragility); the verdict is then inconclusive unless another criterion failed.
 A criterion on a subgroup reads the subgroup's results; `subgroup: worst` requires every subgroup with a value to
 clear the threshold (an intersection-union test, which needs no adjustment across subgroups) and reports the worst.
 A regression gate (`baseline:`) is judged against its approved run by harness.results.baselines.
@@ -14,11 +19,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from harness.plan.criteria import ANY_CORRUPTION, WORST, Criterion
+from harness.plan.criteria import ANY_ATTACK, ANY_CORRUPTION, ESTIMATE_DEVIATION, WORST, Criterion
 from harness.results.metrics import METRICS
 from harness.results.model import CriterionResult, MetricInterval, ModelResult, ResultsDocument
 from harness.results.uncertainty import bound_at, describe
-from harness.stats.intervals import DEFAULT_CONFIDENCE
+from harness.stats.intervals import DEFAULT_CONFIDENCE, two_sided_level
 from harness.stats.multiplicity import adjusted_levels
 
 if TYPE_CHECKING:
@@ -96,14 +101,15 @@ def candidates(results: ResultsDocument, criterion: Criterion) -> list[Candidate
 
 
 def judge(criterion: Criterion, found: list[Candidate], level: float) -> Judgement:
-    """Judge the worst measured candidate (by its bound at `level`, or by its estimate)."""
+    """Judge the worst measured candidate (by its one-sided bound at `level`, or by its estimate)."""
     measured = [c for c in found if c.value is not None]
     if not measured:
         return Judgement(False, found[0] if found else None)
     if criterion.bound is None:
         scored = [(c.value, c) for c in measured]
     else:
-        scored = [(None if c.interval is None else bound_at(c.interval, c.value, criterion.bound, level), c)
+        two_sided = two_sided_level(level)  # a one-sided bound at `level` is an end of this two-sided interval
+        scored = [(None if c.interval is None else bound_at(c.interval, c.value, criterion.bound, two_sided), c)
                   for c in measured]
         missing = [c for score, c in scored if score is None]
         if missing:
@@ -111,6 +117,26 @@ def judge(criterion: Criterion, found: list[Candidate], level: float) -> Judgeme
     worse = min if criterion.op == ">=" else max
     score, chosen = worse(scored, key=lambda pair: pair[0])
     return Judgement(criterion.holds(score), chosen, score if criterion.bound else None)
+
+
+def credibility(results: ResultsDocument, criterion: Criterion, passed: bool) -> str | None:
+    """'inconclusive: <indicator>, <detail>' when an attack-failure indicator of the criterion's model failed for
+    its attack at its ε and the outcome is one a failed attack can fake; else None."""
+    if criterion.attack is None:
+        return None
+    metric = METRICS[criterion.metric]
+    favourable = (criterion.op == ">=") == metric.higher_is_better  # a failed attack overstates robustness
+    if passed != favourable:
+        return None
+    attack = None if criterion.attack == ANY_ATTACK else criterion.attack
+    for role in (("naive", "hardened") if criterion.model == "change" else (criterion.model,)):
+        model = results.models.get(role)
+        indicators = model.indicators if model else None
+        for check in indicators.checks if indicators else ():
+            if not check.passed and check.concerns_point(attack, criterion.epsilon):
+                where = f"{role}: " if criterion.model == "change" else ""
+                return f"inconclusive: {check.id}, {where}{check.detail}"
+    return None
 
 
 def evaluate(criteria: list[Criterion], results: ResultsDocument, approved: Mapping[str, RunResults] | None = None,
@@ -149,9 +175,12 @@ def evaluate(criteria: list[Criterion], results: ResultsDocument, approved: Mapp
             note = NO_INTERVAL
         elif c.corruption == ANY_CORRUPTION:
             note = f"worst of {sum(f.value is not None for f in found[i])} corruptions: {chosen.corruption}"
+        inconclusive = credibility(results, c, verdict.passed) if value is not None else None
         out.append(CriterionResult(
             id=c.id, metric=c.metric, model=c.model, attack=c.attack, epsilon=c.epsilon, op=c.op,
-            threshold=c.threshold, description=c.description, measured=value, passed=verdict.passed, note=note,
+            threshold=c.threshold, description=c.description, measured=value,
+            passed=verdict.passed and inconclusive is None, note=note, inconclusive=inconclusive,
+            deviation=ESTIMATE_DEVIATION if c.estimate_chosen else None,
             judged_on=c.bound or "estimate", bound_value=verdict.bound,
             confidence=level if c.bound else None,
             interval=describe(chosen.interval) if c.bound and chosen and chosen.interval else None,

@@ -67,7 +67,7 @@ def level_text(confidence: float) -> str:
 
 
 def judged_text(entry: CriterionResult) -> str:
-    """What was compared with the threshold: 'measured 0.231', or with a bound 'measured 0.713, lower 95% bound
+    """What was compared with the threshold: 'measured 0.231', or with a bound 'measured 0.713, one-sided lower 95% bound
     0.629 (Wilson score)', and the subgroup or (for `corruption: any`) the corruption it was measured on."""
     text = f"measured {format_value(float(entry.measured))}" if entry.measured is not None else "not measured"
     if entry.subgroup:
@@ -76,7 +76,7 @@ def judged_text(entry: CriterionResult) -> str:
     if entry.corruption and entry.measured is not None and entry.note:
         text += f" ({entry.note})"  # e.g. which corruption was the worst
     if entry.bounded and entry.bound_value is not None:
-        text += (f", {entry.judged_on} {level_text(entry.confidence or 0.95)} bound "
+        text += (f", one-sided {entry.judged_on} {level_text(entry.confidence or 0.95)} bound "
                  f"{format_value(float(entry.bound_value))}" + (f" ({entry.interval})" if entry.interval else ""))
     return text
 

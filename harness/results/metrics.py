@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from harness.results.formatting import eps_text, num, pct, trimmed
-from harness.results.model import MetricInterval, ModelResult, ResultsDocument
+from harness.results.model import WORST_CASE, MetricInterval, ModelResult, ResultsDocument
 
 
 @dataclass(frozen=True)
@@ -142,8 +142,14 @@ def _corruption_point(model: ModelResult, target: Target) -> Any:
 
 
 CLEAN = Scope("clean", False, False, lambda model, t: model.clean)
-POINT = Scope("point", True, True, lambda model, t: (
-    model.attacks[t.attack].find(t.epsilon) if t.attack in model.attacks else None))
+def _attack_point(model: ModelResult, t: Target) -> Any:
+    """The point of one attack at ε, or of the worst case over attacks (`attack: any`)."""
+    if t.attack == WORST_CASE:
+        return model.worst_case.find(t.epsilon) if model.worst_case and t.epsilon is not None else None
+    return model.attacks[t.attack].find(t.epsilon) if t.attack in model.attacks else None
+
+
+POINT = Scope("point", True, True, _attack_point)
 MIN_EPSILON = Scope("min_epsilon", True, False, lambda model, t: (
     model.attacks[t.attack].min_epsilon if t.attack in model.attacks else None), attack_kind="minimal")
 INDICATORS = Scope("indicators", False, False, lambda model, t: model.indicators, per_model=True)

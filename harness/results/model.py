@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import Any
 
 from harness.data.units import NativeUnits
+from harness.errors import EXIT_INCONCLUSIVE
 from harness.results import status as run_status
 from harness.results.epsilons import EpsilonGrid
 from harness.results.formatting import eps_label
@@ -312,19 +313,37 @@ class IndicatorCheck:
     detail: str
     explanation: str | None = None  # one sentence on what the threshold means
     flipped_by: str | None = None  # which probe flipped images
+    concerns: tuple[tuple[str | None, float | None], ...] | None = None  # (attack id, ε) it speaks about (None
+    # in a pair: every attack or every ε; None for the whole: not recorded, so every attack and ε of the model)
+    rule: str | None = None  # the decision rule with its counts (harness.stats.chance)
+
+    def __post_init__(self) -> None:
+        if self.concerns is not None:
+            _set(self, concerns=tuple((a, None if e is None else float(e)) for a, e in self.concerns))
+
+    def concerns_point(self, attack: str | None, epsilon: float | None) -> bool:
+        """Whether this check speaks about an attack at an ε (None: any attack, any ε)."""
+        return any((a is None or attack is None or a == attack) and (e is None or epsilon is None
+                                                                      or abs(e - epsilon) < 1e-12)
+                   for a, e in (self.concerns if self.concerns is not None else ((None, None),)))
 
     def to_json(self) -> Json:
         """One entry of `checks` (explanation and flipped_by only when set)."""
         return {"id": self.id, "description": self.description, "passed": self.passed, "value": self.value,
                 "threshold": self.threshold, "detail": self.detail,
-                **_present(explanation=self.explanation, flipped_by=self.flipped_by)}
+                **_present(explanation=self.explanation, flipped_by=self.flipped_by, rule=self.rule,
+                           concerns=None if self.concerns is None else [{"attack": a, "epsilon": e}
+                                                                       for a, e in self.concerns])}
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> IndicatorCheck:
-        """Read one check."""
+        """Read one check (a check without `concerns`, from before, speaks about every attack and ε)."""
+        found = raw.get("concerns")
+        concerns = None if found is None else tuple((c.get("attack"), c.get("epsilon")) for c in found)
         return cls(id=raw["id"], description=raw.get("description", ""), passed=bool(raw["passed"]),
                    value=raw.get("value"), threshold=raw.get("threshold"), detail=raw.get("detail") or "",
-                   explanation=raw.get("explanation"), flipped_by=raw.get("flipped_by"))
+                   explanation=raw.get("explanation"), flipped_by=raw.get("flipped_by"), concerns=concerns,
+                   rule=raw.get("rule"))
 
 
 @dataclass(frozen=True)
@@ -432,6 +451,47 @@ class CorruptionResult:
                    corruption_error=raw.get("corruption_error"))
 
 
+WORST_CASE = "any"  # the attack name of the worst case over attacks (criteria: `attack: any`)
+
+
+@dataclass(frozen=True)
+class WorstCase:
+    """Per ε, the per-image worst case over every attack run at that ε (and the indicators' probes there): an image
+    counts as robust only if every one of them failed on it. `attacks` names the attacks per point; `upper_bounds`
+    the attack ids whose own numbers are only upper bounds (an attack-failure indicator failed for them)."""
+
+    points: tuple[AttackPoint, ...]
+    attacks: Mapping[float, tuple[str, ...]]  # ε → the attacks (and probes) the point is the worst case of
+    upper_bounds: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _set(self, points=tuple(self.points), upper_bounds=tuple(self.upper_bounds),
+             attacks=MappingProxyType({float(e): tuple(a) for e, a in self.attacks.items()}))
+
+    @property
+    def label(self) -> str:
+        """'worst case of 4 attacks' (the most at any ε)."""
+        n = max((len(a) for a in self.attacks.values()), default=0)
+        return f"worst case of {n} attack{'s' if n != 1 else ''}"
+
+    def find(self, epsilon: float) -> AttackPoint | None:
+        """The point at ε, or None."""
+        return next((p for p in self.points if abs(p.epsilon - epsilon) < 1e-12), None)
+
+    def to_json(self) -> Json:
+        """A model's `worst_case` section."""
+        return {"label": self.label, "points": [p.to_json() for p in self.points],
+                "attacks": [{"epsilon": e, "attacks": list(a)} for e, a in self.attacks.items()],
+                "upper_bounds": list(self.upper_bounds)}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> WorstCase:
+        """Read a `worst_case` section."""
+        return cls(points=tuple(AttackPoint.from_json(p) for p in raw.get("points", ())),
+                   attacks={float(a["epsilon"]): tuple(a["attacks"]) for a in raw.get("attacks", ())},
+                   upper_bounds=tuple(raw.get("upper_bounds", ())))
+
+
 @dataclass(frozen=True)
 class ModelResult:
     """One evaluated model (naive or hardened): clean metrics, every attack, the attack-failure indicators, and
@@ -445,6 +505,7 @@ class ModelResult:
     mean_corruption_error: float | None = None  # mean of the corruptions' corruption errors
     # plan `subgroups`: attribute → value → the same metrics on that subgroup's test images (no indicators)
     subgroups: Mapping[str, Mapping[str, ModelResult]] = field(default_factory=dict)
+    worst_case: WorstCase | None = None  # per ε, the per-image worst case over every attack (harness.results.build)
 
     def __post_init__(self) -> None:
         _set(self, attacks=MappingProxyType(dict(self.attacks)), corruptions=MappingProxyType(dict(self.corruptions)),
@@ -457,6 +518,12 @@ class ModelResult:
             have = ", ".join(f"{a}={v}" for a, values in self.subgroups.items() for v in values) or "none"
             raise KeyError(f"no subgroup {attribute}={value} (measured: {have})")
         return found
+
+    def upper_bound(self, attack_id: str, epsilon: float | None) -> bool:
+        """Whether an attack's number at ε is only an upper bound on robustness: an attack-failure indicator that
+        speaks about it failed (never shown as the model's robustness)."""
+        checks = self.indicators.checks if self.indicators else ()
+        return any(not c.passed and c.concerns_point(attack_id, epsilon) for c in checks)
 
     def with_attack(self, attack_id: str, result: AttackResult) -> ModelResult:
         """This model with one more attack."""
@@ -490,7 +557,8 @@ class ModelResult:
                 **_present(indicators=self.indicators and self.indicators.to_json(), corruptions=corruptions,
                            mean_corruption_error=self.mean_corruption_error,
                            subgroups={a: {v: m.to_json() for v, m in values.items()}
-                                      for a, values in self.subgroups.items()} or None)}
+                                      for a, values in self.subgroups.items()} or None,
+                           worst_case=self.worst_case and self.worst_case.to_json())}
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> ModelResult:
@@ -503,7 +571,8 @@ class ModelResult:
                                 for corruption_id, c in raw.get("corruptions", {}).items()},
                    mean_corruption_error=raw.get("mean_corruption_error"),
                    subgroups={a: {v: ModelResult.from_json(m) for v, m in values.items()}
-                              for a, values in (raw.get("subgroups") or {}).items()})
+                              for a, values in (raw.get("subgroups") or {}).items()},
+                   worst_case=WorstCase.from_json(raw["worst_case"]) if raw.get("worst_case") else None)
 
 
 DEFENCE_DETAILS = ("early_stopped", "resumed_from_round", "naive_selected", "mixed_precision", "selection",
@@ -633,9 +702,16 @@ class CriterionResult:
     corruption: str | None = None  # a corruption id of the plan, or 'any' (then the worst of them was judged)
     severity: int | None = None
     baseline: BaselineResult | None = None  # a regression gate: threshold is the approved value less max_drop
+    inconclusive: str | None = None  # 'inconclusive: <indicator>, <detail>': an indicator shows its attack failed
+    deviation: str | None = None  # how the judging deviates from the default (e.g. judge: estimate)
 
     def __post_init__(self) -> None:
         _set(self, subgroup=None if self.subgroup is None else MappingProxyType(dict(self.subgroup)))
+
+    @property
+    def outcome(self) -> str:
+        """'passed', 'failed' or 'inconclusive'."""
+        return "passed" if self.passed else "inconclusive" if self.inconclusive else "failed"
 
     @property
     def judged_value(self) -> float | None:
@@ -659,7 +735,8 @@ class CriterionResult:
                    if bounded else {}),
                 **_present(subgroup=None if self.subgroup is None else dict(self.subgroup),
                            subgroup_rule=self.subgroup_rule, corruption=self.corruption, severity=self.severity,
-                           baseline=self.baseline and self.baseline.to_json())}
+                           baseline=self.baseline and self.baseline.to_json(), inconclusive=self.inconclusive,
+                           deviation=self.deviation)}
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> CriterionResult:
@@ -671,7 +748,8 @@ class CriterionResult:
                    confidence=raw.get("confidence"), interval=raw.get("interval"), subgroup=raw.get("subgroup"),
                    subgroup_rule=raw.get("subgroup_rule"), corruption=raw.get("corruption"),
                    severity=raw.get("severity"),
-                   baseline=BaselineResult.from_json(raw["baseline"]) if raw.get("baseline") else None)
+                   baseline=BaselineResult.from_json(raw["baseline"]) if raw.get("baseline") else None,
+                   inconclusive=raw.get("inconclusive"), deviation=raw.get("deviation"))
 
 
 @dataclass(frozen=True)
@@ -754,26 +832,41 @@ class PairedComparison:
 
 @dataclass(frozen=True)
 class Verdict:
-    """Whether every criterion passed, and how many did."""
+    """Whether every criterion passed, and how many did; inconclusive when none failed but some were
+    inconclusive (an attack-failure indicator failed where they judge)."""
 
     passed: bool
     n_passed: int
     n_criteria: int
+    n_inconclusive: int = 0
+
+    @property
+    def inconclusive(self) -> bool:
+        """No criterion failed outright, but at least one is inconclusive."""
+        return not self.passed and self.n_inconclusive > 0 and self.n_passed + self.n_inconclusive == self.n_criteria
+
+    @property
+    def outcome(self) -> str:
+        """'passed', 'failed' or 'inconclusive' (the run's status once judged)."""
+        return "passed" if self.passed else "inconclusive" if self.inconclusive else "failed"
 
     @classmethod
     def of(cls, criteria: tuple[CriterionResult, ...] | list[CriterionResult]) -> Verdict:
         """Passed only when every criterion passed (vacuously with none)."""
         n_passed = sum(1 for c in criteria if c.passed)
-        return cls(passed=n_passed == len(criteria), n_passed=n_passed, n_criteria=len(criteria))
+        return cls(passed=n_passed == len(criteria), n_passed=n_passed, n_criteria=len(criteria),
+                   n_inconclusive=sum(1 for c in criteria if not c.passed and c.inconclusive))
 
     def to_json(self) -> Json:
         """The `verdict` section."""
-        return {"passed": self.passed, "n_passed": self.n_passed, "n_criteria": self.n_criteria}
+        return {"passed": self.passed, "n_passed": self.n_passed, "n_criteria": self.n_criteria,
+                **({"outcome": self.outcome, "n_inconclusive": self.n_inconclusive} if self.n_inconclusive else {})}
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> Verdict:
         """Read the `verdict` section."""
-        return cls(passed=bool(raw["passed"]), n_passed=raw["n_passed"], n_criteria=raw["n_criteria"])
+        return cls(passed=bool(raw["passed"]), n_passed=raw["n_passed"], n_criteria=raw["n_criteria"],
+                   n_inconclusive=raw.get("n_inconclusive", 0))
 
 
 @dataclass(frozen=True)
@@ -812,12 +905,12 @@ class ResultsDocument:
         return replace(self, stage=stage)
 
     def finished(self) -> ResultsDocument:
-        """Passed (exit 0) or failed (exit 1) by the verdict, once the criteria are checked."""
+        """Passed (exit 0), failed (exit 1) or inconclusive (exit 4) by the verdict, once the criteria are checked."""
         if self.verdict is None:
             raise ValueError("a run without a verdict cannot pass or fail")
-        passed = self.verdict.passed
-        return self._becomes(run_status.PASSED if passed else run_status.FAILED, exit_code=0 if passed else 1,
-                             stage=None, error=None)
+        outcome = self.verdict.outcome
+        code = {run_status.PASSED: 0, run_status.FAILED: 1, run_status.INCONCLUSIVE: EXIT_INCONCLUSIVE}[outcome]
+        return self._becomes(outcome, exit_code=code, stage=None, error=None)
 
     def stopped(self, status: str, exit_code: int, error: str, stage: str | None) -> ResultsDocument:
         """Error or interrupted: the exit code, the error line and the stage it stopped in."""

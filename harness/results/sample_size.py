@@ -1,8 +1,8 @@
 """Sample-size honesty: which criteria the test split is too small to decide, and the n each one needs.
 
 For a criterion on a proportion, the best possible outcome (every image counted a success for `min`, none for
-`max`) must clear the threshold on its confidence bound, or no data of that size can support a PASS. The level
-is the plan's, unadjusted: the most favourable one Holm's procedure can give a criterion.
+`max`) must clear the threshold on its one-sided confidence bound, or no data of that size can support a PASS. The
+level is the plan's, unadjusted: the most favourable one Holm's procedure can give a criterion.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from harness.plan.criteria import WORST, Criterion
 from harness.results.formatting import threshold_label
 from harness.results.metrics import METRICS, Outcomes
 from harness.stats.decidability import can_pass, smallest_decidable_n
-from harness.stats.intervals import METHOD_NAMES
+from harness.stats.intervals import METHOD_NAMES, two_sided_level
 
 DENOMINATOR = {"clean_sensitivity": "positive test images", "robust_sensitivity": "positive test images",
                "clean_specificity": "negative test images", "robust_specificity": "negative test images",
@@ -64,15 +64,15 @@ def undecidable_warnings(criteria: Sequence[Criterion], method: str, confidence:
             continue
         for where, subset in groups_of(c, labels, metadata):
             n = members(c, subset, positive_class)
-            if can_pass(n, c.threshold, side(c), method, confidence):
+            if can_pass(n, c.threshold, side(c), method, two_sided_level(confidence)):
                 continue
-            needed = smallest_decidable_n(c.threshold, side(c), method, confidence)
+            needed = smallest_decidable_n(c.threshold, side(c), method, two_sided_level(confidence))
             best = "a perfect score" if side(c) == "lower" else "a score of 0"
             need = f"at least {needed} {denominator(c)} are needed" if needed else "no test set size suffices"
             consequence = ("it cannot pass" if c.bound else
                            "a PASS on the point estimate would not be supported at that confidence")
             out.append(f"criterion {c.id}: with {n} {denominator(c)}{where}, even {best} has a "
-                       f"{confidence:.0%} {METHOD_NAMES[method]} {side(c)} bound on the wrong side of "
+                       f"one-sided {confidence:.0%} {METHOD_NAMES[method]} {side(c)} bound on the wrong side of "
                        f"{threshold_label(c.threshold)}, so {consequence}; {need}")
     return out
 
@@ -83,7 +83,7 @@ def decidable_from(criteria: Sequence[Criterion], method: str, confidence: float
     for c in criteria:
         if METRICS[c.metric].counts is None or c.model == "change" or c.threshold is None:  # None: a baseline gate
             continue
-        needed = smallest_decidable_n(c.threshold, side(c), method, confidence)
+        needed = smallest_decidable_n(c.threshold, side(c), method, two_sided_level(confidence))
         where = " per subgroup" if c.subgroup == WORST else (" in the subgroup" if c.subgroup else "")
         out.append(f"{c.id}: decidable from {needed} {denominator(c)}{where}" if needed else
                    f"{c.id}: not decidable at any test set size")

@@ -1,7 +1,10 @@
 """A run's status: a small state machine, recorded in results.json and the manifest whenever it changes.
 
-    running ──▶ passed | failed | error | interrupted
-    passed | failed ──▶ error        (a later step, such as the report, failed)
+    running ──▶ passed | failed | inconclusive | error | interrupted
+    passed | failed | inconclusive ──▶ error        (a later step, such as the report, failed)
+
+inconclusive: no criterion failed, but one would pass only on an attack that an attack-failure indicator shows
+failed at the ε it judges (harness.results.criteria).
 
 `--resume` starts a new attempt (running) from error, interrupted or a run whose process is gone; it is refused
 when the resume fingerprint differs (harness.run.fingerprint). A killed process (SIGKILL, power loss) cannot write
@@ -12,9 +15,12 @@ its status: its results.json still says running, and a reader tells it from a li
 from __future__ import annotations
 
 RUNNING, PASSED, FAILED, ERROR, INTERRUPTED = "running", "passed", "failed", "error", "interrupted"
-STATUSES = (RUNNING, PASSED, FAILED, ERROR, INTERRUPTED)
-FINAL = (PASSED, FAILED, ERROR, INTERRUPTED)
-TRANSITIONS = {RUNNING: FINAL, PASSED: (ERROR,), FAILED: (ERROR,), ERROR: (), INTERRUPTED: ()}
+INCONCLUSIVE = "inconclusive"
+STATUSES = (RUNNING, PASSED, FAILED, INCONCLUSIVE, ERROR, INTERRUPTED)
+FINAL = (PASSED, FAILED, INCONCLUSIVE, ERROR, INTERRUPTED)
+JUDGED = (PASSED, FAILED, INCONCLUSIVE)  # the run finished and its criteria were judged
+TRANSITIONS = {RUNNING: FINAL, PASSED: (ERROR,), FAILED: (ERROR,), INCONCLUSIVE: (ERROR,), ERROR: (),
+               INTERRUPTED: ()}
 LEGACY_COMPLETE = "complete"  # schema v1: a finished run; passed or failed by its verdict
 
 

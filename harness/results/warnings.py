@@ -19,6 +19,7 @@ from harness.results.model import ResultsDocument
 Check = Callable[[ResultsDocument, Mapping[str, Any]], Iterable[str]]
 SMALL_TEST = 30  # fewer test images than this: every rate moves by more than 3 percentage points per image
 SMALL_CLASS = 10  # fewer test images of a class: its rate (sensitivity or specificity) moves by 10 points per image
+NOT_A_CLASSIFIER = "which no working classifier does"  # marks the predictions warning (the cover repeats it)
 SHOWN_FILES = 3  # skipped files named in the warning (all are listed in the manifest and the report)
 
 
@@ -78,7 +79,32 @@ def leakage(results: ResultsDocument, manifest: Mapping[str, Any]) -> Iterable[s
         yield f"data: {found['summary']}"
 
 
-CHECKS: tuple[Check, ...] = (skipped_files, small_test_split, leakage, undefined_metrics)
+def not_a_classifier(results: ResultsDocument, manifest: Mapping[str, Any]) -> Iterable[str]:
+    """A model that predicts one class for every test image, or whose clean accuracy is not above the majority
+    class's share of the test split: its predictions cannot be a working classifier's."""
+    names = list(results.dataset.class_names) if results.dataset else []
+    for role, model in results.models.items():
+        rows = [list(row) for row in model.clean.confusion_matrix]
+        n = sum(sum(row) for row in rows)
+        if not n or model.clean.accuracy is None:
+            continue
+        predicted = [sum(row[k] for row in rows) for k in range(len(rows))]
+        majority = max(sum(row) for row in rows) / n
+        used = [k for k, count in enumerate(predicted) if count]
+        name = (lambda k: names[k] if k < len(names) else f"class {k}")
+        if len(used) == 1:
+            what = f"predicts {name(used[0])!r} for every one of the {n} test images"
+        elif model.clean.accuracy <= majority:
+            what = (f"has clean accuracy {model.clean.accuracy:.3f}, not above the majority class's share of the "
+                    f"test split ({majority:.3f})")
+        else:
+            continue
+        yield (f"{role}: the model {what}, {NOT_A_CLASSIFIER}; likely causes: wrong preprocessing or "
+               "normalisation (model.normalization, input scaling) or the wrong class order (the model's outputs in "
+               "another order than the data set's classes)")
+
+
+CHECKS: tuple[Check, ...] = (skipped_files, small_test_split, leakage, undefined_metrics, not_a_classifier)
 
 
 def collect(results: ResultsDocument, manifest: Mapping[str, Any], checks: Iterable[Check] = CHECKS

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import sys
+from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -29,6 +31,18 @@ def resolve_device(requested: str) -> torch.device:
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(requested)
+
+
+@contextlib.contextmanager
+def plan_threads(n: int) -> Iterator[None]:
+    """torch uses the plan's `n` CPU threads inside the block (CPU kernels split sums by thread, so the count decides
+    numbers; the machine's core count must not); the previous count is restored after."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def device_info(device: torch.device) -> dict[str, Any]:

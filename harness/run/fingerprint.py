@@ -1,7 +1,7 @@
 """The resume fingerprint: everything that decides a run's numbers, recorded in the manifest as it becomes known.
 
 At the start: the resolved plan (seeds, attacks, engine options and overrides included), how attack batches are
-seeded, the determinism settings applied, the device, torch's thread count and the versions of the libraries that
+seeded, the determinism settings applied, the device, torch's thread count (the plan's `threads`) and the versions of the libraries that
 compute the numbers. Later: the data's content hash once loaded, the batch size once chosen, each model's
 weights sha256 once provided, the attack engine options used for it (engine: auto's choice), and the corruption
 stage's inputs (corruption ids, plugins, severities, parameters, what they know of the data) when it starts.
@@ -84,8 +84,10 @@ def start_parts(plan_sha256: str, attack_seeding: str, determinism: Any, device:
                 threads: int, versions: Mapping[str, Any]) -> dict[str, Any]:
     """The parts known when a run starts. `device` is harness.run.environment.device_info: its kind, CPU, GPU model
     and CUDA versions count; its index (which GPU of a node, per torchrun rank) does not."""
-    return {"plan_sha256": plan_sha256, "attack_seeding": attack_seeding, "determinism": determinism,
-            "device": {k: v for k, v in device.items() if k not in ("name", "torch_threads")}, "torch_threads": threads,
+    return {"torch_threads": threads,  # first: a --threads other than the plan's also changes the plan's hash, and
+            # the refusal should name the thread count
+            "plan_sha256": plan_sha256, "attack_seeding": attack_seeding, "determinism": determinism,
+            "device": {k: v for k, v in device.items() if k not in ("name", "torch_threads")},
             **{f"versions.{name}": versions.get(name) for name in VERSIONED}}
 
 

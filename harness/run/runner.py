@@ -22,7 +22,7 @@ import torch
 from harness import __version__
 from harness.attacks.engine import auto_batch_size, enable_determinism, prepare_attack_model, resolve_engine
 from harness.attacks.example_images import save_examples
-from harness.attacks.indicators import compute_indicators
+from harness.attacks.indicators import PROBE_BREAKS, compute_indicators
 from harness.attacks.sweep import AttackOutcome, batches, merge_outcomes, predict_logits, run_attack
 from harness.corruptions.fit import check_fit
 from harness.data.checks import validate_dataset
@@ -35,7 +35,7 @@ from harness.plan.schema import AttackSpec, Plan
 from harness.registry.contracts import DatasetBundle, DatasetContext, DefenceContext, ModelBundle, ModelContext
 from harness.registry.manager import Registry
 from harness.results.baselines import approved_manifest, resolve_baselines
-from harness.results.build import attack_result, clean_metrics
+from harness.results.build import attack_result, clean_metrics, worst_case
 from harness.results.criteria import evaluate
 from harness.results.epsilons import EpsilonGrid
 from harness.results.formatting import eps_label
@@ -58,7 +58,14 @@ from harness.results.view import RunResults
 from harness.results.warnings import collect as collect_warnings
 from harness.run import distributed
 from harness.run.corruption_stage import CorruptionStage
-from harness.run.environment import device_info, library_versions, platform_info, resolve_device, source_revision
+from harness.run.environment import (
+    device_info,
+    library_versions,
+    plan_threads,
+    platform_info,
+    resolve_device,
+    source_revision,
+)
 from harness.run.fingerprint import Fingerprint, previous_parts, start_parts
 from harness.run.progress import ProgressMode, ProgressReporter
 from harness.storage.atomic import write_json_atomic, write_text_atomic
@@ -114,6 +121,10 @@ class Runner:
     def run(self) -> RunResults:
         """Run every stage; results and manifest are rewritten atomically after each one, with the run's status
         (harness.results.status): running, then passed or failed, or error or interrupted with the stage and line."""
+        with plan_threads(self.plan.threads):  # the plan's thread count, not the machine's, decides the numbers
+            return self._run()
+
+    def _run(self) -> RunResults:
         plan = self.plan
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise HarnessError(f"device {self.device} was requested but CUDA is not available")
@@ -358,18 +369,32 @@ class Runner:
         if self.plan.indicators.enabled and not bundle.differentiable:
             self.results = self.results.with_warnings(f"{role}: the attack-failure indicators were not computed: "
                                                       "they need input gradients, which the model does not give")
-        elif self.plan.indicators.enabled:
+        probes: dict[float, tuple[str, np.ndarray]] = {}
+        if self.plan.indicators.enabled and bundle.differentiable:
             section = model.to_json()  # the indicators read the model's results as JSON data
-            indicators = Indicators.from_json(self._stage(f"{role}:indicators", lambda: distributed.on_main(
+            found = self._stage(f"{role}:indicators", lambda: distributed.on_main(
                 lambda: compute_indicators(bundle.module, test, section, self.plan, self.registry, self.device,
                                            self.batch_size, self.plan.seed, self.plan.indicators.n_images,
-                                           dataset.class_names, outcomes))))
-            self.results = self.results.with_model(role, replace(model, indicators=indicators))
+                                           dataset.class_names, outcomes)))
+            for entry in found.get(PROBE_BREAKS, ()):
+                hit = np.zeros(len(test), dtype=bool)
+                hit[entry["indices"]] = True
+                probes[float(entry["epsilon"])] = ("the indicators' stronger probes", hit)
+            indicators = Indicators.from_json(found)
+            model = replace(model, indicators=indicators)
+            self.results = self.results.with_model(role, model)
             if not indicators.credible:
                 self.results = self.results.with_warnings(
                     f"{role}: the attack results may not be credible (attack-failure indicators: "
                     + "; ".join(indicators.flags) + ")")
             self._save()
+        failed = {a for c in (model.indicators.checks if model.indicators else ()) if not c.passed
+                  for a, _ in c.concerns}
+        upper = sorted(outcomes) if None in failed else sorted(a for a in failed if a in outcomes)
+        model = replace(model, worst_case=worst_case(outcomes, labels, clean_pred == labels, dataset.positive_class,
+                                                     dataset.native_units, self.intervals, probes, upper))
+        self.results = self.results.with_model(role, model)
+        self._save()
         settings = self.plan.report
         self._stage(f"{role}:examples", lambda: distributed.on_main(lambda: save_examples(
             self.run_dir, role, bundle.module, test, attacks, self.registry, self.device,

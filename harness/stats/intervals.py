@@ -13,6 +13,11 @@ DEFAULT_METHOD = "wilson"
 DEFAULT_CONFIDENCE = 0.95
 
 
+def two_sided_level(one_sided: float) -> float:
+    """The two-sided level whose interval ends are one-sided bounds at `one_sided` (0.95 → 0.90)."""
+    return 2.0 * one_sided - 1.0
+
+
 @dataclass(frozen=True)
 class Interval:
     """A two-sided confidence interval [low, high] at a confidence level, and the method that gave it."""

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
-from harness.results.status import FAILED, PASSED
+from harness.results.status import JUDGED, PASSED
 from harness.storage.filelock import file_lock, lock_path_for
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ CREATE TABLE IF NOT EXISTS runs (
     data_sha256 TEXT,               -- the data set's content hash
     model_sha256 TEXT,              -- the naive model's weights
     hardened_sha256 TEXT,           -- the hardened model's weights, when the plan has a defence
-    status TEXT NOT NULL,           -- passed or failed (harness.results.status) when the run was recorded
+    status TEXT NOT NULL,           -- passed, failed or inconclusive (harness.results.status) when recorded
     n_passed INTEGER NOT NULL,
     n_criteria INTEGER NOT NULL,
     started_at TEXT,
@@ -66,7 +66,7 @@ class HistoryEntry:
     data_sha256: str | None
     model_sha256: str | None
     hardened_sha256: str | None
-    status: str  # passed or failed
+    status: str  # passed, failed or inconclusive
     n_passed: int
     n_criteria: int
     started_at: str | None
@@ -150,7 +150,7 @@ def entry_values(run: RunResults) -> dict[str, Any]:
     """The columns of one finished run (run_dir aside)."""
     document, manifest = run.document, run.manifest
     verdict = document.verdict
-    if document.status not in (PASSED, FAILED) or verdict is None:
+    if document.status not in JUDGED or verdict is None:
         raise HistoryError(f"{run.run_dir} has not finished, so it is not recorded in the run history")
     from harness.results.metrics import CLEAN, metrics_in
 

@@ -94,16 +94,24 @@ def test_a_swapped_model_refuses_the_resume_and_leaves_the_directory_untouched(t
 
 def test_another_thread_count_refuses_the_resume_before_loading_anything(tmp_path, interrupted_run, monkeypatch):
     before = snapshot(interrupted_run)
-    threads = torch.get_num_threads()
     monkeypatch.setattr(fake_plugins.ToyData, "load", lambda *a: pytest.fail("the data should not be loaded"))
-    torch.set_num_threads(threads + 1)
+    with pytest.raises(ResumeRefused, match=r"torch's CPU thread count \(--threads\) changed since it was "
+                                            r"started \(1 then, 2 now\)"):
+        runner(tmp_path, resume=interrupted_run, overrides=["threads=2"]).run()
+    assert snapshot(interrupted_run) == before
+
+
+def test_the_plan_not_the_machine_decides_the_thread_count(tmp_path):
+    """The runner uses the plan's `threads` (default 1) whatever torch had, records it, and restores torch's count."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
     try:
-        with pytest.raises(ResumeRefused, match=rf"torch's CPU thread count \(--threads\) changed since it was "
-                                                rf"started \({threads} then, {threads + 1} now\)"):
-            runner(tmp_path, resume=interrupted_run).run()
+        run = runner(tmp_path).run()
+        assert run.manifest["fingerprint"]["parts"]["torch_threads"] == 1
+        assert run.manifest["device"]["torch_threads"] == 1
+        assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(threads)
-    assert snapshot(interrupted_run) == before
 
 
 def test_another_plan_refuses_the_resume(tmp_path, interrupted_run):

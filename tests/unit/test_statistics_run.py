@@ -106,6 +106,7 @@ PLAN = textwrap.dedent("""\
     acceptance:
       - metric: clean_accuracy
         min: 0.9
+        judge: estimate
       - metric: clean_accuracy
         min: 0.9
         bound: lower
@@ -165,24 +166,28 @@ def test_every_proportion_has_its_interval_and_the_clustered_one(clinic_run):
 def test_a_bound_flips_pass_to_fail_and_holm_adjusts_the_levels(clinic_run):
     point, lower, upper, named, worst = clinic_run.criteria
     assert point.passed and point.judged_on == "estimate" and point.bound_value is None
+    assert point.id == "estimate(clean_accuracy)>=0.90" and "deviation" in point.deviation  # judge: estimate
     # 30 test images, all correct: the clustered lower bound (10 patients of three images) stays below 0.9
     assert point.measured == 1.0 and not lower.passed
     assert lower.judged_on == "lower" and lower.bound_value < 0.9 and "patient-clustered" in lower.interval
-    assert lower.id == "lower(clean_accuracy)>=0.90"
-    # two bound criteria, Holm: the upper one passes at 97.5 %, the lower one is then judged at 95 %
-    assert upper.passed and upper.confidence == pytest.approx(0.975)
-    assert lower.confidence == pytest.approx(0.95)
+    assert lower.id == "lower(clean_accuracy)>=0.90" and lower.deviation is None
+    # proportions are judged on their one-sided bound by default (the subgroup criteria name no bound)
+    assert named.judged_on == "lower" and worst.judged_on == "lower"
+    # four bound criteria, Holm: two pass at one-sided 1 - 0.05/4, the other two are then judged at 1 - 0.05/2
+    assert upper.passed and upper.confidence == pytest.approx(0.9875) and named.confidence == pytest.approx(0.9875)
+    assert lower.confidence == pytest.approx(0.975) and worst.confidence == pytest.approx(0.975)
     stored = clinic_run.model("naive").clean.intervals["accuracy"]
-    assert lower.bound_value == bound_at(stored, 1.0, "lower", 0.95) == stored.clustered.low
+    # a one-sided 97.5 % bound is the end of the two-sided 95 % interval
+    assert lower.bound_value == pytest.approx(bound_at(stored, 1.0, "lower", 0.95)) == stored.clustered.low
     message = failure_message(lower, "runs/x")
-    assert message.startswith("lower(clean_accuracy)>=0.90: measured 1.000, lower 95% bound 0.")
+    assert message.startswith("lower(clean_accuracy)>=0.90: measured 1.000, one-sided lower 97.5% bound 0.")
     assert "patient-clustered" in message and message.endswith("< 0.90 (run directory: runs/x)")
     assert named.subgroup == {"site": "A"} and named.subgroup_rule is None and named.passed
     assert worst.subgroup_rule == "worst" and set(worst.subgroup) in ({"site"}, {"sex"})
     measured = [METRICS["robust_accuracy"].read(sub, "shift", 0.1) for values in
                 clinic_run.model("hardened").subgroups.values() for sub in values.values()]
     assert worst.measured == min(measured) < clinic_run.criteria[2].measured < max(measured)
-    assert worst.passed == (min(measured) >= 0.2)
+    assert not worst.passed and worst.bound_value < 0.2 <= worst.measured
 
 
 def test_subgroups_hold_every_metric_on_their_images(clinic_run):
@@ -242,19 +247,22 @@ def test_undecidable_criteria_are_warned_with_the_n_they_need(tmp_path):
           - metric: clean_sensitivity
             subgroup: {site: A}
             min: 0.9
+            judge: estimate
         """)
     result = run(tmp_path, text)
     warnings = [w for w in result.warnings if w.startswith("criterion ")]
     assert warnings[0] == ("criterion lower(clean_accuracy)>=0.95: with 30 test images, even a perfect score has a "
-                           "95% Wilson score lower bound on the wrong side of 0.95, so it cannot pass; at least 73 "
-                           "test images are needed")
-    assert warnings[1].startswith("criterion subgroup[site=A]::clean_sensitivity>=0.90: with 9 positive test images "
+                           "one-sided 95% Wilson score lower bound on the wrong side of 0.95, so it cannot pass; at "
+                           "least 52 test images are needed")
+    assert warnings[1].startswith("criterion subgroup[site=A]::estimate(clean_sensitivity)>=0.90: with 9 positive test "
+                                  "images "
                                   "in subgroup site=A, even a perfect score")
     assert "a PASS on the point estimate would not be supported" in warnings[1]
     plan = load_plan_text(text, registry=registry())
     assert decidable_from(plan.acceptance, "wilson", 0.95) == [
-        "lower(clean_accuracy)>=0.95: decidable from 73 test images",
-        "subgroup[site=A]::clean_sensitivity>=0.90: decidable from 35 positive test images in the subgroup"]
+        "lower(clean_accuracy)>=0.95: decidable from 52 test images",
+        "subgroup[site=A]::estimate(clean_sensitivity)>=0.90: decidable from 25 positive test images in the "
+        "subgroup"]
 
 
 @pytest.mark.parametrize(("criterion", "message"), [

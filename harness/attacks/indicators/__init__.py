@@ -11,6 +11,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -22,11 +23,12 @@ from harness.attacks.model_mode import eval_mode
 from harness.attacks.sweep import AttackOutcome
 from harness.errors import HarnessError
 
+PROBE_BREAKS = "probe_breaks"  # test images the stronger probes broke, per ε (for the worst case; not stored)
 CHECKS = (monotone.CHECK, unbounded.CHECK, iterative.CHECK, more_iterations.CHECK, gradients.CHECK, noise.CHECK)
 DESCRIPTIONS = {info.id: info.description for info in CHECKS}
 EXPLANATIONS = {info.id: info.explanation for info in CHECKS}
 
-__all__ = ["DESCRIPTIONS", "EXPLANATIONS", "check_iterative", "check_monotone", "compute_indicators",
+__all__ = ["DESCRIPTIONS", "PROBE_BREAKS", "EXPLANATIONS", "check_iterative", "check_monotone", "compute_indicators",
            "indicator_criterion_value"]
 
 
@@ -54,9 +56,14 @@ def compute_indicators(model: nn.Module, split: Any, results_model_section: dict
             (more_iterations.CHECK, lambda: more_iterations.check_more_iterations(ctx)),
             (gradients.CHECK, lambda: gradients.check_gradients(ctx)),
             (noise.CHECK, lambda: noise.check_noise(ctx)))]
+    breaks: dict[float, set[int]] = {}
+    for r in results:
+        for eps, rows in r.broken.items():
+            breaks.setdefault(eps, set()).update(subset.indices[i] for i in np.flatnonzero(rows))
     return {"credible": all(r.passed for r in results), "checks": [r.to_json() for r in results],
             "flags": [r.flag for r in results if not r.passed], "n_subset": len(subset),
-            "subset": f"≤ {n_images} clean-correct test images in a seeded order"}
+            "subset": f"≤ {n_images} clean-correct test images in a seeded order",
+            PROBE_BREAKS: [{"epsilon": eps, "indices": sorted(rows)} for eps, rows in sorted(breaks.items())]}
 
 
 def indicator_criterion_value(section: dict[str, Any]) -> float:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -27,9 +27,13 @@ class CheckInfo:
     flag: str
 
     def result(self, passed: bool, value: Any, threshold: Any, detail: str, flipped_by: str | None = None,
-               flag: str | None = None) -> CheckResult:
-        """This check's result; `flag` replaces the default flag (e.g. to name an attack-side failure)."""
-        return CheckResult(self, bool(passed), value, threshold, detail, flipped_by, flag or self.flag)
+               flag: str | None = None, concerns: list[tuple[str | None, float | None]] | None = None,
+               rule: str | None = None) -> CheckResult:
+        """This check's result; `flag` replaces the default flag (e.g. to name an attack-side failure);
+        `concerns` lists the (attack id, ε) it speaks about (None for either: every attack or every ε; None for
+        the list: the whole model's attack results); `rule` states the decision rule with its counts."""
+        return CheckResult(self, bool(passed), value, threshold, detail, flipped_by, flag or self.flag,
+                           [(None, None)] if concerns is None else concerns, rule)
 
     def not_applicable(self, why: str) -> CheckResult:
         """A passed result for a check that has nothing to check."""
@@ -47,12 +51,17 @@ class CheckResult:
     detail: str
     flipped_by: str | None  # "probe: class n of N, ...; probe: ..." for every probe that flipped an image
     flag: str
+    concerns: list[tuple[str | None, float | None]] = field(default_factory=lambda: [(None, None)])
+    rule: str | None = None  # the decision rule with its counts (a count beyond chance, harness.stats.chance)
+    broken: dict[float, np.ndarray] = field(default_factory=dict)  # ε → subset images its probes broke there
 
     def to_json(self) -> dict[str, Any]:
         """The JSON-ready entry (`flipped_by` only when a probe flipped an image)."""
         entry = {"id": self.info.id, "description": self.info.description, "explanation": self.info.explanation,
                  "passed": self.passed, "value": _jsonable(self.value), "threshold": _jsonable(self.threshold),
-                 "detail": self.detail}
+                 "detail": self.detail,
+                 "concerns": [{"attack": attack, "epsilon": eps} for attack, eps in self.concerns],
+                 **({"rule": self.rule} if self.rule else {})}
         return entry if self.flipped_by is None else {**entry, "flipped_by": self.flipped_by}
 
 

@@ -6,6 +6,7 @@ import torch
 
 from harness.attacks.indicators.context import CheckInfo, CheckResult, Context
 from harness.attacks.indicators.probes import input_gradient
+from harness.stats.chance import exceeds_chance
 
 GRADIENT_MIN_NORM, GRADIENT_MIN_FRACTION = 1e-12, 0.9
 CHECK = CheckInfo(
@@ -27,5 +28,7 @@ def check_gradients(ctx: Context) -> CheckResult:
         ok.append(torch.isfinite(grad).all(1) & (grad.norm(dim=1) > GRADIENT_MIN_NORM))
     fraction = float(torch.cat(ok).double().mean())
     bad = len(ctx.subset) - int(round(fraction * len(ctx.subset)))
-    return CHECK.result(fraction >= GRADIENT_MIN_FRACTION, fraction, GRADIENT_MIN_FRACTION,
-                        f"{bad} of {len(ctx.subset)} inputs have a zero or non-finite gradient")
+    chance = exceeds_chance(bad, len(ctx.subset), 1 - GRADIENT_MIN_FRACTION)
+    return CHECK.result(not chance.beyond_chance, fraction, GRADIENT_MIN_FRACTION,
+                        f"{bad} of {len(ctx.subset)} inputs have a zero or non-finite gradient",
+                        rule=f"zero or non-finite gradients: {chance.rule()}")

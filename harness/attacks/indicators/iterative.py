@@ -38,7 +38,8 @@ def check_iterative(section: dict[str, Any], registry: Any, ctx: Context | None 
             for p in it["points"]:
                 base = ref.get(p["epsilon"])
                 if base is not None and p.get("robust_accuracy") is not None:
-                    gaps.append((p["robust_accuracy"] - base, f"{iid} vs {sid} at ε={p['epsilon']:g}"))
+                    gaps.append((p["robust_accuracy"] - base, f"{iid} vs {sid} at ε={p['epsilon']:g}", iid,
+                                 p["epsilon"]))
                     n_test = max(n_test, int(p.get("n") or 0))
     tolerance = ITERATIVE_TOLERANCE + (1 / n_test if n_test else 0)  # and one image
     if not gaps and ctx is not None:  # no single-step attack in the plan: compare with a one-step attack
@@ -47,9 +48,9 @@ def check_iterative(section: dict[str, Any], registry: Any, ctx: Context | None 
         notes.append(f"plan has no single-step attack of the same norm; own FGSM on {len(ctx.subset)} images")
     if not gaps:
         return CHECK.not_applicable("no single-step attack to compare with")
-    gap, where = max(gaps)
+    gap, where, attack_id, eps = max(gaps)
     detail = "; ".join([*notes, f"largest excess of iterative over single-step accuracy {gap:+.3f} ({where})"])
-    return CHECK.result(gap <= tolerance, gap, tolerance, detail)
+    return CHECK.result(gap <= tolerance, gap, tolerance, detail, concerns=[(attack_id, eps)])
 
 
 def _iterative(registry: Any, summary: dict[str, Any]) -> bool:
@@ -58,7 +59,7 @@ def _iterative(registry: Any, summary: dict[str, Any]) -> bool:
     return bool(registry.has("attack", name) and registry.get("attack", name).iterative)
 
 
-def _subset_iterative_gaps(ctx: Context, iterative: dict[str, Any]) -> list[tuple[float, str]]:
+def _subset_iterative_gaps(ctx: Context, iterative: dict[str, Any]) -> list[tuple[float, str, str, float]]:
     gaps = []
     for spec in ctx.specs:
         if spec.id not in iterative or spec.id not in ctx.sweep:
@@ -66,5 +67,6 @@ def _subset_iterative_gaps(ctx: Context, iterative: dict[str, Any]) -> list[tupl
         for eps, acc in zip(spec.epsilons, ctx.accuracy(spec), strict=True):
             hits = torch.cat([fooled(ctx.model, x, fast_gradient(ctx.model, x, y, eps, spec.norm), y, spec.norm, eps)
                               for _, x, y, _ in ctx.chunks()])
-            gaps.append((float(acc) - (1.0 - float(hits.float().mean())), f"{spec.id} vs FGSM at ε={eps:g}"))
+            gaps.append((float(acc) - (1.0 - float(hits.float().mean())), f"{spec.id} vs FGSM at ε={eps:g}", spec.id,
+                         eps))
     return gaps

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from harness.attacks.indicators.context import SUBSET_SIZE, CheckInfo, CheckResult, Context, allowance, plugin_fooled
+from harness.stats.chance import exceeds_chance
 
 SECTION_TOLERANCE = 1e-9  # the results section is monotone by construction
 RAW_MONOTONE_TOLERANCE = 0.05  # subset re-runs of stochastic attacks may wobble by a few images
@@ -50,7 +51,7 @@ def raw_accuracy(ctx: Context, spec: Any) -> np.ndarray:
 def check_monotone(section: dict[str, Any], raw: dict[str, tuple[Sequence[float], Sequence[float]]] | None = None,
                    n_subset: int = SUBSET_SIZE) -> CheckResult:
     """Robust accuracy must not rise with ε: the section's points, minimal-ε quantiles, raw subset values."""
-    problems, worst = [], 0.0
+    problems, worst, concerns, rules = [], 0.0, [], []
     for attack_id, summary in (section.get("attacks") or {}).items():
         points = sorted(summary.get("points", []), key=lambda p: p["epsilon"])
         pairs = [(p["epsilon"], p.get("robust_accuracy")) for p in points if p.get("robust_accuracy") is not None]
@@ -58,21 +59,28 @@ def check_monotone(section: dict[str, Any], raw: dict[str, tuple[Sequence[float]
         worst = max(worst, rise)
         if rise > SECTION_TOLERANCE:
             problems.append(f"{attack_id}: robust accuracy rises by {rise:.3f} at ε={where:g}")
+            concerns.append((attack_id, where))
         quantiles = [(summary.get("min_epsilon") or {}).get(f"p{q}", 0) for q in (10, 25, 50, 75, 90)]
         values = [np.inf if v is None else v for v in quantiles]
         if any(b < a for a, b in zip(values, values[1:], strict=False)):
             problems.append(f"{attack_id}: minimal-ε quantiles are not increasing")
+            concerns.append((attack_id, None))
             worst = max(worst, 1.0)
     raw_worst, tolerance = 0.0, allowance(RAW_MONOTONE_TOLERANCE, n_subset, 1.5)
     for attack_id, (epsilons, accuracy) in (raw or {}).items():
         rise, where = _largest_rise(sorted(zip(epsilons, accuracy, strict=True)))
         raw_worst = max(raw_worst, rise)
-        if rise > tolerance:
+        chance = exceeds_chance(round(rise * n_subset), n_subset, RAW_MONOTONE_TOLERANCE)
+        if rise > 0:
+            rules.append(f"{attack_id} at ε={where:g}: images lost {chance.rule()}")
+        if rise > tolerance and chance.beyond_chance:
             problems.append(f"{attack_id} (subset, each ε run alone): accuracy rises by {rise:.3f} at ε={where:g}")
+            concerns.append((attack_id, where))
     passed = not problems
     detail = "; ".join(problems) if problems else (
         f"largest rise {worst:.3g} in the results, {raw_worst:.3g} in {len(raw or {})} raw subset re-runs")
-    return CHECK.result(passed, max(worst, raw_worst), tolerance, detail)
+    return CHECK.result(passed, max(worst, raw_worst), tolerance, detail, concerns=concerns,
+                        rule="; ".join(rules) or None)
 
 
 def _largest_rise(pairs: Sequence[tuple[float, float]]) -> tuple[float, float]:

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from harness.attacks.indicators.context import CheckInfo, CheckResult, Context, allowance, plugin_fooled
+from harness.stats.chance import exceeds_chance
 from harness.attacks.indicators.probes import (
     CONVERGING,
     CONVERGING_STEPS,
@@ -52,7 +53,12 @@ def check_more_iterations(ctx: Context) -> CheckResult:
     detail = (f"{spec.id} at ε={eps:g}: accuracy {base:.3f} → {base - drop:.3f} on {len(ctx.subset)} images with "
               f"stronger attacks ({', '.join(hits)})")
     detail += (f"; broken by {', '.join(named)}: {ctx.by_class(extra)}" if named else "; none breaks another image")
-    return CHECK.result(drop <= threshold, drop, threshold, detail, ctx.flipped_by(hits))
+    chance = exceeds_chance(int(extra.sum()), len(ctx.subset), MORE_ITERATIONS_MAX_DROP)
+    result = CHECK.result(not chance.beyond_chance, drop, threshold, detail, ctx.flipped_by(hits),
+                          concerns=[(spec.id, eps)], rule=f"images the stronger attacks break: {chance.rule()}")
+    for _, _, at, _, broken in drops:  # the worst case over attacks counts what the probes broke (build.worst_case)
+        result.broken[float(at)] = result.broken.get(float(at), np.zeros(len(ctx.subset), dtype=bool)) | broken
+    return result
 
 
 def _stronger(ctx: Context, spec: Any, eps: float, standing: np.ndarray) -> dict[str, np.ndarray]:

@@ -41,4 +41,4 @@ def check_noise(ctx: Context) -> CheckResult:
     return CHECK.result(noise <= threshold, noise, threshold,
                         f"random {spec.norm} noise (any of {NOISE_DRAWS} draws) fools {noise:.1%} "
                         f"({ctx.by_class(hits)}), {spec.id} fools {attack:.1%} at ε={eps:g}",
-                        ctx.flipped_by({"random noise": hits, spec.id: broken}))
+                        ctx.flipped_by({"random noise": hits, spec.id: broken}), concerns=[(spec.id, eps)])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from harness.attacks.indicators.context import CheckInfo, CheckResult, Context
+from harness.stats.chance import exceeds_chance
 from harness.attacks.indicators.probes import (
     CONVERGING,
     CONVERGING_STEPS,
@@ -48,7 +49,8 @@ def check_unbounded(ctx: Context) -> CheckResult:
     trivial = torch.stack([hit for name, hit in hits.items() if name not in CONVERGING]).any(0)
     survived = ~gradient
     accuracy = float(survived.float().mean())
-    passed = accuracy <= UNBOUNDED_MAX_ACCURACY
+    chance = exceeds_chance(int(survived.sum()), len(ctx.subset), UNBOUNDED_MAX_ACCURACY)
+    passed = not chance.beyond_chance  # more survivors than the tolerated 5 % explain by chance
     detail = (f"accuracy {accuracy:.3f} on {len(ctx.subset)} images after {', '.join(CONVERGING)} at "
               f"L∞ ε={UNBOUNDED_EPSILON:g} (each on the images the ones before left); still correct by class: "
               f"{ctx.by_class(survived)}")
@@ -61,4 +63,4 @@ def check_unbounded(ctx: Context) -> CheckResult:
     elif not passed:
         detail += "; no trivial perturbation flips them either"
     return CHECK.result(passed, accuracy, UNBOUNDED_MAX_ACCURACY, detail, ctx.flipped_by(hits),
-                        TOO_WEAK if bool(only_trivial.any()) else None)
+                        TOO_WEAK if bool(only_trivial.any()) else None, rule=f"survivors: {chance.rule()}")

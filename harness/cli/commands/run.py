@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from harness.cli.exit_codes import EXIT_FAIL, EXIT_PASS
+from harness.cli.exit_codes import EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_PASS
 from harness.cli.options import add_plan_options
 from harness.errors import HarnessError
 
@@ -28,8 +28,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="continue an interrupted run in RUN_DIR (same plan and overrides); finished work is "
                              "kept")
     parser.add_argument("--threads", type=int, metavar="N",
-                        help="CPU threads torch uses for the whole run (default: torch's choice); recorded in the "
-                             "manifest and part of the trained-weight cache key")
+                        help="CPU threads torch uses for the whole run, as the plan's `threads` key (default: the "
+                             "plan's, 1 unless it says otherwise; the machine's core count never decides). A count "
+                             "other than the plan's changes the numbers: it is the override `--set threads=N`, so "
+                             "it is recorded, names another run directory and is refused on --resume")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress (default: bars on a terminal, a line per stage and every 10 %% or 10 s "
                              "in logs)")
@@ -48,15 +50,14 @@ def execute(args: argparse.Namespace, console: Console) -> int:
     from harness.run import distributed
     from harness.run.runner import RunConfig, Runner
 
-    if args.threads is not None:
-        if args.threads < 1:
-            raise HarnessError(f"--threads must be a positive integer, got {args.threads}")
-        import torch
-
-        torch.set_num_threads(args.threads)
+    if args.threads is not None and args.threads < 1:
+        raise HarnessError(f"--threads must be a positive integer, got {args.threads}")
     distributed.setup()  # under torchrun: join the process group first, so a bad plan is reported once
     registry = default_registry()
     plan = distributed.together(lambda: load_plan(args.plan, args.overrides, registry))
+    if args.threads is not None and args.threads != plan.threads:  # the plan's count, unless overridden
+        overrides = [*args.overrides, f"threads={args.threads}"]
+        plan = distributed.together(lambda: load_plan(args.plan, overrides, registry))
     config = RunConfig(out_root=args.out, device=args.device, cache_dir=args.cache_dir,
                        progress="off" if args.no_progress else "auto", quiet=args.quiet, report=not args.no_report)
     runner = Runner(plan, registry, config, resume_dir=args.resume)
@@ -73,4 +74,6 @@ def execute(args: argparse.Namespace, console: Console) -> int:
             print_summary(console, result)
         for line in closing_lines(result):
             console.print(escape(line), soft_wrap=True)
-    return EXIT_PASS if result.passed else EXIT_FAIL
+    if result.passed:
+        return EXIT_PASS
+    return EXIT_INCONCLUSIVE if result.verdict and result.verdict.inconclusive else EXIT_FAIL

@@ -46,7 +46,8 @@ def execute(args: argparse.Namespace, console: Console) -> int:
         table.add_column(column, justify="right" if column == "clean acc." else "left", overflow="fold",
                          no_wrap=column in ("finished (UTC)", "run directory"))
     for e in entries:
-        verdict = f"{'PASS' if e.passed else 'FAIL'} {e.n_passed}/{e.n_criteria}"
+        word = {"passed": "PASS", "failed": "FAIL"}.get(e.status, e.status.upper())  # INCONCLUSIVE as recorded
+        verdict = f"{word} {e.n_passed}/{e.n_criteria}"
         accuracy = pct(((e.metrics.get("clean") or {}).get("naive") or {}).get("clean_accuracy"))
         shown = e.path.name if e.path.parent == args.out else str(e.path)  # the title names the folder
         where = shown + ("" if e.path.is_dir() else " (missing)")

@@ -51,7 +51,7 @@ def execute(args: argparse.Namespace, console: Console) -> int:
                              f"{len(plan.acceptance)} criteria; input files readable"), soft_wrap=True)
         options = plan.statistics
         for line in decidable_from(plan.acceptance, options.interval, options.confidence):
-            console.print(escape(f"  sample size: {line} ({options.confidence:.0%} {options.interval})"))
+            console.print(escape(f"  sample size: {line} (one-sided {options.confidence:.0%} {options.interval})"))
     return worst
 
 

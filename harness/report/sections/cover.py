@@ -9,9 +9,10 @@ from typing import Any
 from harness.report.inputs import ROLES, ReportInput
 from harness.report.sections.criteria import criterion_row
 from harness.report.sections.warnings import warnings
+from harness.results.warnings import NOT_A_CLASSIFIER
 from harness.report.text import basename, short_hash, utc_text
 from harness.results.formatting import interval_text, level_text, pct
-from harness.results.status import FAILED, PASSED
+from harness.results.status import JUDGED
 from harness.results.uncertainty import shown
 from harness.stats.intervals import METHOD_NAMES
 
@@ -19,6 +20,8 @@ TITLE = None
 STATUS_TEXT = {
     "passed": "passed: every stage ran and every criterion passed",
     "failed": "failed: every stage ran and at least one criterion failed",
+    "inconclusive": ("inconclusive: every stage ran and no criterion failed, but an attack-failure indicator shows "
+                     "an attack failed at an ε a criterion judges"),
     "running": "not finished: the run was still running, or stopped without recording why",
     "error": "stopped by an error",
     "interrupted": "interrupted before it finished",
@@ -115,7 +118,7 @@ def hashes(report: ReportInput) -> list[dict[str, str]]:
 def run_status(report: ReportInput) -> dict[str, str | None]:
     """The run's status in words, with the stage and error line the run recorded when it stopped short."""
     run = report.run
-    finished = run.status in (PASSED, FAILED)
+    finished = run.status in JUDGED
     return {"status": run.status, "text": STATUS_TEXT.get(run.status, run.status), "error": run.error,
             "stage": None if finished else run.stage}
 
@@ -124,7 +127,14 @@ def credibility(report: ReportInput) -> str | None:
     """Each model's attack-failure verdict ('naive: credible; hardened: NOT CREDIBLE'), None without indicators."""
     verdicts = [f"{role}: {'credible' if indicators.credible else 'NOT CREDIBLE'}" for role in report.roles
                 if (indicators := report.model(role).indicators) is not None]  # type: ignore[union-attr]
+    if any("NOT" in v for v in verdicts) and not any(c.inconclusive for c in report.run.criteria):
+        verdicts.append("warning: the failed indicators concern no ε a criterion judges, so the verdict stands")
     return "; ".join(verdicts) or None
+
+
+def deviations(report: ReportInput) -> list[str]:
+    """'<criterion id>: <how it deviates>' for each criterion not judged the default way (e.g. judge: estimate)."""
+    return [f"{c.id}: {c.deviation}" for c in report.run.criteria if c.deviation]
 
 
 def build(report: ReportInput) -> dict[str, Any]:
@@ -149,7 +159,8 @@ def build(report: ReportInput) -> dict[str, Any]:
         "dataset_hash": short_hash(dataset.content_sha256 if dataset else None),
         "n_test": dataset.n_test if dataset else None,
         "models": models(report), "hashes": hashes(report), "status": run_status(report),
-        "credibility": credibility(report), "n_warnings": len(warnings(report)),
+        "credibility": credibility(report), "n_warnings": len(warnings(report)), "deviations": deviations(report),
+        "predictions": [w for w in run.warnings if NOT_A_CLASSIFIER in w],
         "run_date": utc_text(report.manifest.get("started_at")),
         "generated": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
     }

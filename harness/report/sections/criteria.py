@@ -41,7 +41,8 @@ def criterion_row(report: ReportInput, c: CriterionResult) -> dict[str, Any]:
     if c.measured is None:
         verdict, css = "NOT MEASURED", "fail"
     else:
-        verdict, css = ("PASS", "pass") if c.passed else ("FAIL", "fail")
+        verdict, css = ("PASS", "pass") if c.passed else ("INCONCLUSIVE", "inconclusive") if c.inconclusive else \
+            ("FAIL", "fail")
     if c.subgroup:
         where = ", ".join(f"{k} = {v}" for k, v in c.subgroup.items())
         what += f", worst subgroup ({where})" if c.subgroup_rule == "worst" else f", subgroup {where}"
@@ -54,11 +55,14 @@ def criterion_row(report: ReportInput, c: CriterionResult) -> dict[str, Any]:
 
     judged = "point estimate"
     if c.bounded:
-        judged = (f"{c.judged_on} {level_text(c.confidence or 0.95)} bound {write(c.bound_value)}"
+        judged = (f"one-sided {c.judged_on} {level_text(c.confidence or 0.95)} bound {write(c.bound_value)}"
                   + (f" ({c.interval})" if c.interval else ""))
+    if c.deviation:
+        judged += " — DEVIATION: not the default one-sided bound (judge: estimate)"
     return {"id": c.id, "what": what, "judged": judged, "model": "hardened − naive" if c.model == "change" else c.model,
             "description": c.description.strip(), "threshold": f"{OPERATORS.get(c.op, c.op)} {write(c.threshold)}",
-            "measured": write(c.measured), "note": c.note, "verdict": verdict, "css": css}
+            "measured": write(c.measured), "note": c.note, "verdict": verdict, "css": css,
+            "inconclusive": c.inconclusive, "deviation": c.deviation}
 
 
 def build(report: ReportInput) -> dict[str, Any]:
