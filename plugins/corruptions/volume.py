@@ -66,7 +66,12 @@ class SliceThickness(Corruption):
         if context.voxel_spacing_mm is None:
             raise DataError(f"corruption '{self.name}' gives the slice thickness in mm, but the data set does not "
                             "give the voxel spacing of its volumes")
-        return thick_slices(images, params.thickness_mm / float(context.voxel_spacing_mm[0]))
+        slice_mm = float(context.voxel_spacing_mm[0])
+        if params.thickness_mm <= slice_mm:
+            raise DataError(f"corruption '{self.name}': a {params.thickness_mm:g} mm slice is not thicker than the "
+                            f"volume's {slice_mm:g} mm slices, so it would change nothing; run only the severities "
+                            f"above {slice_mm:g} mm (e.g. severities: [3, 4, 5])")
+        return thick_slices(images, params.thickness_mm / slice_mm)
 
 
 @hookimpl

@@ -44,7 +44,7 @@ def test_attacks_minimal_epsilon_indicators_and_corruptions_ran_on_volumes(run_d
     assert naive["attacks"]["fmn_linf"]["kind"] == "minimal"
     assert naive["indicators"]["checks"]
     assert set(naive["corruptions"]) == {"ct_noise", "ct_blur", "ct_ring", "slice_thickness"}
-    assert all(len(c["points"]) == 5 for c in naive["corruptions"].values())
+    assert [len(c["points"]) for c in naive["corruptions"].values()] == [5, 5, 5, 4]
     assert RunResults.load(run_dir).status in ("passed", "failed")
 
 
