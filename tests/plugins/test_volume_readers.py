@@ -209,3 +209,20 @@ attacks:
     assert len(err) == 1 and "missing slice(s) between" in err[0] and "Doe" not in err[0]
     weights = [p for p in cache.rglob("*") if p.is_file() and p.suffix in (".pt", ".pth", ".json")]
     assert weights == []
+
+
+def test_npz_volumes_are_read_as_n_c_d_h_w(tmp_path: Path) -> None:
+    from harness.plan.params import build_dataclass
+    from harness_plugins.datasets.readers.npz import NpzDataset
+
+    hu, labels = phantom_hu(12)
+    np.savez(tmp_path / "v.npz", images=((hu + 1350) / 1500).clip(0, 1).astype(np.float32), labels=labels,
+             patient_ids=np.array([f"p{i // 2}" for i in range(12)]))
+    params = build_dataclass(NpzDataset.Params, {"path": "v.npz", "volumes": True, "voxel_spacing_mm": [2, 2, 2]},
+                             "dataset")
+    bundle = NpzDataset().load(params, DatasetContext(seed=0, base_dir=tmp_path, cache_dir=tmp_path))
+    assert bundle.image_shape == (1, 16, 16, 16) and bundle.voxel_spacing_mm == (2.0, 2.0, 2.0)
+    np.savez(tmp_path / "flat.npz", images=np.zeros((4, 8, 8), np.float32), labels=np.array([0, 1, 0, 1]))
+    params = build_dataclass(NpzDataset.Params, {"path": "flat.npz", "volumes": True}, "dataset")
+    with pytest.raises(DataError, match="must be N×D×H×W or N×C×D×H×W volumes"):
+        NpzDataset().load(params, DatasetContext(seed=0, base_dir=tmp_path, cache_dir=tmp_path))
