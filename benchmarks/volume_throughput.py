@@ -62,7 +62,8 @@ def run(sizes: list[int], n: int, threads: int) -> list[dict[str, Any]]:
 
 def table(rows: list[dict[str, Any]]) -> str:
     """A Markdown table of the rows."""
-    head = "| volume | batch | input MiB/batch | PGD-10 volumes/s | peak RSS (MB) | threads |\n|---|---|---|---|---|---|"
+    head = ("| volume | batch | input MiB/batch | PGD-10 volumes/s | peak RSS (MB) | threads |\n"
+            "|---|---|---|---|---|---|")
     body = [f"| {r['volume']} | {r['batch']} | {r['input_mib_per_batch']} | {r['images_per_s']} | "
             f"{r['peak_rss_mb']} | {r['threads']} |" for r in rows]
     return "\n".join([head, *body])

@@ -186,7 +186,8 @@ class MRIBiasField(Corruption):
         apply BiasField."""
         from torchio import BiasField
 
-        in_plane = np.array([i == 0 or images.ndim == 5 for i in range(params.order + 1) for j in range(params.order + 1 - i)
+        volume = images.ndim == 5
+        in_plane = np.array([i == 0 or volume for i in range(params.order + 1) for j in range(params.order + 1 - i)
                              for _ in range(params.order + 1 - i - j)])
 
         def build(rng: np.random.Generator) -> BiasField:

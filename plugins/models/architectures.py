@@ -1,4 +1,5 @@
-"""Built-in 2-D and 3-D classifier architectures, built exactly as their library defines them unless the plan says otherwise.
+"""Built-in 2-D and 3-D classifier architectures, built exactly as their library defines them unless the plan says
+otherwise.
 
 `architecture: resnet18` is MONAI's `resnet18` with MONAI's defaults; a variant is explicit
 (`architecture: {name: resnet18, conv1_t_stride: 2}`). Every architecture reports its complete constructor

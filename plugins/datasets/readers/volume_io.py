@@ -131,9 +131,7 @@ def read_series(folder: Path, rel: str, name: Namer) -> Volume:
     shown = [name(f"{rel}/{path.name}") for path, _ in headers]
     spacing = _slice_spacing(along, shown, name(rel))
     row_spacing, col_spacing = (float(v) for v in headers[0][1].PixelSpacing)
-    slices = []
-    for (path, ds), label in zip(headers, shown, strict=True):
-        slices.append(_hu_slice(ds, label))
+    slices = [_hu_slice(ds, label) for (_, ds), label in zip(headers, shown, strict=True)]
     if len({s.shape for s in slices}) > 1:
         raise DataError(f"{name(rel)}: slices of different sizes (rows × columns); a series must be one stack")
     return Volume(values=np.stack(slices).astype(np.float32), spacing_mm=(spacing, row_spacing, col_spacing),

@@ -73,7 +73,8 @@ def check_input_shape(model: onnx.ModelProto, expected: tuple[int, ...], path: P
         dims = declared_shape(graph_input(model))
     except UnsupportedOnnx as exc:
         raise ModelError(f"{path}: {exc}") from None
-    if len(dims) != len(expected) + 1 or any(d is not None and d != e for d, e in zip(dims[1:], expected, strict=False)):
+    mismatch = any(d is not None and d != e for d, e in zip(dims[1:], expected, strict=False))
+    if len(dims) != len(expected) + 1 or mismatch:
         shown = "×".join("?" if d is None else str(d) for d in dims)
         raise ModelError(f"{path}: the model takes input {shown} but is fed N×{'×'.join(map(str, expected))}; "
                          "declare model.input: {size: [H, W] (volumes: [D, H, W]), channels: C} to match it")
