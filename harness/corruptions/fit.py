@@ -20,7 +20,7 @@ def corruption_context(dataset: DatasetBundle, seed: int) -> CorruptionContext:
     """What the corruptions may know of the images: the run seed, native units and offset, pixel spacing."""
     units = dataset.native_units
     return CorruptionContext(seed=seed, native_units=units, native_offset=units.offset if units else None,
-                             pixel_spacing_mm=dataset.pixel_spacing_mm)
+                             pixel_spacing_mm=dataset.pixel_spacing_mm, voxel_spacing_mm=dataset.voxel_spacing_mm)
 
 
 def describe_context(dataset: DatasetBundle, context: CorruptionContext) -> dict[str, Any]:
@@ -28,7 +28,8 @@ def describe_context(dataset: DatasetBundle, context: CorruptionContext) -> dict
     units = context.native_units
     return {"seed": context.seed, "modality": dataset.modality,
             "native_units": None if units is None else {"per_unit": units.per_unit, "unit": units.unit},
-            "native_offset": context.native_offset, "pixel_spacing_mm": context.pixel_spacing_mm}
+            "native_offset": context.native_offset, "pixel_spacing_mm": context.pixel_spacing_mm,
+            **({"voxel_spacing_mm": list(context.voxel_spacing_mm)} if context.voxel_spacing_mm else {})}
 
 
 def check_fit(specs: list[CorruptionSpec], registry: Any, dataset: DatasetBundle, seed: int, source: str) -> None:

@@ -49,8 +49,13 @@ def digest(image: np.ndarray) -> bytes:
 
 
 def thumbnails(images: torch.Tensor) -> np.ndarray:
-    """N×C×H×W images → N×THUMBNAIL² greyscale thumbnails, each centred and scaled to unit length (zero if flat)."""
+    """N×C×H×W images → N×THUMBNAIL² greyscale thumbnails, each centred and scaled to unit length (zero if flat).
+
+    Volumes (N×C×D×H×W) are averaged over depth first; the near-duplicate check then compares whole volumes.
+    """
     grey = images.to(torch.float32).mean(dim=1, keepdim=True)
+    if grey.ndim == 5:
+        grey = grey.mean(dim=2)
     small = F.adaptive_avg_pool2d(grey, THUMBNAIL).flatten(1).to(torch.float64)
     small = small - small.mean(dim=1, keepdim=True)
     norms = small.norm(dim=1, keepdim=True)

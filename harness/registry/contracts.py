@@ -22,7 +22,8 @@ Modality = Literal["CT", "MRI", "MG", "XR", "US", "PET", "other"]  # a data set'
 
 @runtime_checkable
 class Split(Protocol):
-    """One split: indexable like a torch Dataset, yielding (float32 C×H×W image in [0,1], int label).
+    """One split: indexable like a torch Dataset, yielding (float32 C×H×W image, or C×D×H×W volume, in [0,1], int
+    label).
 
     Optional `metadata: dict[str, list[str]]`: per-sample subgroup attributes (e.g. manufacturer, sex, age_band,
     slice_thickness, site), one string per sample, 'unknown' where missing. Values are categories, never names,
@@ -40,12 +41,12 @@ class Split(Protocol):
 
 
 class TensorSplit(torch.utils.data.Dataset):
-    """An in-memory split backed by one float32 tensor N×C×H×W."""
+    """An in-memory split backed by one float32 tensor N×C×H×W (images) or N×C×D×H×W (volumes)."""
 
     def __init__(self, images: torch.Tensor, labels: np.ndarray, sample_ids: Sequence[str],
                  group_ids: Sequence[str], metadata: dict[str, list[str]] | None = None) -> None:
-        if images.ndim != 4:
-            raise ValueError(f"images must be N×C×H×W, got shape {tuple(images.shape)}")
+        if images.ndim not in (4, 5):
+            raise ValueError(f"images must be N×C×H×W or N×C×D×H×W, got shape {tuple(images.shape)}")
         n = images.shape[0]
         if not (len(labels) == len(sample_ids) == len(group_ids) == n):
             raise ValueError("images, labels, sample_ids and group_ids differ in length")
@@ -74,10 +75,11 @@ class DatasetBundle:
     positive_class: int = 1
     modality: Modality | None = None  # as the data (or the plan) says; None when unknown
     pixel_spacing_mm: float | None = None  # in-plane pixel size of the images as loaded (after any resize)
+    voxel_spacing_mm: tuple[float, float, float] | None = None  # volumes: D, H, W voxel size as loaded (mm)
 
     @property
-    def image_shape(self) -> tuple[int, int, int]:
-        """C, H, W of one image (taken from the first test image)."""
+    def image_shape(self) -> tuple[int, ...]:
+        """C, H, W of one image, or C, D, H, W of one volume (taken from the first test image)."""
         image, _ = self.splits["test"][0]
         return tuple(image.shape)  # type: ignore[return-value]
 
@@ -279,7 +281,8 @@ class CorruptionContext:
     """What a corruption may use besides the images: the run seed and what is known of the images' physics.
 
     native_offset is the native value of pixel 0.0 (e.g. -1350 HU for a lung window W1500 L-600); pixel_spacing_mm
-    is the in-plane pixel size of the images as the model sees them. None means unknown: a corruption that needs it
+    is the in-plane pixel size of the images as the model sees them (voxel_spacing_mm: D, H, W of a volume). None
+    means unknown: a corruption that needs it
     raises DataError instead of guessing.
     """
 
@@ -287,6 +290,7 @@ class CorruptionContext:
     native_units: NativeUnits | None = None
     native_offset: float | None = None
     pixel_spacing_mm: float | None = None
+    voxel_spacing_mm: tuple[float, float, float] | None = None  # volumes only: D, H, W voxel size in mm
 
 
 @runtime_checkable

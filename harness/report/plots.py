@@ -325,11 +325,45 @@ def min_epsilon_histogram(attack_id: str, norm: str, values: dict[str, np.ndarra
     return _png(fig)
 
 
+PLANE_GAP = 2  # pixels of white between the panels of a volume's strip
+
+
+def side_by_side(panels: list[np.ndarray], fill: float = 1.0) -> np.ndarray:
+    """2-D (or C×H×W) panels in one row, each top-aligned, separated by PLANE_GAP columns of `fill`."""
+    panels = [p if p.ndim == 3 else p[None] for p in panels]
+    height = max(p.shape[1] for p in panels)
+    parts = []
+    for k, panel in enumerate(panels):
+        padded = np.full((panel.shape[0], height, panel.shape[2]), fill, dtype=np.float64)
+        padded[:, :panel.shape[1]] = panel
+        parts.append(padded)
+        if k < len(panels) - 1:
+            parts.append(np.full((panel.shape[0], height, PLANE_GAP), fill))
+    return np.concatenate(parts, axis=2)
+
+
+def orthogonal_planes(volume: np.ndarray, centre: tuple[int, int, int] | None = None) -> np.ndarray:
+    """A C×D×H×W volume as one C×H'×W' strip: the axial (H×W), coronal (D×W) and sagittal (D×H) planes through
+    `centre` (default: the volume's centre, where a plan's ROI puts the lesion)."""
+    _, depth, height, width = volume.shape
+    d, h, w = centre if centre is not None else (depth // 2, height // 2, width // 2)
+    return side_by_side([volume[:, d], volume[:, :, h], volume[:, :, :, w]])
+
+
+def projections(volume: np.ndarray) -> np.ndarray:
+    """A C×D×H×W volume's maximum-intensity projections along D, H and W, laid out as `orthogonal_planes`."""
+    return side_by_side([volume.max(axis=1), volume.max(axis=2), volume.max(axis=3)], fill=0.0)
+
+
 def image_png(image: np.ndarray, min_side: int = 168, max_side: int = 256) -> bytes:
-    """A C×H×W image in [0,1] as a PNG (grey for 1 channel, RGB for 3), resized for print."""
+    """A C×H×W image in [0,1] as a PNG (grey for 1 channel, RGB for 3), resized for print; a C×D×H×W volume as
+    its three orthogonal mid-planes side by side."""
     from PIL import Image
 
     array = np.asarray(image, dtype=np.float64)
+    if array.ndim == 4:
+        array = orthogonal_planes(array)
+        min_side, max_side = 3 * min_side, 3 * max_side
     if array.ndim == 3:  # C×H×W: RGB when 3 channels, else the first channel in grey
         array = np.moveaxis(array, 0, -1) if array.shape[0] == 3 else array[0]
     pixels = (np.clip(array, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)

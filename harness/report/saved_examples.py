@@ -33,8 +33,9 @@ def read_examples(path: Path) -> Examples:
         role = str(data["role"]) if "role" in data else path.stem.removeprefix("examples_")
         clean = np.asarray(data["clean"], dtype=np.float32)
         adversarial = np.asarray(data["adversarial"], dtype=np.float32)
-        if clean.shape != adversarial.shape or clean.ndim != 4:
-            raise ValueError(f"clean {clean.shape} and adversarial {adversarial.shape} must both be N×C×H×W")
+        if clean.shape != adversarial.shape or clean.ndim not in (4, 5):
+            raise ValueError(f"clean {clean.shape} and adversarial {adversarial.shape} must both be N×C×H×W "
+                             "(or N×C×D×H×W)")
         return Examples(
             role=role, clean=clean, adversarial=adversarial, labels=np.asarray(data["labels"]),
             clean_pred=np.asarray(data["clean_pred"]), clean_conf=np.asarray(data["clean_conf"]),

@@ -21,6 +21,7 @@ import torch
 
 from harness import __version__
 from harness.attacks.engine import auto_batch_size, enable_determinism, prepare_attack_model, resolve_engine
+from harness.attacks.engine.batch_size import input_mib_per_batch
 from harness.attacks.example_images import save_examples
 from harness.attacks.indicators import PROBE_BREAKS, compute_indicators
 from harness.attacks.sweep import AttackOutcome, batches, merge_outcomes, predict_logits, run_attack
@@ -243,6 +244,8 @@ class Runner:
                                     "identifiers": plugin.identifiers,  # 'synthetic': a generated phantom
                                     "class_names": dataset.class_names, "positive_class": dataset.positive_class,
                                     "image_shape": list(dataset.image_shape),
+                                    "input_shape": list(dataset.image_shape),  # [C, H, W] or [C, D, H, W]
+                                    **_spacing(dataset),
                                     "native_units": _native(dataset), "provenance": dataset.provenance,
                                     "leakage": self._leakage(dataset)}
         self.results = replace(self.results, dataset=DatasetSummary(
@@ -464,7 +467,8 @@ class Runner:
             self.batch_size = self.resumed_batch_size or distributed.on_main(  # rank 0 probes; every rank uses it
                 lambda: auto_batch_size(naive.module, tuple(test[0][0].shape), self.device, limit=len(test)))
         self.manifest["batch_size"] = {"requested": "auto" if self.plan.batch_size_auto else self.plan.batch_size,
-                                       "used": self.batch_size}
+                                       "used": self.batch_size, "input_mib_per_batch": input_mib_per_batch(
+                                           tuple(dataset.image_shape), self.batch_size)}
         self.fingerprint.add("batch_size", self.batch_size)
         self._save()
 
@@ -616,3 +620,11 @@ def _silent(message: str) -> None:
 def _native(dataset: DatasetBundle) -> dict[str, Any] | None:
     units = dataset.native_units
     return None if units is None else {"per_unit": units.per_unit, "unit": units.unit, "note": units.note}
+
+
+def _spacing(dataset: DatasetBundle) -> dict[str, Any]:
+    """The manifest's spacing entries: in-plane pixel size, and a volume's D, H, W voxel size (mm)."""
+    out: dict[str, Any] = {"pixel_spacing_mm": dataset.pixel_spacing_mm}
+    if dataset.voxel_spacing_mm is not None:
+        out["voxel_spacing_mm"] = [float(v) for v in dataset.voxel_spacing_mm]
+    return out

@@ -61,6 +61,7 @@ class Corruption(abc.ABC):
     unit: ClassVar[str]
     severities: ClassVar[tuple[Severity, ...]]
     Params: ClassVar[type]
+    spatial_ranks: ClassVar[tuple[int, ...]] = (2,)  # 2: N×C×H×W images; 3: N×C×D×H×W volumes (whole)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Refuse a subclass whose severity table is malformed when it is defined."""
@@ -78,10 +79,15 @@ class Corruption(abc.ABC):
 
     def apply(self, images: torch.Tensor, indices: Sequence[int], params: Any,
               context: CorruptionContext) -> torch.Tensor:
-        """Corrupted copies of `images` (N×C×H×W in [0,1]); image i depends only on seed, name and indices[i]."""
-        if images.ndim != 4 or not images.is_floating_point():
-            raise ValueError(f"{self.name}: images must be a float N×C×H×W tensor, got {images.dtype} "
-                             f"{tuple(images.shape)}")
+        """Corrupted copies of `images` (N×C×H×W, or N×C×D×H×W volumes, in [0,1]); image i depends only on seed,
+        name and indices[i]."""
+        if images.ndim not in (4, 5) or not images.is_floating_point():
+            raise ValueError(f"{self.name}: images must be a float N×C×H×W or N×C×D×H×W tensor, got "
+                             f"{images.dtype} {tuple(images.shape)}")
+        if images.ndim - 2 not in self.spatial_ranks:
+            raise DataError(f"corruption '{self.name}' is for {'volumes' if 3 in self.spatial_ranks else '2-D images'}"
+                            f", but the data are {'volumes' if images.ndim == 5 else '2-D images'}; docs/volumes.md "
+                            "lists the corruptions for each")
         index_list = [int(i) for i in np.asarray(indices).reshape(-1)]
         if len(index_list) != images.shape[0]:
             raise ValueError(f"{self.name}: {images.shape[0]} images but {len(index_list)} indices")

@@ -17,7 +17,7 @@ from harness.errors import DataError
 from harness.registry.contracts import CorruptionContext
 from harness.registry.hookspecs import hookimpl
 from harness_plugins.corruptions.base import Corruption, severity_scale
-from harness_plugins.corruptions.ops import gaussian_blur, standard_normal
+from harness_plugins.corruptions.ops import gaussian_blur, gaussian_blur_axis, standard_normal
 
 HU = "HU"
 NOISE_SIGMA_HU = (12.0, 25.0, 43.0, 60.0, 90.0)  # with 25 HU of noise already: ≈ 81, 50, 25, 15, 7 % of the dose
@@ -93,6 +93,7 @@ class CTNoise(Corruption):
     parameter, unit = "sigma_hu", "HU (σ)"
     severities = severity_scale(NOISE_SIGMA_HU)
     Params = NoiseParams
+    spatial_ranks = (2, 3)  # volumes too
 
     def corrupt(self, images: np.ndarray, rngs: list[np.random.Generator], params: NoiseParams,
                 context: CorruptionContext) -> np.ndarray:
@@ -127,6 +128,7 @@ class CTQuantumNoise(Corruption):
     parameter, unit = "sigma_hu", "HU (σ at water)"
     severities = severity_scale(NOISE_SIGMA_HU)
     Params = QuantumNoiseParams
+    spatial_ranks = (2, 3)  # volumes too
 
     def corrupt(self, images: np.ndarray, rngs: list[np.random.Generator], params: QuantumNoiseParams,
                 context: CorruptionContext) -> np.ndarray:
@@ -151,10 +153,19 @@ class CTBlur(Corruption):
     parameter, unit = "fwhm_mm", "mm FWHM"
     severities = severity_scale(BLUR_FWHM_MM)
     Params = BlurParams
+    spatial_ranks = (2, 3)  # volumes too
 
     def corrupt(self, images: np.ndarray, rngs: list[np.random.Generator], params: BlurParams,
                 context: CorruptionContext) -> np.ndarray:
-        """Blur with FWHM fwhm_mm / pixel spacing pixels."""
+        """Blur with FWHM fwhm_mm / pixel spacing pixels (volumes: in 3-D, per axis by the voxel spacing)."""
+        if images.ndim == 5:
+            if context.voxel_spacing_mm is None:
+                raise DataError(f"corruption '{self.name}' gives its blur in mm, but the data set does not give "
+                                "the voxel spacing of its volumes")
+            depth, height, width = context.voxel_spacing_mm
+            blurred = gaussian_blur_axis(images, params.fwhm_mm / depth, axis=-3)
+            blurred = gaussian_blur_axis(blurred, params.fwhm_mm / height, axis=-2)
+            return gaussian_blur_axis(blurred, params.fwhm_mm / width, axis=-1)
         if context.pixel_spacing_mm is None:
             raise DataError(f"corruption '{self.name}' gives its blur in mm, but the data set does not give the "
                             f"pixel spacing; use 'gaussian_blur' (FWHM in pixels) instead")
@@ -170,6 +181,7 @@ class CTWindowShift(Corruption):
     parameter, unit = "level_shift_hu", "HU (level shift)"
     severities = severity_scale(LEVEL_SHIFT_HU)
     Params = WindowShiftParams
+    spatial_ranks = (2, 3)  # volumes too
 
     def corrupt(self, images: np.ndarray, rngs: list[np.random.Generator], params: WindowShiftParams,
                 context: CorruptionContext) -> np.ndarray:
@@ -191,10 +203,12 @@ class CTRing(Corruption):
     parameter, unit = "amplitude_hu", "HU (ring amplitude)"
     severities = severity_scale(RING_HU)
     Params = RingParams
+    spatial_ranks = (2, 3)  # volumes too
 
     def corrupt(self, images: np.ndarray, rngs: list[np.random.Generator], params: RingParams,
                 context: CorruptionContext) -> np.ndarray:
-        """Add Σ a_k·exp(-(r − r_k)²/2w²) with r the distance to a random isocentre within 1.5 patch sizes."""
+        """Add Σ a_k·exp(-(r − r_k)²/2w²) with r the distance to a random isocentre within 1.5 patch sizes
+        (volumes: the same rings on every axial slice, as a miscalibrated channel makes them)."""
         per_unit = self.native_per_unit(context)
         height, width = images.shape[-2:]
         size = max(height, width)

@@ -81,10 +81,12 @@ def torchio_each(images: np.ndarray, rngs: list[np.random.Generator],
     TorchIO's Transform.__call__ draws torch.rand(1) for its probability; torch's global generator is restored
     afterwards, so a corruption never shifts the random streams of the rest of a run.
     """
-    volumes = torch.from_numpy(images.astype(np.float32))[:, :, None]
+    flat = images.ndim == 4  # 2-D slices get a singleton depth; volumes (N×C×D×H×W) go to TorchIO whole
+    volumes = torch.from_numpy(images.astype(np.float32))
+    volumes = volumes[:, :, None] if flat else volumes
     with torch.random.fork_rng(devices=[]):
-        out = [build(rng)(volume) for rng, volume in zip(rngs, volumes, strict=True)]
-    return torch.stack(out)[:, :, 0].to(torch.float64).numpy()
+        out = torch.stack([build(rng)(volume) for rng, volume in zip(rngs, volumes, strict=True)])
+    return (out[:, :, 0] if flat else out).to(torch.float64).numpy()
 
 
 class MRIMotion(Corruption):
@@ -96,6 +98,7 @@ class MRIMotion(Corruption):
     parameter, unit = "amplitude", "° and px (max)"
     severities = severity_scale(MOTION_AMPLITUDE)
     Params = MotionParams
+    spatial_ranks = (2, 3)  # volumes are corrupted whole, not slice by slice
 
     def corrupt(self, images: np.ndarray, rngs: list[np.random.Generator], params: MotionParams,
                 context: CorruptionContext) -> np.ndarray:
@@ -124,6 +127,7 @@ class MRIGhosting(Corruption):
     parameter, unit = "intensity", "ghost intensity"
     severities = severity_scale(GHOST_INTENSITY)
     Params = GhostingParams
+    spatial_ranks = (2, 3)  # volumes are corrupted whole, not slice by slice
 
     def corrupt(self, images: np.ndarray, rngs: list[np.random.Generator], params: GhostingParams,
                 context: CorruptionContext) -> np.ndarray:
@@ -148,15 +152,18 @@ class MRISpike(Corruption):
     parameter, unit = "intensity", "× k-space maximum"
     severities = severity_scale(SPIKE_INTENSITY)
     Params = SpikeParams
+    spatial_ranks = (2, 3)  # volumes are corrupted whole, not slice by slice
 
     def corrupt(self, images: np.ndarray, rngs: list[np.random.Generator], params: SpikeParams,
                 context: CorruptionContext) -> np.ndarray:
-        """Per image: draw in-plane spike positions; apply Spike."""
+        """Per image: draw in-plane spike positions (volumes: anywhere in 3-D k-space); apply Spike."""
         from torchio import Spike
+
+        first = 0 if images.ndim == 5 else 1
 
         def build(rng: np.random.Generator) -> Spike:
             positions = np.zeros((params.spikes, 3))
-            positions[:, 1:] = rng.uniform(0, 1, (params.spikes, 2))
+            positions[:, first:] = rng.uniform(0, 1, (params.spikes, 3 - first))
             return Spike(spikes_positions=positions, intensity=params.intensity)
 
         return torchio_each(images, rngs, build)
@@ -171,13 +178,16 @@ class MRIBiasField(Corruption):
     parameter, unit = "coefficient", "max |coefficient| (log scale)"
     severities = severity_scale(BIAS_COEFFICIENT)
     Params = BiasFieldParams
+    spatial_ranks = (2, 3)  # volumes are corrupted whole, not slice by slice
 
     def corrupt(self, images: np.ndarray, rngs: list[np.random.Generator], params: BiasFieldParams,
                 context: CorruptionContext) -> np.ndarray:
-        """Per image: draw the in-plane polynomial coefficients (through-plane terms zero); apply BiasField."""
+        """Per image: draw the in-plane polynomial coefficients (through-plane terms zero; volumes: every term);
+        apply BiasField."""
         from torchio import BiasField
 
-        in_plane = np.array([i == 0 for i in range(params.order + 1) for j in range(params.order + 1 - i)
+        volume = images.ndim == 5
+        in_plane = np.array([i == 0 or volume for i in range(params.order + 1) for j in range(params.order + 1 - i)
                              for _ in range(params.order + 1 - i - j)])
 
         def build(rng: np.random.Generator) -> BiasField:
@@ -196,6 +206,7 @@ class MRIRicianNoise(Corruption):
     parameter, unit = "sigma_percent", "% of range (σ)"
     severities = severity_scale(RICIAN_SIGMA_PERCENT)
     Params = RicianParams
+    spatial_ranks = (2, 3)  # white noise: volumes too
 
     def corrupt(self, images: np.ndarray, rngs: list[np.random.Generator], params: RicianParams,
                 context: CorruptionContext) -> np.ndarray:

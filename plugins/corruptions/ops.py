@@ -36,6 +36,11 @@ def gaussian_blur(images: np.ndarray, fwhm_px: float) -> np.ndarray:
     return ndimage.convolve1d(rows, kernel, axis=-1, mode="nearest")
 
 
+def gaussian_blur_axis(images: np.ndarray, fwhm_px: float, axis: int) -> np.ndarray:
+    """Gaussian blur of FWHM `fwhm_px` voxels along one axis (a discrete Gaussian; edges replicated)."""
+    return ndimage.convolve1d(images, discrete_gaussian(fwhm_px / FWHM_PER_SIGMA), axis=axis, mode="nearest")
+
+
 def resolution_loss(images: np.ndarray, factor: float) -> np.ndarray:
     """Box-average down-sampling by `factor` (a coarser acquisition matrix), then bicubic back to the same size."""
     height, width = images.shape[-2:]

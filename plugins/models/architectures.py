@@ -1,4 +1,5 @@
-"""Built-in 2D classifier architectures, built exactly as their library defines them unless the plan says otherwise.
+"""Built-in 2-D and 3-D classifier architectures, built exactly as their library defines them unless the plan says
+otherwise.
 
 `architecture: resnet18` is MONAI's `resnet18` with MONAI's defaults; a variant is explicit
 (`architecture: {name: resnet18, conv1_t_stride: 2}`). Every architecture reports its complete constructor
@@ -36,6 +37,26 @@ class SmallCNNNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for normalised images."""
+        return self.head(torch.flatten(self.pool(self.features(x)), 1))
+
+
+class SmallCNN3DNet(nn.Module):
+    """SmallCNNNet for volumes: three Conv3d blocks (BatchNorm3d, ReLU, 3-D max-pool), global average pool, linear."""
+
+    def __init__(self, in_channels: int, num_classes: int, widths: Sequence[int] = (8, 16, 32)) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        previous = in_channels
+        for width in widths:
+            layers += [nn.Conv3d(previous, width, 3, padding=1, bias=False), nn.BatchNorm3d(width),
+                       nn.ReLU(), nn.MaxPool3d(2)]
+            previous = width
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool3d(1)
+        self.head = nn.Linear(previous, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for normalised volumes."""
         return self.head(torch.flatten(self.pool(self.features(x)), 1))
 
 
@@ -101,6 +122,7 @@ class LibraryArchitecture:
     description = ""
     qualified_name = ""  # e.g. 'monai.networks.nets.resnet18', recorded in the manifest
     minimum_size = 8
+    spatial_ranks: tuple[int, ...] = (2,)  # 2: C×H×W images; 3: C×D×H×W volumes
     data_arguments: Mapping[str, Any] = {}
     reserved: tuple[str, ...] = ()
 
@@ -113,8 +135,10 @@ class LibraryArchitecture:
         return signature_defaults(self.constructor())
 
     def allowed_options(self) -> list[str]:
-        """What a plan may set: the constructor's defaulted arguments less the data's and the reserved ones."""
-        return sorted(set(self.defaults()) - set(self.data_arguments) - set(self.reserved))
+        """What a plan may set: the constructor's defaulted arguments less the data's and the reserved ones
+        (`spatial_dims` may be stated; it must match the data)."""
+        stated = {"spatial_dims"} & set(self.data_arguments)
+        return sorted((set(self.defaults()) - set(self.data_arguments) - set(self.reserved)) | stated)
 
     def check_options(self, options: Mapping[str, Any], key: str) -> dict[str, Any]:
         """The plan's options, each known and of the default's type; PlanError naming `key`.option otherwise."""
@@ -124,25 +148,43 @@ class LibraryArchitecture:
             if option not in allowed:
                 raise PlanError(f"architecture '{self.name}' has no option '{option}' (allowed: "
                                 f"{', '.join(allowed) or 'none'})", key=f"{key}.{option}")
+            if option == "spatial_dims":  # stated by the plan, checked against the data when built
+                if value not in (2, 3) or isinstance(value, bool):
+                    raise PlanError(f"expected 2 or 3, got {value!r}", key=f"{key}.{option}")
+                checked[option] = value
+                continue
             checked[option] = _option_value(option, value, defaults[option], key)
         return checked
 
     def arguments(self, in_channels: int, num_classes: int, image_size: tuple[int, int],
                   options: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Every constructor argument in effect: library defaults, then the data's, then the plan's options."""
-        data = {"in_channels": in_channels, "num_classes": num_classes, "image_size": list(image_size)}
+        data = {"in_channels": in_channels, "num_classes": num_classes, "image_size": list(image_size),
+                "spatial_dims": len(image_size)}
         chosen = {arg: data.get(source, source) if isinstance(source, str) else source
                   for arg, source in self.data_arguments.items()}
-        options = self.check_options(options or {}, "model.architecture")
+        options = dict(self.check_options(options or {}, "model.architecture"))
+        stated = options.pop("spatial_dims", len(image_size))
+        if stated != len(image_size):
+            raise PlanError(f"architecture '{self.name}' is set to spatial_dims {stated} but the data are "
+                            f"{len(image_size)}-D ({'×'.join(map(str, image_size))}); set spatial_dims: "
+                            f"{len(image_size)}", key="model.architecture.spatial_dims")
         defaults = {k: v for k, v in self.defaults().items() if k not in self.reserved}
         return {**defaults, **chosen, **options}
 
     def build(self, in_channels: int, num_classes: int, image_size: tuple[int, int],
               **options: Any) -> nn.Module:
         """The bare network (no preprocessing), with the data's sizes and the plan's options."""
+        if len(image_size) not in self.spatial_ranks:
+            wanted = " or ".join({2: "2-D images", 3: "3-D volumes"}[r] for r in self.spatial_ranks)
+            hint = {3: "; for volumes use small_cnn_3d, or resnet18 / densenet121 (spatial_dims: 3)",
+                    2: "; for 2-D images use small_cnn"}
+            raise ModelError(f"architecture '{self.name}' takes {wanted}, but the data are {len(image_size)}-D "
+                             f"({'×'.join(map(str, image_size))}){hint.get(len(image_size), '')}")
         if min(image_size) < self.minimum_size:
-            raise ModelError(f"architecture '{self.name}' needs images of at least {self.minimum_size}×"
-                             f"{self.minimum_size}, got {image_size[0]}×{image_size[1]}")
+            side = "×".join([str(self.minimum_size)] * len(image_size))
+            raise ModelError(f"architecture '{self.name}' needs images of at least {side}, got "
+                             f"{'×'.join(map(str, image_size))}")
         arguments = self.arguments(in_channels, num_classes, image_size, options)
         try:
             return self.constructor()(**arguments)
@@ -171,6 +213,21 @@ class SmallCNN(LibraryArchitecture):
         return SmallCNNNet
 
 
+class SmallCNN3D(LibraryArchitecture):
+    """The small CNN for volumes (trains in about a minute on 32³ volumes on one CPU thread)."""
+
+    name = "small_cnn_3d"
+    description = ("Small 3-block 3-D CNN for volumes (8/16/32 channels, BatchNorm3d, ReLU, 3-D max-pool, GAP, "
+                   "linear); fast on CPU.")
+    qualified_name = "harness_plugins.models.architectures.SmallCNN3DNet"
+    spatial_ranks = (3,)
+    data_arguments = {"in_channels": "in_channels", "num_classes": "num_classes"}
+
+    def constructor(self) -> Callable[..., nn.Module]:
+        """SmallCNN3DNet."""
+        return SmallCNN3DNet
+
+
 class VGGStyle(LibraryArchitecture):
     """The study's VGG16 topology scaled down: five pooled conv blocks and a fully connected head, no global pool."""
 
@@ -187,13 +244,17 @@ class VGGStyle(LibraryArchitecture):
 
 
 class MonaiResNet18(LibraryArchitecture):
-    """MONAI ResNet-18 in 2D, as MONAI defines it (stride-1 7×7 stem unless the plan sets conv1_t_stride)."""
+    """MONAI ResNet-18 in 2-D or 3-D (following the data), as MONAI defines it (stride-1 7×7 stem unless the plan
+    sets conv1_t_stride)."""
 
     name = "resnet18"
-    description = ("MONAI resnet18, 2D, MONAI's defaults (7×7 stride-1 stem, max-pool); variants via "
-                   "architecture: {name: resnet18, conv1_t_stride: 2, ...}; randomly initialised when trained.")
+    description = ("MONAI resnet18, 2-D or 3-D (spatial_dims follows the data), MONAI's defaults (7×7 stride-1 "
+                   "stem, max-pool); variants via architecture: {name: resnet18, conv1_t_stride: 2, ...}; randomly "
+                   "initialised when trained.")
     qualified_name = "monai.networks.nets.resnet18"
-    data_arguments = {"spatial_dims": 2, "n_input_channels": "in_channels", "num_classes": "num_classes"}
+    spatial_ranks = (2, 3)
+    data_arguments = {"spatial_dims": "spatial_dims", "n_input_channels": "in_channels",
+                      "num_classes": "num_classes"}
     reserved = ("block", "layers", "block_inplanes", "pretrained", "progress")
 
     def constructor(self) -> Callable[..., nn.Module]:
@@ -210,13 +271,15 @@ class MonaiResNet18(LibraryArchitecture):
 
 
 class MonaiDenseNet121(LibraryArchitecture):
-    """MONAI DenseNet-121 in 2D, as MONAI defines it (needs at least 32×32 images)."""
+    """MONAI DenseNet-121 in 2-D or 3-D (following the data), as MONAI defines it (needs at least 32 per side)."""
 
     name = "densenet121"
-    description = "MONAI DenseNet121, 2D, MONAI's defaults; images of at least 32×32; randomly initialised."
+    description = ("MONAI DenseNet121, 2-D or 3-D (spatial_dims follows the data), MONAI's defaults; images of at "
+                   "least 32 per side; randomly initialised.")
     qualified_name = "monai.networks.nets.DenseNet121"
     minimum_size = 32
-    data_arguments = {"spatial_dims": 2, "in_channels": "in_channels", "out_channels": "num_classes"}
+    spatial_ranks = (2, 3)
+    data_arguments = {"spatial_dims": "spatial_dims", "in_channels": "in_channels", "out_channels": "num_classes"}
     reserved = ("pretrained", "progress")
 
     def constructor(self) -> Callable[..., nn.Module]:
@@ -232,10 +295,10 @@ class MonaiDenseNet121(LibraryArchitecture):
         return signature_defaults(DenseNet.__init__, DenseNet121.__init__)
 
 
-ARCHITECTURES = (SmallCNN, VGGStyle, MonaiResNet18, MonaiDenseNet121)
+ARCHITECTURES = (SmallCNN, SmallCNN3D, VGGStyle, MonaiResNet18, MonaiDenseNet121)
 
 
 @hookimpl
 def harness_register_architectures() -> list[object]:
-    """The built-in architectures: small_cnn, vgg_style, resnet18, densenet121."""
+    """The built-in architectures: small_cnn, small_cnn_3d, vgg_style, resnet18, densenet121."""
     return [cls() for cls in ARCHITECTURES]

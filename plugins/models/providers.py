@@ -131,7 +131,8 @@ class TrainProvider:
         lock = (file_lock(lock_path_for(cache_paths(context.cache_dir, key)[0]), timeout=CACHE_LOCK_TIMEOUT_S)
                 if use_cache else contextlib.nullcontext())
         with lock, torch_threads(params.num_threads), isolated_rng(seed, context.device):
-            model = NormalizedClassifier(arch.build(shape[0], num_classes, shape[1:]), shape[0])
+            model = NormalizedClassifier(arch.build(shape[0], num_classes, shape[1:]), shape[0],
+                                         spatial_dims=len(shape) - 1)
             cached = load_cache(context.cache_dir, key, context.log) if use_cache else None
             if cached is not None:
                 model.load_state_dict(cached[0])
@@ -237,7 +238,7 @@ class StateDictProvider:
     def provide(self, params: StateDictParams, context: ModelContext) -> ModelBundle:
         """Build the architecture, load the file's weights, check them, and return the model in eval mode."""
         arch = resolve_architecture(params.architecture, context)
-        channels, height, width = network_shape(params, context)
+        channels, *spatial = network_shape(params, context)
         num_classes = len(context.dataset.class_names)
         if params.num_classes is not None and params.num_classes != num_classes:
             raise PlanError(f"num_classes is {params.num_classes} but the dataset has {num_classes} classes",
@@ -252,12 +253,12 @@ class StateDictProvider:
             raise PlanError(f"{path.name} is a bare network's state dict, so the harness cannot know how its "
                             "inputs were normalised: declare it (normalization: {mean: [...], std: [...]} in the "
                             "model's input units) or say normalization: none", key="model.normalization")
-        network = arch.build(channels, num_classes, (height, width))
+        network = arch.build(channels, num_classes, tuple(spatial))
         model = wrap(network, context.dataset.image_shape, params.input,
                      None if wrapped else declared_normalization(params))
         target: nn.Module = model if wrapped else model.backbone
         if wrapped:
-            state = _reshape_norm_buffers(state, channels)
+            state = _reshape_norm_buffers(state, channels, len(spatial))
         missing, unexpected = check_state_dict(target, state, path, arch.name, params.strict)
         target.load_state_dict(state, strict=params.strict)
         if missing or unexpected:
@@ -265,7 +266,7 @@ class StateDictProvider:
                         "keys ignored (strict: false)")
         provenance = {
             "source": "state_dict", "architecture": arch.name,
-            "architecture_arguments": arch.describe(channels, num_classes, (height, width)),
+            "architecture_arguments": arch.describe(channels, num_classes, tuple(spatial)),
             "weights_path": str(path), "weights_sha256": file_sha256(path),
             "state_dict_sha256": state_dict_sha256(cpu_state_dict(model)),
             "format": "normalized" if wrapped else "backbone", "strict": params.strict,
@@ -275,15 +276,16 @@ class StateDictProvider:
         return supplied_bundle(model, params, context, str(path), provenance, source)
 
 
-def _reshape_norm_buffers(state: dict[str, torch.Tensor], channels: int) -> dict[str, torch.Tensor]:
-    """Accept mean/std saved as C or 1×C×1×1 tensors (and scalars for any channel count)."""
+def _reshape_norm_buffers(state: dict[str, torch.Tensor], channels: int,
+                          spatial_dims: int = 2) -> dict[str, torch.Tensor]:
+    """Accept mean/std saved as C or 1×C×1×1 (volumes 1×C×1×1×1) tensors (and scalars for any channel count)."""
     state = dict(state)
     for name in ("mean", "std"):
         value = state[name].to(torch.float32)
         if value.numel() == 1:
             value = value.reshape(1).repeat(channels)
         if value.numel() == channels:
-            state[name] = value.reshape(1, channels, 1, 1)
+            state[name] = value.reshape(1, channels, *([1] * spatial_dims))
     return state
 
 

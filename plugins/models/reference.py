@@ -84,9 +84,9 @@ def check_reference(module: nn.Module, reference: ReferenceParams, base_dir: Pat
                 "measured_accuracy": measured, "difference": difference, "tolerance": tolerance, "passed": True}
     inputs_path, logits_path = plan_path(reference.inputs, base_dir), plan_path(reference.logits, base_dir)
     images, expected = read_array(inputs_path, "inputs"), read_array(logits_path, "logits")
-    if images.ndim != 4 or expected.ndim != 2 or len(images) != len(expected) or not len(images):
+    if images.ndim not in (4, 5) or expected.ndim != 2 or len(images) != len(expected) or not len(images):
         raise ModelError(f"reference inputs {tuple(images.shape)} and logits {tuple(expected.shape)} must be "
-                         "N×C×H×W and N×K with the same N ≥ 1")
+                         "N×C×H×W (or N×C×D×H×W) and N×K with the same N ≥ 1")
     try:
         got = logits_of(module, images, device)
     except Exception as exc:  # the model cannot take the reference inputs at all

@@ -49,8 +49,8 @@ def normalization_source(params: SuppliedParams) -> str:
     return "none (plan: normalization: none)" if params.normalization == "none" else "plan"
 
 
-def network_shape(params: SuppliedParams, context: ModelContext) -> tuple[int, int, int]:
-    """C, H, W the network itself receives (the data's shape after the declared contract)."""
+def network_shape(params: SuppliedParams, context: ModelContext) -> tuple[int, ...]:
+    """C, H, W (volumes: C, D, H, W) the network itself receives (the data's shape after the declared contract)."""
     return model_input_shape(context.dataset.image_shape, params.input)
 
 

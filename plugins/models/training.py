@@ -130,10 +130,11 @@ def channel_stats(split: Any, batch_size: int = 256) -> tuple[list[float], list[
     count = 0
     for images, _ in iterate_batches(split, batch_size):
         x = images.to(torch.float64)
-        s, sq = x.sum(dim=(0, 2, 3)), (x * x).sum(dim=(0, 2, 3))
+        dims = (0, *range(2, x.ndim))  # every axis but the channel's (2-D images and volumes alike)
+        s, sq = x.sum(dim=dims), (x * x).sum(dim=dims)
         total = s if total is None else total + s
         total_sq = sq if total_sq is None else total_sq + sq
-        count += x.shape[0] * x.shape[2] * x.shape[3]
+        count += x.numel() // x.shape[1]
     if total is None or total_sq is None:
         raise DataError("the train split is empty")
     mean = total / count
@@ -146,12 +147,12 @@ def channel_stats(split: Any, batch_size: int = 256) -> tuple[list[float], list[
 
 def augment_batch(images: torch.Tensor, augment: AugmentParams, generator: torch.Generator) -> torch.Tensor:
     """Random flips, 90° rotations and small rotations (affine_grid/grid_sample), drawn from `generator`."""
-    n, device = images.shape[0], images.device
+    n, device, rank = images.shape[0], images.device, images.ndim
     x = images
     if augment.hflip:
-        x = torch.where(_coin(n, generator, device), x.flip(-1), x)
+        x = torch.where(_coin(n, generator, device, rank), x.flip(-1), x)
     if augment.vflip:
-        x = torch.where(_coin(n, generator, device), x.flip(-2), x)
+        x = torch.where(_coin(n, generator, device, rank), x.flip(-2), x)
     if augment.rotate90:
         x = _random_rot90(x, generator)
     if augment.rotation_degrees > 0:
@@ -159,9 +160,9 @@ def augment_batch(images: torch.Tensor, augment: AugmentParams, generator: torch
     return x
 
 
-def _coin(n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-    """A per-sample N×1×1×1 boolean mask, true with probability 1/2."""
-    return (torch.rand(n, generator=generator) < 0.5).view(n, 1, 1, 1).to(device)
+def _coin(n: int, generator: torch.Generator, device: torch.device, rank: int = 4) -> torch.Tensor:
+    """A per-sample N×1×1×1 (volumes N×1×1×1×1) boolean mask, true with probability 1/2."""
+    return (torch.rand(n, generator=generator) < 0.5).view(n, *([1] * (rank - 1))).to(device)
 
 
 def _random_rot90(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -179,7 +180,11 @@ def _random_rot90(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 def _random_rotation(x: torch.Tensor, degrees: float, generator: torch.Generator) -> torch.Tensor:
-    """Rotate each sample by a uniform angle in [-degrees, degrees], bilinear, border padding."""
+    """Rotate each sample by a uniform angle in [-degrees, degrees], bilinear, border padding (volumes: in-plane,
+    every slice by the sample's angle)."""
+    if x.ndim == 5:
+        n, c, d, h, w = x.shape
+        return _random_rotation(x.reshape(n, c * d, h, w), degrees, generator).reshape(x.shape)
     angles = (torch.rand(x.shape[0], generator=generator) * 2 - 1) * math.radians(degrees)
     cos, sin, zero = torch.cos(angles), torch.sin(angles), torch.zeros_like(angles)
     theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)

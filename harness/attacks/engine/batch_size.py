@@ -27,7 +27,7 @@ def auto_batch_size(model: nn.Module, sample_shape: tuple[int, ...], device: tor
     size by image size: about 32 × 64×64 input values per batch (32 at 1×64×64, 8 at 1×128×128, 4 from 1×224×224).
     """
     device = torch.device(device)
-    shape = tuple(sample_shape[-3:])
+    shape = tuple(sample_shape)  # C×H×W or C×D×H×W
     cap = start if limit is None else min(start, 1 << max(0, math.ceil(math.log2(max(1, limit)))))
     if device.type != "cuda":
         return max(1, min(_cpu_batch_size(shape), cap))
@@ -39,6 +39,11 @@ def auto_batch_size(model: nn.Module, sample_shape: tuple[int, ...], device: tor
         batch //= 2
     return 1
 
+
+
+def input_mib_per_batch(sample_shape: tuple[int, ...], batch: int) -> float:
+    """MiB one float32 batch of inputs takes (an attack holds a few such tensors plus the model's activations)."""
+    return round(batch * math.prod(sample_shape) * 4 / 2**20, 3)
 
 
 def _cpu_batch_size(shape: tuple[int, ...]) -> int:

@@ -42,7 +42,9 @@ def _candidate_pairs(parent: nn.Module) -> list[tuple[str, str]]:
 
 
 def _foldable(conv: object, bn: object) -> bool:
-    return (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and bn.running_mean is not None
+    pair = ((isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d))
+            or (isinstance(conv, nn.Conv3d) and isinstance(bn, nn.BatchNorm3d)))  # volumes: the 3-D pair
+    return (pair and bn.running_mean is not None
             and bn.running_var is not None and conv.out_channels == bn.num_features)
 
 

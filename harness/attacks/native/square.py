@@ -10,6 +10,7 @@ An image stops at its first successful iterate.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -39,6 +40,9 @@ def square_linf(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, ep
     Random draws come from the global torch RNG on the images' device (the sweep seeds it per batch).
     """
     x0 = images.detach()
+    if x0.ndim == 5:  # a volume: squares through the depth, signs drawn per channel and slice
+        return _as_slices(model, x0, lambda flat_model, flat: square_linf(
+            flat_model, flat, labels, epsilon, queries, p_init, restarts))
     return with_restarts(model, x0, restarts, lambda rows, last: _search(model, x0[rows], labels[rows], epsilon,
                                                                          queries, p_init))
 
@@ -75,3 +79,21 @@ def _side(fraction: float, height: int, width: int) -> int:
     """The square's side for a patch covering `fraction` of the image: at least 1, at most the image minus 1."""
     side = int(round(math.sqrt(fraction * height * width)))
     return max(1, min(side, min(height, width) - 1))
+
+
+class _SliceStack(nn.Module):
+    """A volume model seen as a 2-D model of C·D channels (the Square search draws its patches per channel)."""
+
+    def __init__(self, model: nn.Module, shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.model, self.shape = model, shape
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of the volumes the stacked slices form."""
+        return self.model(x.reshape(len(x), *self.shape))
+
+
+def _as_slices(model: nn.Module, x0: torch.Tensor, search: Any) -> torch.Tensor:
+    """Run a 2-D search on N×C×D×H×W volumes as N×(C·D)×H×W stacks; volumes back."""
+    n, c, d, h, w = x0.shape
+    return search(_SliceStack(model, (c, d, h, w)), x0.reshape(n, c * d, h, w)).reshape(x0.shape)

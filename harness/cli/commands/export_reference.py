@@ -34,7 +34,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--inputs", type=Path, help=".npy of [0,1] images N×C×H×W")
     source.add_argument("--plan", type=Path, help="take the first --n test images of this plan's data set")
-    source.add_argument("--shape", type=int, nargs=3, metavar=("C", "H", "W"), help="seeded uniform [0,1] noise")
+    source.add_argument("--shape", type=int, nargs="+", metavar="N",
+                        help="C H W (volumes: C D H W) of seeded uniform [0,1] noise")
     parser.add_argument("--n", type=int, default=16, help="images for --plan / --shape (default 16)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the --shape noise (default 0)")
 
@@ -67,8 +68,9 @@ def _images(args: argparse.Namespace) -> Any:
         images = np.random.default_rng(args.seed).random((args.n, *args.shape), dtype=np.float32)
     else:
         images = _plan_images(args.plan, args.n)
-    if images.ndim != 4 or images.min() < 0 or images.max() > 1:
-        raise DataError(f"reference inputs must be [0,1] images N×C×H×W, got shape {images.shape} and range "
+    if images.ndim not in (4, 5) or images.min() < 0 or images.max() > 1:
+        raise DataError(f"reference inputs must be [0,1] images N×C×H×W (or volumes N×C×D×H×W), got shape "
+                        f"{images.shape} and range "
                         f"[{images.min():.3g}, {images.max():.3g}]")
     return images
 

@@ -1,4 +1,7 @@
-"""Adversarial examples: clean image, adversarial image and the amplified perturbation, per saved example."""
+"""Adversarial examples: clean image, adversarial image and the amplified perturbation, per saved example.
+
+Volumes show three orthogonal mid-planes through the ROI centre, and the maximum-intensity projection of |δ|
+amplified, along the same three axes."""
 
 from __future__ import annotations
 
@@ -31,17 +34,19 @@ def model_examples(report: ReportInput, ex: Examples) -> dict[str, Any]:
     delta = ex.adversarial - ex.clean
     largest = float(np.abs(delta).max()) if delta.size else 0.0
     scale_to = max(ex.epsilon, largest) if ex.epsilon > 0 else largest
-    factor = nice_factor(0.5 / scale_to) if scale_to > 0 else 1.0
+    volume = delta.ndim == 5  # |δ| from black: ε maps to white, not to mid-grey + 0.5
+    factor = nice_factor((1.0 if volume else 0.5) / scale_to) if scale_to > 0 else 1.0
     items = []
     for i in range(len(ex.labels)):
-        perturbation = np.clip(0.5 + factor * delta[i], 0.0, 1.0)
+        perturbation = (plots.projections(np.clip(factor * np.abs(delta[i]), 0.0, 1.0)) if volume
+                        else np.clip(0.5 + factor * delta[i], 0.0, 1.0))
         flipped = int(ex.adv_pred[i]) != int(ex.labels[i]) and int(ex.clean_pred[i]) == int(ex.labels[i])
         items.append({
             "sample_id": ex.sample_ids[i] if i < len(ex.sample_ids) else f"#{i}",
             "label": report.class_name(ex.labels[i]),
             "clean_uri": plots.data_uri(plots.image_png(ex.clean[i])),
             "adv_uri": plots.data_uri(plots.image_png(ex.adversarial[i])),
-            "pert_uri": plots.data_uri(plots.image_png(perturbation)),
+            "pert_uri": plots.data_uri(plots.image_png(perturbation, *((504, 768) if volume else ()))),
             "clean_pred": report.class_name(ex.clean_pred[i]), "clean_conf": pct(float(ex.clean_conf[i])),
             "adv_pred": report.class_name(ex.adv_pred[i]), "adv_conf": pct(float(ex.adv_conf[i])),
             "linf": report.eps_native(float(np.abs(delta[i]).max())),
@@ -50,7 +55,8 @@ def model_examples(report: ReportInput, ex: Examples) -> dict[str, Any]:
         })
     return {"role": ex.role, "attack": ex.attack_id, "plugin": ex.attack, "eps": eps_text(ex.epsilon),
             "native": report.native_text(ex.epsilon), "factor": f"{factor:g}", "shown": items,
-            "n_flipped": sum(1 for it in items if it["flipped"])}
+            "n_flipped": sum(1 for it in items if it["flipped"]),
+            "volume": volume, "per_row": 1 if volume else 3}
 
 
 def build(report: ReportInput) -> dict[str, Any]:

@@ -50,6 +50,9 @@ def build(report: ReportInput) -> dict[str, Any]:
         "name": dataset.get("name", summary.name if summary else "n/a"),
         "classes": classes, "positive": report.class_name(dataset.get("positive_class", report.positive_class)),
         "image_shape": " × ".join(map(str, dataset.get("image_shape") or [])) or "n/a",
+        "shape_axes": "C × D × H × W" if len(dataset.get("image_shape") or []) == 4 else "C × H × W",
+        "voxel_spacing": (" × ".join(f"{v:g}" for v in dataset["voxel_spacing_mm"]) + " mm (D × H × W)"
+                          if dataset.get("voxel_spacing_mm") else None),
         "native": report.native_note(), "sources": sources,
         "content_sha256": prov.get("content_sha256") or (summary.content_sha256 if summary else None) or "n/a",
         "count_rows": count_rows(counts, classes, patients), "has_patients": bool(patients),

@@ -5,6 +5,7 @@ Keys: `images` (N×H×W, N×C×H×W or N×H×W×C; uint8, uint16 or float), `lab
 hashes), optional `class_names`, optional `meta_<attribute>` (one string per image: subgroup attributes such as
 `meta_sex` or `meta_site`; categories only, never names or ids). Without `split`, a patient-grouped,
 label-stratified split is made.
+`volumes: true` reads `images` as N×D×H×W (or N×C×D×H×W) volumes, with `voxel_spacing_mm: [d, h, w]`.
 `image_size` resizes every image to a square (e.g. 224 as in the study). `max_per_split` keeps, per split,
 whole patients in seeded order, always from the majority label with the fewest samples taken so far, skipping
 patients that would overflow the cap (if no patient fits, the split's first rows are kept).
@@ -60,8 +61,15 @@ class NpzParams:
     pixel_spacing_mm: float | None = field(default=None, metadata={"gt": 0})  # of the images as loaded (resized)
     positive_class: int = field(default=1, metadata={"min": 0})
     image_size: int | None = field(default=None, metadata={"min": 4, "max": 4096})  # square bilinear resize
+    volumes: bool = False  # images are N×D×H×W (or N×C×D×H×W) volumes
+    voxel_spacing_mm: list[float] | None = field(default=None, metadata={"gt": 0})  # volumes: [d, h, w] in mm
 
     def __post_init__(self) -> None:
+        if self.volumes and self.image_size is not None:
+            raise PlanError("image_size resizes 2-D images; volumes are read as stored (resample them to one grid "
+                            "first, or use the volumes plugin's roi_grid)", key="dataset.image_size")
+        if self.voxel_spacing_mm is not None and (not self.volumes or len(self.voxel_spacing_mm) != 3):
+            raise PlanError("voxel_spacing_mm is [d, h, w] in mm, for volumes: true", key="dataset.voxel_spacing_mm")
         if self.value_range is not None and (len(self.value_range) != 2
                                              or self.value_range[0] >= self.value_range[1]):
             raise PlanError(f"expected [lo, hi] with lo < hi, got {self.value_range}", key="dataset.value_range")
@@ -113,6 +121,16 @@ def resized(images: np.ndarray, size: int | None) -> np.ndarray:
     for i, image in enumerate(images):
         out[i] = resize(image, size)
     return out
+
+
+def to_ncdhw(images: np.ndarray, npz: _NpzFile) -> np.ndarray:
+    """Volumes as N×C×D×H×W (adds C=1 to N×D×H×W)."""
+    if images.ndim == 4:
+        return images[:, None]
+    if images.ndim != 5:
+        raise npz.fail(f"key 'images' must be N×D×H×W or N×C×D×H×W volumes (volumes: true), got shape "
+                       f"{images.shape}")
+    return images
 
 
 def to_nchw(images: np.ndarray, layout: str, npz: _NpzFile) -> np.ndarray:
@@ -280,7 +298,8 @@ class NpzDataset:
         raw = npz.get("images", required=True)
         if len(raw) == 0:
             raise npz.fail("key 'images' holds no samples")
-        images, scaling = scale_images(to_nchw(raw, params.layout, npz), params, npz)
+        shaped = to_ncdhw(raw, npz) if params.volumes else to_nchw(raw, params.layout, npz)
+        images, scaling = scale_images(shaped, params, npz)
         labels, class_names = read_labels(npz, len(images), params.class_names)
         if params.positive_class >= len(class_names):
             raise PlanError(f"positive_class {params.positive_class} is outside 0..{len(class_names) - 1}",
@@ -317,7 +336,9 @@ class NpzDataset:
         }
         return DatasetBundle(name=self.name, class_names=class_names, splits=splits, provenance=provenance,
                              native_units=native_units(params, raw.dtype), positive_class=params.positive_class,
-                             modality=params.modality, pixel_spacing_mm=params.pixel_spacing_mm)
+                             modality=params.modality, pixel_spacing_mm=params.pixel_spacing_mm,
+                             voxel_spacing_mm=(None if params.voxel_spacing_mm is None
+                                               else tuple(float(v) for v in params.voxel_spacing_mm)))
 
     @staticmethod
     def _split_method(from_file: bool, has_patients: bool, params: NpzParams, fractions: dict[str, float]) -> str:

@@ -69,24 +69,30 @@ def batch_norm(attrs: Attrs, x: Tensor, scale: Tensor, bias: Tensor, mean: Tenso
     return F.batch_norm(x, mean.detach(), var.detach(), scale, bias, training=False, eps=attrs.get("epsilon", 1e-5))
 
 
+_MAX_POOL = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
+_AVG_POOL = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
+
+
 def _pool(kind: str, attrs: Attrs, x: Tensor) -> Tensor:
-    """MaxPool or AveragePool (2D), with ceil_mode, dilations (max) and count_include_pad (average)."""
-    kernel = attrs["kernel_shape"]
-    if len(kernel) != 2:
-        raise UnsupportedOnnx(f"{kind} over {len(kernel)} spatial dimensions")
-    pads = _spatial_pads(attrs, 2, kind)
-    strides, ceil = attrs.get("strides", [1, 1]), bool(attrs.get("ceil_mode", 0))
+    """MaxPool or AveragePool (1D/2D/3D), with ceil_mode, dilations (max) and count_include_pad (average)."""
+    kernel = list(attrs["kernel_shape"])
+    spatial = len(kernel)
+    if spatial not in _MAX_POOL:
+        raise UnsupportedOnnx(f"{kind} over {spatial} spatial dimensions")
+    pads = _spatial_pads(attrs, spatial, kind)
+    strides, ceil = list(attrs.get("strides", [1] * spatial)), bool(attrs.get("ceil_mode", 0))
     padding = _symmetric(pads)
     if kind == "MaxPool":
         if padding is None:
-            x, padding = F.pad(x, _pads_to_torch(pads), value=float("-inf")), [0, 0]
-        return F.max_pool2d(x, kernel, strides, padding, dilation=attrs.get("dilations", [1, 1]), ceil_mode=ceil)
+            x, padding = F.pad(x, _pads_to_torch(pads), value=float("-inf")), [0] * spatial
+        return _MAX_POOL[spatial](x, kernel, strides, padding, dilation=list(attrs.get("dilations", [1] * spatial)),
+                                  ceil_mode=ceil)
     if padding is None:
         raise UnsupportedOnnx("AveragePool with asymmetric pads")
-    if any(d != 1 for d in attrs.get("dilations", [1, 1])):
+    if any(d != 1 for d in attrs.get("dilations", [1] * spatial)):
         raise UnsupportedOnnx("AveragePool with dilations")
-    return F.avg_pool2d(x, kernel, strides, padding, ceil_mode=ceil,
-                        count_include_pad=bool(attrs.get("count_include_pad", 0)))
+    return _AVG_POOL[spatial](x, kernel, strides, padding, ceil_mode=ceil,
+                              count_include_pad=bool(attrs.get("count_include_pad", 0)))
 
 
 def gemm(attrs: Attrs, a: Tensor, b: Tensor, c: Tensor | None = None) -> Tensor:
@@ -167,8 +173,8 @@ def resize(attrs: Attrs, x: Tensor, roi: Tensor | None = None, scales: Tensor | 
             return F.interpolate(x, size=size, scale_factor=factors, mode="nearest-exact")
         raise UnsupportedOnnx(f"Resize nearest with coordinate_transformation_mode {transform} and nearest_mode "
                               f"{nearest}")
-    if mode == "linear" and x.ndim == 4 and transform in ("half_pixel", "pytorch_half_pixel", "align_corners"):
-        return F.interpolate(x, size=size, scale_factor=factors, mode="bilinear",
+    if mode == "linear" and x.ndim in (4, 5) and transform in ("half_pixel", "pytorch_half_pixel", "align_corners"):
+        return F.interpolate(x, size=size, scale_factor=factors, mode="bilinear" if x.ndim == 4 else "trilinear",
                              align_corners=transform == "align_corners")
     raise UnsupportedOnnx(f"Resize mode {mode} with coordinate_transformation_mode {transform}")
 

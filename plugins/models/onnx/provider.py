@@ -66,16 +66,18 @@ def read_model(path: Path) -> onnx.ModelProto:
     return model
 
 
-def check_input_shape(model: onnx.ModelProto, expected: tuple[int, int, int], path: Path) -> int | None:
-    """The model's fixed batch size (None when free); ModelError when its C×H×W differs from what it is fed."""
+def check_input_shape(model: onnx.ModelProto, expected: tuple[int, ...], path: Path) -> int | None:
+    """The model's fixed batch size (None when free); ModelError when its C×H×W (volumes: C×D×H×W) differs from
+    what it is fed."""
     try:
         dims = declared_shape(graph_input(model))
     except UnsupportedOnnx as exc:
         raise ModelError(f"{path}: {exc}") from None
-    if len(dims) != 4 or any(d is not None and d != e for d, e in zip(dims[1:], expected, strict=False)):
+    mismatch = any(d is not None and d != e for d, e in zip(dims[1:], expected, strict=False))
+    if len(dims) != len(expected) + 1 or mismatch:
         shown = "×".join("?" if d is None else str(d) for d in dims)
         raise ModelError(f"{path}: the model takes input {shown} but is fed N×{'×'.join(map(str, expected))}; "
-                         "declare model.input: {size: [H, W], channels: C} to match it")
+                         "declare model.input: {size: [H, W] (volumes: [D, H, W]), channels: C} to match it")
     return dims[0]
 
 
