@@ -170,6 +170,7 @@ class TrainProvider:
         training = params_to_dict(params)
         for irrelevant in ("cache", "num_threads", "seed", "keep_model", "architecture"):
             training.pop(irrelevant)
+        _drop_new_defaults(training)
         # CPU kernels split their sums by thread, so weights trained with 1 and 2 threads differ (and can differ a
         # lot after a few epochs): the thread count the training will use is part of what decides the weights.
         cpu_threads = (params.num_threads or torch.get_num_threads()) if context.device.type == "cpu" else None
@@ -203,6 +204,16 @@ class TrainProvider:
                 "training_log": result.log, "selected_epoch": result.selected_epoch,
                 "training_seconds": round(time.perf_counter() - started, 3), "architecture": arch_name,
                 "training": params_to_dict(params), "seed": seed, "_bytes": data}
+
+
+def _drop_new_defaults(training: dict[str, Any]) -> None:
+    """Leave settings added later out of the key while they hold the default that reproduces the earlier
+    training exactly (val-accuracy selection, no intensity jitter), so existing cached weights stay valid."""
+    if training.get("select_metric") == "accuracy":
+        training.pop("select_metric")
+    augment = training.get("augment")
+    if isinstance(augment, dict) and not augment.get("intensity_jitter"):
+        augment.pop("intensity_jitter", None)
 
 
 def _check_labels(split: Any, num_classes: int) -> None:

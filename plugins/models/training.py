@@ -35,6 +35,8 @@ class AugmentParams:
     vflip: bool = True
     rotate90: bool = True  # multiples of 90° (only 0°/180° for non-square images)
     rotation_degrees: float = field(default=0.0, metadata={"min": 0, "max": 180})
+    # per image: contrast × U(1−j, 1+j) about the image mean, then brightness + U(−j/2, j/2), clipped to [0,1]
+    intensity_jitter: float = field(default=0.0, metadata={"min": 0, "max": 0.5})
 
 
 @dataclass
@@ -50,6 +52,7 @@ class TrainParams:
     momentum: float = field(default=0.9, metadata={"min": 0, "max": 1})  # sgd only
     augment: AugmentParams = field(default_factory=AugmentParams)
     select_on_val: bool = True
+    select_metric: Literal["accuracy", "auc"] = "accuracy"  # auc: val ROC AUC (macro one-vs-rest for K > 2)
     class_weighting: bool = False
     seed: int | None = None  # None: the plan's seed
     cache: bool = True
@@ -157,6 +160,8 @@ def augment_batch(images: torch.Tensor, augment: AugmentParams, generator: torch
         x = _random_rot90(x, generator)
     if augment.rotation_degrees > 0:
         x = _random_rotation(x, augment.rotation_degrees, generator)
+    if augment.intensity_jitter > 0:
+        x = _random_intensity(x, augment.intensity_jitter, generator)
     return x
 
 
@@ -192,6 +197,15 @@ def _random_rotation(x: torch.Tensor, degrees: float, generator: torch.Generator
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+def _random_intensity(x: torch.Tensor, jitter: float, generator: torch.Generator) -> torch.Tensor:
+    """Per sample: contrast × U(1−j, 1+j) about its mean, brightness + U(−j/2, j/2), clipped to [0,1]."""
+    n = x.shape[0]
+    contrast = (1 + (torch.rand(n, generator=generator) * 2 - 1) * jitter).view(n, 1, 1, 1).to(x.device, x.dtype)
+    shift = ((torch.rand(n, generator=generator) - 0.5) * jitter).view(n, 1, 1, 1).to(x.device, x.dtype)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    return ((x - mean) * contrast + mean + shift).clamp(0.0, 1.0)
+
+
 # --------------------------------------------------------------------------- training loop
 
 
@@ -205,9 +219,16 @@ def class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
 def evaluate(model: nn.Module, split: Any, device: torch.device, batch_size: int,
              loss_fn: nn.Module | None = None) -> tuple[float, float]:
     """Accuracy and mean cross-entropy of `model` (in eval mode) on a split."""
+    accuracy, loss, _ = evaluate_scores(model, split, device, batch_size)
+    return accuracy, loss
+
+
+def evaluate_scores(model: nn.Module, split: Any, device: torch.device,
+                    batch_size: int) -> tuple[float, float, tuple[np.ndarray, np.ndarray]]:
+    """Accuracy, mean cross-entropy and (labels, softmax probabilities) of `model` (in eval mode) on a split."""
     model.eval()
-    loss_fn = loss_fn or nn.CrossEntropyLoss()
     correct, loss_sum, n = 0, 0.0, 0
+    all_labels, all_probs = [], []
     with torch.no_grad():
         for images, labels in iterate_batches(split, batch_size):
             images, labels = images.to(device), labels.to(device)
@@ -215,7 +236,27 @@ def evaluate(model: nn.Module, split: Any, device: torch.device, batch_size: int
             loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
             correct += int((logits.argmax(1) == labels).sum())
             n += len(labels)
-    return correct / max(n, 1), loss_sum / max(n, 1)
+            all_labels.append(labels.cpu().numpy())
+            all_probs.append(torch.softmax(logits.float(), 1).cpu().numpy())
+    labels_np = np.concatenate(all_labels) if all_labels else np.zeros(0, dtype=np.int64)
+    probs_np = np.concatenate(all_probs) if all_probs else np.zeros((0, 0), dtype=np.float32)
+    return correct / max(n, 1), loss_sum / max(n, 1), (labels_np, probs_np)
+
+
+def selection_auc(labels: np.ndarray, probs: np.ndarray) -> float:
+    """Validation ROC AUC: of the class-1 probability for two classes, macro one-vs-rest for more."""
+    from sklearn.metrics import roc_auc_score
+
+    present = np.unique(labels)
+    if len(present) < 2:
+        raise DataError("model.select_metric: auc needs at least two classes in the val split, found "
+                        f"{len(present)}; use select_metric: accuracy")
+    if probs.shape[1] == 2:
+        return float(roc_auc_score(labels, probs[:, 1]))
+    if len(present) < probs.shape[1]:
+        raise DataError(f"model.select_metric: auc needs every class in the val split (found {len(present)} of "
+                        f"{probs.shape[1]}); use select_metric: accuracy")
+    return float(roc_auc_score(labels, probs, multi_class="ovr", average="macro"))
 
 
 def make_optimizer(model: nn.Module, params: TrainParams) -> torch.optim.Optimizer:
@@ -228,7 +269,8 @@ def make_optimizer(model: nn.Module, params: TrainParams) -> torch.optim.Optimiz
 
 def fit(model: nn.Module, train: Any, val: Any | None, params: TrainParams, seed: int, num_classes: int,
         device: torch.device, progress: Any, log: Log) -> FitResult:
-    """Train `model` in place; with select_on_val, restore the epoch with the best val accuracy (then loss)."""
+    """Train `model` in place; with select_on_val, restore the epoch with the best val accuracy (then loss), or
+    with select_metric auc the best val ROC AUC (then accuracy, then loss); ties keep the earlier epoch."""
     weight = class_weights(train.labels, num_classes).to(device) if params.class_weighting else None
     loss_fn = nn.CrossEntropyLoss(weight=weight)
     optimizer = make_optimizer(model, params)
@@ -243,16 +285,21 @@ def fit(model: nn.Module, train: Any, val: Any | None, params: TrainParams, seed
         started = time.perf_counter()
         loss, train_acc = _train_epoch(model, train, params, loss_fn, optimizer, shuffle_gen, augment_gen,
                                        device, epoch)
-        val_acc, val_loss = evaluate(model, val, device, params.batch_size) if has_val else (None, None)
+        val_acc = val_loss = val_auc = None
+        if has_val:
+            val_acc, val_loss, (val_labels, val_probs) = evaluate_scores(model, val, device, params.batch_size)
+            if params.select_metric == "auc":
+                val_auc = selection_auc(val_labels, val_probs)
         entry = {"epoch": epoch, "loss": round(loss, 6), "train_accuracy": round(train_acc, 6),
                  "val_accuracy": None if val_acc is None else round(val_acc, 6),
                  "val_loss": None if val_loss is None else round(val_loss, 6),
+                 **({"val_auc": round(val_auc, 6)} if val_auc is not None else {}),
                  "seconds": round(time.perf_counter() - started, 3)}
         history.append(entry)
         log(_describe_epoch(entry, params.epochs))
         progress.advance(1)
         if params.select_on_val and has_val:
-            key = (val_acc, -val_loss)
+            key = (val_acc, -val_loss) if val_auc is None else (val_auc, val_acc, -val_loss)
             if best_key is None or key > best_key:
                 best_key, best_state, best_epoch = key, cpu_state_dict(model), epoch
     if best_state is not None:
@@ -291,6 +338,8 @@ def _train_epoch(model: nn.Module, train: Any, params: TrainParams, loss_fn: nn.
 def _describe_epoch(entry: dict[str, Any], epochs: int) -> str:
     """One log line for an epoch."""
     val = "" if entry["val_accuracy"] is None else f", val acc {entry['val_accuracy']:.3f}"
+    if entry.get("val_auc") is not None:
+        val += f", val AUC {entry['val_auc']:.3f}"
     return (f"train: epoch {entry['epoch']}/{epochs} loss {entry['loss']:.4f}, "
             f"train acc {entry['train_accuracy']:.3f}{val} ({entry['seconds']:.1f} s)")
 

@@ -162,3 +162,38 @@ def test_replication_figures_write_one_png_per_fixed_attack_and_a_table(tmp_path
     (run / "results.json").write_text(json.dumps(_results("running")))
     with pytest.raises(SystemExit, match="not complete"):
         figures.main([str(run), "--out", str(tmp_path / "figs")])
+
+
+def _rich_results() -> dict:
+    """A finished run with intervals, a paired comparison, a class subgroup and corruptions."""
+    def interval(low: float, high: float) -> dict:
+        return {"low": low, "high": high, "method": "wilson", "confidence": 0.95}
+
+    def model(clean: float, robust: float, ce: float, mce: float, sub: bool = True) -> dict:
+        point = {"epsilon": 0.004, "robust_accuracy": robust, "intervals": {"robust_accuracy": interval(robust - 0.05,
+                                                                                                          robust + 0.04)}}
+        out = {"clean": {"accuracy": clean, "n": 100, "intervals": {"accuracy": interval(clean - 0.03, clean + 0.02)}},
+               "attacks": {"pgd_linf": {"kind": "fixed_epsilon", "norm": "linf", "points": [point]}},
+               "corruptions": {"jpeg": {"corruption_error": ce}}, "mean_corruption_error": mce}
+        if sub:
+            out["subgroups"] = {"class": {"glioma": model(clean - 0.1, robust - 0.1, ce, mce, sub=False)}}
+        return out
+
+    comparison = {"a": "naive", "b": "hardened", "attack": "pgd_linf", "epsilon": 0.004, "n_pairs": 100,
+                  "only_a_correct": 3, "only_b_correct": 20, "difference": 0.17, "p_value": 0.00028}
+    return {"status": "failed", "plan": {"name": "rich"}, "comparisons": [comparison],
+            "models": {"naive": model(0.9, 0.6, 1.5, 1.25), "hardened": model(0.88, 0.77, 1.1, 1.05)}}
+
+
+def test_replication_figures_tabulate_intervals_mcnemar_subgroups_and_mce(tmp_path, capsys):
+    figures = _load("replication_figures")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps(_rich_results()))
+    assert figures.main([str(run), "--out", str(tmp_path / "figs")]) == 0
+    out = capsys.readouterr().out
+    assert "| clean | 0.900 [0.870–0.920] | 0.880 [0.850–0.900] | – | – |" in out
+    assert "| 0.004 | 0.600 [0.550–0.640] | 0.770 [0.720–0.810] | +17.0 pts (3 / 20) | 0.00028 |" in out
+    assert "| class = glioma | 100 | 0.800 [0.770–0.820] | 0.500 [0.450–0.540] | 0.780 [0.750–0.800] | " \
+           "0.670 [0.620–0.710] |" in out
+    assert "| jpeg | 1.50 | 1.10 |" in out and "| **mCE** | **1.25** | **1.05** |" in out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pydicom.data import get_testdata_file
 from support import REAL_PLANS, SHARED_DATASETS, require_shared
@@ -18,10 +19,15 @@ from harness.registry.manager import default_registry
 SHARED = SHARED_DATASETS
 PLANS = REAL_PLANS
 EXPECTED = {  # plan → (dataset plugin, split sizes)
-    "mias_roi_crops": ("image_folder", {"train": 84, "val": 17, "test": 18}),
+    "mammo_cbis_mass_roi": ("image_folder", {"train": 902, "val": 194, "test": 189}),
+    "brain_mri_4class": ("image_folder", {"train": 2504, "val": 538, "test": 521}),
     "brain_mri_tumor_yes_no": ("image_folder", {"train": 168, "val": 38, "test": 47}),
     "lidc_npz": ("npz", {"train": 3467, "val": 802, "test": 774}),
     "dicom_samples": ("dicom", {"train": 5, "val": 2, "test": 2}),
+}
+CLASS_COUNTS = {  # plan → split → test images per class, in class_names order (from the data sets' READMEs)
+    "mammo_cbis_mass_roi": {"train": [476, 426], "val": [101, 93], "test": [101, 88]},
+    "brain_mri_4class": {"train": [746, 758, 309, 691], "val": [159, 163, 68, 148], "test": [160, 163, 50, 148]},
 }
 # The DICOM manifest: (file, where it comes from, label, split). Patients come from each file's PatientID, and
 # every patient stays in one split (the MR variants all belong to patient 4MR1, the colour ones to ID1).
@@ -81,6 +87,11 @@ def test_real_plan_validates_and_its_data_loads(real_env, name):
     bundle = load_plan_dataset(plan, real_env)
     validate_dataset(bundle)  # includes: no patient in two splits
     assert {split: len(bundle.splits[split]) for split in sizes} == sizes
+    if name in CLASS_COUNTS:  # the README's per-split class counts (the four-class labels come from class_index)
+        k = len(bundle.class_names)
+        counts = {split: np.bincount(np.asarray(bundle.splits[split].labels), minlength=k).tolist()
+                  for split in CLASS_COUNTS[name]}
+        assert counts == CLASS_COUNTS[name]
     assert bundle.provenance["content_sha256"]
     assert not bundle.provenance.get("skipped")
     if plugin == "image_folder":

@@ -200,7 +200,7 @@ def test_random_and_edited_yaml_text_validates_or_gives_one_line_plan_error(data
 # ------------------------------------------------------------------------------------------------ real plugins
 
 REAL_BASES = [TINY, REPO / "specs" / "ct_nodule_hardened.yaml", REAL_PLANS / "dicom_samples.yaml",
-              REAL_PLANS / "mias_roi_crops.yaml", REAL_PLANS / "lidc_npz.yaml"]
+              REAL_PLANS / "mammo_cbis_mass_roi.yaml", REAL_PLANS / "lidc_npz.yaml"]
 
 
 @pytest.fixture
