@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +38,7 @@ from harness.registry.manager import Registry, default_registry
 from harness.results.epsilons import EpsilonGrid
 from harness.results.formatting import eps_label
 from harness.results.metrics import METRICS
+from harness.storage.hashing import canonical_json_sha256
 
 PLAN_MARKER = "harness"
 SCHEMA_VERSION = 1
@@ -162,8 +162,8 @@ class Plan:
 
     @property
     def sha256(self) -> str:
-        """The plan's identity: sha256 of the resolved plan as canonical JSON (sorted keys); names run directories."""
-        return hashlib.sha256(json.dumps(self.resolved, sort_keys=True, default=str).encode()).hexdigest()
+        """The plan id: sha256 of the resolved plan as canonical JSON (storage.hashing); names run directories."""
+        return canonical_json_sha256(self.resolved)
 
     @property
     def file_sha256(self) -> str:

@@ -12,6 +12,7 @@ from harness.errors import HarnessError
 from harness.report.context import build_context
 from harness.report.load import load_report
 from harness.storage.atomic import write_bytes_atomic, write_text_atomic
+from harness.storage.checksums import update_sums
 
 TEMPLATE = "report.html"
 STYLESHEET = "report.css"
@@ -88,4 +89,5 @@ def render_report(run_dir: Path, page_size: str = "A4") -> tuple[Path, Path]:
     html_path, pdf_path = run_dir / "report.html", run_dir / "report.pdf"
     write_text_atomic(html_path, html)
     write_bytes_atomic(pdf_path, pdf)
+    update_sums(run_dir, [html_path.name, pdf_path.name])  # a sealed run: only the report's lines change
     return html_path, pdf_path

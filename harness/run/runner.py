@@ -62,7 +62,9 @@ from harness.run.environment import device_info, library_versions, platform_info
 from harness.run.fingerprint import Fingerprint, previous_parts, start_parts
 from harness.run.progress import ProgressMode, ProgressReporter
 from harness.storage.atomic import write_json_atomic, write_text_atomic
+from harness.storage.checksums import write_sums
 from harness.storage.filelock import LockTimeout, file_lock
+from harness.storage.hashing import file_sha256
 from harness.storage.history import record_run
 from harness.storage.model_copy import keep_model
 from harness.storage.rundir import create_run_dir, default_cache_dir, deid_salt, run_lock_path
@@ -167,6 +169,7 @@ class Runner:
                 self._stage("report", lambda: distributed.on_main(self._render_report, share=False))
             distributed.on_main(self._record_in_history, share=False)  # last: only a run that ended passed or failed
             self._save()
+            distributed.on_main(self._seal, share=False)  # SHA256SUMS: written after every other file
 
     def _hold_run_dir(self, held: contextlib.ExitStack) -> None:
         """Rank 0: hold the run directory's lock for the whole run (a reader tells a live run from a killed one by
@@ -202,6 +205,8 @@ class Runner:
         self.results = self.results.stopped(status, code, line, self.current_stage)
         try:
             self._save()
+            if self.rank == 0:
+                self._seal()
         except (OSError, ValueError) as problem:  # must not hide the error that stopped the run
             self.echo(f"harness: warning: the run's status could not be recorded: {problem}")
 
@@ -217,6 +222,15 @@ class Runner:
 
         self.echo("harness: rendering report.html and report.pdf")
         render_report(self.run_dir)
+        self.reported_results_sha256 = file_sha256(self.run_dir / "results.json")
+
+    def _seal(self) -> None:
+        """Rank 0, last: re-render the report if results.json changed after it was rendered (the cover prints that
+        file's hash), then write SHA256SUMS over every file of the run directory."""
+        reported = getattr(self, "reported_results_sha256", None)
+        if reported is not None and file_sha256(self.run_dir / "results.json") != reported:
+            self._render_report()
+        write_sums(self.run_dir)
 
     def _load_dataset(self) -> DatasetBundle:
         plugin = self.registry.get("dataset", self.plan.dataset.plugin)
