@@ -26,6 +26,7 @@ from harness.plan.criteria import (
 )
 from harness.plan.params import build_dataclass, params_to_dict
 from harness.plan.sandbox import check_path, enforce_sandbox, resolve, sandbox_roots
+from harness.plan.subject import Subject, parse_subject
 from harness.plan.yaml_source import (
     YamlDocument,
     apply_overrides,
@@ -46,7 +47,7 @@ DEFAULT_BATCH_SIZE = 64
 TOP_LEVEL_KEYS = {
     PLAN_MARKER, "name", "description", "intended_use", "seed", "device", "batch_size", "epsilons",
     "dataset", "model", "attacks", "defence", "acceptance", "report", "engine", "sandbox", "data_root",
-    "indicators", "statistics", "subgroups", "show_paths", "leakage", "corruptions",
+    "indicators", "statistics", "subgroups", "show_paths", "leakage", "corruptions", "subject",
 }
 SCHEDULES = ("ascending", "bisect")  # how a fixed-ε sweep visits the grid (harness.attacks.schedule)
 LEAKAGE_MODES = ("warn", "error", "off")  # duplicates across splits: warn (default), stop the run, or not checked
@@ -159,6 +160,7 @@ class Plan:
     statistics: StatisticsOptions = field(default_factory=StatisticsOptions)
     subgroups: list[str] = field(default_factory=list)  # metadata attributes every metric is reported by
     corruptions: list[CorruptionSpec] = field(default_factory=list)  # natural corruptions of the test images
+    subject: Subject | None = None  # the device under test (`subject:`; harness.plan.subject)
 
     @property
     def sha256(self) -> str:
@@ -287,7 +289,8 @@ class _PlanBuilder:
             base_dir=self.base_dir, resolved=resolved, overrides=list(self.overrides), batch_size_auto=batch_size_auto,
             text=self.doc.text, statistics=statistics, subgroups=subgroups,
             show_paths=self.scalar("show_paths", bool, default=False), leakage=leakage, sandbox_roots=tuple(roots),
-            corruptions=corruptions)
+            corruptions=corruptions,
+            subject=parse_subject(data.get("subject"), self.error, self.scalar("intended_use", str, default="")))
 
     def engine_settings(self, raw: Any) -> EngineSettings:
         """`engine: auto`, or a mapping of options; without speed options the runner chooses them (auto)."""

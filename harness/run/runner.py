@@ -119,7 +119,8 @@ class Runner:
         plan = self.plan
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise HarnessError(f"device {self.device} was requested but CUDA is not available")
-        self.results = ResultsDocument(plan=PlanRef(plan.name, plan.sha256))
+        self.results = ResultsDocument(plan=PlanRef(plan.name, plan.sha256,
+                                                    plan.subject.to_json() if plan.subject else None))
         self.manifest = self._initial_manifest()
         self.run_dir = self.resume_dir if self.resume_dir is not None else distributed.on_main(
             lambda: create_run_dir(self.config.out_root, plan.name, plan.sha256))
