@@ -35,12 +35,16 @@ def environment():
     """The Jinja2 environment: templates from the harness.report package, autoescaping always on."""
     from jinja2 import Environment, FunctionLoader, StrictUndefined, select_autoescape
 
-    return Environment(
+    from harness.report.text import breakable_id
+
+    env = Environment(
         loader=FunctionLoader(_load_template),
         autoescape=select_autoescape(enabled_extensions=("html", "htm", "xml", "j2"), default_for_string=True,
                                      default=True),
         undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
     )
+    env.filters["breakable"] = breakable_id  # ids wrap at their separators, never inside a number
+    return env
 
 
 def render_html(context: dict[str, Any], page_size: str = "A4") -> str:

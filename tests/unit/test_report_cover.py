@@ -115,7 +115,10 @@ def test_cover_hashes_can_be_verified_and_are_explained(run):
     resolved_sha = hashlib.sha256((run["run_dir"] / "plan.resolved.yaml").read_bytes()).hexdigest()
     assert f"plan file {file_sha} {plan['hashes']['file_sha256']}" in text
     assert f"plan.resolved.yaml {resolved_sha} {plan['hashes']['resolved_yaml_sha256']}" in text
-    assert f"{plan['sha256']} {plan['hashes']['sha256']}" in text
+    assert f"plan id {plan['sha256']} sha256 of the resolved plan as canonical JSON" in text
+    results_sha = hashlib.sha256((run["run_dir"] / "results.json").read_bytes()).hexdigest()
+    assert f"results id {results_sha}" in text
+    assert "cd RUN_DIR && sha256sum -c SHA256SUMS" in text and "this PDF's own hash is there" in text
     assert f"harness 0.1.0, git {run['manifest']['harness_revision']} the harness release" in text
 
 
