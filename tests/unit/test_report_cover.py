@@ -45,7 +45,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     run_dir = write_synthetic_run(tmp_path_factory.mktemp("run") / "run", n_test=40, n_eps=5)
     html = _html(run_dir)
     return {"run_dir": run_dir, "html": html, "cover": _part(html, "Adversarial robustness validation report",
-                                                             "Contents"),
+                                                             "Contents").replace("\u200b", ""),
             "results": json.loads((run_dir / "results.json").read_text()),
             "manifest": json.loads((run_dir / "manifest.json").read_text())}
 
