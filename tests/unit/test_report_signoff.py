@@ -101,3 +101,15 @@ def test_subject_is_validated_with_the_key_named():
     assert errors[-1][1] == "subject.model"
     assert parse_subject(None, error, "Decision support.") == Subject(intended_use="Decision support.")
     assert parse_subject({"name": "A", "indications": "one"}, error).indications == ("one",)
+
+
+def test_lowest_accuracy_has_one_source_over_every_attack(demo):
+    from harness.report.load import load_report
+    from harness.report.worst_case import attack_points, lowest_accuracy
+
+    report = load_report(demo["run"])
+    points = attack_points(report, "naive")
+    kinds = {report.attack(a).kind for a, _ in points}
+    assert kinds == {"fixed_epsilon", "minimal"}  # minimal attacks (FMN) count too
+    lowest = lowest_accuracy(report, "naive")
+    assert lowest.accuracy == min(p.robust_accuracy for _, p in points)
