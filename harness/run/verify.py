@@ -123,7 +123,7 @@ def load_content_hash(run_dir: Path, manifest: dict[str, Any]) -> str:
     from harness.plan.schema import load_plan_text
     from harness.registry.contracts import DatasetContext
     from harness.registry.manager import default_registry
-    from harness.storage.rundir import deid_salt, default_cache_dir
+    from harness.storage.rundir import default_cache_dir, deid_salt
 
     source = (manifest.get("plan") or {}).get("source")
     base_dir = Path(str(source)).resolve().parent if source else run_dir
