@@ -74,7 +74,8 @@ def undecidable_warnings(criteria: Sequence[Criterion], method: str, confidence:
                 continue
             needed = smallest_decidable_n(c.threshold, side(c), method, confidence)
             best = "a perfect score" if side(c) == "lower" else "a score of 0"
-            need = f"at least {counted(needed, c)} {'is' if needed == 1 else 'are'} needed" if needed else "no test set size suffices"
+            need = (f"at least {counted(needed, c)} {'is' if needed == 1 else 'are'} needed" if needed
+                    else "no test set size suffices")
             consequence = ("it cannot pass" if c.bound else
                            "a PASS on the point estimate would not be supported at that confidence")
             out.append(f"criterion {c.id}: with {counted(n, c)}{where}, even {best} has a "

@@ -75,9 +75,11 @@ def check_input_files(plan: Plan) -> None:
     sections += [(f"attacks.{i}", spec.params) for i, spec in enumerate(plan.attacks)]
     for section, params in sections:
         for key, value in path_fields(params, section):
-            problem = _unreadable(plan_path(value, plan.base_dir))
+            path = plan_path(value, plan.base_dir)
+            problem = _unreadable(path)
             if problem:
-                raise _located(plan, PlanError(f"{problem}: {value}", key=key))
+                relative = "" if Path(str(value)).is_absolute() else f" (relative to the plan's folder {plan.base_dir})"
+                raise _located(plan, PlanError(f"{problem}: {value}{relative}", key=key))
 
 
 def _unreadable(path: Path) -> str | None:
