@@ -58,7 +58,14 @@ from harness.results.view import RunResults
 from harness.results.warnings import collect as collect_warnings
 from harness.run import distributed
 from harness.run.corruption_stage import CorruptionStage
-from harness.run.environment import device_info, library_versions, platform_info, resolve_device, source_revision
+from harness.run.environment import (
+    device_info,
+    library_versions,
+    plan_git_provenance,
+    platform_info,
+    resolve_device,
+    source_revision,
+)
 from harness.run.fingerprint import Fingerprint, previous_parts, start_parts
 from harness.run.progress import ProgressMode, ProgressReporter
 from harness.storage.atomic import write_json_atomic, write_text_atomic
@@ -543,7 +550,7 @@ class Runner:
             "plan": {"name": plan.name, "source": plan.source, "sha256": plan.sha256, "resolved": plan.resolved,
                      "overrides": plan.overrides, "copy": PLAN_SOURCE_FILE, "file_sha256": plan.file_sha256,
                      "resolved_yaml_sha256": hashlib.sha256(plan.resolved_yaml().encode("utf-8")).hexdigest(),
-                     "hashes": PLAN_HASHES},
+                     "hashes": PLAN_HASHES, "git": plan_git_provenance(plan.source)},
             "seeds": {"plan": plan.seed, "attack_batches": "sha256(seed:model:attack:batch) per batch"},
             "device": device_info(self.device),
             "versions": library_versions(),

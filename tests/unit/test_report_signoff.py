@@ -113,3 +113,37 @@ def test_lowest_accuracy_has_one_source_over_every_attack(demo):
     assert kinds == {"fixed_epsilon", "minimal"}  # minimal attacks (FMN) count too
     lowest = lowest_accuracy(report, "naive")
     assert lowest.accuracy == min(p.robust_accuracy for _, p in points)
+
+
+def test_plan_git_provenance_is_recorded_and_reported(tmp_path):
+    import json
+    import shutil
+
+    from harness.report.load import load_report
+    from harness.report.sections.criteria import build as criteria
+    from harness.run.environment import plan_git_provenance
+
+    if not shutil.which("git"):
+        pytest.skip("git is not installed")
+    plan = tmp_path / "repo" / "plan.yaml"
+    plan.parent.mkdir()
+    plan.write_text("harness: 1\n")
+    assert plan_git_provenance(str(plan)) == {"tracked": False, "why": "not under version control"}
+    git = ["git", "-C", str(plan.parent), "-c", "user.name=QA Lead", "-c", "user.email=qa@example.org"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    assert plan_git_provenance(str(plan))["why"] == "in a git repository but never committed"
+    subprocess.run([*git, "add", "plan.yaml"], check=True)
+    subprocess.run([*git, "commit", "-qm", "criteria"], check=True)
+    found = plan_git_provenance(str(plan))
+    assert found["tracked"] and found["author"] == "QA Lead" and found["modified"] is False
+    plan.write_text("harness: 1\n# changed\n")
+    assert plan_git_provenance(str(plan))["modified"] is True
+
+    run = write_synthetic_run(tmp_path / "run", n_test=20, examples=False)
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["plan"]["git"] = found
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    section = criteria(load_report(run))
+    assert section["preregistration"] == (f"Acceptance criteria fixed in commit {found['commit'][:12]} on "
+                                          f"{found['date'][:10]} by QA Lead; the plan file was unmodified since.")
+    assert section["n_without_rationale"] == 3  # the synthetic plan gives one of its four criteria a reason
