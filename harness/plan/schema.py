@@ -494,8 +494,9 @@ class _PlanBuilder:
             else:
                 op, key = (">=", "min") if "min" in item else ("<=", "max")
                 threshold = self.scalar(key, float, mapping=item, path=f"{path}.{key}")
-                if (METRICS[metric].unit.name == "rate" or metric == "clean_auc") and not 0 <= threshold <= 1:
-                    raise self.error(f"{metric} is a proportion between 0 and 1, got {threshold:g} (write "
+                low = -1.0 if model == "change" else 0.0  # a change of a proportion lies in [-1, 1]
+                if (METRICS[metric].unit.name == "rate" or metric == "clean_auc") and not low <= threshold <= 1:
+                    raise self.error(f"{metric} is a proportion between {low:g} and 1, got {threshold:g} (write "
                                      f"{threshold / 100:g} for {threshold:g} %)", f"{path}.{key}")
             attack = item.get("attack")
             epsilon = item.get("epsilon")

@@ -9,8 +9,7 @@ from harness.plan.subject import SUBJECT_KEYS, Subject
 from harness.report.inputs import ReportInput
 
 NOT_STATED = "not stated"
-DEMONSTRATION = ("demonstration model: a small network trained by the harness from this plan, not a product; the "
-                 "plan states no device under test (add a `subject:` section)")
+DEMONSTRATION = "demonstration model: a network trained by the harness from this plan, not a product"
 LABELS = {"name": "Product", "version": "Version", "manufacturer": "Manufacturer"}
 
 
@@ -40,7 +39,7 @@ def device_under_test(report: ReportInput) -> dict[str, Any]:
     """The title block: product, version and manufacturer (each 'not stated' when missing), the intended use,
     indications and contraindications, and the demonstration-model statement when it applies."""
     subject = subject_of(report) or Subject(intended_use=str(report.resolved.get("intended_use") or "").strip())
-    demonstration = trained_by_harness(report) and not (subject.name or subject.manufacturer)
+    demonstration = trained_by_harness(report)
     rows = [{"what": LABELS[key], "value": getattr(subject, key) or NOT_STATED, "missing": not getattr(subject, key)}
             for key in ("name", "version", "manufacturer")]
     title = " ".join(part for part in (subject.name, subject.version and f"version {subject.version}") if part)
