@@ -25,7 +25,7 @@ MARGIN_MM = 20.0  # left and right page margins of report.css
 FOOTER_MM = 21.0  # bottom margin (the footer lives in it)
 HEADER_MM = 20.0  # top margin (the running title lives in it)
 PNG_DPI = 50
-MAX_PAGES = 12  # the default CT plan's report, its eight natural corruptions included (issue 15)
+MAX_PAGES = 16  # the default CT plan's report: legible type, 30 mm thumbnails, two-page Appendix A (issue 25)
 MIN_FILL = 0.6  # pages but the body's last and the appendix's last are filled at least this far down
 # a unit in the label's parentheses; a severity axis counts levels, a categorical axis says it has categories
 UNIT = re.compile(r"\([^()]*(%|HU|count|\[0,1\] pixel units|level|categories)[^()]*\)")
@@ -87,6 +87,27 @@ def read_layout(pdf: Path, png_dir: Path) -> Layout:
     images = [np.asarray(Image.open(path).convert("L")) for path in sorted(png_dir.glob("page-*.png"))]
     assert len(images) == len(sizes), (len(images), len(sizes))
     return Layout(pdf, words, sizes, texts, images)
+
+
+# DejaVu Sans (report.css) sets a word's pdftotext box about 1.164 × the font size tall (measured: 7.5 pt → 8.7 pt)
+BOX_PER_POINT = 1.164
+SMALL_PT = 7.0  # type under about this size is hard to read on paper (issue 25)
+MAX_SMALL_SHARE = 0.05  # at most this share of the words may be smaller
+
+
+def type_size(word: Word) -> float:
+    """A word's type size in points, from the height of its box."""
+    return (word.y_max - word.y_min) / BOX_PER_POINT
+
+
+def small_words(layout: Layout, under_pt: float = SMALL_PT) -> list[Word]:
+    """The words set smaller than `under_pt` (with a 0.05 pt tolerance for rounding in poppler's boxes)."""
+    return [w for w in layout.words if type_size(w) < under_pt - 0.05]
+
+
+def small_type_share(layout: Layout, under_pt: float = SMALL_PT) -> float:
+    """The share of the report's words set smaller than `under_pt`."""
+    return len(small_words(layout, under_pt)) / max(1, len(layout.words))
 
 
 def words_past_margins(layout: Layout, tolerance_pt: float = 1.0) -> list[str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from harness.plan.criteria import (
 )
 from harness.plan.params import build_dataclass, params_to_dict
 from harness.plan.sandbox import check_path, enforce_sandbox, resolve, sandbox_roots
+from harness.plan.subject import Subject, parse_subject
 from harness.plan.yaml_source import (
     YamlDocument,
     apply_overrides,
@@ -42,6 +42,7 @@ from harness.registry.manager import Registry, default_registry
 from harness.results.epsilons import EpsilonGrid
 from harness.results.formatting import eps_label
 from harness.results.metrics import METRICS
+from harness.storage.hashing import canonical_json_sha256
 
 PLAN_MARKER = "harness"
 SCHEMA_VERSION = 1
@@ -49,7 +50,7 @@ DEFAULT_BATCH_SIZE = 64
 TOP_LEVEL_KEYS = {
     PLAN_MARKER, "name", "description", "intended_use", "seed", "device", "batch_size", "epsilons",
     "dataset", "model", "attacks", "defence", "acceptance", "report", "engine", "sandbox", "data_root",
-    "indicators", "statistics", "subgroups", "show_paths", "leakage", "corruptions", "threads",
+    "indicators", "statistics", "subgroups", "show_paths", "leakage", "corruptions", "threads", "subject",
 }
 DEFAULT_THREADS = 1  # CPU threads for every computation of a run: numbers must not depend on the runner's cores
 SCHEDULES = ("ascending", "bisect")  # how a fixed-ε sweep visits the grid (harness.attacks.schedule)
@@ -164,11 +165,12 @@ class Plan:
     subgroups: list[str] = field(default_factory=list)  # metadata attributes every metric is reported by
     corruptions: list[CorruptionSpec] = field(default_factory=list)  # natural corruptions of the test images
     threads: int = DEFAULT_THREADS  # torch's CPU threads for the whole run (training, attacks, indicators)
+    subject: Subject | None = None  # the device under test (`subject:`; harness.plan.subject)
 
     @property
     def sha256(self) -> str:
-        """The plan's identity: sha256 of the resolved plan as canonical JSON (sorted keys); names run directories."""
-        return hashlib.sha256(json.dumps(self.resolved, sort_keys=True, default=str).encode()).hexdigest()
+        """The plan id: sha256 of the resolved plan as canonical JSON (storage.hashing); names run directories."""
+        return canonical_json_sha256(self.resolved)
 
     @property
     def file_sha256(self) -> str:
@@ -295,7 +297,8 @@ class _PlanBuilder:
             base_dir=self.base_dir, resolved=resolved, overrides=list(self.overrides), batch_size_auto=batch_size_auto,
             text=self.doc.text, statistics=statistics, subgroups=subgroups,
             show_paths=self.scalar("show_paths", bool, default=False), leakage=leakage, sandbox_roots=tuple(roots),
-            corruptions=corruptions, threads=threads)
+            corruptions=corruptions, threads=threads,
+            subject=parse_subject(data.get("subject"), self.error, self.scalar("intended_use", str, default="")))
 
     def engine_settings(self, raw: Any) -> EngineSettings:
         """`engine: auto`, or a mapping of options; without speed options the runner chooses them (auto)."""
@@ -510,6 +513,10 @@ class _PlanBuilder:
             else:
                 op, key = (">=", "min") if "min" in item else ("<=", "max")
                 threshold = self.scalar(key, float, mapping=item, path=f"{path}.{key}")
+                low = -1.0 if model == "change" else 0.0  # a change of a proportion lies in [-1, 1]
+                if (METRICS[metric].unit.name == "rate" or metric == "clean_auc") and not low <= threshold <= 1:
+                    raise self.error(f"{metric} is a proportion between {low:g} and 1, got {threshold:g} (write "
+                                     f"{threshold / 100:g} for {threshold:g} %)", f"{path}.{key}")
             attack = item.get("attack")
             epsilon = item.get("epsilon")
             any_attack = attack == ANY_ATTACK and needs_eps and attack not in by_id  # the worst case over attacks

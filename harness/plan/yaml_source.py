@@ -36,13 +36,31 @@ class YamlDocument:
         return None
 
 
+def _tab_problem(text: str, mark: Any) -> str | None:
+    """The message for a tab in a plan's indentation: the key, the column and the fix (PyYAML says only 'found
+    character '\\t' that cannot start any token'); None when no tab is to blame."""
+    lines = text.splitlines()
+    if mark is None or not 0 <= mark.line < len(lines):
+        return None
+    line = lines[mark.line]
+    candidates = [n for n in (mark.line, mark.line - 1) if 0 <= n < len(lines) and "\t" in lines[n]]
+    if "\t" not in line and not candidates:
+        return None
+    n = candidates[0] if candidates else mark.line
+    line = lines[n]
+    column = line.index("\t") + 1
+    key = line.strip().split(":", 1)[0].strip() or "(blank)"
+    return (f"a tab character at line {n + 1}, column {column} (key '{key}'): YAML indents with spaces only; "
+            "replace the tab with spaces")
+
+
 def load_yaml_text(text: str, source: str) -> YamlDocument:
     """Parse YAML safely (no tags, no duplicate keys) into a mapping with key lines."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        problem = _tab_problem(text, mark) or getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise PlanError(f"invalid YAML: {problem}", source=source,
                         line=mark.line + 1 if mark else None) from None
     if node is None:

@@ -12,6 +12,7 @@ from harness.errors import HarnessError
 from harness.report.context import build_context
 from harness.report.load import load_report
 from harness.storage.atomic import write_bytes_atomic, write_text_atomic
+from harness.storage.checksums import update_sums
 
 TEMPLATE = "report.html"
 STYLESHEET = "report.css"
@@ -34,12 +35,16 @@ def environment():
     """The Jinja2 environment: templates from the harness.report package, autoescaping always on."""
     from jinja2 import Environment, FunctionLoader, StrictUndefined, select_autoescape
 
-    return Environment(
+    from harness.report.text import breakable_id
+
+    env = Environment(
         loader=FunctionLoader(_load_template),
         autoescape=select_autoescape(enabled_extensions=("html", "htm", "xml", "j2"), default_for_string=True,
                                      default=True),
         undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
     )
+    env.filters["breakable"] = breakable_id  # ids wrap at their separators, never inside a number
+    return env
 
 
 def render_html(context: dict[str, Any], page_size: str = "A4") -> str:
@@ -88,4 +93,5 @@ def render_report(run_dir: Path, page_size: str = "A4") -> tuple[Path, Path]:
     html_path, pdf_path = run_dir / "report.html", run_dir / "report.pdf"
     write_text_atomic(html_path, html)
     write_bytes_atomic(pdf_path, pdf)
+    update_sums(run_dir, [html_path.name, pdf_path.name])  # a sealed run: only the report's lines change
     return html_path, pdf_path

@@ -39,6 +39,7 @@ from harness.results.paired import compare_roles
 from harness.results.samples import sample_outcomes, write_samples
 from harness.results.uncertainty import IntervalSettings
 from harness.storage.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
+from harness.storage.checksums import write_sums
 
 CLASS_NAMES = ["benign", "malignant"]
 NATIVE = NativeUnits(1500.0, "HU", "lung window W1500 L-600")
@@ -76,8 +77,10 @@ def write_synthetic_run(run_dir: Path, *, n_test: int = 60, n_eps: int = 5, hard
                         description: str = "Synthetic robustness study of a lung-nodule classifier.",
                         intended_use: str = "Decision support for characterising pulmonary nodules on CT.",
                         criterion_description: str = "Pre-registered floor for PGD at 0.004 (6 HU).",
-                        examples: bool = True, warnings: list[str] | None = None, seed: int = 0) -> Path:
-    """Write a complete run directory and return it."""
+                        examples: bool = True, warnings: list[str] | None = None, seed: int = 0,
+                        subject: dict[str, Any] | None = None, seal: bool = True) -> Path:
+    """Write a complete run directory and return it; `subject` is the plan's `subject:` section (none by default),
+    `seal` writes SHA256SUMS last, as a run does."""
     from harness.attacks.sweep import AttackOutcome  # torch: only when a synthetic run is written
     from harness.run.runner import PLAN_HASHES, PLAN_SOURCE_FILE
 
@@ -90,7 +93,7 @@ def write_synthetic_run(run_dir: Path, *, n_test: int = 60, n_eps: int = 5, hard
     sample_ids = [f"s-{i:04d}-{rng.integers(16**6):06x}" for i in range(n_test)]
     roles = ["naive", "hardened"] if hardened else ["naive"]
     intervals = IntervalSettings()  # the plan's default: Wilson 95 %, every image its own patient
-    document = ResultsDocument(plan=PlanRef("synthetic_ct", "ab" * 32), warnings=warnings or (),
+    document = ResultsDocument(plan=PlanRef("synthetic_ct", "ab" * 32, subject), warnings=warnings or (),
                                dataset=DatasetSummary("phantom_ct", tuple(CLASS_NAMES), 1, "cd" * 32, n_test, NATIVE),
                                statistics=intervals.summary("holm"))
     samples = []
@@ -146,6 +149,8 @@ def write_synthetic_run(run_dir: Path, *, n_test: int = 60, n_eps: int = 5, hard
         "acceptance": criteria_plan,
         "report": {"susceptibility_cutoff": 0.004, "n_examples": 3},
     }
+    if subject:
+        resolved["subject"] = subject
     if hardened:
         resolved["defence"] = {"plugin": "adversarial_training", **thaw(document.defence.params)}  # type: ignore[union-attr]
     plan_text = PLAN_HEADER + yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True, width=100)
@@ -204,6 +209,8 @@ def write_synthetic_run(run_dir: Path, *, n_test: int = 60, n_eps: int = 5, hard
     if examples:
         for role in roles:
             _write_examples(run_dir, role, sample_ids, labels, rng)
+    if seal:
+        write_sums(run_dir)
     return run_dir
 
 

@@ -76,3 +76,12 @@ def join_words(items: list[str]) -> str:
     if len(items) <= 1:
         return "".join(items)
     return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+_BREAK_AFTER = re.compile(r"(::|,|\[|\]|_|>=|<=|=|/|-(?!\d))")
+
+
+def breakable_id(text: str) -> str:
+    """An id with zero-width spaces after its separators (`::`, `,`, `[`, `=`, `_` …), so that a narrow cell wraps it
+    there and never inside a number such as 0.004 (report.css sets such cells to wrap only at break points)."""
+    return _BREAK_AFTER.sub(lambda m: m.group(1) + "\u200b", str(text))

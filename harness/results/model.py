@@ -56,10 +56,12 @@ def _set(obj: Any, **values: Any) -> None:
 
 @dataclass(frozen=True)
 class PlanRef:
-    """The plan a run executed: its name and the sha256 of the resolved plan."""
+    """The plan a run executed: its name, the sha256 of the resolved plan (the plan id) and the device under test
+    its `subject:` states (harness.plan.subject, as JSON; None when the plan states none)."""
 
     name: str
     sha256: str
+    subject: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -930,7 +932,8 @@ class ResultsDocument:
     def to_json(self) -> Json:
         """The JSON document results.json holds."""
         return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "status": self.status,
-                "plan": {"name": self.plan.name, "sha256": self.plan.sha256},
+                "plan": {"name": self.plan.name, "sha256": self.plan.sha256,
+                         **_present(subject=dict(self.plan.subject) if self.plan.subject else None)},
                 "dataset": self.dataset.to_json() if self.dataset else {},
                 "models": {role: m.to_json() for role, m in self.models.items()},
                 "criteria": [c.to_json() for c in self.criteria],
@@ -954,8 +957,9 @@ class ResultsDocument:
         if status == run_status.LEGACY_COMPLETE:  # v1 wrote 'complete' for every finished run
             passed = bool(verdict and verdict.get("passed"))
             status, exit_code = (run_status.PASSED, 0) if passed else (run_status.FAILED, 1)
-        return cls(plan=PlanRef(raw["plan"]["name"], raw["plan"]["sha256"]), status=status, stage=raw.get("stage"),
-                   error=raw.get("error"), exit_code=exit_code,
+        plan = raw["plan"]
+        return cls(plan=PlanRef(plan["name"], plan["sha256"], plan.get("subject")), status=status,
+                   stage=raw.get("stage"), error=raw.get("error"), exit_code=exit_code,
                    dataset=DatasetSummary.from_json(raw["dataset"]) if raw.get("dataset") else None,
                    models={role: ModelResult.from_json(m) for role, m in raw.get("models", {}).items()},
                    defence=DefenceResult.from_json(defence) if defence else None,

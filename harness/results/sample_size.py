@@ -32,6 +32,12 @@ def denominator(criterion: Criterion) -> str:
     return DENOMINATOR.get(criterion.metric, "test images")
 
 
+def counted(n: int, criterion: Criterion) -> str:
+    """'1 test image', '16 test images': n with the criterion's denominator, singular for one."""
+    words = denominator(criterion)
+    return f"{n} {words.replace('images', 'image', 1) if n == 1 else words}"
+
+
 def members(criterion: Criterion, labels: np.ndarray, positive_class: int) -> int:
     """How many of these images the metric's proportion counts at best (all correct without attack)."""
     everyone = np.ones(len(labels), dtype=bool)
@@ -68,10 +74,11 @@ def undecidable_warnings(criteria: Sequence[Criterion], method: str, confidence:
                 continue
             needed = smallest_decidable_n(c.threshold, side(c), method, two_sided_level(confidence))
             best = "a perfect score" if side(c) == "lower" else "a score of 0"
-            need = f"at least {needed} {denominator(c)} are needed" if needed else "no test set size suffices"
+            need = (f"at least {counted(needed, c)} {'is' if needed == 1 else 'are'} needed" if needed
+                    else "no test set size suffices")
             consequence = ("it cannot pass" if c.bound else
                            "a PASS on the point estimate would not be supported at that confidence")
-            out.append(f"criterion {c.id}: with {n} {denominator(c)}{where}, even {best} has a "
+            out.append(f"criterion {c.id}: with {counted(n, c)}{where}, even {best} has a "
                        f"one-sided {confidence:.0%} {METHOD_NAMES[method]} {side(c)} bound on the wrong side of "
                        f"{threshold_label(c.threshold)}, so {consequence}; {need}")
     return out
@@ -85,6 +92,6 @@ def decidable_from(criteria: Sequence[Criterion], method: str, confidence: float
             continue
         needed = smallest_decidable_n(c.threshold, side(c), method, two_sided_level(confidence))
         where = " per subgroup" if c.subgroup == WORST else (" in the subgroup" if c.subgroup else "")
-        out.append(f"{c.id}: decidable from {needed} {denominator(c)}{where}" if needed else
+        out.append(f"{c.id}: decidable from {counted(needed, c)}{where}" if needed else
                    f"{c.id}: not decidable at any test set size")
     return out

@@ -80,3 +80,33 @@ def source_revision() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return f"{sha}-dirty" if dirty else sha
+
+
+def plan_git_provenance(plan_file: str | None) -> dict[str, object]:
+    """Where the plan file stands in git (its pre-registration): the last commit that changed it, that commit's date
+    and author, and whether the file was modified since; {'tracked': False, 'why': …} outside a repository or for
+    a file never committed. Nothing is refused: the report states what it finds."""
+    import subprocess
+    from pathlib import Path
+
+    if not plan_file or not Path(plan_file).is_file():
+        return {"tracked": False, "why": "the plan was not read from a file"}
+    path = Path(plan_file).resolve()
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(path.parent), *args], capture_output=True, text=True, timeout=10,
+                              check=True).stdout.strip()
+
+    try:
+        git("rev-parse", "--show-toplevel")
+    except (OSError, subprocess.SubprocessError):
+        return {"tracked": False, "why": "not under version control"}
+    try:
+        last = git("log", "-1", "--format=%H%x00%cI%x00%an", "--", path.name)
+        status = git("status", "--porcelain", "--", path.name)
+    except (OSError, subprocess.SubprocessError):  # e.g. a repository without any commit yet
+        last = ""
+    if not last:
+        return {"tracked": False, "why": "in a git repository but never committed"}
+    commit, date, author = last.split("\x00")
+    return {"tracked": True, "commit": commit, "date": date, "author": author, "modified": bool(status)}

@@ -63,6 +63,7 @@ from harness.run.environment import (
     device_info,
     library_versions,
     plan_threads,
+    plan_git_provenance,
     platform_info,
     resolve_device,
     source_revision,
@@ -70,7 +71,9 @@ from harness.run.environment import (
 from harness.run.fingerprint import Fingerprint, previous_parts, start_parts
 from harness.run.progress import ProgressMode, ProgressReporter
 from harness.storage.atomic import write_json_atomic, write_text_atomic
+from harness.storage.checksums import write_sums
 from harness.storage.filelock import LockTimeout, file_lock
+from harness.storage.hashing import file_sha256
 from harness.storage.history import record_run
 from harness.storage.model_copy import keep_model
 from harness.storage.rundir import create_run_dir, default_cache_dir, deid_salt, run_lock_path
@@ -129,7 +132,8 @@ class Runner:
         plan = self.plan
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise HarnessError(f"device {self.device} was requested but CUDA is not available")
-        self.results = ResultsDocument(plan=PlanRef(plan.name, plan.sha256))
+        self.results = ResultsDocument(plan=PlanRef(plan.name, plan.sha256,
+                                                    plan.subject.to_json() if plan.subject else None))
         self.manifest = self._initial_manifest()
         self.run_dir = self.resume_dir if self.resume_dir is not None else distributed.on_main(
             lambda: create_run_dir(self.config.out_root, plan.name, plan.sha256))
@@ -179,6 +183,7 @@ class Runner:
                 self._stage("report", lambda: distributed.on_main(self._render_report, share=False))
             distributed.on_main(self._record_in_history, share=False)  # last: only a run that ended passed or failed
             self._save()
+            distributed.on_main(self._seal, share=False)  # SHA256SUMS: written after every other file
 
     def _hold_run_dir(self, held: contextlib.ExitStack) -> None:
         """Rank 0: hold the run directory's lock for the whole run (a reader tells a live run from a killed one by
@@ -214,6 +219,8 @@ class Runner:
         self.results = self.results.stopped(status, code, line, self.current_stage)
         try:
             self._save()
+            if self.rank == 0:
+                self._seal()
         except (OSError, ValueError) as problem:  # must not hide the error that stopped the run
             self.echo(f"harness: warning: the run's status could not be recorded: {problem}")
 
@@ -229,6 +236,15 @@ class Runner:
 
         self.echo("harness: rendering report.html and report.pdf")
         render_report(self.run_dir)
+        self.reported_results_sha256 = file_sha256(self.run_dir / "results.json")
+
+    def _seal(self) -> None:
+        """Rank 0, last: re-render the report if results.json changed after it was rendered (the cover prints that
+        file's hash), then write SHA256SUMS over every file of the run directory."""
+        reported = getattr(self, "reported_results_sha256", None)
+        if reported is not None and file_sha256(self.run_dir / "results.json") != reported:
+            self._render_report()
+        write_sums(self.run_dir)
 
     def _load_dataset(self) -> DatasetBundle:
         plugin = self.registry.get("dataset", self.plan.dataset.plugin)
@@ -557,7 +573,7 @@ class Runner:
             "plan": {"name": plan.name, "source": plan.source, "sha256": plan.sha256, "resolved": plan.resolved,
                      "overrides": plan.overrides, "copy": PLAN_SOURCE_FILE, "file_sha256": plan.file_sha256,
                      "resolved_yaml_sha256": hashlib.sha256(plan.resolved_yaml().encode("utf-8")).hexdigest(),
-                     "hashes": PLAN_HASHES},
+                     "hashes": PLAN_HASHES, "git": plan_git_provenance(plan.source)},
             "seeds": {"plan": plan.seed, "attack_batches": "sha256(seed:model:attack:batch) per batch"},
             "device": device_info(self.device),
             "versions": library_versions(),

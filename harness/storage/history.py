@@ -42,7 +42,8 @@ CREATE TABLE IF NOT EXISTS runs (
     started_at TEXT,
     finished_at TEXT NOT NULL,      -- UTC, when the run was recorded
     harness_version TEXT,
-    metrics TEXT NOT NULL           -- JSON: clean metrics per model role and each criterion's measured value
+    metrics TEXT NOT NULL           -- JSON: clean metrics per model role, each criterion's measured value, and
+                                    -- `subject`: the device under test the plan states (or null)
 );
 CREATE INDEX IF NOT EXISTS runs_by_plan_data ON runs (plan_name, data_sha256, status, finished_at);
 """
@@ -156,7 +157,8 @@ def entry_values(run: RunResults) -> dict[str, Any]:
 
     metrics = {"clean": {role: {metric.name: metric.read(model) for metric in metrics_in(CLEAN)}
                          for role, model in document.models.items()},
-               "criteria": {c.id: c.measured for c in document.criteria}}
+               "criteria": {c.id: c.measured for c in document.criteria},
+               "subject": dict(document.plan.subject) if document.plan.subject else None}
     hardened = document.models.get("hardened")
     naive = document.models.get("naive")
     return {"plan_name": document.plan.name, "plan_sha256": document.plan.sha256,

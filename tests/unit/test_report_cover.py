@@ -45,7 +45,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     run_dir = write_synthetic_run(tmp_path_factory.mktemp("run") / "run", n_test=40, n_eps=5)
     html = _html(run_dir)
     return {"run_dir": run_dir, "html": html, "cover": _part(html, "Adversarial robustness validation report",
-                                                             "Contents"),
+                                                             "Contents").replace("\u200b", ""),
             "results": json.loads((run_dir / "results.json").read_text()),
             "manifest": json.loads((run_dir / "manifest.json").read_text())}
 
@@ -115,7 +115,10 @@ def test_cover_hashes_can_be_verified_and_are_explained(run):
     resolved_sha = hashlib.sha256((run["run_dir"] / "plan.resolved.yaml").read_bytes()).hexdigest()
     assert f"plan file {file_sha} {plan['hashes']['file_sha256']}" in text
     assert f"plan.resolved.yaml {resolved_sha} {plan['hashes']['resolved_yaml_sha256']}" in text
-    assert f"{plan['sha256']} {plan['hashes']['sha256']}" in text
+    assert f"plan id {plan['sha256']} sha256 of the resolved plan as canonical JSON" in text
+    results_sha = hashlib.sha256((run["run_dir"] / "results.json").read_bytes()).hexdigest()
+    assert f"results id {results_sha}" in text
+    assert "cd RUN_DIR && sha256sum -c SHA256SUMS" in text and "this PDF's own hash is there" in text
     assert f"harness 0.1.0, git {run['manifest']['harness_revision']} the harness release" in text
 
 

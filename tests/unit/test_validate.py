@@ -46,7 +46,8 @@ def test_a_missing_weights_file_fails_with_file_line_and_key(folder, capsys):
     plan = write(folder, "plan.yaml", weights="gone/resnet.pt")
     assert main(["validate", str(plan)]) == 2
     error = capsys.readouterr().err.strip()
-    assert error == f"harness: error: {plan}:9, key 'model.weights': not found: gone/resnet.pt"
+    assert error == (f"harness: error: {plan}:9, key 'model.weights': not found: gone/resnet.pt (relative to the "
+                     f"plan's folder {plan.parent.resolve()})")
 
 
 def test_a_missing_data_folder_or_manifest_fails_naming_its_key(folder, capsys):

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
 
 from harness.cli.exit_codes import EXIT_PASS
+from harness.cli.pipes import quiet_closed_stdout
+
+if TYPE_CHECKING:
+    from harness.results.compare import Comparison
 
 NAME = "compare"
 HELP = "compare two runs on the same test images (differences per metric, paired tests)"
@@ -24,24 +29,38 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def execute(args: argparse.Namespace, console: Console) -> int:
-    """Print the comparison and write it as <A name>.json and <A name>.md (atomically)."""
-    from rich.table import Table
-
-    from harness.cli.comparison_text import (
-        METRIC_COLUMNS,
-        NOTE,
-        RUN_COLUMNS,
-        heading,
-        markdown,
-        metric_cells,
-        run_cells,
-    )
+    """Write the comparison as <A name>.json and <A name>.md (atomically), then print it; a reader that closes the
+    pipe early (`| head`) ends the command quietly with exit 0."""
+    from harness.cli.comparison_text import markdown
     from harness.results.compare import compare_runs
     from harness.results.view import RunResults
-    from harness.stats.paired import TEST_NAME
     from harness.storage.atomic import write_json_atomic, write_text_atomic
+    from harness.storage.checksums import update_sums
 
     comparison = compare_runs(RunResults.load(args.run_a), RunResults.load(args.run_b))
+    folder = args.out or Path(args.run_b) / FOLDER
+    stem = folder / Path(comparison.a.run_dir).name
+    json_path, markdown_path = stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".md")
+    write_json_atomic(json_path, comparison.to_json())
+    write_text_atomic(markdown_path, markdown(comparison))
+    if args.out is None:  # inside run B: its SHA256SUMS (when sealed) lists them
+        update_sums(Path(args.run_b), [f"{FOLDER}/{json_path.name}", f"{FOLDER}/{markdown_path.name}"])
+    try:
+        _print(console, comparison)
+        console.print(escape(f"harness: comparison written to {json_path} and {markdown_path}"), soft_wrap=True)
+        console.file.flush()
+    except BrokenPipeError:
+        quiet_closed_stdout()
+    return EXIT_PASS
+
+
+def _print(console: Console, comparison: Comparison) -> None:
+    """The comparison's tables and notes."""
+    from rich.table import Table
+
+    from harness.cli.comparison_text import METRIC_COLUMNS, NOTE, RUN_COLUMNS, heading, metric_cells, run_cells
+    from harness.stats.paired import TEST_NAME
+
     runs = Table(title="Runs", title_justify="left")
     for column in RUN_COLUMNS:
         runs.add_column(column, overflow="fold")
@@ -60,10 +79,3 @@ def execute(args: argparse.Namespace, console: Console) -> int:
     console.print(escape(NOTE.format(test=TEST_NAME)), soft_wrap=True)
     for note in comparison.notes:
         console.print(escape(f"harness: note: {note}"), soft_wrap=True)
-    folder = args.out or Path(args.run_b) / FOLDER
-    stem = folder / Path(comparison.a.run_dir).name
-    json_path, markdown_path = stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".md")
-    write_json_atomic(json_path, comparison.to_json())
-    write_text_atomic(markdown_path, markdown(comparison))
-    console.print(escape(f"harness: comparison written to {json_path} and {markdown_path}"), soft_wrap=True)
-    return EXIT_PASS

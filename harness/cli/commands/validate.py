@@ -31,6 +31,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def execute(args: argparse.Namespace, console: Console) -> int:
     """Validate each plan and the files it names; one line per plan (with the smallest test split each proportion
     criterion can be decided on); the worst exit code."""
+    from harness.plan.advice import plan_warnings
     from harness.plan.schema import load_plan
     from harness.registry.manager import default_registry
     from harness.results.sample_size import decidable_from
@@ -45,14 +46,22 @@ def execute(args: argparse.Namespace, console: Console) -> int:
             print(error_line(exc), file=sys.stderr)
             worst = max(worst, exc.exit_code)
             continue
-        corruptions = f"{len(plan.corruptions)} corruptions, " if plan.corruptions else ""
+        corruptions = f"{plural(len(plan.corruptions), 'corruption')}, " if plan.corruptions else ""
         console.print(escape(f"{path}: valid plan '{plan.name}': data set {plan.dataset.plugin}, model "
-                             f"{plan.model.plugin}, {len(plan.attacks)} attacks, {corruptions}"
-                             f"{len(plan.acceptance)} criteria; input files readable"), soft_wrap=True)
+                             f"{plan.model.plugin}, {plural(len(plan.attacks), 'attack')}, {corruptions}"
+                             f"{plural(len(plan.acceptance), 'criterion', 'criteria')}; input files readable"),
+                      soft_wrap=True)
+        for line in plan_warnings(plan):
+            console.print(escape(f"  warning: {line}"), soft_wrap=True)
         options = plan.statistics
         for line in decidable_from(plan.acceptance, options.interval, options.confidence):
             console.print(escape(f"  sample size: {line} (one-sided {options.confidence:.0%} {options.interval})"))
     return worst
+
+
+def plural(n: int, one: str, many: str | None = None) -> str:
+    """'1 attack', '4 attacks', '1 criterion', '5 criteria'."""
+    return f"{n} {one if n == 1 else many or one + 's'}"
 
 
 def check_input_files(plan: Plan) -> None:
@@ -66,9 +75,11 @@ def check_input_files(plan: Plan) -> None:
     sections += [(f"attacks.{i}", spec.params) for i, spec in enumerate(plan.attacks)]
     for section, params in sections:
         for key, value in path_fields(params, section):
-            problem = _unreadable(plan_path(value, plan.base_dir))
+            path = plan_path(value, plan.base_dir)
+            problem = _unreadable(path)
             if problem:
-                raise _located(plan, PlanError(f"{problem}: {value}", key=key))
+                relative = "" if Path(str(value)).is_absolute() else f" (relative to the plan's folder {plan.base_dir})"
+                raise _located(plan, PlanError(f"{problem}: {value}{relative}", key=key))
 
 
 def _unreadable(path: Path) -> str | None:

@@ -10,11 +10,14 @@ from harness.report.inputs import ROLES, ReportInput
 from harness.report.sections.criteria import criterion_row
 from harness.report.sections.warnings import warnings
 from harness.results.warnings import NOT_A_CLASSIFIER
+from harness.report.subject import device_under_test
 from harness.report.text import basename, short_hash, utc_text
 from harness.results.formatting import interval_text, level_text, pct
 from harness.results.status import JUDGED
 from harness.results.uncertainty import shown
 from harness.stats.intervals import METHOD_NAMES
+from harness.storage.checksums import VERIFY_COMMAND
+from harness.storage.hashing import PLAN_ID_COMMAND, file_sha256
 
 TITLE = None
 STATUS_TEXT = {
@@ -26,6 +29,12 @@ STATUS_TEXT = {
     "error": "stopped by an error",
     "interrupted": "interrupted before it finished",
 }
+PLAN_ID_NOTE = ("sha256 of the resolved plan as canonical JSON (Python's json.dumps with sort_keys=True); the same "
+                "plan gives the same id, and its first 8 digits name the run directory; reproduce it in the run "
+                "directory with")
+RESULTS_ID_NOTE = "sha256 of results.json: two runs with different results never share it"
+VERIFY_NOTE = ("every file of the run directory, this PDF and the model copy included, is listed with its sha256 "
+               "in SHA256SUMS, written last; this PDF's own hash is there (a file cannot contain its own hash)")
 REVISION_NOTE = ("the harness release that made the run and, when it ran from a source checkout, the git commit of "
                  "that source ('-dirty': with uncommitted changes)")
 
@@ -102,13 +111,26 @@ def models(report: ReportInput) -> list[dict[str, Any]]:
     return out
 
 
+def _file_hash(report: ReportInput, name: str) -> str | None:
+    path = report.run.run_dir / name
+    try:
+        return file_sha256(path) if path.is_file() else None
+    except OSError:
+        return None
+
+
 def hashes(report: ReportInput) -> list[dict[str, str]]:
-    """The plan's hashes and the harness revision, each with the one-line explanation the manifest records."""
+    """The plan's hashes, the results' hashes and the harness revision, each with a one-line explanation."""
     plan = report.plan_record
-    explained = plan.get("hashes") or {}
+    explained = {**(plan.get("hashes") or {}), "sha256": f"{PLAN_ID_NOTE}: {PLAN_ID_COMMAND}"}
     rows = [{"what": label, "value": str(plan[key]), "explanation": explained.get(key, "")}
             for key, label in (("file_sha256", "plan file"), ("resolved_yaml_sha256", "plan.resolved.yaml"),
-                               ("sha256", "resolved plan (run id)")) if plan.get(key)]
+                               ("sha256", "plan id")) if plan.get(key)]
+    for name, label, note in (("results.json", "results id", RESULTS_ID_NOTE),
+                              ("samples.csv", "samples.csv", "sha256 of samples.csv (one row per image)")):
+        digest = _file_hash(report, name)
+        if digest:
+            rows.append({"what": label, "value": digest, "explanation": note})
     revision = report.manifest.get("harness_revision")
     rows.append({"what": "harness", "value": f"{report.harness_version}, git {revision or 'revision not recorded'}",
                  "explanation": REVISION_NOTE})
@@ -159,6 +181,7 @@ def build(report: ReportInput) -> dict[str, Any]:
         "dataset_hash": short_hash(dataset.content_sha256 if dataset else None),
         "n_test": dataset.n_test if dataset else None,
         "models": models(report), "hashes": hashes(report), "status": run_status(report),
+        "device": device_under_test(report), "verify": {"command": VERIFY_COMMAND, "note": VERIFY_NOTE},
         "credibility": credibility(report), "n_warnings": len(warnings(report)), "deviations": deviations(report),
         "predictions": [w for w in run.warnings if NOT_A_CLASSIFIER in w],
         "run_date": utc_text(report.manifest.get("started_at")),

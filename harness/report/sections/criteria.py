@@ -65,6 +65,22 @@ def criterion_row(report: ReportInput, c: CriterionResult) -> dict[str, Any]:
             "inconclusive": c.inconclusive, "deviation": c.deviation}
 
 
+def preregistration(report: ReportInput) -> str:
+    """When the criteria were fixed, from git's record of the plan file (manifest `plan.git`)."""
+    git = report.plan_record.get("git")
+    if not isinstance(git, dict):
+        return "Version control of the plan file: not recorded by this run."
+    if not git.get("tracked"):
+        return f"Acceptance criteria: the plan file is {git.get('why') or 'not under version control'}; when the " \
+               "criteria were fixed is not shown."
+    state = ("modified since that commit (the run used uncommitted changes)" if git.get("modified")
+             else "unmodified since")
+    return (f"Acceptance criteria fixed in commit {str(git.get('commit'))[:12]} on {str(git.get('date'))[:10]} by "
+            f"{git.get('author')}; the plan file was {state}.")
+
+
 def build(report: ReportInput) -> dict[str, Any]:
-    """One row per criterion, in plan order."""
-    return {"rows": [criterion_row(report, c) for c in report.run.criteria]}
+    """One row per criterion, in plan order, with how many have no rationale, and when they were fixed."""
+    rows = [criterion_row(report, c) for c in report.run.criteria]
+    return {"rows": rows, "preregistration": preregistration(report),
+            "n_without_rationale": sum(1 for row in rows if not row["description"])}

@@ -55,8 +55,9 @@ def model_examples(report: ReportInput, ex: Examples) -> dict[str, Any]:
         })
     return {"role": ex.role, "attack": ex.attack_id, "plugin": ex.attack, "eps": eps_text(ex.epsilon),
             "native": report.native_text(ex.epsilon), "factor": f"{factor:g}", "shown": items,
+            "full_scale": report.eps_native(0.5 / factor),
             "n_flipped": sum(1 for it in items if it["flipped"]),
-            "volume": volume, "per_row": 1 if volume else 3}
+            "volume": volume, "per_row": 1}
 
 
 def build(report: ReportInput) -> dict[str, Any]:

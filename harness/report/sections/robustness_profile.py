@@ -8,6 +8,7 @@ from typing import Any
 from harness.report import plots
 from harness.report.inputs import ReportInput
 from harness.report.sections.corruptions import hardening_sentence
+from harness.report.worst_case import lowest_accuracy
 from harness.results.formatting import eps_text, num, pct
 
 TITLE = "Robustness profile"
@@ -19,10 +20,11 @@ def _mean(values: list[float | None]) -> float | None:
 
 
 def profile_rows(report: ReportInput) -> list[plots.ProfileRow]:
-    """Clean accuracy, accuracy under each fixed-ε attack near the cutoff, mean accuracy under each corruption."""
+    """Clean accuracy, accuracy under each attack (minimal ones included) near the cutoff, mean accuracy under each
+    corruption."""
     rows = [plots.ProfileRow("clean", "clean", {role: report.model(role).clean.accuracy  # type: ignore[union-attr]
                                                 for role in report.roles})]
-    for attack_id in report.attack_ids_of_kind("fixed_epsilon"):
+    for attack_id in report.attack_ids:
         points = {role: report.point_near_cutoff(role, attack_id) for role in report.roles}
         first = next((p for p in points.values() if p is not None), None)
         if first is None:
@@ -51,12 +53,12 @@ def _worst_corruption(report: ReportInput, role: str) -> tuple[float, str] | Non
 def sentences(report: ReportInput, rows: list[plots.ProfileRow]) -> list[str]:
     """The naive model's weakest attack and corruption, and what hardening changed."""
     out = []
-    attacks = [row for row in rows if row.kind == "attack" and row.accuracy.get("naive") is not None]
     clean = rows[0].accuracy.get("naive")
-    if attacks:
-        weakest = min(attacks, key=lambda row: row.accuracy["naive"])
-        out.append(f"Under attack, the naive model's lowest accuracy is {pct(weakest.accuracy['naive'])} "
-                   f"({weakest.label}), against {pct(clean)} on clean images.")
+    lowest = lowest_accuracy(report, "naive")
+    if lowest is not None:
+        out.append(f"Under attack, the naive model's lowest accuracy is {pct(lowest.accuracy)} ({lowest.attack_id}, "
+                   f"ε = {report.eps_native(lowest.point.epsilon, lowest.point)}), against {pct(clean)} on clean "
+                   "images.")
     worst = _worst_corruption(report, "naive")
     corruptions = [row.accuracy.get("naive") for row in rows if row.kind == "corruption"]
     if worst is not None:

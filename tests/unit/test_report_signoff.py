@@ -1,0 +1,149 @@
+"""The report a reviewer signs (issue 25): device under test, limitations, legible type, ids that wrap cleanly."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from report_layout import MAX_SMALL_SHARE, read_layout, small_type_share, small_words, tool, type_size
+
+from harness.errors import PlanError
+from harness.plan.subject import Subject, parse_subject
+from harness.report import render_report
+from harness.report.synthetic import write_synthetic_run
+from harness.report.text import breakable_id
+
+SUBJECT = {"name": "NoduleScope", "version": "2.1", "manufacturer": "Example Imaging Ltd",
+           "intended_use": "Characterise solid pulmonary nodules on chest CT.",
+           "indications": ["adults with an incidental solid nodule of 6-30 mm"],
+           "contraindications": "paediatric patients"}
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """A synthetic run with no subject: the model is trained by the harness (a demonstration model)."""
+    run = write_synthetic_run(tmp_path_factory.mktemp("demo") / "run", n_test=40)
+    _, pdf = render_report(run)
+    text = subprocess.run([tool("pdftotext"), "-layout", str(pdf), "-"], capture_output=True, text=True,
+                          check=True).stdout
+    return {"text": text, "layout": read_layout(pdf, tmp_path_factory.mktemp("pages")), "run": run}
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.replace("\u200b", "").split())
+
+
+def test_a_stated_subject_is_the_title_block_and_in_results(tmp_path):
+    run = write_synthetic_run(tmp_path / "run", n_test=30, subject=SUBJECT, examples=False)
+    html, _ = render_report(run)
+    page = html.read_text()
+    assert "NoduleScope version 2.1" in page and "Example Imaging Ltd" in page
+    assert "adults with an incidental solid nodule of 6-30 mm" in page and "paediatric patients" in page
+    import json
+    assert json.loads((run / "results.json").read_text())["plan"]["subject"]["name"] == "NoduleScope"
+
+
+def test_a_supplied_model_without_subject_says_not_stated_in_red(tmp_path):
+    import json
+    run = write_synthetic_run(tmp_path / "run", n_test=30, examples=False)
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["models"]["naive"]["source"] = "torchscript"
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    html, _ = render_report(run)
+    page = html.read_text()
+    assert page.count('<span class="warn">not stated</span>') == 3  # product, version, manufacturer
+    assert "demonstration model" not in page
+
+
+def test_the_harness_trained_model_is_called_a_demonstration_model(demo):
+    cover = _one_line(demo["text"].split("1. Summary")[0])
+    assert "demonstration model: a network trained by the harness" in cover
+    assert "this run's test images are a generated phantom" in cover
+
+
+def test_limitations_are_built_from_the_run(demo):
+    text = _one_line(demo["text"])
+    section = text[text.index("Limitations What this run cannot show"):]
+    assert "40 test images from 40 patients" in section
+    assert "ε = 0.004 is 6 HU per pixel" in section and "σ 10–40 HU" in section and "source:" in section
+    assert "white-box" in section and "No transfer attacks" in section
+    assert "Subgroups: none evaluated" in section and "Natural corruptions: none evaluated" in section
+    assert "weights of the naive model loaded from the harness cache" in section
+
+
+def test_type_is_legible(demo):
+    layout = demo["layout"]
+    assert small_type_share(layout) <= MAX_SMALL_SHARE, [w.text for w in small_words(layout)][:20]
+    assert not small_words(layout, 7.5), [(w.page, w.text, round(type_size(w), 2)) for w in small_words(layout, 7.5)][:20]
+    sizes = sorted(type_size(w) for w in layout.words)
+    assert sizes[len(sizes) // 2] >= 7.45  # half of all words at table size or larger
+
+
+def test_ids_break_only_between_parts():
+    shown = breakable_id("pgd_linf[eps=0.004]::robust_accuracy>=0.60")
+    assert "0.004" in shown and "0.60" in shown  # numbers stay whole
+    assert shown.replace("\u200b", "") == "pgd_linf[eps=0.004]::robust_accuracy>=0.60"
+    assert shown.count("\u200b") >= 4
+
+
+def test_subject_is_validated_with_the_key_named():
+    errors = []
+
+    def error(message, key):
+        errors.append((message, key))
+        return PlanError(message, key=key)
+
+    with pytest.raises(PlanError):
+        parse_subject({"version": 2.1}, error)
+    assert errors[-1] == ('expected a string, got 2.1 (quote it: version: "2.1")', "subject.version")
+    with pytest.raises(PlanError):
+        parse_subject({"model": "x"}, error)
+    assert errors[-1][1] == "subject.model"
+    assert parse_subject(None, error, "Decision support.") == Subject(intended_use="Decision support.")
+    assert parse_subject({"name": "A", "indications": "one"}, error).indications == ("one",)
+
+
+def test_lowest_accuracy_has_one_source_over_every_attack(demo):
+    from harness.report.load import load_report
+    from harness.report.worst_case import attack_points, lowest_accuracy
+
+    report = load_report(demo["run"])
+    points = attack_points(report, "naive")
+    kinds = {report.attack(a).kind for a, _ in points}
+    assert kinds == {"fixed_epsilon", "minimal"}  # minimal attacks (FMN) count too
+    lowest = lowest_accuracy(report, "naive")
+    assert lowest.accuracy == min(p.robust_accuracy for _, p in points)
+
+
+def test_plan_git_provenance_is_recorded_and_reported(tmp_path):
+    import json
+    import shutil
+
+    from harness.report.load import load_report
+    from harness.report.sections.criteria import build as criteria
+    from harness.run.environment import plan_git_provenance
+
+    if not shutil.which("git"):
+        pytest.skip("git is not installed")
+    plan = tmp_path / "repo" / "plan.yaml"
+    plan.parent.mkdir()
+    plan.write_text("harness: 1\n")
+    assert plan_git_provenance(str(plan)) == {"tracked": False, "why": "not under version control"}
+    git = ["git", "-C", str(plan.parent), "-c", "user.name=QA Lead", "-c", "user.email=qa@example.org"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    assert plan_git_provenance(str(plan))["why"] == "in a git repository but never committed"
+    subprocess.run([*git, "add", "plan.yaml"], check=True)
+    subprocess.run([*git, "commit", "-qm", "criteria"], check=True)
+    found = plan_git_provenance(str(plan))
+    assert found["tracked"] and found["author"] == "QA Lead" and found["modified"] is False
+    plan.write_text("harness: 1\n# changed\n")
+    assert plan_git_provenance(str(plan))["modified"] is True
+
+    run = write_synthetic_run(tmp_path / "run", n_test=20, examples=False)
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["plan"]["git"] = found
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    section = criteria(load_report(run))
+    assert section["preregistration"] == (f"Acceptance criteria fixed in commit {found['commit'][:12]} on "
+                                          f"{found['date'][:10]} by QA Lead; the plan file was unmodified since.")
+    assert section["n_without_rationale"] == 3  # the synthetic plan gives one of its four criteria a reason
