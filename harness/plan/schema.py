@@ -25,6 +25,7 @@ from harness.plan.criteria import (
     baseline_criterion_id,
     criterion_id,
 )
+from harness.plan.heads import HEAD_KEYS, ModelHead, parse_head
 from harness.plan.params import build_dataclass, params_to_dict
 from harness.plan.sandbox import check_path, enforce_sandbox, resolve, sandbox_roots
 from harness.plan.yaml_source import (
@@ -159,6 +160,7 @@ class Plan:
     statistics: StatisticsOptions = field(default_factory=StatisticsOptions)
     subgroups: list[str] = field(default_factory=list)  # metadata attributes every metric is reported by
     corruptions: list[CorruptionSpec] = field(default_factory=list)  # natural corruptions of the test images
+    head: ModelHead = field(default_factory=ModelHead)  # the model's output contract and operating point
 
     @property
     def sha256(self) -> str:
@@ -251,6 +253,7 @@ class _PlanBuilder:
         epsilons = self.epsilon_list(data.get("epsilons", [0.001, 0.002, 0.004, 0.008]), "epsilons")
         dataset = self.plugin_ref("dataset", "dataset")
         model = self.plugin_ref("model", "model")
+        head = parse_head(data["model"], self.error)
         defence = self.plugin_ref("defence", "defence") if data.get("defence") is not None else None
         attacks = self.attacks(epsilons)
         sandbox = self.scalar("sandbox", bool, default=False)
@@ -287,7 +290,7 @@ class _PlanBuilder:
             base_dir=self.base_dir, resolved=resolved, overrides=list(self.overrides), batch_size_auto=batch_size_auto,
             text=self.doc.text, statistics=statistics, subgroups=subgroups,
             show_paths=self.scalar("show_paths", bool, default=False), leakage=leakage, sandbox_roots=tuple(roots),
-            corruptions=corruptions)
+            corruptions=corruptions, head=head)
 
     def engine_settings(self, raw: Any) -> EngineSettings:
         """`engine: auto`, or a mapping of options; without speed options the runner chooses them (auto)."""
@@ -368,7 +371,8 @@ class _PlanBuilder:
             known = ", ".join(self.registry.names(kind)) or "none installed"
             raise self.error(f"unknown {kind} plugin {name!r} (available: {known})", f"{section}.plugin")
         plugin = self.registry.get(kind, name)
-        params = build_dataclass(plugin.Params, raw, section, self.line, ignore=("plugin",))
+        ignore = ("plugin", *HEAD_KEYS) if kind == "model" else ("plugin",)
+        params = build_dataclass(plugin.Params, raw, section, self.line, ignore=ignore)
         try:
             check_architecture(getattr(params, "architecture", None), section, self.registry.of_kind("architecture"))
         except PlanError as exc:

@@ -445,10 +445,13 @@ class ModelResult:
     mean_corruption_error: float | None = None  # mean of the corruptions' corruption errors
     # plan `subgroups`: attribute → value → the same metrics on that subgroup's test images (no indicators)
     subgroups: Mapping[str, Mapping[str, ModelResult]] = field(default_factory=dict)
+    operating_point: Mapping[str, Any] | None = None  # binary models deciding at a threshold (None: argmax)
+    classes: Mapping[str, ModelResult] = field(default_factory=dict)  # K > 2: class → its one-vs-rest results
 
     def __post_init__(self) -> None:
         _set(self, attacks=MappingProxyType(dict(self.attacks)), corruptions=MappingProxyType(dict(self.corruptions)),
-             subgroups=MappingProxyType({a: MappingProxyType(dict(v)) for a, v in self.subgroups.items()}))
+             subgroups=MappingProxyType({a: MappingProxyType(dict(v)) for a, v in self.subgroups.items()}),
+             classes=MappingProxyType(dict(self.classes)))
 
     def subgroup(self, attribute: str, value: str) -> ModelResult:
         """The results on one subgroup (KeyError naming the subgroups measured otherwise)."""
@@ -490,7 +493,9 @@ class ModelResult:
                 **_present(indicators=self.indicators and self.indicators.to_json(), corruptions=corruptions,
                            mean_corruption_error=self.mean_corruption_error,
                            subgroups={a: {v: m.to_json() for v, m in values.items()}
-                                      for a, values in self.subgroups.items()} or None)}
+                                      for a, values in self.subgroups.items()} or None,
+                           operating_point=self.operating_point and dict(self.operating_point),
+                           classes={c: m.to_json() for c, m in self.classes.items()} or None)}
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> ModelResult:
@@ -503,7 +508,9 @@ class ModelResult:
                                 for corruption_id, c in raw.get("corruptions", {}).items()},
                    mean_corruption_error=raw.get("mean_corruption_error"),
                    subgroups={a: {v: ModelResult.from_json(m) for v, m in values.items()}
-                              for a, values in (raw.get("subgroups") or {}).items()})
+                              for a, values in (raw.get("subgroups") or {}).items()},
+                   operating_point=raw.get("operating_point"),
+                   classes={c: ModelResult.from_json(m) for c, m in (raw.get("classes") or {}).items()})
 
 
 DEFENCE_DETAILS = ("early_stopped", "resumed_from_round", "naive_selected", "mixed_precision", "selection",
