@@ -49,7 +49,9 @@ class ModelHead:
 
 
 def parse_head(raw: dict[str, Any], error: Callable[[str, str], PlanError]) -> ModelHead:
-    """`output` and `decision` of the plan's model entry; `error(message, key)` makes the one-line PlanError."""
+    """`output` and `decision` of the plan's model entry; `error(message, key)` makes the one-line PlanError.
+
+    A `decision` key `on` that YAML read as `true` is renamed in `raw` (the plan's resolved data) itself."""
     output = raw.get("output", "logits")
     if output not in OUTPUTS:
         raise error(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}", "model.output")
@@ -58,7 +60,9 @@ def parse_head(raw: dict[str, Any], error: Callable[[str, str], PlanError]) -> M
         return ModelHead(output=output)
     if not isinstance(decision, dict):
         raise error("expected a mapping: {threshold: 0.37} or {sensitivity: 0.90, on: val}", "model.decision")
-    unknown = sorted(set(decision) - {"threshold", "sensitivity", "on"})
+    if True in decision:  # YAML 1.1 reads a bare `on:` key as the boolean true: the resolved plan says "on"
+        decision = raw["decision"] = {("on" if key is True else key): value for key, value in decision.items()}
+    unknown = sorted(str(key) for key in set(decision) - {"threshold", "sensitivity", "on"})
     if unknown:
         raise error(f"unknown key {unknown[0]!r} (allowed: threshold, sensitivity, on)", f"model.decision.{unknown[0]}")
     if ("threshold" in decision) == ("sensitivity" in decision):
