@@ -468,7 +468,7 @@ class _PlanBuilder:
             raise self.error("expected a list of criteria", "acceptance")
         by_id = {a.id: a for a in attacks}
         allowed = {"id", "metric", "model", "attack", "epsilon", "min", "max", "description", "bound", "subgroup",
-                   "corruption", "severity", "baseline", "max_drop", "alpha"}
+                   "corruption", "severity", "baseline", "max_drop", "alpha", "class"}
         criteria, seen = [], set()
         for i, item in enumerate(raw):
             path = f"acceptance.{i}"
@@ -525,11 +525,13 @@ class _PlanBuilder:
             subgroup = self.criterion_subgroup(item.get("subgroup"), subgroups, f"{path}.subgroup")
             if subgroup is not None and (scope.per_model or scope.needs_corruption):
                 raise self.error(f"{metric} is not measured per subgroup", f"{path}.subgroup")
+            class_name = self.criterion_class(item, scope, model, subgroup, baseline, path)
             if baseline is not None and corruption is not None:
                 raise self.error("regression gates ('baseline') apply to clean and attack metrics, not to "
                                  "corruptions", f"{path}.baseline")
             cid = item.get("id") or (
-                criterion_id(metric, op, threshold, model, attack, epsilon, bound, subgroup, corruption, severity)
+                criterion_id(metric, op, threshold, model, attack, epsilon, bound, subgroup, corruption, severity,
+                             class_name)
                 if baseline is None else baseline_criterion_id(metric, op, baseline, model, attack, epsilon))
             if not isinstance(cid, str):
                 raise self.error("criterion id must be a string", f"{path}.id")
@@ -541,13 +543,28 @@ class _PlanBuilder:
                 raise self.error("expected a string", f"{path}.description")
             criterion = Criterion(id=cid, metric=metric, op=op, threshold=threshold, model=model, attack=attack,
                                   epsilon=epsilon, description=description, bound=bound, subgroup=subgroup,
-                                  baseline=baseline, corruption=corruption, severity=severity)
+                                  baseline=baseline, corruption=corruption, severity=severity, class_name=class_name)
             if baseline is not None and baseline.path is not None:
                 from harness.results.baselines import check_approved
 
                 check_approved(baseline, criterion, by_id)
             criteria.append(criterion)
         return criteria
+
+    def criterion_class(self, item: dict, scope: Any, model: str, subgroup: Any, baseline: Any,
+                        path: str) -> str | None:
+        """`class:` a class name (checked against the data set when it is loaded); clean and attack metrics of one
+        model only."""
+        if "class" not in item:
+            return None
+        name = item["class"]
+        if not isinstance(name, str) or not name:
+            raise self.error(f"class must be a class name of the data set, got {name!r}", f"{path}.class")
+        if scope.per_model or scope.needs_corruption or scope.attack_kind == "minimal" or model == "change" \
+                or subgroup is not None or baseline is not None:
+            raise self.error("class applies to clean and attack metrics of one model (not change, subgroups, "
+                             "corruptions, minimal attacks or regression gates)", f"{path}.class")
+        return name
 
     def baseline(self, item: dict, path: str) -> BaselineRef:
         """A regression gate's `baseline` (a run directory, relative to the plan's folder, or latest-pass),

@@ -165,6 +165,7 @@ class CleanMetrics:
     n: int
     confusion_matrix: tuple[tuple[int, ...], ...]  # rows: true class, columns: predicted class
     intervals: Intervals = field(default_factory=dict)
+    macro_sensitivity: float | None = None  # K > 2 classes: mean per-class recall (balanced accuracy)
 
     def __post_init__(self) -> None:
         _set(self, confusion_matrix=tuple(tuple(row) for row in self.confusion_matrix),
@@ -174,14 +175,15 @@ class CleanMetrics:
         """The `clean` section of one model."""
         return {"accuracy": self.accuracy, "sensitivity": self.sensitivity, "specificity": self.specificity,
                 "roc_auc": self.roc_auc, "n": self.n, "confusion_matrix": [list(row) for row in self.confusion_matrix],
-                **intervals_json(self.intervals)}
+                **_present(macro_sensitivity=self.macro_sensitivity), **intervals_json(self.intervals)}
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> CleanMetrics:
         """Read the `clean` section."""
         return cls(accuracy=raw.get("accuracy"), sensitivity=raw.get("sensitivity"),
                    specificity=raw.get("specificity"), roc_auc=raw.get("roc_auc"), n=raw["n"],
-                   confusion_matrix=raw.get("confusion_matrix", ()), intervals=read_intervals(raw))
+                   confusion_matrix=raw.get("confusion_matrix", ()), intervals=read_intervals(raw),
+                   macro_sensitivity=raw.get("macro_sensitivity"))
 
 
 @dataclass(frozen=True)
@@ -197,6 +199,7 @@ class AttackPoint:
     n: int
     epsilon_native: str | None = None
     intervals: Intervals = field(default_factory=dict)
+    robust_macro_sensitivity: float | None = None  # K > 2 classes: mean per-class recall under attack
 
     def __post_init__(self) -> None:
         _set(self, intervals=MappingProxyType(dict(self.intervals)))
@@ -206,6 +209,7 @@ class AttackPoint:
         return {"epsilon": self.epsilon, "epsilon_native": self.epsilon_native, "n": self.n,
                 "robust_accuracy": self.robust_accuracy, "robust_sensitivity": self.robust_sensitivity,
                 "robust_specificity": self.robust_specificity, "attack_success_rate": self.attack_success_rate,
+                **_present(robust_macro_sensitivity=self.robust_macro_sensitivity),
                 "bound_violations": self.bound_violations, **intervals_json(self.intervals)}
 
     @classmethod
@@ -215,7 +219,8 @@ class AttackPoint:
                    robust_sensitivity=raw.get("robust_sensitivity"), robust_specificity=raw.get("robust_specificity"),
                    attack_success_rate=raw.get("attack_success_rate"),
                    bound_violations=raw.get("bound_violations", 0), n=raw["n"],
-                   epsilon_native=raw.get("epsilon_native"), intervals=read_intervals(raw))
+                   epsilon_native=raw.get("epsilon_native"), intervals=read_intervals(raw),
+                   robust_macro_sensitivity=raw.get("robust_macro_sensitivity"))
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ from harness.registry.contracts import DatasetBundle, DatasetContext, DefenceCon
 from harness.registry.manager import Registry
 from harness.results.baselines import approved_manifest, resolve_baselines
 from harness.results.build import attack_result, clean_metrics
+from harness.results.classes import check_criterion_classes, class_results, needs_classes
 from harness.results.criteria import evaluate
 from harness.results.epsilons import EpsilonGrid
 from harness.results.formatting import eps_label
@@ -230,6 +231,7 @@ class Runner:
         self.echo(f"harness: loading data set '{self.plan.dataset.plugin}'")
         dataset = load_dataset(plugin, self.plan.dataset.params, context, salt)
         validate_dataset(dataset, self._trainers())
+        check_criterion_classes(self.plan.acceptance, dataset.class_names, self.plan.source)
         check_fit(self.plan.corruptions, self.registry, dataset, self.plan.seed, self.plan.source)
         self.fingerprint.add("data_sha256", dataset.provenance.get("content_sha256"))
         self.manifest["dataset"] = {"plugin": self.plan.dataset.plugin, "name": dataset.name,
@@ -371,6 +373,11 @@ class Runner:
             bar.close()
             outcome = outcomes[spec.id] = merge_outcomes(distributed.all_gather(local), self.batch_size)
             model = self._record_attack(role, model, spec, outcome, dataset, clean_pred)
+        if needs_classes(dataset.class_names, [c.class_name for c in self.plan.acceptance if c.class_name]):
+            model = replace(model, classes=class_results(model, dataset.class_names, labels, logits, outcomes,
+                                                         dataset.native_units, self.intervals))
+            self.results = self.results.with_model(role, model)
+            self._save()
         if self.plan.subgroups:
             model = replace(model, subgroups=subgroup_results(
                 model, self.plan.subgroups, self.metadata, labels, logits, outcomes, dataset.positive_class,
