@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import textwrap
 from dataclasses import dataclass
@@ -165,3 +166,14 @@ def test_choose_point_takes_the_highest_threshold_meeting_the_target():
     point = choose_point(scores, labels, 1, 0.75, "val")  # 3 of the 4 positives: the third highest is 1.0
     assert point.threshold_logit == pytest.approx(0.75) and point.split_sensitivity == 0.75
     assert point.split_specificity == pytest.approx(2 / 3)
+
+
+def test_the_report_states_the_operating_point(tmp_path):
+    from harness.report.context import build_context
+    from harness.report.load import load_report
+    from harness.report.render import render_html
+
+    result = run(tmp_path, ["model.decision={sensitivity: 0.9, on: val}"])
+    text = " ".join(re.sub(r"<[^>]+>", " ", render_html(build_context(load_report(result.run_dir)))).split())
+    assert "Operating point: naive model: threshold" in text and "chosen on the val split" in text
+    assert "Per class" not in text

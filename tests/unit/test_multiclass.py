@@ -3,6 +3,7 @@ sensitivity, criteria naming a class, and a class the data set lacks."""
 
 from __future__ import annotations
 
+import re
 import sys
 import textwrap
 from dataclasses import dataclass
@@ -113,3 +114,14 @@ def test_a_class_the_data_set_lacks_stops_with_one_line(tmp_path):
 def test_a_threshold_on_more_than_two_classes_is_refused(tmp_path):
     with pytest.raises(PlanError, match="a threshold applies to a binary model; this data set has 3 classes"):
         run(tmp_path, ["model.decision={threshold: 0.3}"])
+
+
+def test_the_report_shows_the_per_class_table(tmp_path):
+    from harness.report.context import build_context
+    from harness.report.load import load_report
+    from harness.report.render import render_html
+
+    result = run(tmp_path)
+    text = " ".join(re.sub(r"<[^>]+>", " ", render_html(build_context(load_report(result.run_dir)))).split())
+    assert "Per class (one-vs-rest)" in text and "macro sensitivity (balanced accuracy)" in text
+    assert "glioma 10 100.0%" in text and "Operating point" not in text
