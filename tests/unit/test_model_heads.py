@@ -177,3 +177,12 @@ def test_the_report_states_the_operating_point(tmp_path):
     text = " ".join(re.sub(r"<[^>]+>", " ", render_html(build_context(load_report(result.run_dir)))).split())
     assert "Operating point: naive model: threshold" in text and "chosen on the val split" in text
     assert "Per class" not in text
+
+
+def test_a_hardened_model_gets_its_own_operating_point_on_the_same_view(tmp_path):
+    result = run(tmp_path, ["model.kind=sigmoid_logit", "model.output=sigmoid_logit",
+                            "model.decision={sensitivity: 0.9, on: val}"], text=PLAN + "defence: {plugin: noop}\n")
+    naive, hardened = (result.raw["models"][role] for role in ("naive", "hardened"))
+    assert hardened["operating_point"]["method"] == "sensitivity"
+    assert hardened["operating_point"]["threshold_logit"] == naive["operating_point"]["threshold_logit"]
+    assert hardened["clean"] == naive["clean"] and hardened["attacks"] == naive["attacks"]

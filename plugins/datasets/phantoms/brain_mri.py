@@ -311,9 +311,9 @@ def _draw_pituitary(rng: np.random.Generator, image: np.ndarray, head: _Head, g:
                     params: BrainMRIParams) -> None:
     """A small solid midline lesion at the sella (anterior skull base): bright, no oedema."""
     low, high = params.lesion_radius
-    radius = rng.uniform(low, 0.5 * (low + high)) * g.scale
-    bright = head.tissue["wm"] + rng.uniform(*params.enhancement)
-    _draw_extra_axial(rng, image, g, rng.uniform(0.35, 0.5), -np.pi / 2 + rng.normal(0, 0.06), radius, bright)
+    radius = max(rng.uniform(low, 0.5 * (low + high)), 3.0) * g.scale
+    bright = head.tissue["wm"] + rng.uniform(*params.enhancement) + 0.1
+    _draw_extra_axial(rng, image, g, rng.uniform(0.4, 0.5), -np.pi / 2 + rng.normal(0, 0.04), radius, bright)
 
 
 TYPED = {1: _draw_glioma, 2: _draw_meningioma, 3: _draw_pituitary}
