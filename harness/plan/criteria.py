@@ -58,6 +58,7 @@ class Criterion:
     corruption: str | None = None  # a corruption id of the plan, or 'any'
     severity: int | None = None
     baseline: BaselineRef | None = None
+    class_name: str | None = None  # `class:` one class of the data set, judged one-vs-rest (its recall, ...)
 
     def holds(self, measured: float) -> bool:
         """Whether a measured value satisfies a fixed-threshold criterion (NaN never does)."""
@@ -67,12 +68,14 @@ class Criterion:
 
 
 def _scope(model: str, attack: str | None, epsilon: float | None, subgroup: Mapping[str, str] | str | None = None,
-           corruption: str | None = None, severity: int | None = None) -> list[str]:
-    """The leading parts of an id: the model role unless naive, the subgroup, the attack and epsilon, then the
-    corruption and severity."""
+           corruption: str | None = None, severity: int | None = None, class_name: str | None = None) -> list[str]:
+    """The leading parts of an id: the model role unless naive, the class, the subgroup, the attack and epsilon,
+    then the corruption and severity."""
     parts = []
     if model != "naive":
         parts.append(model)
+    if class_name is not None:
+        parts.append(f"class[{class_name}]")
     if subgroup is not None:
         what = subgroup if isinstance(subgroup, str) else ",".join(f"{k}={v}" for k, v in subgroup.items())
         parts.append(f"subgroup[{what}]")
@@ -86,13 +89,13 @@ def _scope(model: str, attack: str | None, epsilon: float | None, subgroup: Mapp
 
 def criterion_id(metric: str, op: str, threshold: float, model: str, attack: str | None,
                  epsilon: float | None, bound: str | None = None, subgroup: Mapping[str, str] | str | None = None,
-                 corruption: str | None = None, severity: int | None = None) -> str:
+                 corruption: str | None = None, severity: int | None = None, class_name: str | None = None) -> str:
     """A readable id such as 'pgd_linf[eps=0.004]::robust_accuracy>=0.60', with a bound and a subgroup
     'subgroup[manufacturer=GE]::pgd_linf[eps=0.004]::lower(robust_accuracy)>=0.60' (a bound only when the plan
     names it; 'estimate(...)' for `judge: estimate`), or on a corruption
     'ct_noise[severity=3]::accuracy>=0.80' ('any_corruption[severity=3]::…' for `corruption: any`)."""
     measured = f"{bound}({metric})" if bound else metric
-    return "::".join([*_scope(model, attack, epsilon, subgroup, corruption, severity),
+    return "::".join([*_scope(model, attack, epsilon, subgroup, corruption, severity, class_name),
                       f"{measured}{op}{threshold_label(threshold)}"])
 
 

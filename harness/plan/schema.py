@@ -27,6 +27,7 @@ from harness.plan.criteria import (
     baseline_criterion_id,
     criterion_id,
 )
+from harness.plan.heads import HEAD_KEYS, ModelHead, parse_head
 from harness.plan.params import build_dataclass, params_to_dict
 from harness.plan.sandbox import check_path, enforce_sandbox, resolve, sandbox_roots
 from harness.plan.subject import Subject, parse_subject
@@ -166,6 +167,7 @@ class Plan:
     corruptions: list[CorruptionSpec] = field(default_factory=list)  # natural corruptions of the test images
     threads: int = DEFAULT_THREADS  # torch's CPU threads for the whole run (training, attacks, indicators)
     subject: Subject | None = None  # the device under test (`subject:`; harness.plan.subject)
+    head: ModelHead = field(default_factory=ModelHead)  # the model's output contract and operating point
 
     @property
     def sha256(self) -> str:
@@ -261,6 +263,7 @@ class _PlanBuilder:
         epsilons = self.epsilon_list(data.get("epsilons", [0.001, 0.002, 0.004, 0.008]), "epsilons")
         dataset = self.plugin_ref("dataset", "dataset")
         model = self.plugin_ref("model", "model")
+        head = parse_head(data["model"], self.error)
         defence = self.plugin_ref("defence", "defence") if data.get("defence") is not None else None
         attacks = self.attacks(epsilons)
         sandbox = self.scalar("sandbox", bool, default=False)
@@ -297,7 +300,7 @@ class _PlanBuilder:
             base_dir=self.base_dir, resolved=resolved, overrides=list(self.overrides), batch_size_auto=batch_size_auto,
             text=self.doc.text, statistics=statistics, subgroups=subgroups,
             show_paths=self.scalar("show_paths", bool, default=False), leakage=leakage, sandbox_roots=tuple(roots),
-            corruptions=corruptions, threads=threads,
+            corruptions=corruptions, threads=threads, head=head,
             subject=parse_subject(data.get("subject"), self.error, self.scalar("intended_use", str, default="")))
 
     def engine_settings(self, raw: Any) -> EngineSettings:
@@ -379,7 +382,8 @@ class _PlanBuilder:
             known = ", ".join(self.registry.names(kind)) or "none installed"
             raise self.error(f"unknown {kind} plugin {name!r} (available: {known})", f"{section}.plugin")
         plugin = self.registry.get(kind, name)
-        params = build_dataclass(plugin.Params, raw, section, self.line, ignore=("plugin",))
+        ignore = ("plugin", *HEAD_KEYS) if kind == "model" else ("plugin",)
+        params = build_dataclass(plugin.Params, raw, section, self.line, ignore=ignore)
         try:
             check_architecture(getattr(params, "architecture", None), section, self.registry.of_kind("architecture"))
         except PlanError as exc:
@@ -486,7 +490,7 @@ class _PlanBuilder:
             raise self.error("expected a list of criteria", "acceptance")
         by_id = {a.id: a for a in attacks}
         allowed = {"id", "metric", "model", "attack", "epsilon", "min", "max", "description", "bound", "subgroup",
-                   "corruption", "severity", "baseline", "max_drop", "alpha", "judge"}
+                   "corruption", "severity", "baseline", "max_drop", "alpha", "judge", "class"}
         criteria, seen = [], set()
         for i, item in enumerate(raw):
             path = f"acceptance.{i}"
@@ -551,11 +555,13 @@ class _PlanBuilder:
             subgroup = self.criterion_subgroup(item.get("subgroup"), subgroups, f"{path}.subgroup")
             if subgroup is not None and (scope.per_model or scope.needs_corruption):
                 raise self.error(f"{metric} is not measured per subgroup", f"{path}.subgroup")
+            class_name = self.criterion_class(item, scope, model, subgroup, baseline, path)
             if baseline is not None and corruption is not None:
                 raise self.error("regression gates ('baseline') apply to clean and attack metrics, not to "
                                  "corruptions", f"{path}.baseline")
             cid = item.get("id") or (
-                criterion_id(metric, op, threshold, model, attack, epsilon, named, subgroup, corruption, severity)
+                criterion_id(metric, op, threshold, model, attack, epsilon, named, subgroup, corruption, severity,
+                             class_name)
                 if baseline is None else baseline_criterion_id(metric, op, baseline, model, attack, epsilon))
             if not isinstance(cid, str):
                 raise self.error("criterion id must be a string", f"{path}.id")
@@ -567,14 +573,29 @@ class _PlanBuilder:
                 raise self.error("expected a string", f"{path}.description")
             criterion = Criterion(id=cid, metric=metric, op=op, threshold=threshold, model=model, attack=attack,
                                   epsilon=epsilon, description=description, bound=bound, subgroup=subgroup,
-                                  estimate_chosen=estimate_chosen,
-                                  baseline=baseline, corruption=corruption, severity=severity)
+                                  estimate_chosen=estimate_chosen, baseline=baseline, corruption=corruption,
+                                  severity=severity, class_name=class_name)
             if baseline is not None and baseline.path is not None:
                 from harness.results.baselines import check_approved
 
                 check_approved(baseline, criterion, by_id)
             criteria.append(criterion)
         return criteria
+
+    def criterion_class(self, item: dict, scope: Any, model: str, subgroup: Any, baseline: Any,
+                        path: str) -> str | None:
+        """`class:` a class name (checked against the data set when it is loaded); clean and attack metrics of one
+        model only."""
+        if "class" not in item:
+            return None
+        name = item["class"]
+        if not isinstance(name, str) or not name:
+            raise self.error(f"class must be a class name of the data set, got {name!r}", f"{path}.class")
+        if scope.per_model or scope.needs_corruption or scope.attack_kind == "minimal" or model == "change" \
+                or subgroup is not None or baseline is not None:
+            raise self.error("class applies to clean and attack metrics of one model (not change, subgroups, "
+                             "corruptions, minimal attacks or regression gates)", f"{path}.class")
+        return name
 
     def baseline(self, item: dict, path: str) -> BaselineRef:
         """A regression gate's `baseline` (a run directory, relative to the plan's folder, or latest-pass),

@@ -139,6 +139,7 @@ class ModelContext:
     architectures: dict[str, Any]
     progress: Callable[[str, int], Any] = field(default=lambda description, total: _NullProgress())
     log: Callable[[str], None] = field(default=lambda message: None)
+    output: str = "logits"  # the plan's output contract: logits, sigmoid_logit, probabilities, sigmoid_probability
 
 
 class _NullProgress:

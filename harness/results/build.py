@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from harness.data.units import NativeUnits
-from harness.results.metrics import CLEAN, CORRUPTION_POINT, POINT, Outcomes, compute
+from harness.results.metrics import CLEAN, CLEAN_MACRO, CORRUPTION_POINT, POINT, POINT_MACRO, Outcomes, compute
 from harness.results.model import (
     QUANTILES,
     AttackPoint,
@@ -55,7 +55,8 @@ def clean_metrics(labels: np.ndarray, logits: np.ndarray, positive_class: int,
     k = logits.shape[1]
     confusion = np.zeros((k, k), dtype=np.int64)
     np.add.at(confusion, (labels, predictions), 1)
-    return CleanMetrics(**compute(CLEAN, outcomes), n=int(len(labels)), confusion_matrix=confusion.tolist(),
+    return CleanMetrics(**compute(CLEAN, outcomes), **compute(CLEAN_MACRO, outcomes), n=int(len(labels)),
+                        confusion_matrix=confusion.tolist(),
                         intervals=metric_intervals(CLEAN, outcomes, intervals) if intervals else {})
 
 
@@ -71,7 +72,7 @@ def attack_points(outcome: AttackOutcome | _Union, labels: np.ndarray, clean_cor
         points.append(AttackPoint(epsilon=eps, epsilon_native=native.describe(eps) if native else None,
                                   n=int(len(labels)), bound_violations=int(outcome.violations[k]),
                                   intervals=metric_intervals(POINT, outcomes, intervals) if intervals else {},
-                                  **compute(POINT, outcomes)))
+                                  **compute(POINT, outcomes), **compute(POINT_MACRO, outcomes)))
     return tuple(points)
 
 

@@ -87,6 +87,10 @@ def candidates(results: ResultsDocument, criterion: Criterion) -> list[Candidate
     corruption of the run (`corruption: any`, the worst)."""
     if criterion.corruption == ANY_CORRUPTION:
         return [_whole_split(results, criterion, cid) for cid in corruption_ids(results)] or [Candidate(None, None)]
+    if criterion.class_name is not None:
+        model = results.models.get(criterion.model)
+        one = None if model is None else model.classes.get(criterion.class_name)
+        return [Candidate(None, None) if one is None else _read(one, criterion, None)]
     if criterion.subgroup is None:
         return [_whole_split(results, criterion)]
     model = results.models.get(criterion.model)

@@ -81,6 +81,16 @@ def specificity(o: Outcomes) -> float | None:
     return ratio(specificity_counts(o))
 
 
+def macro_sensitivity(o: Outcomes) -> float | None:
+    """Mean over the classes present of each class's recall (balanced accuracy); None for fewer than 3 classes,
+    where sensitivity and specificity say it."""
+    labels, correct = np.asarray(o.labels), np.asarray(o.correct, dtype=bool)
+    present = np.unique(labels)
+    if len(present) < 3:
+        return None
+    return float(np.mean([correct[labels == c].mean() for c in present]))
+
+
 def roc_auc(o: Outcomes) -> float | None:
     """One-vs-rest ROC AUC of the positive class; None when only one class is present."""
     positive = o.positive
@@ -157,6 +167,9 @@ CORRUPTION_POINT = Scope("corruption_point", False, False, _corruption_point, ne
                          needs_severity=True)
 CORRUPTION = Scope("corruption", False, False, lambda model, t: model.corruptions.get(t.corruption),
                    needs_corruption=True)
+# Multi-class summaries: stored with the clean metrics and the attack points, shown in the per-class table
+CLEAN_MACRO = Scope("clean_macro", False, False, lambda model, t: model.clean)
+POINT_MACRO = Scope("point_macro", True, True, POINT.locate)
 CORRUPTION_SUMMARY = Scope("corruption_summary", False, False, lambda model, t: model if model.corruptions else None)
 
 
@@ -236,6 +249,8 @@ METRICS: dict[str, Metric] = _registry(
     Metric("clean_specificity", CLEAN, "specificity", RATE, "specificity", "specificity", specificity,
            specificity_counts, "binomial"),
     Metric("clean_auc", CLEAN, "roc_auc", SCORE, "ROC AUC", "ROC AUC", roc_auc, interval="delong"),
+    Metric("clean_macro_sensitivity", CLEAN_MACRO, "macro_sensitivity", RATE,
+           "macro sensitivity (balanced accuracy)", "macro sens.", macro_sensitivity),
     Metric("robust_accuracy", POINT, "robust_accuracy", RATE, "accuracy", "accuracy", accuracy, accuracy_counts,
            "binomial"),
     Metric("robust_sensitivity", POINT, "robust_sensitivity", RATE, "sensitivity", "sens.", sensitivity,
@@ -244,6 +259,8 @@ METRICS: dict[str, Metric] = _registry(
            specificity_counts, "binomial"),
     Metric("attack_success_rate", POINT, "attack_success_rate", RATE, "attack success rate", "success", success_rate,
            success_counts, "binomial", higher_is_better=False),
+    Metric("robust_macro_sensitivity", POINT_MACRO, "robust_macro_sensitivity", RATE,
+           "macro sensitivity (balanced accuracy)", "macro sens.", macro_sensitivity),
     Metric("median_min_epsilon", MIN_EPSILON, "median", EPSILON, "median minimal ε", "median min ε"),
     Metric("attack_credible", INDICATORS, "credible", FLAG, "attack results credible", "credible"),
     Metric("accuracy", CORRUPTION_POINT, "accuracy", RATE, "accuracy", "accuracy", accuracy, accuracy_counts,

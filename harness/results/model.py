@@ -168,6 +168,7 @@ class CleanMetrics:
     n: int
     confusion_matrix: tuple[tuple[int, ...], ...]  # rows: true class, columns: predicted class
     intervals: Intervals = field(default_factory=dict)
+    macro_sensitivity: float | None = None  # K > 2 classes: mean per-class recall (balanced accuracy)
 
     def __post_init__(self) -> None:
         _set(self, confusion_matrix=tuple(tuple(row) for row in self.confusion_matrix),
@@ -177,14 +178,15 @@ class CleanMetrics:
         """The `clean` section of one model."""
         return {"accuracy": self.accuracy, "sensitivity": self.sensitivity, "specificity": self.specificity,
                 "roc_auc": self.roc_auc, "n": self.n, "confusion_matrix": [list(row) for row in self.confusion_matrix],
-                **intervals_json(self.intervals)}
+                **_present(macro_sensitivity=self.macro_sensitivity), **intervals_json(self.intervals)}
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> CleanMetrics:
         """Read the `clean` section."""
         return cls(accuracy=raw.get("accuracy"), sensitivity=raw.get("sensitivity"),
                    specificity=raw.get("specificity"), roc_auc=raw.get("roc_auc"), n=raw["n"],
-                   confusion_matrix=raw.get("confusion_matrix", ()), intervals=read_intervals(raw))
+                   confusion_matrix=raw.get("confusion_matrix", ()), intervals=read_intervals(raw),
+                   macro_sensitivity=raw.get("macro_sensitivity"))
 
 
 @dataclass(frozen=True)
@@ -200,6 +202,7 @@ class AttackPoint:
     n: int
     epsilon_native: str | None = None
     intervals: Intervals = field(default_factory=dict)
+    robust_macro_sensitivity: float | None = None  # K > 2 classes: mean per-class recall under attack
 
     def __post_init__(self) -> None:
         _set(self, intervals=MappingProxyType(dict(self.intervals)))
@@ -209,6 +212,7 @@ class AttackPoint:
         return {"epsilon": self.epsilon, "epsilon_native": self.epsilon_native, "n": self.n,
                 "robust_accuracy": self.robust_accuracy, "robust_sensitivity": self.robust_sensitivity,
                 "robust_specificity": self.robust_specificity, "attack_success_rate": self.attack_success_rate,
+                **_present(robust_macro_sensitivity=self.robust_macro_sensitivity),
                 "bound_violations": self.bound_violations, **intervals_json(self.intervals)}
 
     @classmethod
@@ -218,7 +222,8 @@ class AttackPoint:
                    robust_sensitivity=raw.get("robust_sensitivity"), robust_specificity=raw.get("robust_specificity"),
                    attack_success_rate=raw.get("attack_success_rate"),
                    bound_violations=raw.get("bound_violations", 0), n=raw["n"],
-                   epsilon_native=raw.get("epsilon_native"), intervals=read_intervals(raw))
+                   epsilon_native=raw.get("epsilon_native"), intervals=read_intervals(raw),
+                   robust_macro_sensitivity=raw.get("robust_macro_sensitivity"))
 
 
 @dataclass(frozen=True)
@@ -508,10 +513,13 @@ class ModelResult:
     # plan `subgroups`: attribute → value → the same metrics on that subgroup's test images (no indicators)
     subgroups: Mapping[str, Mapping[str, ModelResult]] = field(default_factory=dict)
     worst_case: WorstCase | None = None  # per ε, the per-image worst case over every attack (harness.results.build)
+    operating_point: Mapping[str, Any] | None = None  # binary models deciding at a threshold (None: argmax)
+    classes: Mapping[str, ModelResult] = field(default_factory=dict)  # K > 2: class → its one-vs-rest results
 
     def __post_init__(self) -> None:
         _set(self, attacks=MappingProxyType(dict(self.attacks)), corruptions=MappingProxyType(dict(self.corruptions)),
-             subgroups=MappingProxyType({a: MappingProxyType(dict(v)) for a, v in self.subgroups.items()}))
+             subgroups=MappingProxyType({a: MappingProxyType(dict(v)) for a, v in self.subgroups.items()}),
+             classes=MappingProxyType(dict(self.classes)))
 
     def subgroup(self, attribute: str, value: str) -> ModelResult:
         """The results on one subgroup (KeyError naming the subgroups measured otherwise)."""
@@ -560,7 +568,9 @@ class ModelResult:
                            mean_corruption_error=self.mean_corruption_error,
                            subgroups={a: {v: m.to_json() for v, m in values.items()}
                                       for a, values in self.subgroups.items()} or None,
-                           worst_case=self.worst_case and self.worst_case.to_json())}
+                           worst_case=self.worst_case and self.worst_case.to_json(),
+                           operating_point=self.operating_point and dict(self.operating_point),
+                           classes={c: m.to_json() for c, m in self.classes.items()} or None)}
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> ModelResult:
@@ -574,7 +584,9 @@ class ModelResult:
                    mean_corruption_error=raw.get("mean_corruption_error"),
                    subgroups={a: {v: ModelResult.from_json(m) for v, m in values.items()}
                               for a, values in (raw.get("subgroups") or {}).items()},
-                   worst_case=WorstCase.from_json(raw["worst_case"]) if raw.get("worst_case") else None)
+                   worst_case=WorstCase.from_json(raw["worst_case"]) if raw.get("worst_case") else None,
+                   operating_point=raw.get("operating_point"),
+                   classes={c: ModelResult.from_json(m) for c, m in (raw.get("classes") or {}).items()})
 
 
 DEFENCE_DETAILS = ("early_stopped", "resumed_from_round", "naive_selected", "mixed_precision", "selection",

@@ -23,7 +23,9 @@ from harness import __version__
 from harness.attacks.engine import auto_batch_size, enable_determinism, prepare_attack_model, resolve_engine
 from harness.attacks.engine.batch_size import input_mib_per_batch
 from harness.attacks.example_images import save_examples
+from harness.attacks.heads import supplied_module
 from harness.attacks.indicators import PROBE_BREAKS, compute_indicators
+from harness.attacks.operating_point import OperatingPoint
 from harness.attacks.sweep import AttackOutcome, batches, merge_outcomes, predict_logits, run_attack
 from harness.corruptions.fit import check_fit
 from harness.data.checks import validate_dataset
@@ -37,6 +39,7 @@ from harness.registry.contracts import DatasetBundle, DatasetContext, DefenceCon
 from harness.registry.manager import Registry
 from harness.results.baselines import approved_manifest, resolve_baselines
 from harness.results.build import attack_result, clean_metrics, worst_case
+from harness.results.classes import check_criterion_classes, class_results, needs_classes
 from harness.results.criteria import evaluate
 from harness.results.epsilons import EpsilonGrid
 from harness.results.formatting import eps_label
@@ -69,6 +72,7 @@ from harness.run.environment import (
     source_revision,
 )
 from harness.run.fingerprint import Fingerprint, previous_parts, start_parts
+from harness.run.model_head import apply_head
 from harness.run.progress import ProgressMode, ProgressReporter
 from harness.storage.atomic import write_json_atomic, write_text_atomic
 from harness.storage.checksums import write_sums
@@ -120,6 +124,7 @@ class Runner:
         self.current_stage: str | None = None
         self.intervals: IntervalSettings | None = None  # set once the test split is known
         self.metadata: dict[str, list[str]] = {}  # the test split's subgroup attributes
+        self.operating_points: dict[str, OperatingPoint | None] = {}  # by model role (None: argmax)
 
     # -- stages --------------------------------------------------------------------------------------------
     def run(self) -> RunResults:
@@ -254,6 +259,7 @@ class Runner:
         self.echo(f"harness: loading data set '{self.plan.dataset.plugin}'")
         dataset = load_dataset(plugin, self.plan.dataset.params, context, salt)
         validate_dataset(dataset, self._trainers())
+        check_criterion_classes(self.plan.acceptance, dataset.class_names, self.plan.source)
         check_fit(self.plan.corruptions, self.registry, dataset, self.plan.seed, self.plan.source)
         self.fingerprint.add("data_sha256", dataset.provenance.get("content_sha256"))
         self.manifest["dataset"] = {"plugin": self.plan.dataset.plugin, "name": dataset.name,
@@ -305,7 +311,7 @@ class Runner:
         plugin = self.registry.get("model", self.plan.model.plugin)
         context = ModelContext(dataset=dataset, device=self.device, seed=self.plan.seed, base_dir=self.plan.base_dir,
                                cache_dir=self.cache_dir, architectures=self.registry.of_kind("architecture"),
-                               progress=self.progress, log=self.echo)
+                               progress=self.progress, log=self.echo, output=self.plan.head.output)
         self.echo(f"harness: preparing model '{self.plan.model.plugin}' on {self.device}")
         try:
             bundle = plugin.provide(self.plan.model.params, context)
@@ -318,6 +324,7 @@ class Runner:
             raise ModelError(f"defence '{self.plan.defence.plugin}' fine-tunes the model with gradients, but the "
                              "model runs without them (e.g. an ONNX model through onnxruntime)")
         self.manifest["models"] = {"naive": {"plugin": self.plan.model.plugin, **bundle.provenance}}
+        bundle = self._head("naive", bundle, dataset)
         self.fingerprint.add("weights.naive", bundle.provenance.get("weights_sha256"))
         self._begin_writing()  # a resumed run: its data and model are those it was started with
         distributed.on_main(lambda: self._keep_model("naive", bundle), share=False)
@@ -332,8 +339,22 @@ class Runner:
         source = bundle.provenance.get("weights_path")
         cache = Path(self.cache_dir).resolve()
         in_cache = bool(source) and cache in Path(source).resolve().parents
-        entry["stored_copy"] = keep_model(self.run_dir, role, source, bundle.module, may_link=in_cache)
+        entry["stored_copy"] = keep_model(self.run_dir, role, source, supplied_module(bundle.module),
+                                          may_link=in_cache)
         self._save()
+
+    def _head(self, role: str, bundle: ModelBundle, dataset: DatasetBundle, check: bool = True) -> ModelBundle:
+        """The model behind its logits view (harness.run.model_head): output checks, the operating point."""
+        found = apply_head(bundle, self.plan.head, dataset, self.device, self.batch_size,
+                           f"{role} model '{self.manifest['models'][role]['plugin']}'",
+                           self.plan.defence.plugin if self.plan.defence else None, check)
+        self.results = self.results.with_warnings(*found.warnings)
+        self.operating_points[role] = found.point
+        self.manifest["models"][role]["head"] = {"output": self.plan.head.output,
+                                                 "operating_point": found.point and found.point.to_json()}
+        if found.point is not None:
+            self.echo(f"harness: {role} model decides at {found.point.describe()}")
+        return found.bundle
 
     def _harden(self, naive: ModelBundle, dataset: DatasetBundle) -> ModelBundle:
         ref = self.plan.defence
@@ -345,6 +366,7 @@ class Runner:
         bundle = plugin.harden(naive, ref.params, context)
         bundle.module.eval()
         self.manifest["models"]["hardened"] = {"plugin": ref.plugin, **bundle.provenance}
+        bundle = self._head("hardened", bundle, dataset, check=False)
         self.fingerprint.add("weights.hardened", bundle.provenance.get("weights_sha256"))
         distributed.on_main(lambda: self._keep_model("hardened", bundle), share=False)
         self.results = replace(self.results, defence=DefenceResult.from_provenance(ref.plugin, ref.params_dict(),
@@ -360,8 +382,10 @@ class Runner:
                                                                       self.device, bar.advance))
         bar.close()
         clean_pred = logits.argmax(axis=1)
+        point = self.operating_points.get(role)
         model = ModelResult(weights_sha256=bundle.provenance.get("weights_sha256"),
-                            clean=clean_metrics(labels, logits, dataset.positive_class, self.intervals))
+                            clean=clean_metrics(labels, logits, dataset.positive_class, self.intervals),
+                            operating_point=point and point.to_json())
         self.results = self.results.with_model(role, model)
         self._save()
         attack_model = self._stage(f"{role}:engine", lambda: self._attack_model(role, bundle, test))
@@ -379,6 +403,11 @@ class Runner:
             bar.close()
             outcome = outcomes[spec.id] = merge_outcomes(distributed.all_gather(local), self.batch_size)
             model = self._record_attack(role, model, spec, outcome, dataset, clean_pred)
+        if needs_classes(dataset.class_names, [c.class_name for c in self.plan.acceptance if c.class_name]):
+            model = replace(model, classes=class_results(model, dataset.class_names, labels, logits, outcomes,
+                                                         dataset.native_units, self.intervals))
+            self.results = self.results.with_model(role, model)
+            self._save()
         if self.plan.subgroups:
             model = replace(model, subgroups=subgroup_results(
                 model, self.plan.subgroups, self.metadata, labels, logits, outcomes, dataset.positive_class,

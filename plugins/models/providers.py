@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from harness.attacks.heads import expected_width
 from harness.errors import DataError, ModelError, PlanError, first_line
 from harness.plan.architecture import ArchitectureSpec, check_architecture, split_architecture
 from harness.plan.params import params_to_dict, plan_path
@@ -250,9 +251,10 @@ class StateDictProvider:
         """Build the architecture, load the file's weights, check them, and return the model in eval mode."""
         arch = resolve_architecture(params.architecture, context)
         channels, *spatial = network_shape(params, context)
-        num_classes = len(context.dataset.class_names)
+        num_classes = expected_width(context.output, len(context.dataset.class_names))
         if params.num_classes is not None and params.num_classes != num_classes:
-            raise PlanError(f"num_classes is {params.num_classes} but the dataset has {num_classes} classes",
+            raise PlanError(f"num_classes is {params.num_classes} but output: {context.output} on "
+                            f"{len(context.dataset.class_names)} classes needs {num_classes} outputs",
                             key="model.num_classes")
         path = plan_path(params.weights, context.base_dir)
         state = load_state_dict_file(path)

@@ -9,6 +9,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from harness.attacks.heads import check_width, expected_width
 from harness.errors import ModelError, first_line
 from harness.registry.contracts import ModelBundle, ModelContext
 from harness_plugins.models.model_input import (
@@ -61,8 +62,10 @@ def wrap_declared(network: nn.Module, params: SuppliedParams, context: ModelCont
     return wrap(network, context.dataset.image_shape, params.input, declared_normalization(params))
 
 
-def check_logits(module: nn.Module, what: str, shape: tuple[int, ...], num_classes: int) -> None:
-    """A forward pass on a dummy batch of 2 must give a finite 2×K float tensor, else ModelError."""
+def check_logits(module: nn.Module, what: str, shape: tuple[int, ...], num_classes: int,
+                 output: str = "logits") -> None:
+    """A forward pass on a dummy batch of 2 must give a finite 2×W float tensor, W the width the declared output
+    contract implies (harness.attacks.heads.check_width), else ModelError."""
     dummy = torch.rand((2, *shape), generator=torch.Generator().manual_seed(0))
     device = next((t.device for t in [*module.parameters(), *module.buffers()]), torch.device("cpu"))
     try:
@@ -73,10 +76,11 @@ def check_logits(module: nn.Module, what: str, shape: tuple[int, ...], num_class
     except Exception as exc:
         raise ModelError(f"{what}: forward on a dummy batch of shape {tuple(dummy.shape)} failed "
                          f"({first_line(exc)})") from None
-    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, num_classes):
+    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != 2:
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ModelError(f"{what}: expected logits of shape (2, {num_classes}) for input "
-                         f"{tuple(dummy.shape)}, got {got}")
+        raise ModelError(f"{what}: expected outputs of shape (2, {expected_width(output, num_classes)}) for "
+                         f"input {tuple(dummy.shape)}, got {got}")
+    check_width(int(out.shape[1]), output, num_classes, what)
     if not out.is_floating_point() or not bool(torch.isfinite(out).all()):
         raise ModelError(f"{what}: the module's outputs are not finite floating-point logits")
 
@@ -85,7 +89,8 @@ def supplied_bundle(module: nn.Module, params: SuppliedParams, context: ModelCon
                     provenance: dict[str, Any], normalization: str, differentiable: bool = True) -> ModelBundle:
     """Check the model (dummy batch, then the reference), record the input contract, and bundle it."""
     module.to(context.device).eval()
-    check_logits(module, what, tuple(context.dataset.image_shape), len(context.dataset.class_names))
+    check_logits(module, what, tuple(context.dataset.image_shape), len(context.dataset.class_names),
+                 context.output)
     if isinstance(module, NormalizedClassifier):
         provenance["normalization"] = normalization_of(module, normalization)
     else:

@@ -331,3 +331,12 @@ def test_truncated_images_are_refused_after_weasyprint_is_imported(tmp_path, bad
     bundle = load({"path": str(tmp_path), "on_error": "skip"}, show_paths=True)
     assert any("truncated.png" in entry["file"] for entry in bundle.provenance["skipped"])
     assert ImageFile.LOAD_TRUNCATED_IMAGES  # and it is left as it was found
+
+
+def test_the_four_class_brain_mri_set_loads_with_the_readme_counts():
+    """K classes from a labels.csv's class column (../shared/datasets/brain_mri_4class): names in index order."""
+    bundle = load({"path": str(require_shared(SHARED / "brain_mri_4class")), "label_column": "class",
+                   "image_size": 16, "group_column": "dup_group", "cache_decoded": False})
+    assert bundle.class_names == ["glioma", "meningioma", "notumor", "pituitary"]
+    assert {name: np.bincount(split.labels, minlength=4).tolist() for name, split in bundle.splits.items()} == {
+        "train": [746, 758, 309, 691], "val": [159, 163, 68, 148], "test": [160, 163, 50, 148]}

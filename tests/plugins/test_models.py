@@ -411,7 +411,7 @@ def test_torchscript_wrong_output_is_refused(dataset: DatasetBundle, tmp_path: P
     three = architectures.SmallCNN().build(1, 3, (SIZE, SIZE)).eval()
     torch.jit.save(torch.jit.script(three), str(tmp_path / "three.ts"))
     ctx = _context(dataset, tmp_path)
-    with pytest.raises(ModelError, match=r"three\.ts: expected logits of shape \(2, 2\)"):
+    with pytest.raises(ModelError, match=r"three\.ts: expected outputs of shape \(N, 2\)"):
         providers.TorchScriptProvider().provide(_params(providers.TorchScriptParams, path="three.ts"), ctx)
     (tmp_path / "bad.ts").write_bytes(b"nope")
     with pytest.raises(ModelError, match=r"bad\.ts: not a loadable TorchScript"):

@@ -323,3 +323,16 @@ def test_example_plans_load(spec: str, dataset: str, epsilons: list[float]) -> N
     assert (bim.steps, bim.rel_stepsize) == (10, 0.1)
     assert fmn.steps == 50
     assert {c.metric for c in plan.acceptance} >= {"clean_accuracy", "robust_accuracy", "median_min_epsilon"}
+
+
+def test_the_brain_phantom_with_four_classes_draws_each_tumour_type() -> None:
+    """`classes: 4`: no tumour, glioma, meningioma, pituitary, every class in every split; two classes unchanged."""
+    four = load("phantom_brain_mri", n_patients=60, classes=4)
+    assert four.class_names == ["no_tumour", "glioma", "meningioma", "pituitary"]
+    for split in four.splits.values():
+        assert set(np.unique(split.labels)) == {0, 1, 2, 3}
+    two = load("phantom_brain_mri", n_patients=60)
+    assert two.class_names == ["no_tumour", "tumour"]
+    images, labels = all_images(four)
+    bright = np.array([(image > 0.75).mean() for image in images])
+    assert bright[labels == 2].mean() > bright[labels == 0].mean()  # meningiomas: large bright solid lesions

@@ -10,6 +10,7 @@ import pytest
 from harness.results.build import clean_metrics
 from harness.results.metrics import (
     CLEAN,
+    CLEAN_MACRO,
     CORRUPTION,
     CORRUPTION_POINT,
     CORRUPTION_SUMMARY,
@@ -17,9 +18,11 @@ from harness.results.metrics import (
     METRICS,
     MIN_EPSILON,
     POINT,
+    POINT_MACRO,
     Outcomes,
     accuracy,
     compute,
+    macro_sensitivity,
     roc_auc,
     sensitivity,
     specificity,
@@ -65,7 +68,8 @@ def test_clean_metrics_from_logits():
 
 
 def test_every_entry_is_stored_where_its_scope_says():
-    holders = {CLEAN: CleanMetrics, POINT: AttackPoint, MIN_EPSILON: MinEpsilonSummary, INDICATORS: Indicators,
+    holders = {CLEAN: CleanMetrics, POINT: AttackPoint, CLEAN_MACRO: CleanMetrics, POINT_MACRO: AttackPoint,
+               MIN_EPSILON: MinEpsilonSummary, INDICATORS: Indicators,
                CORRUPTION_POINT: CorruptionPoint, CORRUPTION: CorruptionResult, CORRUPTION_SUMMARY: ModelResult}
     for metric in METRICS.values():
         holder = holders[metric.scope]
@@ -74,6 +78,17 @@ def test_every_entry_is_stored_where_its_scope_says():
         assert metric.label and metric.column and metric.unit.name
     computed = compute(POINT, Outcomes(LABELS, 1, CLEAN_CORRECT, CLEAN_CORRECT))
     assert set(computed) == {"robust_accuracy", "robust_sensitivity", "robust_specificity", "attack_success_rate"}
+
+
+def test_macro_sensitivity_is_the_mean_per_class_recall_for_three_or_more_classes():
+    labels = np.array([0, 0, 1, 1, 2, 2, 2, 2])
+    correct = np.array([True, False, True, True, True, True, False, False])
+    assert macro_sensitivity(Outcomes(labels, 1, correct, correct)) == pytest.approx((0.5 + 1.0 + 0.5) / 3)
+    assert macro_sensitivity(Outcomes(LABELS, 1, CLEAN_CORRECT, CLEAN_CORRECT)) is None  # two classes
+    logits = np.eye(3)[[0, 1, 1, 1, 2, 2, 0, 0]]
+    clean = clean_metrics(labels, logits, positive_class=1)
+    assert clean.macro_sensitivity == pytest.approx((0.5 + 1.0 + 0.5) / 3)
+    assert clean.confusion_matrix == ((1, 1, 0), (0, 2, 0), (2, 0, 2))
 
 
 def _document(naive_acc: float, hardened_acc: float | None = None) -> ResultsDocument:

@@ -6,6 +6,7 @@ from typing import Any
 
 from harness.report import plots
 from harness.report.inputs import ReportInput
+from harness.report.sections.per_class import operating_points, per_class
 from harness.results.epsilons import EpsilonGrid
 from harness.results.formatting import eps_text, interval_text
 from harness.results.metrics import CLEAN, POINT, Metric, metrics_in
@@ -72,4 +73,5 @@ def build(report: ReportInput) -> dict[str, Any]:
             "class_names": report.class_names, "positive_class": report.class_name(report.positive_class),
             "attacks": attacks, "figure": accuracy_figure(report, attacks),
             "cutoff": eps_text(report.cutoff), "cutoff_native": report.native_text(report.cutoff),
-            "native_unit": report.native.unit if report.native else None}
+            "native_unit": report.native.unit if report.native else None,
+            "operating_points": operating_points(report), "per_class": per_class(report, cell)}

@@ -11,8 +11,8 @@ its head pixels maps to 0.5 and clipped to [0,1] (MRI has no absolute intensity 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
 
 import numpy as np
 from scipy import ndimage
@@ -34,6 +34,7 @@ from harness_plugins.datasets.phantoms.shapes import (
 
 GENERATOR_VERSION = 1
 CLASS_NAMES = ["no_tumour", "tumour"]
+TYPED_CLASS_NAMES = ["no_tumour", "glioma", "meningioma", "pituitary"]  # `classes: 4`
 NORMALISATION = ("per slice: the median of the head (pixels above a quarter of the 99th percentile) → 0.5, "
                  "then clipped to [0,1]")
 
@@ -54,6 +55,7 @@ class BrainMRIParams:
     mimic_rate: float = field(default=1.0, metadata={"min": 0.0, "max": 10.0})  # bright veins per slice
     noise_scale: float = field(default=1.0, metadata={"min": 0.0, "max": 5.0})  # multiplies the Rician sigma
     bias_strength: float = field(default=0.2, metadata={"min": 0.0, "max": 0.6})
+    classes: Literal[2, 4] = 2  # 4: the tumour's type (glioma, meningioma, pituitary) is the class
 
     def __post_init__(self) -> None:
         check_range_pair(self.slices_per_patient, "dataset.slices_per_patient")
@@ -115,6 +117,8 @@ def generate(params: BrainMRIParams) -> tuple[np.ndarray, np.ndarray, np.ndarray
     size = params.image_size
     patient_idx, slice_idx = patient_layout(rng, params.n_patients, params.slices_per_patient)
     labels = patient_labels(rng, patient_idx, params.tumour_fraction)
+    if params.classes == 4:  # one tumour type per patient (drawn only here: the two-class stream is unchanged)
+        labels = labels * rng.integers(1, 4, params.n_patients)[patient_idx]
     heads = [_draw_head(rng, params) for _ in range(params.n_patients)]
     grid = np.mgrid[0:size, 0:size].astype(np.float64)
     images = np.empty((len(labels), size, size))
@@ -122,7 +126,9 @@ def generate(params: BrainMRIParams) -> tuple[np.ndarray, np.ndarray, np.ndarray
         head = heads[patient_idx[i]]
         geometry = _slice_geometry(rng, head, grid, size)
         images[i] = _anatomy(rng, head, geometry, params)
-        if labels[i]:
+        if labels[i] and params.classes == 4:
+            TYPED[int(labels[i])](rng, images[i], head, geometry, params)
+        elif labels[i]:
             _draw_tumour(rng, images[i], head, geometry, params)
         images[i] *= _bias_field(rng, head, geometry, params.bias_strength)
     images = ndimage.gaussian_filter(images, sigma=(0, 0.5 * size / REFERENCE_SIZE, 0.5 * size / REFERENCE_SIZE))
@@ -275,6 +281,44 @@ def _draw_tumour(rng: np.random.Generator, image: np.ndarray, head: _Head, g: _S
         paint(image, brain * sigmoid((edge - rho) / (0.5 * s)), bright + heterogeneity)
 
 
+def _draw_glioma(rng: np.random.Generator, image: np.ndarray, head: _Head, g: _Slice,
+                 params: BrainMRIParams) -> None:
+    """An intra-axial ring-enhancing lesion (necrotic centre) with oedema: the two-class tumour, always ringed."""
+    _draw_tumour(rng, image, replace(head, tumour_ring=True), g, params)
+
+
+def _draw_extra_axial(rng: np.random.Generator, image: np.ndarray, g: _Slice, radial: float, angle: float,
+                      radius: float, value: float) -> None:
+    """A solid, homogeneously enhancing lesion centred at (radial, angle), with a sharp smooth edge."""
+    cu, cv = g.point(radial, angle)
+    du, dv = g.u - cu, g.v - cv
+    rho, theta = np.hypot(du, dv), np.arctan2(dv, du)
+    edge = harmonic_radius(rng, theta, radius, (2, 4), (0.02, 0.06), 2)
+    paint(image, sigmoid((edge - rho) / (0.4 * g.scale)), value)
+
+
+def _draw_meningioma(rng: np.random.Generator, image: np.ndarray, head: _Head, g: _Slice,
+                     params: BrainMRIParams) -> None:
+    """An extra-axial, dural-based solid lesion at the brain surface: bright and homogeneous, little oedema."""
+    au, av = head.tumour_at
+    radius = rng.uniform(*params.lesion_radius) * g.scale
+    radial = g.brain_edge - 0.7 * radius / g.mean_axis
+    bright = head.tissue["wm"] + rng.uniform(*params.enhancement) + 0.05
+    _draw_extra_axial(rng, image, g, radial, float(np.arctan2(av, au)) + rng.normal(0, 0.05), radius, bright)
+
+
+def _draw_pituitary(rng: np.random.Generator, image: np.ndarray, head: _Head, g: _Slice,
+                    params: BrainMRIParams) -> None:
+    """A small solid midline lesion at the sella (anterior skull base): bright, no oedema."""
+    low, high = params.lesion_radius
+    radius = max(rng.uniform(low, 0.5 * (low + high)), 3.0) * g.scale
+    bright = head.tissue["wm"] + rng.uniform(*params.enhancement) + 0.1
+    _draw_extra_axial(rng, image, g, rng.uniform(0.4, 0.5), -np.pi / 2 + rng.normal(0, 0.04), radius, bright)
+
+
+TYPED = {1: _draw_glioma, 2: _draw_meningioma, 3: _draw_pituitary}
+
+
 def _bias_field(rng: np.random.Generator, head: _Head, g: _Slice, strength: float) -> np.ndarray:
     """Smooth multiplicative coil bias: exp of a low-order polynomial (patient pattern, slice jitter)."""
     half = max(head.half_axes) * g.scale
@@ -299,7 +343,8 @@ class PhantomBrainMRI:
         """Generate the phantom and split it by patient, stratified by label."""
         images, labels, patient_idx, slice_idx = generate(params)
         fractions = fractions_from_list(params.split_fractions, "dataset.split_fractions")
-        return make_bundle(self.name, "phantom-mri", CLASS_NAMES, images, labels, patient_idx, slice_idx,
+        names = TYPED_CLASS_NAMES if params.classes == 4 else CLASS_NAMES
+        return make_bundle(self.name, "phantom-mri", names, images, labels, patient_idx, slice_idx,
                            params.seed, fractions, None, self._provenance(params), modality="MRI")
 
     @staticmethod
