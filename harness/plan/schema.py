@@ -159,6 +159,7 @@ class Plan:
     statistics: StatisticsOptions = field(default_factory=StatisticsOptions)
     subgroups: list[str] = field(default_factory=list)  # metadata attributes every metric is reported by
     corruptions: list[CorruptionSpec] = field(default_factory=list)  # natural corruptions of the test images
+    identifier_declarations: list[str] = field(default_factory=list)  # subgroups declared `identifier: false`
 
     @property
     def sha256(self) -> str:
@@ -214,6 +215,7 @@ class _PlanBuilder:
     def __init__(self, doc: YamlDocument, data: dict, registry: Registry, base_dir: Path,
                  overrides: list[str]) -> None:
         self.doc, self.data, self.registry, self.base_dir, self.overrides = doc, data, registry, base_dir, overrides
+        self.identifier_declarations: list[str] = []  # subgroups declared `identifier: false`
 
     def error(self, message: str, key: str | None) -> PlanError:
         return PlanError(message, key=key, line=self.doc.line(key or ""), source=self.doc.source)
@@ -287,7 +289,7 @@ class _PlanBuilder:
             base_dir=self.base_dir, resolved=resolved, overrides=list(self.overrides), batch_size_auto=batch_size_auto,
             text=self.doc.text, statistics=statistics, subgroups=subgroups,
             show_paths=self.scalar("show_paths", bool, default=False), leakage=leakage, sandbox_roots=tuple(roots),
-            corruptions=corruptions)
+            corruptions=corruptions, identifier_declarations=list(self.identifier_declarations))
 
     def engine_settings(self, raw: Any) -> EngineSettings:
         """`engine: auto`, or a mapping of options; without speed options the runner chooses them (auto)."""
@@ -412,12 +414,24 @@ class _PlanBuilder:
         return specs
 
     def subgroups(self) -> list[str]:
-        raw = self.data.get("subgroups") or []
-        if not isinstance(raw, list) or not all(isinstance(a, str) and _NAME.match(a) for a in raw):
+        raw = [self.declared_subgroup(a, f"subgroups.{i}") for i, a in enumerate(self.data.get("subgroups") or [])] \
+            if isinstance(self.data.get("subgroups") or [], list) else None
+        if raw is None or not all(isinstance(a, str) and _NAME.match(a) for a in raw):
             raise self.error("expected a list of metadata attribute names (e.g. [manufacturer, sex])", "subgroups")
         if len(set(raw)) != len(raw):
             raise self.error("subgroup attributes must not repeat", "subgroups")
         return list(raw)
+
+    def declared_subgroup(self, value: Any, key: str) -> Any:
+        """A subgroup attribute: its name, or {name: X, identifier: false} declaring a column that looks like an
+        identifier safe (harness.data.metadata); the declarations are recorded in the manifest and the report."""
+        if not isinstance(value, dict):
+            return value
+        if set(value) != {"name", "identifier"} or value.get("identifier") is not False:
+            raise self.error("a declared subgroup is {name: ATTRIBUTE, identifier: false} (only an explicit "
+                             "'identifier: false' declares a column safe)", key)
+        self.identifier_declarations.append(str(value["name"]))
+        return value["name"]
 
     def criterion_subgroup(self, value: Any, subgroups: list[str], path: str) -> dict[str, str] | str | None:
         """A criterion's `subgroup`: None, 'worst', or {attribute: value} naming one of the plan's subgroups."""

@@ -253,10 +253,12 @@ class Runner:
     def _statistics(self, dataset: DatasetBundle) -> None:
         """Interval settings and subgroup metadata of the test split; warnings for criteria it cannot decide."""
         options, test = self.plan.statistics, dataset.splits["test"]
-        self.metadata = split_metadata(test, self.plan.subgroups, f"data set '{dataset.name}', test split")
+        self.metadata = split_metadata(test, self.plan.subgroups, f"data set '{dataset.name}', test split",
+                                       self.plan.identifier_declarations)
         self.intervals = IntervalSettings.for_split(options.interval, options.confidence, test.group_ids,
                                                     options.bootstrap_resamples, self.plan.seed)
-        self.manifest["statistics"] = {**dataclasses.asdict(options), "subgroups": list(self.plan.subgroups)}
+        self.manifest["statistics"] = {**dataclasses.asdict(options), "subgroups": list(self.plan.subgroups),
+                                       "declared_not_identifiers": list(self.plan.identifier_declarations)}
         self.results = replace(self.results, statistics=self.intervals.summary(
             options.multiple_comparisons, self.plan.subgroups)).with_warnings(*undecidable_warnings(
                 self.plan.acceptance, options.interval, options.confidence, test.labels, dataset.positive_class,

@@ -58,4 +58,6 @@ def build(report: ReportInput) -> dict[str, Any]:
         "skipped": [verbatim(s) if not isinstance(s, dict) else "; ".join(f"{k}: {verbatim(v)}" for k, v in s.items())
                     for s in skipped],
         "other": [(k, verbatim(v)) for k, v in prov.items() if k not in SHOWN_ELSEWHERE],
+        "declared_safe": [verbatim(a) for a in (report.manifest.get("statistics") or {}).get(
+            "declared_not_identifiers") or []],
     }
