@@ -48,9 +48,9 @@ def split_metadata(split: Any, attributes: Sequence[str], where: str,
         if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or len(values) != n:
             raise DataError(f"{where}: metadata '{attribute}' must hold one value per sample ({n})")
         out[attribute] = [UNKNOWN if v is None or str(v).strip() == "" else str(v).strip() for v in values]
+        check_categories(attribute, out[attribute], where)
         if attribute not in declared_safe:
             check_identifier(attribute, out[attribute], getattr(split, "group_ids", None), where)
-        check_categories(attribute, out[attribute], where)
     return out
 
 
