@@ -26,6 +26,7 @@ from harness.plan.criteria import (
     criterion_id,
 )
 from harness.plan.params import build_dataclass, params_to_dict
+from harness.plan.paths import RECORD_PATHS, PathRecorder, plan_variables
 from harness.plan.sandbox import check_path, enforce_sandbox, resolve, sandbox_roots
 from harness.plan.yaml_source import (
     YamlDocument,
@@ -46,7 +47,7 @@ DEFAULT_BATCH_SIZE = 64
 TOP_LEVEL_KEYS = {
     PLAN_MARKER, "name", "description", "intended_use", "seed", "device", "batch_size", "epsilons",
     "dataset", "model", "attacks", "defence", "acceptance", "report", "engine", "sandbox", "data_root",
-    "indicators", "statistics", "subgroups", "show_paths", "leakage", "corruptions",
+    "indicators", "statistics", "subgroups", "show_paths", "leakage", "corruptions", "record_paths",
 }
 SCHEDULES = ("ascending", "bisect")  # how a fixed-ε sweep visits the grid (harness.attacks.schedule)
 LEAKAGE_MODES = ("warn", "error", "off")  # duplicates across splits: warn (default), stop the run, or not checked
@@ -128,6 +129,15 @@ class StatisticsOptions:
     bootstrap_resamples: int = field(default=2000, metadata={"min": 200, "max": 100_000})  # patient clusters
 
 
+@dataclass(frozen=True)
+class LeakageReference:
+    """The training data a test-only set is checked against (harness.data.fingerprints)."""
+
+    written: str  # as the plan wrote it (${VAR} kept): how outputs name it
+    path: Path  # resolved against the plan's folder
+    splits: tuple[str, ...] = ("train", "val", "test")  # which of a reference data set's splits it trained on
+
+
 @dataclass
 class Plan:
     """A validated test plan."""
@@ -160,6 +170,13 @@ class Plan:
     subgroups: list[str] = field(default_factory=list)  # metadata attributes every metric is reported by
     corruptions: list[CorruptionSpec] = field(default_factory=list)  # natural corruptions of the test images
     identifier_declarations: list[str] = field(default_factory=list)  # subgroups declared `identifier: false`
+    leakage_reference: LeakageReference | None = None  # `leakage: {reference: PATH}`: the model's training data
+    record_paths: str = "as_written"  # how outputs record paths (harness.plan.paths); 'absolute' as resolved
+
+    @property
+    def paths(self) -> PathRecorder:
+        """How outputs record data and model locations: as the plan wrote them (harness.plan.paths)."""
+        return PathRecorder(self.base_dir, plan_variables(self.text), self.record_paths)
 
     @property
     def sha256(self) -> str:
@@ -211,6 +228,22 @@ def plan_from_document(doc: YamlDocument, base_dir: Path, overrides: list[str],
         raise
 
 
+def written_form(raw: Any, keys: tuple[str, ...], expanded: str) -> str:
+    """A value as the plan file wrote it (${VAR} kept) when it expands to `expanded`, else `expanded` (--set)."""
+    for key in keys:
+        raw = raw.get(key) if isinstance(raw, dict) else None
+    if isinstance(raw, str) and _expands_to(raw, expanded):
+        return raw
+    return expanded
+
+
+def _expands_to(raw: str, expanded: str) -> bool:
+    import os
+
+    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}",
+                  lambda m: os.environ.get(m.group(1), m.group(2) or ""), raw) == expanded
+
+
 class _PlanBuilder:
     def __init__(self, doc: YamlDocument, data: dict, registry: Registry, base_dir: Path,
                  overrides: list[str]) -> None:
@@ -257,9 +290,11 @@ class _PlanBuilder:
         attacks = self.attacks(epsilons)
         sandbox = self.scalar("sandbox", bool, default=False)
         roots = self.enforce_sandbox(dataset, model, defence, attacks) if sandbox else []
-        leakage = "off" if self.data.get("leakage") is False else self.data.get("leakage", "warn")  # YAML: off → false
-        if leakage not in LEAKAGE_MODES:
-            raise self.error(f"leakage must be one of {', '.join(LEAKAGE_MODES)}, got {leakage!r}", "leakage")
+        leakage, reference = self.leakage()
+        record_paths = self.scalar("record_paths", str, default="as_written")
+        if record_paths not in RECORD_PATHS:
+            raise self.error(f"record_paths must be one of {', '.join(RECORD_PATHS)}, got {record_paths!r}",
+                             "record_paths")
         subgroups = self.subgroups()
         corruptions = corruption_specs(data.get("corruptions"), self.registry, self.error, self.line, _NAME)
         acceptance = self.acceptance(attacks, defence is not None, subgroups, corruptions)
@@ -289,7 +324,39 @@ class _PlanBuilder:
             base_dir=self.base_dir, resolved=resolved, overrides=list(self.overrides), batch_size_auto=batch_size_auto,
             text=self.doc.text, statistics=statistics, subgroups=subgroups,
             show_paths=self.scalar("show_paths", bool, default=False), leakage=leakage, sandbox_roots=tuple(roots),
-            corruptions=corruptions, identifier_declarations=list(self.identifier_declarations))
+            corruptions=corruptions, identifier_declarations=list(self.identifier_declarations),
+            leakage_reference=reference, record_paths=record_paths)
+
+    def leakage(self) -> tuple[str, LeakageReference | None]:
+        """`leakage: warn | error | off`, or {reference: PATH, check: warn | error, splits: [train, ...]}."""
+        raw = self.data.get("leakage", "warn")
+        reference = None
+        if isinstance(raw, dict):
+            unknown = set(raw) - {"reference", "check", "splits"}
+            if unknown:
+                raise self.error("unknown key (allowed: check, reference, splits)", f"leakage.{sorted(unknown)[0]}")
+            spec = raw.get("reference")
+            if not isinstance(spec, str) or not spec.strip():
+                raise self.error("expected the path of the training data (a folder, manifest .csv, .npz or a "
+                                 "harness fingerprint-data file)", "leakage.reference")
+            splits = raw.get("splits", ["train", "val", "test"])
+            if not isinstance(splits, list) or not splits or not set(splits) <= {"train", "val", "test"}:
+                raise self.error(f"expected a list of train, val and test, got {splits!r}", "leakage.splits")
+            try:
+                path = (check_path(spec, self.sandbox_roots(), "leakage.reference", self.base_dir)
+                        if self.data.get("sandbox") is True else resolve(spec, self.base_dir))
+            except PlanError as exc:
+                raise self.error(exc.detail, "leakage.reference") from None
+            if not path.exists():
+                raise self.error(f"{written_form(self.doc.data, ('leakage', 'reference'), spec)} does not exist",
+                                 "leakage.reference")
+            reference = LeakageReference(written_form(self.doc.data, ("leakage", "reference"), spec), path,
+                                         tuple(splits))
+            raw = raw.get("check", "warn")
+        leakage = "off" if raw is False else raw  # YAML: off → false
+        if leakage not in LEAKAGE_MODES:
+            raise self.error(f"leakage must be one of {', '.join(LEAKAGE_MODES)}, got {leakage!r}", "leakage")
+        return leakage, reference
 
     def engine_settings(self, raw: Any) -> EngineSettings:
         """`engine: auto`, or a mapping of options; without speed options the runner chooses them (auto)."""

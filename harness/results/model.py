@@ -71,6 +71,7 @@ class DatasetSummary:
     content_sha256: str | None
     n_test: int
     native_units: NativeUnits | None = None
+    leakage: Mapping[str, Any] | None = None  # the test split against the model's training data (harness.run.reference)
 
     def __post_init__(self) -> None:
         _set(self, class_names=tuple(self.class_names))
@@ -81,7 +82,8 @@ class DatasetSummary:
         return {"name": self.name, "class_names": list(self.class_names), "positive_class": self.positive_class,
                 "content_sha256": self.content_sha256, "n_test": self.n_test,
                 "native_units": None if units is None else {"per_unit": units.per_unit, "unit": units.unit,
-                                                            "note": units.note, **_present(offset=units.offset)}}
+                                                            "note": units.note, **_present(offset=units.offset)},
+                **_present(leakage=dict(self.leakage) if self.leakage else None)}
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> DatasetSummary:
@@ -90,7 +92,8 @@ class DatasetSummary:
         return cls(name=raw["name"], class_names=tuple(raw["class_names"]), positive_class=raw["positive_class"],
                    content_sha256=raw.get("content_sha256"), n_test=raw["n_test"],
                    native_units=None if not units else NativeUnits(units["per_unit"], units["unit"],
-                                                                   units.get("note", ""), units.get("offset")))
+                                                                   units.get("note", ""), units.get("offset")),
+                   leakage=raw.get("leakage"))
 
 
 @dataclass(frozen=True)
@@ -445,6 +448,7 @@ class ModelResult:
     mean_corruption_error: float | None = None  # mean of the corruptions' corruption errors
     # plan `subgroups`: attribute → value → the same metrics on that subgroup's test images (no indicators)
     subgroups: Mapping[str, Mapping[str, ModelResult]] = field(default_factory=dict)
+    leaked_images: int | None = None  # test images duplicating its training data (None: training data not checked)
 
     def __post_init__(self) -> None:
         _set(self, attacks=MappingProxyType(dict(self.attacks)), corruptions=MappingProxyType(dict(self.corruptions)),
@@ -488,7 +492,7 @@ class ModelResult:
         return {"weights_sha256": self.weights_sha256, "clean": self.clean.to_json(),
                 "attacks": {attack_id: a.to_json() for attack_id, a in self.attacks.items()},
                 **_present(indicators=self.indicators and self.indicators.to_json(), corruptions=corruptions,
-                           mean_corruption_error=self.mean_corruption_error,
+                           mean_corruption_error=self.mean_corruption_error, leaked_images=self.leaked_images,
                            subgroups={a: {v: m.to_json() for v, m in values.items()}
                                       for a, values in self.subgroups.items()} or None)}
 
@@ -501,7 +505,7 @@ class ModelResult:
                    indicators=Indicators.from_json(indicators) if indicators else None,
                    corruptions={corruption_id: CorruptionResult.from_json(c)
                                 for corruption_id, c in raw.get("corruptions", {}).items()},
-                   mean_corruption_error=raw.get("mean_corruption_error"),
+                   mean_corruption_error=raw.get("mean_corruption_error"), leaked_images=raw.get("leaked_images"),
                    subgroups={a: {v: ModelResult.from_json(m) for v, m in values.items()}
                               for a, values in (raw.get("subgroups") or {}).items()})
 

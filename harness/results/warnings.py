@@ -78,7 +78,14 @@ def leakage(results: ResultsDocument, manifest: Mapping[str, Any]) -> Iterable[s
         yield f"data: {found['summary']}"
 
 
-CHECKS: tuple[Check, ...] = (skipped_files, small_test_split, leakage, undefined_metrics)
+def training_data_leakage(results: ResultsDocument, manifest: Mapping[str, Any]) -> Iterable[str]:
+    """Test images that duplicate an image of the plan's leakage reference (harness.data.fingerprints)."""
+    found = ((manifest.get("dataset") or {}).get("leakage") or {}).get("training_data") or {}
+    if found.get("against") == "reference" and found.get("leaked_images"):
+        yield f"data: {found['summary']}"
+
+
+CHECKS: tuple[Check, ...] = (skipped_files, small_test_split, leakage, training_data_leakage, undefined_metrics)
 
 
 def collect(results: ResultsDocument, manifest: Mapping[str, Any], checks: Iterable[Check] = CHECKS

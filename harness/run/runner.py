@@ -26,6 +26,7 @@ from harness.attacks.indicators import compute_indicators
 from harness.attacks.sweep import AttackOutcome, batches, merge_outcomes, predict_logits, run_attack
 from harness.corruptions.fit import check_fit
 from harness.data.checks import validate_dataset
+from harness.data.deid import FileNamer
 from harness.data.leakage import find_leakage
 from harness.data.loading import load_dataset
 from harness.data.metadata import split_metadata
@@ -61,6 +62,7 @@ from harness.run.corruption_stage import CorruptionStage
 from harness.run.environment import device_info, library_versions, platform_info, resolve_device, source_revision
 from harness.run.fingerprint import Fingerprint, previous_parts, start_parts
 from harness.run.progress import ProgressMode, ProgressReporter
+from harness.run.reference import training_data_leakage
 from harness.storage.atomic import write_json_atomic, write_text_atomic
 from harness.storage.filelock import LockTimeout, file_lock
 from harness.storage.history import record_run
@@ -109,6 +111,7 @@ class Runner:
         self.current_stage: str | None = None
         self.intervals: IntervalSettings | None = None  # set once the test split is known
         self.metadata: dict[str, list[str]] = {}  # the test split's subgroup attributes
+        self.leaked_images: int | None = None  # test images duplicating the model's training data (None: unchecked)
 
     # -- stages --------------------------------------------------------------------------------------------
     def run(self) -> RunResults:
@@ -234,10 +237,15 @@ class Runner:
                                     "image_shape": list(dataset.image_shape),
                                     "native_units": _native(dataset), "provenance": dataset.provenance,
                                     "leakage": self._leakage(dataset)}
+        training = training_data_leakage(self.plan, self.registry, dataset, dataclasses.replace(
+            context, file_namer=FileNamer(salt, context.show_paths)), self.manifest["dataset"]["leakage"],
+            bool(self._trainers()))
+        self.manifest["dataset"]["leakage"]["training_data"] = training
+        self.leaked_images = training["leaked_images"]  # what a `leaked_images` criterion reads
         self.results = replace(self.results, dataset=DatasetSummary(
             name=dataset.name, class_names=tuple(dataset.class_names), positive_class=dataset.positive_class,
             content_sha256=dataset.provenance.get("content_sha256"), n_test=len(dataset.splits["test"]),
-            native_units=dataset.native_units))
+            native_units=dataset.native_units, leakage=training))
         self._statistics(dataset)
         return dataset
 
@@ -333,7 +341,8 @@ class Runner:
         bar.close()
         clean_pred = logits.argmax(axis=1)
         model = ModelResult(weights_sha256=bundle.provenance.get("weights_sha256"),
-                            clean=clean_metrics(labels, logits, dataset.positive_class, self.intervals))
+                            clean=clean_metrics(labels, logits, dataset.positive_class, self.intervals),
+                            leaked_images=self.leaked_images)
         self.results = self.results.with_model(role, model)
         self._save()
         attack_model = self._stage(f"{role}:engine", lambda: self._attack_model(role, bundle, test))

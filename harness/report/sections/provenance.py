@@ -47,6 +47,8 @@ def build(report: ReportInput) -> dict[str, Any]:
     return {
         "leakage": leakage.get("summary") or (f"none found ({leakage['method']})" if leakage.get("method") else
                                               "not recorded"),
+        "training_data": (leakage.get("training_data") or {}).get("summary"),
+        "training_examples": [verbatim(e) for e in (leakage.get("training_data") or {}).get("examples") or []],
         "plugin": dataset.get("plugin", "n/a"),
         "name": dataset.get("name", summary.name if summary else "n/a"),
         "classes": classes, "positive": report.class_name(dataset.get("positive_class", report.positive_class)),
