@@ -1,8 +1,9 @@
 """Paths as written, not as resolved: how outputs record data and model locations.
 
 A folder named after a patient or a study must not reach the manifest, results, resolved plan, report or error
-lines through its absolute path. Every text a run writes passes through `PathRecorder.text`: the value of each
-${VAR} the plan uses is written back as `${VAR}`, and the plan's own folder as a path relative to it (`images/…`).
+lines through its absolute path. Every text a run writes passes through `PathRecorder.text`: each path parameter's
+resolved forms are written back as the plan wrote them, the value of each ${VAR} the plan uses as `${VAR}`, and
+the plan's own folder as a path relative to it (`images/…`).
 What the plan wrote literally is already in its copy (plan.source.yaml). `record_paths: absolute` in a plan turns
 this off.
 """
@@ -33,9 +34,14 @@ def plan_variables(text: str) -> dict[str, str]:
 class PathRecorder:
     """Rewrites absolute paths in output text to the form the plan wrote (see the module docstring)."""
 
-    def __init__(self, base_dir: Path, variables: Mapping[str, str], mode: str = "as_written") -> None:
+    def __init__(self, base_dir: Path, variables: Mapping[str, str], mode: str = "as_written",
+                 written: Mapping[str, str] | None = None) -> None:
         self.mode = mode
         pairs: dict[str, str] = {}
+        for value, form in (written or {}).items():  # each path parameter's resolved forms → as the plan wrote it
+            for absolute in {os.path.abspath(base_dir / value), os.path.realpath(base_dir / value)}:
+                if len(absolute) > 1 and absolute != form:
+                    pairs[absolute.rstrip(os.sep)] = form.rstrip("/") or form
         for name, value in variables.items():
             if os.sep in value or "/" in value:  # a path-like value; a bare word (e.g. a device) is left alone
                 for form in {value.rstrip("/"), os.path.abspath(value), os.path.realpath(value)}:

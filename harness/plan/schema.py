@@ -27,7 +27,7 @@ from harness.plan.criteria import (
 )
 from harness.plan.params import build_dataclass, params_to_dict
 from harness.plan.paths import RECORD_PATHS, PathRecorder, plan_variables
-from harness.plan.sandbox import check_path, enforce_sandbox, resolve, sandbox_roots
+from harness.plan.sandbox import PATH_FIELDS, PATH_SUFFIXES, check_path, enforce_sandbox, resolve, sandbox_roots
 from harness.plan.yaml_source import (
     YamlDocument,
     apply_overrides,
@@ -172,11 +172,12 @@ class Plan:
     identifier_declarations: list[str] = field(default_factory=list)  # subgroups declared `identifier: false`
     leakage_reference: LeakageReference | None = None  # `leakage: {reference: PATH}`: the model's training data
     record_paths: str = "as_written"  # how outputs record paths (harness.plan.paths); 'absolute' as resolved
+    written_paths: dict[str, str] = field(default_factory=dict)  # path parameters: value → as the plan wrote it
 
     @property
     def paths(self) -> PathRecorder:
         """How outputs record data and model locations: as the plan wrote them (harness.plan.paths)."""
-        return PathRecorder(self.base_dir, plan_variables(self.text), self.record_paths)
+        return PathRecorder(self.base_dir, plan_variables(self.text), self.record_paths, self.written_paths)
 
     @property
     def sha256(self) -> str:
@@ -325,7 +326,19 @@ class _PlanBuilder:
             text=self.doc.text, statistics=statistics, subgroups=subgroups,
             show_paths=self.scalar("show_paths", bool, default=False), leakage=leakage, sandbox_roots=tuple(roots),
             corruptions=corruptions, identifier_declarations=list(self.identifier_declarations),
-            leakage_reference=reference, record_paths=record_paths)
+            leakage_reference=reference, record_paths=record_paths, written_paths=self.written_paths())
+
+    def written_paths(self) -> dict[str, str]:
+        """Each path parameter of the data set, model and defence (and the leakage reference): its value after
+        ${VAR} expansion and overrides → the form the plan file wrote (harness.plan.paths)."""
+        out = {}
+        for section in ("dataset", "model", "defence", "leakage"):
+            values = self.data.get(section)
+            for key, value in (values.items() if isinstance(values, dict) else ()):
+                if isinstance(value, str) and (key in PATH_FIELDS or key.endswith(PATH_SUFFIXES)
+                                               or key == "reference"):
+                    out[value] = written_form(self.doc.data, (section, key), value)
+        return out
 
     def leakage(self) -> tuple[str, LeakageReference | None]:
         """`leakage: warn | error | off`, or {reference: PATH, check: warn | error, splits: [train, ...]}."""

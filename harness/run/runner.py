@@ -121,6 +121,7 @@ class Runner:
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise HarnessError(f"device {self.device} was requested but CUDA is not available")
         self.results = ResultsDocument(plan=PlanRef(plan.name, plan.sha256))
+        self.paths = plan.paths  # outputs name data and model locations as the plan wrote them
         self.manifest = self._initial_manifest()
         self.run_dir = self.resume_dir if self.resume_dir is not None else distributed.on_main(
             lambda: create_run_dir(self.config.out_root, plan.name, plan.sha256))
@@ -134,6 +135,7 @@ class Runner:
             try:
                 self._stages()
             except (Exception, KeyboardInterrupt) as exc:
+                self.paths.error(exc)  # the error line names paths as the plan wrote them
                 self._record_stop(exc)
                 raise
         if self.rank == 0:
@@ -212,7 +214,7 @@ class Runner:
         """Rank 0: the first results and manifest, the resolved plan, and the run-start hook."""
         self._save()
         write_text_atomic(self.run_dir / PLAN_SOURCE_FILE, self.plan.text)
-        write_text_atomic(self.run_dir / "plan.resolved.yaml", self.plan.resolved_yaml())
+        write_text_atomic(self.run_dir / "plan.resolved.yaml", self.paths.text(self.plan.resolved_yaml()))
         self.registry.pm.hook.harness_run_start(plan=self.plan, run_dir=str(self.run_dir))
 
     def _render_report(self) -> None:
@@ -538,7 +540,8 @@ class Runner:
             "command": sys.argv,
             "plan": {"name": plan.name, "source": plan.source, "sha256": plan.sha256, "resolved": plan.resolved,
                      "overrides": plan.overrides, "copy": PLAN_SOURCE_FILE, "file_sha256": plan.file_sha256,
-                     "resolved_yaml_sha256": hashlib.sha256(plan.resolved_yaml().encode("utf-8")).hexdigest(),
+                     "resolved_yaml_sha256": hashlib.sha256(self.paths.text(plan.resolved_yaml()).encode(
+                         "utf-8")).hexdigest(), "record_paths": plan.record_paths,
                      "hashes": PLAN_HASHES},
             "seeds": {"plan": plan.seed, "attack_batches": "sha256(seed:model:attack:batch) per batch"},
             "device": device_info(self.device),
@@ -574,8 +577,8 @@ class Runner:
         self.manifest["fingerprint"] = self.fingerprint.to_json()
         if self.rank != 0 or not self.writing:
             return  # rank 0 alone writes the run directory
-        write_json_atomic(self.run_dir / "results.json", self.results.to_json())
-        write_json_atomic(self.run_dir / "manifest.json", self.manifest)
+        write_json_atomic(self.run_dir / "results.json", self.paths.scrub(self.results.to_json()))
+        write_json_atomic(self.run_dir / "manifest.json", self.paths.scrub(self.manifest))
 
 
 PLAN_SOURCE_FILE = "plan.source.yaml"

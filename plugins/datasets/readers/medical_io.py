@@ -122,7 +122,8 @@ def resolve_source(text: str, base_dir: Path) -> tuple[Path, Path | None]:
     if path.is_dir():
         manifest = path / "labels.csv"
         return path, (manifest if manifest.is_file() else None)
-    raise DataError(f"data path {text} does not exist (resolved to {path})")
+    raise DataError(f"data path {text} does not exist" + ("" if Path(text).is_absolute() else
+                                                          " (relative to the plan's folder)"))
 
 
 def list_source(plugin: str, params: MedicalParams, context: DatasetContext, accept: Callable[[Path], bool],
@@ -256,7 +257,8 @@ def _relative(value: str, root: Path, where: str, name: Callable[[str], str]) ->
     try:
         return full.relative_to(root).as_posix()
     except ValueError:
-        raise DataError(f"{where}: the path of {name(value)} is outside the data root {root}") from None
+        raise DataError(f"{where}: the path of {name(value)} is outside the data folder (the manifest's folder)"
+                        ) from None
 
 
 # ------------------------------------------------------------------------------------------------ pixels
