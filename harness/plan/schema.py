@@ -662,8 +662,12 @@ class _PlanBuilder:
             raise self.error(f"{item['metric']} has no paired test, so a gate on it takes no 'alpha' (paired tests "
                              f"apply to: {', '.join(n for n, m in METRICS.items() if m.counts is not None)})",
                              f"{path}.alpha")
-        spec = item["baseline"]
-        key = f"{path}.baseline"
+        spec, key, allow_failed = item["baseline"], f"{path}.baseline", False
+        if isinstance(spec, dict):  # {run: PATH, allow_failed: true}: a failed approved run, accepted explicitly
+            if not set(spec) <= {"run", "allow_failed"} or not isinstance(spec.get("allow_failed", False), bool):
+                raise self.error("expected {run: PATH, allow_failed: true|false}", key)
+            spec, allow_failed = spec.get("run"), spec.get("allow_failed", False)
+            key = f"{key}.run"
         if not isinstance(spec, str) or not spec.strip():
             raise self.error(f"expected a run directory or {LATEST_PASS}, got {spec!r}", key)
         run_dir = None
@@ -676,4 +680,4 @@ class _PlanBuilder:
             except (OSError, ValueError, RuntimeError) as exc:
                 raise self.error(f"baseline {spec!r} cannot be resolved: {exc}", key) from None
         return BaselineRef(spec=spec, path=run_dir, max_drop=max_drop, key=key, line=self.line(key),
-                           source=self.doc.source, alpha=alpha)
+                           source=self.doc.source, alpha=alpha, allow_failed=allow_failed)

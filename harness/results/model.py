@@ -596,12 +596,13 @@ class BaselineResult:
     paired: PairedComparison | None = None  # a: the approved run, b: this run, on the images the metric counts
     paired_note: str | None = None  # why there is no paired test
     alpha: float | None = None  # the gate fails only when the paired test's p is below alpha (None: on the drop)
+    allow_failed: bool = False  # the approved run did not pass and the plan accepted it (allow_failed: true)
 
     def to_json(self) -> Json:
         """A criterion's `baseline` section."""
         return {"spec": self.spec, "run": self.run.to_json(), "approved": self.approved, "max_drop": self.max_drop,
                 "drop": self.drop, **_present(alpha=self.alpha, paired=self.paired and self.paired.to_json(),
-                                              paired_note=self.paired_note)}
+                                              paired_note=self.paired_note, allow_failed=self.allow_failed or None)}
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> BaselineResult:
@@ -610,7 +611,7 @@ class BaselineResult:
         return cls(spec=raw["spec"], run=RunIdentity.from_json(raw["run"]), approved=raw["approved"],
                    max_drop=raw["max_drop"], drop=raw.get("drop"),
                    paired=PairedComparison.from_json(paired) if paired else None, paired_note=raw.get("paired_note"),
-                   alpha=raw.get("alpha"))
+                   alpha=raw.get("alpha"), allow_failed=bool(raw.get("allow_failed", False)))
 
 
 @dataclass(frozen=True)

@@ -85,7 +85,16 @@ def training_data_leakage(results: ResultsDocument, manifest: Mapping[str, Any])
         yield f"data: {found['summary']}"
 
 
-CHECKS: tuple[Check, ...] = (skipped_files, small_test_split, leakage, training_data_leakage, undefined_metrics)
+def failed_baselines(results: ResultsDocument, manifest: Mapping[str, Any]) -> Iterable[str]:
+    """Regression gates judged against an approved run that did not pass (`allow_failed: true`)."""
+    for c in results.criteria:
+        if c.baseline is not None and c.baseline.allow_failed and c.baseline.run.passed is not True:
+            yield (f"baseline: criterion {c.id} is judged against {c.baseline.spec}, a run that did not pass "
+                   "(accepted by allow_failed: true)")
+
+
+CHECKS: tuple[Check, ...] = (skipped_files, small_test_split, leakage, training_data_leakage, undefined_metrics,
+                             failed_baselines)
 
 
 def collect(results: ResultsDocument, manifest: Mapping[str, Any], checks: Iterable[Check] = CHECKS
