@@ -11,7 +11,7 @@ TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 PLANS = TESTS / "plans"
 REAL_PLANS = TESTS / "real_plans"
-SHARED_DATASETS = REPO.parent / "shared" / "datasets"
+SHARED_DATASETS = Path(os.environ.get("HARNESS_SHARED_DATASETS") or REPO.parent / "shared" / "datasets")
 REQUIRE_SHARED = "HARNESS_REQUIRE_SHARED_DATASETS"  # set by .ci/run: CI always has the data sets
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,6 +123,41 @@ class Leakage:
                 "seconds": round(self.seconds, 3)}
 
 
+@dataclass
+class Matches:
+    """Images of a later set with a duplicate in an earlier one: row → the earlier image's row (and, for near
+    duplicates, the confirming correlation)."""
+
+    exact: dict[int, int]
+    near: dict[int, tuple[int, float]]
+
+    @property
+    def rows(self) -> list[int]:
+        """Every matched row of the later set, in order."""
+        return sorted({*self.exact, *self.near})
+
+
+def match(first: Signatures, second: Signatures, confirm: Callable[[int, int], float] | None) -> Matches:
+    """The one duplicate rule (METHOD): each image of `second` against the images of `first`. Exact: the same pixel
+    digest. Near (not exact): the best thumbnail correlation is ≥ CANDIDATE and `confirm(row, partner)` (the
+    correlation of the two images as loaded) is ≥ NEAR_CORRELATION; without images to confirm on (a fingerprint
+    file), the thumbnail correlation itself must reach NEAR_CORRELATION."""
+    seen: dict[bytes, int] = {}
+    for i, d in enumerate(first.digests):
+        seen.setdefault(d, i)  # the first of repeated images names the pair
+    exact = {j: seen[d] for j, d in enumerate(second.digests) if d in seen}
+    best, partner = _best_correlation(second.thumbnails, first.thumbnails)
+    near = {}
+    for j in np.flatnonzero(best >= CANDIDATE):
+        j = int(j)
+        if j in exact:
+            continue
+        r = confirm(j, int(partner[j])) if confirm is not None else float(best[j])
+        if r >= NEAR_CORRELATION:
+            near[j] = (int(partner[j]), r)
+    return Matches(exact, near)
+
+
 def find_leakage(splits: Mapping[str, Any]) -> Leakage:
     """Count exact and near duplicates across train/val/test (and exact repeats within each split)."""
     started = time.perf_counter()
@@ -133,27 +168,18 @@ def find_leakage(splits: Mapping[str, Any]) -> Leakage:
         if earlier not in signatures or later not in signatures:
             continue
         pair = f"{earlier}→{later}"
-        first, second = signatures[earlier], signatures[later]
-        seen: dict[bytes, int] = {}
-        for i, d in enumerate(first.digests):
-            seen.setdefault(d, i)  # the first of repeated images names the pair
-        exact_rows = [j for j, d in enumerate(second.digests) if d in seen]
-        examples += [{"kind": "exact", earlier: ids[earlier][seen[second.digests[j]]], later: ids[later][j]}
-                     for j in exact_rows[:EXAMPLES - len(examples)]]
-        best, partner = _best_correlation(second.thumbnails, first.thumbnails)
-        is_exact = np.zeros(len(second.digests), dtype=bool)
-        is_exact[exact_rows] = True
-        confirmed = {int(j): _correlation(splits[later][int(j)][0], splits[earlier][int(partner[j])][0])
-                     for j in np.flatnonzero((best >= CANDIDATE) & ~is_exact)}
-        near_rows = [j for j, r in confirmed.items() if r >= NEAR_CORRELATION]
-        examples += [{"kind": "near", "correlation": round(confirmed[j], 4), earlier: ids[earlier][partner[j]],
-                      later: ids[later][j]} for j in near_rows[:max(EXAMPLES - len(examples), 0)]]
-        exact[pair], near[pair] = len(exact_rows), int(len(near_rows))
+        found = match(signatures[earlier], signatures[later],
+                      lambda j, i, e=earlier, la=later: correlation(splits[la][j][0], splits[e][i][0]))
+        examples += [{"kind": "exact", earlier: ids[earlier][i], later: ids[later][j]}
+                     for j, i in list(found.exact.items())[:EXAMPLES - len(examples)]]
+        examples += [{"kind": "near", "correlation": round(r, 4), earlier: ids[earlier][i], later: ids[later][j]}
+                     for j, (i, r) in list(found.near.items())[:max(EXAMPLES - len(examples), 0)]]
+        exact[pair], near[pair] = len(found.exact), len(found.near)
     repeats = {name: len(s.digests) - len(set(s.digests)) for name, s in signatures.items()}
     return Leakage(exact, near, repeats, examples, time.perf_counter() - started)
 
 
-def _correlation(a: Any, b: Any) -> float:
+def correlation(a: Any, b: Any) -> float:
     """Pearson correlation of two images' pixels (0 when either is flat)."""
     x = torch.as_tensor(a, dtype=torch.float64).flatten()
     y = torch.as_tensor(b, dtype=torch.float64).flatten()

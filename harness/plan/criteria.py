@@ -32,6 +32,7 @@ class BaselineRef:
     line: int | None = None
     source: str | None = None
     alpha: float | None = None  # fail only when the exact McNemar p is below alpha too (None: the drop alone)
+    allow_failed: bool = False  # `baseline: {run: PATH, allow_failed: true}`: an approved run that failed is accepted
 
     @property
     def label(self) -> str:

@@ -29,7 +29,8 @@ from harness.plan.criteria import (
 )
 from harness.plan.heads import HEAD_KEYS, ModelHead, parse_head
 from harness.plan.params import build_dataclass, params_to_dict
-from harness.plan.sandbox import check_path, enforce_sandbox, resolve, sandbox_roots
+from harness.plan.paths import RECORD_PATHS, PathRecorder, plan_variables
+from harness.plan.sandbox import PATH_FIELDS, PATH_SUFFIXES, check_path, enforce_sandbox, resolve, sandbox_roots
 from harness.plan.subject import Subject, parse_subject
 from harness.plan.yaml_source import (
     YamlDocument,
@@ -52,6 +53,7 @@ TOP_LEVEL_KEYS = {
     PLAN_MARKER, "name", "description", "intended_use", "seed", "device", "batch_size", "epsilons",
     "dataset", "model", "attacks", "defence", "acceptance", "report", "engine", "sandbox", "data_root",
     "indicators", "statistics", "subgroups", "show_paths", "leakage", "corruptions", "threads", "subject",
+    "record_paths",
 }
 DEFAULT_THREADS = 1  # CPU threads for every computation of a run: numbers must not depend on the runner's cores
 SCHEDULES = ("ascending", "bisect")  # how a fixed-ε sweep visits the grid (harness.attacks.schedule)
@@ -134,6 +136,15 @@ class StatisticsOptions:
     bootstrap_resamples: int = field(default=2000, metadata={"min": 200, "max": 100_000})  # patient clusters
 
 
+@dataclass(frozen=True)
+class LeakageReference:
+    """The training data a test-only set is checked against (harness.data.fingerprints)."""
+
+    written: str  # as the plan wrote it (${VAR} kept): how outputs name it
+    path: Path  # resolved against the plan's folder
+    splits: tuple[str, ...] = ("train", "val", "test")  # which of a reference data set's splits it trained on
+
+
 @dataclass
 class Plan:
     """A validated test plan."""
@@ -168,6 +179,15 @@ class Plan:
     threads: int = DEFAULT_THREADS  # torch's CPU threads for the whole run (training, attacks, indicators)
     subject: Subject | None = None  # the device under test (`subject:`; harness.plan.subject)
     head: ModelHead = field(default_factory=ModelHead)  # the model's output contract and operating point
+    identifier_declarations: list[str] = field(default_factory=list)  # subgroups declared `identifier: false`
+    leakage_reference: LeakageReference | None = None  # `leakage: {reference: PATH}`: the model's training data
+    record_paths: str = "as_written"  # how outputs record paths (harness.plan.paths); 'absolute' as resolved
+    written_paths: dict[str, str] = field(default_factory=dict)  # path parameters: value → as the plan wrote it
+
+    @property
+    def paths(self) -> PathRecorder:
+        """How outputs record data and model locations: as the plan wrote them (harness.plan.paths)."""
+        return PathRecorder(self.base_dir, plan_variables(self.text), self.record_paths, self.written_paths)
 
     @property
     def sha256(self) -> str:
@@ -219,10 +239,27 @@ def plan_from_document(doc: YamlDocument, base_dir: Path, overrides: list[str],
         raise
 
 
+def written_form(raw: Any, keys: tuple[str, ...], expanded: str) -> str:
+    """A value as the plan file wrote it (${VAR} kept) when it expands to `expanded`, else `expanded` (--set)."""
+    for key in keys:
+        raw = raw.get(key) if isinstance(raw, dict) else None
+    if isinstance(raw, str) and _expands_to(raw, expanded):
+        return raw
+    return expanded
+
+
+def _expands_to(raw: str, expanded: str) -> bool:
+    import os
+
+    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}",
+                  lambda m: os.environ.get(m.group(1), m.group(2) or ""), raw) == expanded
+
+
 class _PlanBuilder:
     def __init__(self, doc: YamlDocument, data: dict, registry: Registry, base_dir: Path,
                  overrides: list[str]) -> None:
         self.doc, self.data, self.registry, self.base_dir, self.overrides = doc, data, registry, base_dir, overrides
+        self.identifier_declarations: list[str] = []  # subgroups declared `identifier: false`
 
     def error(self, message: str, key: str | None) -> PlanError:
         return PlanError(message, key=key, line=self.doc.line(key or ""), source=self.doc.source)
@@ -268,9 +305,11 @@ class _PlanBuilder:
         attacks = self.attacks(epsilons)
         sandbox = self.scalar("sandbox", bool, default=False)
         roots = self.enforce_sandbox(dataset, model, defence, attacks) if sandbox else []
-        leakage = "off" if self.data.get("leakage") is False else self.data.get("leakage", "warn")  # YAML: off → false
-        if leakage not in LEAKAGE_MODES:
-            raise self.error(f"leakage must be one of {', '.join(LEAKAGE_MODES)}, got {leakage!r}", "leakage")
+        leakage, reference = self.leakage()
+        record_paths = self.scalar("record_paths", str, default="as_written")
+        if record_paths not in RECORD_PATHS:
+            raise self.error(f"record_paths must be one of {', '.join(RECORD_PATHS)}, got {record_paths!r}",
+                             "record_paths")
         subgroups = self.subgroups()
         corruptions = corruption_specs(data.get("corruptions"), self.registry, self.error, self.line, _NAME)
         acceptance = self.acceptance(attacks, defence is not None, subgroups, corruptions)
@@ -301,7 +340,52 @@ class _PlanBuilder:
             text=self.doc.text, statistics=statistics, subgroups=subgroups,
             show_paths=self.scalar("show_paths", bool, default=False), leakage=leakage, sandbox_roots=tuple(roots),
             corruptions=corruptions, threads=threads, head=head,
-            subject=parse_subject(data.get("subject"), self.error, self.scalar("intended_use", str, default="")))
+            subject=parse_subject(data.get("subject"), self.error, self.scalar("intended_use", str, default="")),
+            identifier_declarations=list(self.identifier_declarations),
+            leakage_reference=reference, record_paths=record_paths, written_paths=self.written_paths())
+
+    def written_paths(self) -> dict[str, str]:
+        """Each path parameter of the data set, model and defence (and the leakage reference): its value after
+        ${VAR} expansion and overrides → the form the plan file wrote (harness.plan.paths)."""
+        out = {}
+        for section in ("dataset", "model", "defence", "leakage"):
+            values = self.data.get(section)
+            for key, value in (values.items() if isinstance(values, dict) else ()):
+                if isinstance(value, str) and (key in PATH_FIELDS or key.endswith(PATH_SUFFIXES)
+                                               or key == "reference"):
+                    out[value] = written_form(self.doc.data, (section, key), value)
+        return out
+
+    def leakage(self) -> tuple[str, LeakageReference | None]:
+        """`leakage: warn | error | off`, or {reference: PATH, check: warn | error, splits: [train, ...]}."""
+        raw = self.data.get("leakage", "warn")
+        reference = None
+        if isinstance(raw, dict):
+            unknown = set(raw) - {"reference", "check", "splits"}
+            if unknown:
+                raise self.error("unknown key (allowed: check, reference, splits)", f"leakage.{sorted(unknown)[0]}")
+            spec = raw.get("reference")
+            if not isinstance(spec, str) or not spec.strip():
+                raise self.error("expected the path of the training data (a folder, manifest .csv, .npz or a "
+                                 "harness fingerprint-data file)", "leakage.reference")
+            splits = raw.get("splits", ["train", "val", "test"])
+            if not isinstance(splits, list) or not splits or not set(splits) <= {"train", "val", "test"}:
+                raise self.error(f"expected a list of train, val and test, got {splits!r}", "leakage.splits")
+            try:
+                path = (check_path(spec, self.sandbox_roots(), "leakage.reference", self.base_dir)
+                        if self.data.get("sandbox") is True else resolve(spec, self.base_dir))
+            except PlanError as exc:
+                raise self.error(exc.detail, "leakage.reference") from None
+            if not path.exists():
+                raise self.error(f"{written_form(self.doc.data, ('leakage', 'reference'), spec)} does not exist",
+                                 "leakage.reference")
+            reference = LeakageReference(written_form(self.doc.data, ("leakage", "reference"), spec), path,
+                                         tuple(splits))
+            raw = raw.get("check", "warn")
+        leakage = "off" if raw is False else raw  # YAML: off → false
+        if leakage not in LEAKAGE_MODES:
+            raise self.error(f"leakage must be one of {', '.join(LEAKAGE_MODES)}, got {leakage!r}", "leakage")
+        return leakage, reference
 
     def engine_settings(self, raw: Any) -> EngineSettings:
         """`engine: auto`, or a mapping of options; without speed options the runner chooses them (auto)."""
@@ -427,12 +511,24 @@ class _PlanBuilder:
         return specs
 
     def subgroups(self) -> list[str]:
-        raw = self.data.get("subgroups") or []
-        if not isinstance(raw, list) or not all(isinstance(a, str) and _NAME.match(a) for a in raw):
+        raw = [self.declared_subgroup(a, f"subgroups.{i}") for i, a in enumerate(self.data.get("subgroups") or [])] \
+            if isinstance(self.data.get("subgroups") or [], list) else None
+        if raw is None or not all(isinstance(a, str) and _NAME.match(a) for a in raw):
             raise self.error("expected a list of metadata attribute names (e.g. [manufacturer, sex])", "subgroups")
         if len(set(raw)) != len(raw):
             raise self.error("subgroup attributes must not repeat", "subgroups")
         return list(raw)
+
+    def declared_subgroup(self, value: Any, key: str) -> Any:
+        """A subgroup attribute: its name, or {name: X, identifier: false} declaring a column that looks like an
+        identifier safe (harness.data.metadata); the declarations are recorded in the manifest and the report."""
+        if not isinstance(value, dict):
+            return value
+        if set(value) != {"name", "identifier"} or value.get("identifier") is not False:
+            raise self.error("a declared subgroup is {name: ATTRIBUTE, identifier: false} (only an explicit "
+                             "'identifier: false' declares a column safe)", key)
+        self.identifier_declarations.append(str(value["name"]))
+        return value["name"]
 
     def criterion_subgroup(self, value: Any, subgroups: list[str], path: str) -> dict[str, str] | str | None:
         """A criterion's `subgroup`: None, 'worst', or {attribute: value} naming one of the plan's subgroups."""
@@ -620,8 +716,12 @@ class _PlanBuilder:
             raise self.error(f"{item['metric']} has no paired test, so a gate on it takes no 'alpha' (paired tests "
                              f"apply to: {', '.join(n for n, m in METRICS.items() if m.counts is not None)})",
                              f"{path}.alpha")
-        spec = item["baseline"]
-        key = f"{path}.baseline"
+        spec, key, allow_failed = item["baseline"], f"{path}.baseline", False
+        if isinstance(spec, dict):  # {run: PATH, allow_failed: true}: a failed approved run, accepted explicitly
+            if not set(spec) <= {"run", "allow_failed"} or not isinstance(spec.get("allow_failed", False), bool):
+                raise self.error("expected {run: PATH, allow_failed: true|false}", key)
+            spec, allow_failed = spec.get("run"), spec.get("allow_failed", False)
+            key = f"{key}.run"
         if not isinstance(spec, str) or not spec.strip():
             raise self.error(f"expected a run directory or {LATEST_PASS}, got {spec!r}", key)
         run_dir = None
@@ -634,4 +734,4 @@ class _PlanBuilder:
             except (OSError, ValueError, RuntimeError) as exc:
                 raise self.error(f"baseline {spec!r} cannot be resolved: {exc}", key) from None
         return BaselineRef(spec=spec, path=run_dir, max_drop=max_drop, key=key, line=self.line(key),
-                           source=self.doc.source, alpha=alpha)
+                           source=self.doc.source, alpha=alpha, allow_failed=allow_failed)

@@ -53,14 +53,20 @@ def plan_error(ref: BaselineRef, message: str) -> PlanError:
     return PlanError(message, key=ref.key, line=ref.line, source=ref.source)
 
 
-def open_approved(path: Path) -> RunResults:
-    """A finished run directory (HarnessError naming it when missing, unreadable or unfinished)."""
+def open_approved(path: Path, allow_failed: bool = False) -> RunResults:
+    """A finished run directory that passed (HarnessError naming it when missing, unreadable, unfinished, or failed
+    without `allow_failed`)."""
     if not path.is_dir():
         raise HarnessError(f"baseline run directory {path} does not exist")
     try:
-        return finished(RunResults.load(path))
+        run = finished(RunResults.load(path))
     except HarnessError as exc:
         raise HarnessError(f"baseline {exc.one_line()}") from None
+    if run.status != PASSED and not allow_failed:
+        raise HarnessError(f"baseline {path} did not pass (its verdict: {run.status}), so it is not an approved run; "
+                           "name a run that passed, or accept it explicitly with baseline: {run: "
+                           f"{path.name}, allow_failed: true}} (the report then says so)")
+    return run
 
 
 def approved_value(run: RunResults, criterion: Criterion, attack: AttackSpec | None) -> float:
@@ -94,7 +100,7 @@ def check_approved(ref: BaselineRef, criterion: Criterion, attacks: Mapping[str,
     """Plan validation of a path baseline: a finished run that measured the criterion (PlanError otherwise)."""
     assert ref.path is not None
     try:
-        approved_value(open_approved(ref.path), criterion, attacks.get(criterion.attack or ""))
+        approved_value(open_approved(ref.path, ref.allow_failed), criterion, attacks.get(criterion.attack or ""))
     except HarnessError as exc:
         raise plan_error(ref, exc.one_line()) from None
 
@@ -112,7 +118,7 @@ def resolve_baselines(plan: Plan, dataset: DatasetSummary | None, out_root: Path
             continue
         path = ref.path or _latest_pass(ref, plan.name, data_sha256, out_root)
         try:
-            run = opened[path] if path in opened else open_approved(path)
+            run = opened[path] if path in opened else open_approved(path, ref.allow_failed)
             opened[path] = run
             approved_value(run, criterion, attacks.get(criterion.attack or ""))
         except HarnessError as exc:
@@ -184,7 +190,8 @@ def judge_against(c: Criterion, results: ResultsDocument, approved_run: RunResul
                            passed=passed, note=None if value is not None else NOT_MEASURED, judged_on="estimate",
                            baseline=BaselineResult(spec=ref.spec, run=identify(approved_run), approved=approved,
                                                    max_drop=ref.max_drop, drop=drop, paired=paired,
-                                                   paired_note=paired_note, alpha=ref.alpha))
+                                                   paired_note=paired_note, alpha=ref.alpha,
+                                                   allow_failed=ref.allow_failed))
 
 
 def _paired(c: Criterion, results: ResultsDocument, approved_run: RunResults,

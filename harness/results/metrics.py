@@ -120,6 +120,7 @@ RATE = Unit("rate", pct, num, trimmed)
 SCORE = Unit("score", num, num, trimmed)
 EPSILON = Unit("epsilon", eps_text, eps_text, eps_text)
 FLAG = Unit("flag", trimmed, num, trimmed)  # 1.0 yes, 0.0 no
+COUNT = Unit("count", *(lambda value: "n/a" if value is None else f"{value:.0f}",) * 3)  # whole images
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,7 @@ CORRUPTION = Scope("corruption", False, False, lambda model, t: model.corruption
 # Multi-class summaries: stored with the clean metrics and the attack points, shown in the per-class table
 CLEAN_MACRO = Scope("clean_macro", False, False, lambda model, t: model.clean)
 POINT_MACRO = Scope("point_macro", True, True, POINT.locate)
+DATA = Scope("data", False, False, lambda model, t: model, per_model=True)  # the model's data checks
 CORRUPTION_SUMMARY = Scope("corruption_summary", False, False, lambda model, t: model if model.corruptions else None)
 
 
@@ -263,6 +265,8 @@ METRICS: dict[str, Metric] = _registry(
            "macro sensitivity (balanced accuracy)", "macro sens.", macro_sensitivity),
     Metric("median_min_epsilon", MIN_EPSILON, "median", EPSILON, "median minimal ε", "median min ε"),
     Metric("attack_credible", INDICATORS, "credible", FLAG, "attack results credible", "credible"),
+    Metric("leaked_images", DATA, "leaked_images", COUNT, "test images duplicating training images", "leaked",
+           higher_is_better=False),
     Metric("accuracy", CORRUPTION_POINT, "accuracy", RATE, "accuracy", "accuracy", accuracy, accuracy_counts,
            "binomial"),
     Metric("sensitivity", CORRUPTION_POINT, "sensitivity", RATE, "sensitivity", "sens.", sensitivity,

@@ -74,6 +74,7 @@ class DatasetSummary:
     content_sha256: str | None
     n_test: int
     native_units: NativeUnits | None = None
+    leakage: Mapping[str, Any] | None = None  # the test split against the model's training data (harness.run.reference)
 
     def __post_init__(self) -> None:
         _set(self, class_names=tuple(self.class_names))
@@ -84,7 +85,8 @@ class DatasetSummary:
         return {"name": self.name, "class_names": list(self.class_names), "positive_class": self.positive_class,
                 "content_sha256": self.content_sha256, "n_test": self.n_test,
                 "native_units": None if units is None else {"per_unit": units.per_unit, "unit": units.unit,
-                                                            "note": units.note, **_present(offset=units.offset)}}
+                                                            "note": units.note, **_present(offset=units.offset)},
+                **_present(leakage=dict(self.leakage) if self.leakage else None)}
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> DatasetSummary:
@@ -93,7 +95,8 @@ class DatasetSummary:
         return cls(name=raw["name"], class_names=tuple(raw["class_names"]), positive_class=raw["positive_class"],
                    content_sha256=raw.get("content_sha256"), n_test=raw["n_test"],
                    native_units=None if not units else NativeUnits(units["per_unit"], units["unit"],
-                                                                   units.get("note", ""), units.get("offset")))
+                                                                   units.get("note", ""), units.get("offset")),
+                   leakage=raw.get("leakage"))
 
 
 @dataclass(frozen=True)
@@ -515,6 +518,7 @@ class ModelResult:
     worst_case: WorstCase | None = None  # per ε, the per-image worst case over every attack (harness.results.build)
     operating_point: Mapping[str, Any] | None = None  # binary models deciding at a threshold (None: argmax)
     classes: Mapping[str, ModelResult] = field(default_factory=dict)  # K > 2: class → its one-vs-rest results
+    leaked_images: int | None = None  # test images duplicating its training data (None: training data not checked)
 
     def __post_init__(self) -> None:
         _set(self, attacks=MappingProxyType(dict(self.attacks)), corruptions=MappingProxyType(dict(self.corruptions)),
@@ -565,7 +569,7 @@ class ModelResult:
         return {"weights_sha256": self.weights_sha256, "clean": self.clean.to_json(),
                 "attacks": {attack_id: a.to_json() for attack_id, a in self.attacks.items()},
                 **_present(indicators=self.indicators and self.indicators.to_json(), corruptions=corruptions,
-                           mean_corruption_error=self.mean_corruption_error,
+                           mean_corruption_error=self.mean_corruption_error, leaked_images=self.leaked_images,
                            subgroups={a: {v: m.to_json() for v, m in values.items()}
                                       for a, values in self.subgroups.items()} or None,
                            worst_case=self.worst_case and self.worst_case.to_json(),
@@ -581,7 +585,7 @@ class ModelResult:
                    indicators=Indicators.from_json(indicators) if indicators else None,
                    corruptions={corruption_id: CorruptionResult.from_json(c)
                                 for corruption_id, c in raw.get("corruptions", {}).items()},
-                   mean_corruption_error=raw.get("mean_corruption_error"),
+                   mean_corruption_error=raw.get("mean_corruption_error"), leaked_images=raw.get("leaked_images"),
                    subgroups={a: {v: ModelResult.from_json(m) for v, m in values.items()}
                               for a, values in (raw.get("subgroups") or {}).items()},
                    worst_case=WorstCase.from_json(raw["worst_case"]) if raw.get("worst_case") else None,
@@ -675,12 +679,13 @@ class BaselineResult:
     paired: PairedComparison | None = None  # a: the approved run, b: this run, on the images the metric counts
     paired_note: str | None = None  # why there is no paired test
     alpha: float | None = None  # the gate fails only when the paired test's p is below alpha (None: on the drop)
+    allow_failed: bool = False  # the approved run did not pass and the plan accepted it (allow_failed: true)
 
     def to_json(self) -> Json:
         """A criterion's `baseline` section."""
         return {"spec": self.spec, "run": self.run.to_json(), "approved": self.approved, "max_drop": self.max_drop,
                 "drop": self.drop, **_present(alpha=self.alpha, paired=self.paired and self.paired.to_json(),
-                                              paired_note=self.paired_note)}
+                                              paired_note=self.paired_note, allow_failed=self.allow_failed or None)}
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> BaselineResult:
@@ -689,7 +694,7 @@ class BaselineResult:
         return cls(spec=raw["spec"], run=RunIdentity.from_json(raw["run"]), approved=raw["approved"],
                    max_drop=raw["max_drop"], drop=raw.get("drop"),
                    paired=PairedComparison.from_json(paired) if paired else None, paired_note=raw.get("paired_note"),
-                   alpha=raw.get("alpha"))
+                   alpha=raw.get("alpha"), allow_failed=bool(raw.get("allow_failed", False)))
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,8 @@ def undecidable_warnings(criteria: Sequence[Criterion], method: str, confidence:
             continue
         for where, subset in groups_of(c, labels, metadata):
             n = members(c, subset, positive_class)
+            if n == 0 and c.subgroup == WORST:
+                continue  # a subgroup without members has no value, and `worst` judges only those with one
             if can_pass(n, c.threshold, side(c), method, two_sided_level(confidence)):
                 continue
             needed = smallest_decidable_n(c.threshold, side(c), method, two_sided_level(confidence))

@@ -104,7 +104,23 @@ def not_a_classifier(results: ResultsDocument, manifest: Mapping[str, Any]) -> I
                "another order than the data set's classes)")
 
 
-CHECKS: tuple[Check, ...] = (skipped_files, small_test_split, leakage, undefined_metrics, not_a_classifier)
+def training_data_leakage(results: ResultsDocument, manifest: Mapping[str, Any]) -> Iterable[str]:
+    """Test images that duplicate an image of the plan's leakage reference (harness.data.fingerprints)."""
+    found = ((manifest.get("dataset") or {}).get("leakage") or {}).get("training_data") or {}
+    if found.get("against") == "reference" and found.get("leaked_images"):
+        yield f"data: {found['summary']}"
+
+
+def failed_baselines(results: ResultsDocument, manifest: Mapping[str, Any]) -> Iterable[str]:
+    """Regression gates judged against an approved run that did not pass (`allow_failed: true`)."""
+    for c in results.criteria:
+        if c.baseline is not None and c.baseline.allow_failed and c.baseline.run.passed is not True:
+            yield (f"baseline: criterion {c.id} is judged against {c.baseline.spec}, a run that did not pass "
+                   "(accepted by allow_failed: true)")
+
+
+CHECKS: tuple[Check, ...] = (skipped_files, small_test_split, leakage, training_data_leakage, undefined_metrics,
+                             failed_baselines, not_a_classifier)
 
 
 def collect(results: ResultsDocument, manifest: Mapping[str, Any], checks: Iterable[Check] = CHECKS

@@ -29,6 +29,7 @@ from harness.attacks.operating_point import OperatingPoint
 from harness.attacks.sweep import AttackOutcome, batches, merge_outcomes, predict_logits, run_attack
 from harness.corruptions.fit import check_fit
 from harness.data.checks import validate_dataset
+from harness.data.deid import FileNamer
 from harness.data.leakage import find_leakage
 from harness.data.loading import load_dataset
 from harness.data.metadata import split_metadata
@@ -74,6 +75,7 @@ from harness.run.environment import (
 from harness.run.fingerprint import Fingerprint, previous_parts, start_parts
 from harness.run.model_head import apply_head
 from harness.run.progress import ProgressMode, ProgressReporter
+from harness.run.reference import training_data_leakage
 from harness.storage.atomic import write_json_atomic, write_text_atomic
 from harness.storage.checksums import write_sums
 from harness.storage.filelock import LockTimeout, file_lock
@@ -125,6 +127,7 @@ class Runner:
         self.intervals: IntervalSettings | None = None  # set once the test split is known
         self.metadata: dict[str, list[str]] = {}  # the test split's subgroup attributes
         self.operating_points: dict[str, OperatingPoint | None] = {}  # by model role (None: argmax)
+        self.leaked_images: int | None = None  # test images duplicating the model's training data (None: unchecked)
 
     # -- stages --------------------------------------------------------------------------------------------
     def run(self) -> RunResults:
@@ -139,6 +142,7 @@ class Runner:
             raise HarnessError(f"device {self.device} was requested but CUDA is not available")
         self.results = ResultsDocument(plan=PlanRef(plan.name, plan.sha256,
                                                     plan.subject.to_json() if plan.subject else None))
+        self.paths = plan.paths  # outputs name data and model locations as the plan wrote them
         self.manifest = self._initial_manifest()
         self.run_dir = self.resume_dir if self.resume_dir is not None else distributed.on_main(
             lambda: create_run_dir(self.config.out_root, plan.name, plan.sha256))
@@ -152,6 +156,7 @@ class Runner:
             try:
                 self._stages()
             except (Exception, KeyboardInterrupt) as exc:
+                self.paths.error(exc)  # the error line names paths as the plan wrote them
                 self._record_stop(exc)
                 raise
         if self.rank == 0:
@@ -233,7 +238,7 @@ class Runner:
         """Rank 0: the first results and manifest, the resolved plan, and the run-start hook."""
         self._save()
         write_text_atomic(self.run_dir / PLAN_SOURCE_FILE, self.plan.text)
-        write_text_atomic(self.run_dir / "plan.resolved.yaml", self.plan.resolved_yaml())
+        write_text_atomic(self.run_dir / "plan.resolved.yaml", self.paths.text(self.plan.resolved_yaml()))
         self.registry.pm.hook.harness_run_start(plan=self.plan, run_dir=str(self.run_dir))
 
     def _render_report(self) -> None:
@@ -270,10 +275,15 @@ class Runner:
                                     **_spacing(dataset),
                                     "native_units": _native(dataset), "provenance": dataset.provenance,
                                     "leakage": self._leakage(dataset)}
+        training = training_data_leakage(self.plan, self.registry, dataset, dataclasses.replace(
+            context, file_namer=FileNamer(salt, context.show_paths)), self.manifest["dataset"]["leakage"],
+            bool(self._trainers()))
+        self.manifest["dataset"]["leakage"]["training_data"] = training
+        self.leaked_images = training["leaked_images"]  # what a `leaked_images` criterion reads
         self.results = replace(self.results, dataset=DatasetSummary(
             name=dataset.name, class_names=tuple(dataset.class_names), positive_class=dataset.positive_class,
             content_sha256=dataset.provenance.get("content_sha256"), n_test=len(dataset.splits["test"]),
-            native_units=dataset.native_units))
+            native_units=dataset.native_units, leakage=training))
         self._statistics(dataset)
         return dataset
 
@@ -289,10 +299,12 @@ class Runner:
     def _statistics(self, dataset: DatasetBundle) -> None:
         """Interval settings and subgroup metadata of the test split; warnings for criteria it cannot decide."""
         options, test = self.plan.statistics, dataset.splits["test"]
-        self.metadata = split_metadata(test, self.plan.subgroups, f"data set '{dataset.name}', test split")
+        self.metadata = split_metadata(test, self.plan.subgroups, f"data set '{dataset.name}', test split",
+                                       self.plan.identifier_declarations)
         self.intervals = IntervalSettings.for_split(options.interval, options.confidence, test.group_ids,
                                                     options.bootstrap_resamples, self.plan.seed)
-        self.manifest["statistics"] = {**dataclasses.asdict(options), "subgroups": list(self.plan.subgroups)}
+        self.manifest["statistics"] = {**dataclasses.asdict(options), "subgroups": list(self.plan.subgroups),
+                                       "declared_not_identifiers": list(self.plan.identifier_declarations)}
         self.results = replace(self.results, statistics=self.intervals.summary(
             options.multiple_comparisons, self.plan.subgroups)).with_warnings(*undecidable_warnings(
                 self.plan.acceptance, options.interval, options.confidence, test.labels, dataset.positive_class,
@@ -385,7 +397,7 @@ class Runner:
         point = self.operating_points.get(role)
         model = ModelResult(weights_sha256=bundle.provenance.get("weights_sha256"),
                             clean=clean_metrics(labels, logits, dataset.positive_class, self.intervals),
-                            operating_point=point and point.to_json())
+                            operating_point=point and point.to_json(), leaked_images=self.leaked_images)
         self.results = self.results.with_model(role, model)
         self._save()
         attack_model = self._stage(f"{role}:engine", lambda: self._attack_model(role, bundle, test))
@@ -601,7 +613,8 @@ class Runner:
             "command": sys.argv,
             "plan": {"name": plan.name, "source": plan.source, "sha256": plan.sha256, "resolved": plan.resolved,
                      "overrides": plan.overrides, "copy": PLAN_SOURCE_FILE, "file_sha256": plan.file_sha256,
-                     "resolved_yaml_sha256": hashlib.sha256(plan.resolved_yaml().encode("utf-8")).hexdigest(),
+                     "resolved_yaml_sha256": hashlib.sha256(self.paths.text(plan.resolved_yaml()).encode(
+                         "utf-8")).hexdigest(), "record_paths": plan.record_paths,
                      "hashes": PLAN_HASHES, "git": plan_git_provenance(plan.source)},
             "seeds": {"plan": plan.seed, "attack_batches": "sha256(seed:model:attack:batch) per batch"},
             "device": device_info(self.device),
@@ -637,8 +650,8 @@ class Runner:
         self.manifest["fingerprint"] = self.fingerprint.to_json()
         if self.rank != 0 or not self.writing:
             return  # rank 0 alone writes the run directory
-        write_json_atomic(self.run_dir / "results.json", self.results.to_json())
-        write_json_atomic(self.run_dir / "manifest.json", self.manifest)
+        write_json_atomic(self.run_dir / "results.json", self.paths.scrub(self.results.to_json()))
+        write_json_atomic(self.run_dir / "manifest.json", self.paths.scrub(self.manifest))
 
 
 PLAN_SOURCE_FILE = "plan.source.yaml"

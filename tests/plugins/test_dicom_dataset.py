@@ -446,7 +446,7 @@ def test_a_class_without_images_is_named(tmp_path):
 
 def test_paths_outside_the_data_root_are_refused(tmp_path):
     manifest = write_manifest(tmp_path / "m.csv", [{"path": "../elsewhere.dcm", "label": "a", "split": "train"}])
-    with pytest.raises(DataError, match=r"m\.csv line 2: the path of file \w+ is outside the data root"):
+    with pytest.raises(DataError, match=r"m\.csv line 2: the path of file \w+ is outside the data folder"):
         load({"path": str(manifest), "class_names": ["a", "b"]})
 
 

@@ -14,6 +14,7 @@ from harness.results.metrics import (
     CORRUPTION,
     CORRUPTION_POINT,
     CORRUPTION_SUMMARY,
+    DATA,
     INDICATORS,
     METRICS,
     MIN_EPSILON,
@@ -70,7 +71,8 @@ def test_clean_metrics_from_logits():
 def test_every_entry_is_stored_where_its_scope_says():
     holders = {CLEAN: CleanMetrics, POINT: AttackPoint, CLEAN_MACRO: CleanMetrics, POINT_MACRO: AttackPoint,
                MIN_EPSILON: MinEpsilonSummary, INDICATORS: Indicators,
-               CORRUPTION_POINT: CorruptionPoint, CORRUPTION: CorruptionResult, CORRUPTION_SUMMARY: ModelResult}
+               CORRUPTION_POINT: CorruptionPoint, CORRUPTION: CorruptionResult, CORRUPTION_SUMMARY: ModelResult,
+               DATA: ModelResult}
     for metric in METRICS.values():
         holder = holders[metric.scope]
         fields = {f.name for f in dataclasses.fields(holder)}

@@ -132,8 +132,9 @@ def test_the_same_model_passes_its_gates_with_no_drop_and_is_recorded(approved):
     n_test = result.dataset.n_test
     assert (clean.baseline.paired.n_pairs, clean.baseline.paired.only_a, clean.baseline.paired.only_b) == (n_test, 0, 0)
     manifest = json.loads((result.run_dir / "manifest.json").read_text())
-    assert [b["spec"] for b in manifest["baselines"]] == [str(approved), "latest-pass"]
-    assert manifest["baselines"][1]["run"]["run_dir"] == str(approved)
+    relative = f"runs/{approved.name}"  # the manifest names paths under the plan's folder relative to it
+    assert [b["spec"] for b in manifest["baselines"]] == [relative, "latest-pass"]
+    assert manifest["baselines"][1]["run"]["run_dir"] == relative
     assert [e.path for e in list_runs(base / "runs")][:2] == [result.run_dir, approved]
 
 
@@ -169,7 +170,7 @@ def test_a_weaker_model_fails_its_gate_and_every_display_names_the_approved_run(
 def test_baselines_are_checked_against_the_loaded_data_and_latest_pass_needs_a_passing_run(approved, tmp_path):
     other_data = write_run(tmp_path / "other-data", data="ee" * 32)
     with pytest.raises(PlanError, match=rf"plan.yaml:{GATE_LINE}, key 'acceptance.2.baseline': baseline "
-                                        rf"{other_data} was measured on another data set \(content sha256 "
+                                        rf"{other_data.name} was measured on another data set \(content sha256 "
                                         r"eeeeeeeeeeee, this run's 000000000000\)"):
         run(gates(f"{{metric: clean_accuracy, baseline: {other_data}, max_drop: 0.02}}"), tmp_path)
     with pytest.raises(PlanError, match=r"latest-pass: no passing run of plan 'toy_plan' on this data \(content "
@@ -182,7 +183,7 @@ def test_latest_pass_whose_directory_is_gone_is_an_error_not_a_fallback(tmp_path
     second = run(VALID, tmp_path, ["seed=4"])
     shutil.rmtree(second.run_dir)
     with pytest.raises(PlanError, match=rf"the newest passing run of plan 'toy_plan' on this data, "
-                                        rf"{second.run_dir} \(recorded in .*\), no longer exists"):
+                                        rf"runs/{second.run_dir.name} \(recorded in .*\), no longer exists"):
         run(gates("{metric: clean_accuracy, baseline: latest-pass, max_drop: 0.02}"), tmp_path)
     assert first.run_dir.is_dir()
 
@@ -191,8 +192,8 @@ def test_latest_pass_whose_run_no_longer_reads_passed_is_an_error(tmp_path):
     approved = run(VALID, tmp_path).run_dir  # recorded as passed; then, say, its report failed (passed -> error)
     raw = json.loads((approved / "results.json").read_text())
     (approved / "results.json").write_text(json.dumps({**raw, "status": "error", "exit_code": 1}))
-    with pytest.raises(PlanError, match=rf"the newest passing run of plan 'toy_plan' on this data, {approved} "
-                                        r"\(recorded in .*\), now has status 'error'"):
+    with pytest.raises(PlanError, match=rf"the newest passing run of plan 'toy_plan' on this data, "
+                                        rf"runs/{approved.name} \(recorded in .*\), now has status 'error'"):
         run(gates("{metric: clean_accuracy, baseline: latest-pass, max_drop: 0.02}"), tmp_path)
 
 

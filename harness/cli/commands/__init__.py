@@ -9,7 +9,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-COMMAND_MODULES = ("run", "validate", "report", "verify", "compare", "runs", "plugins", "export_reference")
+COMMAND_MODULES = ("run", "validate", "report", "verify", "compare", "runs", "plugins", "export_reference",
+                   "fingerprint_data")
 
 
 def load_commands() -> list[ModuleType]:

@@ -24,7 +24,12 @@ def approved_runs(report: ReportInput) -> list[dict[str, Any]]:
             "name": basename(run.run_dir), "path": run.run_dir, "specs": [], "plan": run.plan_name,
             "plan_sha": short_hash(run.plan_sha256), "data_sha": short_hash(run.data_sha256),
             "weights": [f"{role} weights {short_hash(sha)}" for role, sha in run.weights_sha256.items()],
-            "verdict": "n/a" if run.passed is None else ("PASS" if run.passed else "FAIL")})
+            "verdict": "n/a" if run.passed is None else ("PASS" if run.passed else "FAIL"),
+            "accepted_failed": False})
+        if c.baseline.allow_failed and run.passed is not True:
+            entry["accepted_failed"] = True
+            entry["verdict"] = (f"{entry['verdict']}: this approved run did not pass; the plan accepts it "
+                                "(allow_failed: true)")
         if c.baseline.spec not in entry["specs"]:
             entry["specs"].append(c.baseline.spec)
     return list(runs.values())

@@ -79,6 +79,14 @@ def data_origin(report: ReportInput) -> str:
     return f"not recorded by this run (data set plugin {plugin})"
 
 
+def training_data(report: ReportInput) -> str:
+    """The test split against the model's training data, in one line (harness.run.reference)."""
+    dataset = report.run.dataset
+    found = (dataset.leakage if dataset else None) or \
+        (report.manifest_dataset.get("leakage") or {}).get("training_data") or {}
+    return str(found.get("summary") or "training data not provided: leakage not checked")
+
+
 def _made(report: ReportInput, role: str, info: dict[str, Any]) -> str:
     """How a model was made: trained from the plan, supplied as a file, or hardened by a defence."""
     if role == "hardened":
@@ -177,6 +185,7 @@ def build(report: ReportInput) -> dict[str, Any]:
         "failed": [criterion_row(report, c) for c in run.criteria if not c.passed],
         "key": key_numbers(report) if report.roles else None,
         "origin": data_origin(report),
+        "training_data": training_data(report),
         "dataset": dataset.name if dataset else report.manifest_dataset.get("name") or "n/a",
         "dataset_hash": short_hash(dataset.content_sha256 if dataset else None),
         "n_test": dataset.n_test if dataset else None,

@@ -9,7 +9,8 @@ from harness.report.text import verbatim
 
 TITLE = "Data provenance"
 SPLIT_ORDER = ("train", "val", "test")
-SHOWN_ELSEWHERE = {"counts", "patients", "content_sha256", "source", "split_method", "skipped", "n_samples"}
+SHOWN_ELSEWHERE = {"counts", "patients", "content_sha256", "source", "split_method", "skipped", "n_samples",
+                   "geometry"}
 
 
 def count_rows(counts: dict[str, Any], classes: list[str], patients: dict[str, Any]) -> list[dict[str, Any]]:
@@ -46,6 +47,8 @@ def build(report: ReportInput) -> dict[str, Any]:
     return {
         "leakage": leakage.get("summary") or (f"none found ({leakage['method']})" if leakage.get("method") else
                                               "not recorded"),
+        "training_data": (leakage.get("training_data") or {}).get("summary"),
+        "training_examples": [verbatim(e) for e in (leakage.get("training_data") or {}).get("examples") or []],
         "plugin": dataset.get("plugin", "n/a"),
         "name": dataset.get("name", summary.name if summary else "n/a"),
         "classes": classes, "positive": report.class_name(dataset.get("positive_class", report.positive_class)),
@@ -61,4 +64,7 @@ def build(report: ReportInput) -> dict[str, Any]:
         "skipped": [verbatim(s) if not isinstance(s, dict) else "; ".join(f"{k}: {verbatim(v)}" for k, v in s.items())
                     for s in skipped],
         "other": [(k, verbatim(v)) for k, v in prov.items() if k not in SHOWN_ELSEWHERE],
+        "geometry": (prov.get("geometry") or {}).get("summary") if isinstance(prov.get("geometry"), dict) else None,
+        "declared_safe": [verbatim(a) for a in (report.manifest.get("statistics") or {}).get(
+            "declared_not_identifiers") or []],
     }

@@ -31,6 +31,7 @@ from harness.errors import PlanError
 from harness.registry.contracts import DatasetBundle, DatasetContext, NativeUnits
 from harness.registry.hookspecs import hookimpl
 from harness_plugins.datasets.readers.dicom_metadata import header_attributes
+from harness_plugins.datasets.readers.geometry import ResizeParams, chosen_mode
 from harness_plugins.datasets.readers.medical_io import (
     FileInfo,
     FileProblem,
@@ -289,7 +290,8 @@ def file_pixel_spacing(ds: Dataset) -> tuple[float, float] | None:
     return spacing if len(spacing) == 2 and all(v > 0 for v in spacing) else None  # type: ignore[return-value]
 
 
-def model_pixel_spacing(metas: Sequence[dict[str, Any]], image_size: int | None) -> tuple[float | None, str]:
+def model_pixel_spacing(metas: Sequence[dict[str, Any]], image_size: int | None,
+                        resize: ResizeParams | None = None) -> tuple[float | None, str]:
     """The in-plane pixel size of the images as loaded (after ROI crop and resize) and how it was found.
 
     None unless every image gives PixelSpacing and the loaded pixels are square and of one size within 1 %.
@@ -302,6 +304,10 @@ def model_pixel_spacing(metas: Sequence[dict[str, Any]], image_size: int | None)
         roi = meta.get("roi_size")
         rows, cols = (roi, roi) if roi else (rows, cols)
         scale = (rows / image_size, cols / image_size) if image_size and rows and cols else (1.0, 1.0)
+        if image_size and rows and cols and (rows, cols) != (image_size, image_size):
+            mode = chosen_mode(rows, cols, image_size, resize or ResizeParams())
+            side = max(rows, cols) if mode == "pad" else min(rows, cols) if mode == "crop" else None
+            scale = scale if side is None else (side / image_size, side / image_size)
         sizes += [spacing[0] * scale[0], spacing[1] * scale[1]]
     if not sizes:
         return None, "unknown: no images"
@@ -346,7 +352,7 @@ def describe(params: DicomParams, result: Scan) -> tuple[NativeUnits | None, dic
         window = {"from": "file", "windows": [{"center": c, "width": w} for c, w in windows[:20]]}
     else:
         units, window = None, {"from": "minmax (each image scaled to its own range)"}
-    spacing, spacing_how = model_pixel_spacing(result.metas, params.image_size)
+    spacing, spacing_how = model_pixel_spacing(result.metas, params.image_size, params.resize)
     return (None if colour else units), {
         "format": "DICOM", "window": window, "frames": params.frames, "modalities": modalities,
         "modality": dataset_modality(result.metas), "pixel_spacing_mm": spacing, "pixel_spacing_from": spacing_how,

@@ -29,7 +29,6 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from harness.data.deid import SHOW_PATHS_HINT
 from harness.data.leakage import Signatures, digest, thumbnail
@@ -38,6 +37,7 @@ from harness.data.splits import SPLIT_NAMES, grouped_stratified_split
 from harness.errors import DataError, PlanError
 from harness.registry.contracts import DatasetBundle, DatasetContext, NativeUnits
 from harness_plugins.datasets.common import class_counts, describe_fractions, fractions_from_list, group_counts
+from harness_plugins.datasets.readers.geometry import Geometry, ResizeParams, resize  # the one resize home
 
 ROI_COLUMNS = ("roi_x", "roi_y", "roi_size")
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601, as PIL's convert('L')
@@ -57,6 +57,7 @@ class MedicalParams:
     class_names: list[str] | None = None  # label names in index order; default: folder names / manifest labels
     positive_class: str | None = None  # default: the class with index 1
     image_size: int | None = field(default=None, metadata={"min": 4, "max": 4096})  # square resize
+    resize: ResizeParams = field(default_factory=ResizeParams)  # pad (default when the aspect differs), crop, stretch
     channels: Literal[1, 3] = 1
     on_error: Literal["fail", "skip"] = "fail"  # skip: unusable files are listed in provenance['skipped']
     path_column: str = "path"
@@ -121,7 +122,8 @@ def resolve_source(text: str, base_dir: Path) -> tuple[Path, Path | None]:
     if path.is_dir():
         manifest = path / "labels.csv"
         return path, (manifest if manifest.is_file() else None)
-    raise DataError(f"data path {text} does not exist (resolved to {path})")
+    raise DataError(f"data path {text} does not exist" + ("" if Path(text).is_absolute() else
+                                                          " (relative to the plan's folder)"))
 
 
 def list_source(plugin: str, params: MedicalParams, context: DatasetContext, accept: Callable[[Path], bool],
@@ -255,7 +257,8 @@ def _relative(value: str, root: Path, where: str, name: Callable[[str], str]) ->
     try:
         return full.relative_to(root).as_posix()
     except ValueError:
-        raise DataError(f"{where}: the path of {name(value)} is outside the data root {root}") from None
+        raise DataError(f"{where}: the path of {name(value)} is outside the data folder (the manifest's folder)"
+                        ) from None
 
 
 # ------------------------------------------------------------------------------------------------ pixels
@@ -298,26 +301,21 @@ def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
     return np.tensordot(LUMA, image[:3], axes=1)[None].astype(np.float32)
 
 
-def resize(image: np.ndarray, size: int | None) -> np.ndarray:
-    """Bilinear resize to size×size (antialiased when shrinking), clipped to [0,1]."""
-    if size is None or image.shape[1:] == (size, size):
-        return image
-    shrinking = image.shape[1] > size or image.shape[2] > size
-    out = F.interpolate(torch.from_numpy(np.ascontiguousarray(image))[None], size=(size, size), mode="bilinear",
-                        align_corners=False, antialias=shrinking)[0]
-    return out.clamp_(0.0, 1.0).numpy()
-
-
 @dataclass(frozen=True)
 class Pipeline:
-    """What happens to every decoded image: ROI crop, channel conversion, resize."""
+    """What happens to every decoded image: ROI crop, channel conversion, resize (harness_plugins.datasets.readers
+    .geometry: pad, crop or stretch, counted in `geometry`)."""
 
     image_size: int | None
     channels: int
+    resize: ResizeParams = field(default_factory=ResizeParams)
+    geometry: Geometry | None = None
 
     def __call__(self, image: np.ndarray, roi: tuple[int, int, int] | None) -> np.ndarray:
         image = to_channels(crop_roi(image, roi), self.channels)
-        return np.ascontiguousarray(resize(image, self.image_size), dtype=np.float32)
+        if self.geometry is not None:
+            self.geometry.record(image.shape[1], image.shape[2])
+        return np.ascontiguousarray(resize(image, self.image_size, self.resize), dtype=np.float32)
 
 
 # ------------------------------------------------------------------------------------------------ scan
@@ -553,8 +551,11 @@ def load_bundle(plugin: str, params: MedicalParams, context: DatasetContext, rea
                 describe: Callable[[Scan], tuple[NativeUnits | None, dict[str, Any]]]) -> DatasetBundle:
     """List, scan, split and wrap a file-based data set; `describe` adds native units and format provenance."""
     listing = list_source(plugin, params, context, accept, default_grouping)
-    files = Files(plugin, listing.root, reader, Pipeline(params.image_size, params.channels), context)
+    geometry = Geometry(params.image_size, params.resize)
+    files = Files(plugin, listing.root, reader, Pipeline(params.image_size, params.channels, params.resize, geometry),
+                  context)
     result = scan(plugin, params, listing, files)
+    resized = geometry.to_json()  # the scan's images only (a lazy split decodes them again later)
     _check_classes(plugin, listing, result.samples)
     sample_ids = _sample_ids(result.samples)
     group_ids = [str(s.group_raw) for s in result.samples]
@@ -582,6 +583,7 @@ def load_bundle(plugin: str, params: MedicalParams, context: DatasetContext, rea
         "skipped": result.skipped,
         "n_skipped": len(result.skipped),
         "cache_decoded": result.cache is not None,
+        "geometry": resized,
         **extra,
     }
     return DatasetBundle(name=params.name or plugin, class_names=list(listing.class_names), splits=splits,

@@ -35,7 +35,7 @@ from harness_plugins.datasets.common import (
     fractions_from_list,
     group_counts,
 )
-from harness_plugins.datasets.readers.medical_io import resize
+from harness_plugins.datasets.readers.geometry import Geometry, ResizeParams, resize
 
 _SMALL_CHANNELS = (1, 3, 4)
 META_PREFIX = "meta_"  # keys holding per-image subgroup attributes
@@ -60,7 +60,8 @@ class NpzParams:
     modality: Modality | None = None  # e.g. CT: lets the plan use that modality's corruptions
     pixel_spacing_mm: float | None = field(default=None, metadata={"gt": 0})  # of the images as loaded (resized)
     positive_class: int = field(default=1, metadata={"min": 0})
-    image_size: int | None = field(default=None, metadata={"min": 4, "max": 4096})  # square bilinear resize
+    image_size: int | None = field(default=None, metadata={"min": 4, "max": 4096})  # square resize
+    resize: ResizeParams = field(default_factory=ResizeParams)  # pad (default when the aspect differs), crop, stretch
     volumes: bool = False  # images are N×D×H×W (or N×C×D×H×W) volumes
     voxel_spacing_mm: list[float] | None = field(default=None, metadata={"gt": 0})  # volumes: [d, h, w] in mm
 
@@ -113,13 +114,17 @@ class _NpzFile:
         return DataError(f"{self.path}: {message}")
 
 
-def resized(images: np.ndarray, size: int | None) -> np.ndarray:
-    """N×C×H×W float images resized to size×size (bilinear, antialiased when shrinking), one at a time."""
+def resized(images: np.ndarray, size: int | None, params: ResizeParams | None = None,
+            geometry: Geometry | None = None) -> np.ndarray:
+    """N×C×H×W float images resized to size×size (harness_plugins.datasets.readers.geometry), one at a time."""
+    if geometry is not None:
+        for _ in range(len(images)):
+            geometry.record(images.shape[2], images.shape[3])
     if size is None or images.shape[2:] == (size, size):
         return images
     out = np.empty((len(images), images.shape[1], size, size), dtype=np.float32)
     for i, image in enumerate(images):
-        out[i] = resize(image, size)
+        out[i] = resize(image, size, params)
     return out
 
 
@@ -315,7 +320,9 @@ class NpzDataset:
         sample_ids = [f"{g}/{i}" for g, i in zip(raw_groups[keep], keep, strict=True)]
         metadata = {key[len(META_PREFIX):]: read_strings(npz, key, len(images))[keep].tolist()
                     for key in sorted(npz.keys) if key.startswith(META_PREFIX)}
-        splits = build_splits(resized(images[keep], params.image_size), labels[keep], sample_ids, group_ids,
+        geometry = Geometry(params.image_size, params.resize)
+        splits = build_splits(resized(images[keep], params.image_size, params.resize, geometry), labels[keep],
+                              sample_ids, group_ids,
                               assignment[keep], metadata)
         if len(splits["test"]) == 0:
             raise npz.fail("the test split is empty (use split: all_test for a test-only set)")
@@ -332,6 +339,7 @@ class NpzDataset:
             "stored_shape": list(raw.shape),
             "scaling": scaling,
             "resized_to": None if params.image_size is None else [params.image_size, params.image_size],
+            "geometry": geometry.to_json(),
             "split_method": self._split_method(from_file, patients is not None, params, fractions),
         }
         return DatasetBundle(name=self.name, class_names=class_names, splits=splits, provenance=provenance,
