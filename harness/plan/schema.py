@@ -14,6 +14,7 @@ import yaml
 
 from harness.errors import PlanError
 from harness.plan.architecture import check_architecture
+from harness.plan.certification import CertificationSettings, certification_settings, criterion_certification
 from harness.plan.corruptions import CorruptionSpec, corruption_specs, criterion_corruption
 from harness.plan.criteria import (
     BOUNDS,
@@ -46,7 +47,7 @@ DEFAULT_BATCH_SIZE = 64
 TOP_LEVEL_KEYS = {
     PLAN_MARKER, "name", "description", "intended_use", "seed", "device", "batch_size", "epsilons",
     "dataset", "model", "attacks", "defence", "acceptance", "report", "engine", "sandbox", "data_root",
-    "indicators", "statistics", "subgroups", "show_paths", "leakage", "corruptions",
+    "indicators", "statistics", "subgroups", "show_paths", "leakage", "corruptions", "certification",
 }
 SCHEDULES = ("ascending", "bisect")  # how a fixed-ε sweep visits the grid (harness.attacks.schedule)
 LEAKAGE_MODES = ("warn", "error", "off")  # duplicates across splits: warn (default), stop the run, or not checked
@@ -159,6 +160,7 @@ class Plan:
     statistics: StatisticsOptions = field(default_factory=StatisticsOptions)
     subgroups: list[str] = field(default_factory=list)  # metadata attributes every metric is reported by
     corruptions: list[CorruptionSpec] = field(default_factory=list)  # natural corruptions of the test images
+    certification: CertificationSettings | None = None  # randomized smoothing of each model (harness.certification)
 
     @property
     def sha256(self) -> str:
@@ -260,6 +262,7 @@ class _PlanBuilder:
             raise self.error(f"leakage must be one of {', '.join(LEAKAGE_MODES)}, got {leakage!r}", "leakage")
         subgroups = self.subgroups()
         corruptions = corruption_specs(data.get("corruptions"), self.registry, self.error, self.line, _NAME)
+        self.certification = certification_settings(data.get("certification"), self.error, self.line)
         acceptance = self.acceptance(attacks, defence is not None, subgroups, corruptions)
         statistics_raw = data.get("statistics") or {}
         if not isinstance(statistics_raw, dict):
@@ -287,7 +290,7 @@ class _PlanBuilder:
             base_dir=self.base_dir, resolved=resolved, overrides=list(self.overrides), batch_size_auto=batch_size_auto,
             text=self.doc.text, statistics=statistics, subgroups=subgroups,
             show_paths=self.scalar("show_paths", bool, default=False), leakage=leakage, sandbox_roots=tuple(roots),
-            corruptions=corruptions)
+            corruptions=corruptions, certification=self.certification)
 
     def engine_settings(self, raw: Any) -> EngineSettings:
         """`engine: auto`, or a mapping of options; without speed options the runner chooses them (auto)."""
@@ -464,7 +467,7 @@ class _PlanBuilder:
             raise self.error("expected a list of criteria", "acceptance")
         by_id = {a.id: a for a in attacks}
         allowed = {"id", "metric", "model", "attack", "epsilon", "min", "max", "description", "bound", "subgroup",
-                   "corruption", "severity", "baseline", "max_drop", "alpha"}
+                   "corruption", "severity", "baseline", "max_drop", "alpha", "radius", "sigma"}
         criteria, seen = [], set()
         for i, item in enumerate(raw):
             path = f"acceptance.{i}"
@@ -507,8 +510,10 @@ class _PlanBuilder:
                 if epsilon not in grid:
                     raise self.error(f"epsilon {eps_label(epsilon)} is not in the grid of attack {attack!r} "
                                      f"({grid.text()})", f"{path}.epsilon")
-            elif epsilon is not None:
+            elif epsilon is not None and not METRICS[metric].scope.certified:
                 raise self.error(f"metric {metric} takes no epsilon", f"{path}.epsilon")
+            epsilon, radius, sigma = criterion_certification(METRICS[metric], item, self.certification, path,
+                                                             self.error)
             scope = METRICS[metric].scope
             if scope.per_model and model == "change":
                 raise self.error(f"{metric} applies to one model (naive or hardened), not to 'change'",
@@ -519,13 +524,14 @@ class _PlanBuilder:
             corruption, severity = criterion_corruption(METRICS[metric], item, corruptions, path, self.error)
             bound = self.criterion_bound(item.get("bound"), key, metric, model, path)
             subgroup = self.criterion_subgroup(item.get("subgroup"), subgroups, f"{path}.subgroup")
-            if subgroup is not None and (scope.per_model or scope.needs_corruption):
+            if subgroup is not None and (scope.per_model or scope.needs_corruption or scope.certified):
                 raise self.error(f"{metric} is not measured per subgroup", f"{path}.subgroup")
-            if baseline is not None and corruption is not None:
+            if baseline is not None and (corruption is not None or sigma is not None):
                 raise self.error("regression gates ('baseline') apply to clean and attack metrics, not to "
-                                 "corruptions", f"{path}.baseline")
+                                 "corruptions or certification", f"{path}.baseline")
             cid = item.get("id") or (
-                criterion_id(metric, op, threshold, model, attack, epsilon, bound, subgroup, corruption, severity)
+                criterion_id(metric, op, threshold, model, attack, epsilon, bound, subgroup, corruption, severity,
+                             radius, sigma)
                 if baseline is None else baseline_criterion_id(metric, op, baseline, model, attack, epsilon))
             if not isinstance(cid, str):
                 raise self.error("criterion id must be a string", f"{path}.id")
@@ -537,7 +543,8 @@ class _PlanBuilder:
                 raise self.error("expected a string", f"{path}.description")
             criterion = Criterion(id=cid, metric=metric, op=op, threshold=threshold, model=model, attack=attack,
                                   epsilon=epsilon, description=description, bound=bound, subgroup=subgroup,
-                                  baseline=baseline, corruption=corruption, severity=severity)
+                                  baseline=baseline, corruption=corruption, severity=severity, radius=radius,
+                                  sigma=sigma)
             if baseline is not None and baseline.path is not None:
                 from harness.results.baselines import check_approved
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.data.units import NativeUnits
 from harness.results import status as run_status
 from harness.results.epsilons import EpsilonGrid
 from harness.results.formatting import eps_label
+
+if TYPE_CHECKING:
+    from harness.results.certification import CertificationResult
 
 SCHEMA = "harness.results"
 SCHEMA_VERSION = 2  # 2: status is running | passed | failed | error | interrupted (v1: running | complete)
@@ -445,6 +448,7 @@ class ModelResult:
     mean_corruption_error: float | None = None  # mean of the corruptions' corruption errors
     # plan `subgroups`: attribute → value → the same metrics on that subgroup's test images (no indicators)
     subgroups: Mapping[str, Mapping[str, ModelResult]] = field(default_factory=dict)
+    certification: CertificationResult | None = None  # plan `certification`: randomized smoothing
 
     def __post_init__(self) -> None:
         _set(self, attacks=MappingProxyType(dict(self.attacks)), corruptions=MappingProxyType(dict(self.corruptions)),
@@ -490,12 +494,15 @@ class ModelResult:
                 **_present(indicators=self.indicators and self.indicators.to_json(), corruptions=corruptions,
                            mean_corruption_error=self.mean_corruption_error,
                            subgroups={a: {v: m.to_json() for v, m in values.items()}
-                                      for a, values in self.subgroups.items()} or None)}
+                                      for a, values in self.subgroups.items()} or None,
+                           certification=self.certification and self.certification.to_json())}
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> ModelResult:
         """Read one model."""
-        indicators = raw.get("indicators")
+        from harness.results.certification import CertificationResult
+
+        indicators, certification = raw.get("indicators"), raw.get("certification")
         return cls(weights_sha256=raw.get("weights_sha256"), clean=CleanMetrics.from_json(raw["clean"]),
                    attacks={attack_id: AttackResult.from_json(a) for attack_id, a in raw.get("attacks", {}).items()},
                    indicators=Indicators.from_json(indicators) if indicators else None,
@@ -503,7 +510,8 @@ class ModelResult:
                                 for corruption_id, c in raw.get("corruptions", {}).items()},
                    mean_corruption_error=raw.get("mean_corruption_error"),
                    subgroups={a: {v: ModelResult.from_json(m) for v, m in values.items()}
-                              for a, values in (raw.get("subgroups") or {}).items()})
+                              for a, values in (raw.get("subgroups") or {}).items()},
+                   certification=CertificationResult.from_json(certification) if certification else None)
 
 
 DEFENCE_DETAILS = ("early_stopped", "resumed_from_round", "naive_selected", "mixed_precision", "selection",

@@ -7,8 +7,10 @@ import dataclasses
 import numpy as np
 import pytest
 
+from harness.results.certification import CertifiedPoint, SigmaResult
 from harness.results.build import clean_metrics
 from harness.results.metrics import (
+    CERTIFIED_POINT,
     CLEAN,
     CORRUPTION,
     CORRUPTION_POINT,
@@ -17,6 +19,7 @@ from harness.results.metrics import (
     METRICS,
     MIN_EPSILON,
     POINT,
+    SMOOTHED,
     Outcomes,
     accuracy,
     compute,
@@ -66,7 +69,8 @@ def test_clean_metrics_from_logits():
 
 def test_every_entry_is_stored_where_its_scope_says():
     holders = {CLEAN: CleanMetrics, POINT: AttackPoint, MIN_EPSILON: MinEpsilonSummary, INDICATORS: Indicators,
-               CORRUPTION_POINT: CorruptionPoint, CORRUPTION: CorruptionResult, CORRUPTION_SUMMARY: ModelResult}
+               CORRUPTION_POINT: CorruptionPoint, CORRUPTION: CorruptionResult, CORRUPTION_SUMMARY: ModelResult,
+               SMOOTHED: SigmaResult, CERTIFIED_POINT: CertifiedPoint}
     for metric in METRICS.values():
         holder = holders[metric.scope]
         fields = {f.name for f in dataclasses.fields(holder)}
