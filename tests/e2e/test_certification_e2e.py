@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> RunResults:
     out = tmp_path_factory.mktemp("runs")
     done = subprocess.run([sys.executable, "-m", "harness", "run", str(TINY), "--out", str(out), "--threads", "1",
-                           "--no-progress", "--report"], cwd=out, capture_output=True, text=True, check=False)
+                           "--no-progress"], cwd=out, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert "ε 0.008 (L∞) is covered by the L2 radius ε·√d = 0.008·√1024 = 0.256" in done.stderr
     (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
