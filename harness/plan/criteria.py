@@ -60,6 +60,8 @@ class Criterion:
     severity: int | None = None
     baseline: BaselineRef | None = None
     class_name: str | None = None  # `class:` one class of the data set, judged one-vs-rest (its recall, ...)
+    radius: float | None = None  # certified_accuracy at an L2 radius (or at `epsilon`'s radius ε·√d)
+    sigma: float | None = None  # certification metrics: the noise level of the smoothed classifier
 
     def holds(self, measured: float) -> bool:
         """Whether a measured value satisfies a fixed-threshold criterion (NaN never does)."""
@@ -90,12 +92,19 @@ def _scope(model: str, attack: str | None, epsilon: float | None, subgroup: Mapp
 
 def criterion_id(metric: str, op: str, threshold: float, model: str, attack: str | None,
                  epsilon: float | None, bound: str | None = None, subgroup: Mapping[str, str] | str | None = None,
-                 corruption: str | None = None, severity: int | None = None, class_name: str | None = None) -> str:
+                 corruption: str | None = None, severity: int | None = None, class_name: str | None = None,
+                 radius: float | None = None, sigma: float | None = None) -> str:
     """A readable id such as 'pgd_linf[eps=0.004]::robust_accuracy>=0.60', with a bound and a subgroup
     'subgroup[manufacturer=GE]::pgd_linf[eps=0.004]::lower(robust_accuracy)>=0.60' (a bound only when the plan
     names it; 'estimate(...)' for `judge: estimate`), or on a corruption
-    'ct_noise[severity=3]::accuracy>=0.80' ('any_corruption[severity=3]::…' for `corruption: any`)."""
+    'ct_noise[severity=3]::accuracy>=0.80' ('any_corruption[severity=3]::…' for `corruption: any`), or on a
+    smoothed classifier 'smoothed[sigma=0.25,eps=0.004]::certified_accuracy>=0.50' (or 'radius=0.5')."""
     measured = f"{bound}({metric})" if bound else metric
+    if sigma is not None:  # certification: the ε (if any) belongs to the smoothed classifier, not to an attack
+        at = "" if epsilon is None and radius is None else (
+            f",eps={eps_label(epsilon)}" if epsilon is not None else f",radius={radius:g}")
+        return "::".join([*_scope(model, None, None, subgroup), f"smoothed[sigma={sigma:g}{at}]",
+                          f"{measured}{op}{threshold_label(threshold)}"])
     return "::".join([*_scope(model, attack, epsilon, subgroup, corruption, severity, class_name),
                       f"{measured}{op}{threshold_label(threshold)}"])
 

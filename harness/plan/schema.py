@@ -13,6 +13,7 @@ import yaml
 
 from harness.errors import PlanError
 from harness.plan.architecture import check_architecture
+from harness.plan.certification import CertificationSettings, certification_settings, criterion_certification
 from harness.plan.corruptions import CorruptionSpec, corruption_specs, criterion_corruption
 from harness.plan.criteria import (
     BOUNDS,
@@ -53,7 +54,7 @@ TOP_LEVEL_KEYS = {
     PLAN_MARKER, "name", "description", "intended_use", "seed", "device", "batch_size", "epsilons",
     "dataset", "model", "attacks", "defence", "acceptance", "report", "engine", "sandbox", "data_root",
     "indicators", "statistics", "subgroups", "show_paths", "leakage", "corruptions", "threads", "subject",
-    "record_paths",
+    "record_paths", "certification",
 }
 DEFAULT_THREADS = 1  # CPU threads for every computation of a run: numbers must not depend on the runner's cores
 SCHEDULES = ("ascending", "bisect")  # how a fixed-ε sweep visits the grid (harness.attacks.schedule)
@@ -183,6 +184,7 @@ class Plan:
     leakage_reference: LeakageReference | None = None  # `leakage: {reference: PATH}`: the model's training data
     record_paths: str = "as_written"  # how outputs record paths (harness.plan.paths); 'absolute' as resolved
     written_paths: dict[str, str] = field(default_factory=dict)  # path parameters: value → as the plan wrote it
+    certification: CertificationSettings | None = None  # randomized smoothing of each model (harness.certification)
 
     @property
     def paths(self) -> PathRecorder:
@@ -312,6 +314,7 @@ class _PlanBuilder:
                              "record_paths")
         subgroups = self.subgroups()
         corruptions = corruption_specs(data.get("corruptions"), self.registry, self.error, self.line, _NAME)
+        self.certification = certification_settings(data.get("certification"), self.error, self.line)
         acceptance = self.acceptance(attacks, defence is not None, subgroups, corruptions)
         statistics_raw = data.get("statistics") or {}
         if not isinstance(statistics_raw, dict):
@@ -342,7 +345,8 @@ class _PlanBuilder:
             corruptions=corruptions, threads=threads, head=head,
             subject=parse_subject(data.get("subject"), self.error, self.scalar("intended_use", str, default="")),
             identifier_declarations=list(self.identifier_declarations),
-            leakage_reference=reference, record_paths=record_paths, written_paths=self.written_paths())
+            leakage_reference=reference, record_paths=record_paths, written_paths=self.written_paths(),
+            certification=self.certification)
 
     def written_paths(self) -> dict[str, str]:
         """Each path parameter of the data set, model and defence (and the leakage reference): its value after
@@ -586,7 +590,7 @@ class _PlanBuilder:
             raise self.error("expected a list of criteria", "acceptance")
         by_id = {a.id: a for a in attacks}
         allowed = {"id", "metric", "model", "attack", "epsilon", "min", "max", "description", "bound", "subgroup",
-                   "corruption", "severity", "baseline", "max_drop", "alpha", "judge", "class"}
+                   "corruption", "severity", "baseline", "max_drop", "alpha", "judge", "class", "radius", "sigma"}
         criteria, seen = [], set()
         for i, item in enumerate(raw):
             path = f"acceptance.{i}"
@@ -635,8 +639,10 @@ class _PlanBuilder:
                 if epsilon not in grid:
                     raise self.error(f"epsilon {eps_label(epsilon)} is not in the grid of attack {attack!r} "
                                      f"({grid.text()})", f"{path}.epsilon")
-            elif epsilon is not None:
+            elif epsilon is not None and not METRICS[metric].scope.certified:
                 raise self.error(f"metric {metric} takes no epsilon", f"{path}.epsilon")
+            epsilon, radius, sigma = criterion_certification(METRICS[metric], item, self.certification, path,
+                                                             self.error)
             scope = METRICS[metric].scope
             if scope.per_model and model == "change":
                 raise self.error(f"{metric} applies to one model (naive or hardened), not to 'change'",
@@ -649,15 +655,15 @@ class _PlanBuilder:
                 self.criterion_bound(item, key, metric, model, path)
             named = item.get("bound") or ("estimate" if estimate_chosen else None)  # what the id shows
             subgroup = self.criterion_subgroup(item.get("subgroup"), subgroups, f"{path}.subgroup")
-            if subgroup is not None and (scope.per_model or scope.needs_corruption):
+            if subgroup is not None and (scope.per_model or scope.needs_corruption or scope.certified):
                 raise self.error(f"{metric} is not measured per subgroup", f"{path}.subgroup")
             class_name = self.criterion_class(item, scope, model, subgroup, baseline, path)
-            if baseline is not None and corruption is not None:
+            if baseline is not None and (corruption is not None or sigma is not None):
                 raise self.error("regression gates ('baseline') apply to clean and attack metrics, not to "
-                                 "corruptions", f"{path}.baseline")
+                                 "corruptions or certification", f"{path}.baseline")
             cid = item.get("id") or (
                 criterion_id(metric, op, threshold, model, attack, epsilon, named, subgroup, corruption, severity,
-                             class_name)
+                             class_name, radius, sigma)
                 if baseline is None else baseline_criterion_id(metric, op, baseline, model, attack, epsilon))
             if not isinstance(cid, str):
                 raise self.error("criterion id must be a string", f"{path}.id")
@@ -670,7 +676,7 @@ class _PlanBuilder:
             criterion = Criterion(id=cid, metric=metric, op=op, threshold=threshold, model=model, attack=attack,
                                   epsilon=epsilon, description=description, bound=bound, subgroup=subgroup,
                                   estimate_chosen=estimate_chosen, baseline=baseline, corruption=corruption,
-                                  severity=severity, class_name=class_name)
+                                  severity=severity, class_name=class_name, radius=radius, sigma=sigma)
             if baseline is not None and baseline.path is not None:
                 from harness.results.baselines import check_approved
 

@@ -379,3 +379,49 @@ def image_png(image: np.ndarray, min_side: int = 168, max_side: int = 256) -> by
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG", optimize=False)
     return buffer.getvalue()
+
+
+@dataclass
+class CertifiedCurve:
+    """Certified accuracy of one smoothed classifier (one σ) against the L2 radius."""
+
+    sigma: float
+    radii: list[float]
+    accuracy: list[float | None]
+    bounds: list[tuple[float, float] | None] | None = None
+
+
+def certified_plot(panels: list[tuple[str, list[CertifiedCurve]]], epsilon_radii: list[tuple[float, str]]) -> bytes:
+    """One panel per model: certified accuracy against radius, a line per σ (band: its interval), a dotted vertical
+    line at each plan ε's L2 radius ε·√d."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import PercentFormatter
+
+    fig = Figure(figsize=(6.4, 2.2), dpi=DPI, layout="constrained")
+    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    shades = ["#7fb3d5", "#1f5fa8", "#0b2e59", "#5b2c6f", "#a04000"]
+    top = max((r for _, curves in panels for c in curves for r in c.radii), default=1.0)
+    for ax, (title, curves) in zip(axes, panels, strict=True):
+        for k, curve in enumerate(curves):
+            colour = shades[k % len(shades)]
+            xs = [r for r, a in zip(curve.radii, curve.accuracy, strict=True) if a is not None]
+            ys = [100 * a for a in curve.accuracy if a is not None]
+            ax.step(xs, ys, where="pre", color=colour, linewidth=1.3, label=f"σ = {curve.sigma:g}")
+            if curve.bounds:
+                kept = [(r, b) for r, b in zip(curve.radii, curve.bounds, strict=True) if b is not None]
+                if kept:
+                    ax.fill_between([r for r, _ in kept], [100 * b[0] for _, b in kept],
+                                    [100 * b[1] for _, b in kept], step="pre", color=colour, alpha=0.12,
+                                    linewidth=0)
+        for radius, label in epsilon_radii:
+            ax.axvline(radius, color="#777777", linestyle=":", linewidth=0.9)
+            ax.text(radius, 101, label, rotation=90, fontsize=6.5, color="#555555", ha="right", va="top")
+        ax.set_xlim(0, top * 1.02)
+        ax.set_ylim(-3, 103)
+        ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
+        ax.set_title(title, fontsize=8.5)
+        ax.set_xlabel("certified radius r (L2 norm, [0,1] pixel units)", fontsize=8)
+        _style(ax)
+    axes[0].set_ylabel("certified accuracy (%)", fontsize=8)
+    axes[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return _png(fig)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from harness.plan.criteria import ANY_ATTACK, ANY_CORRUPTION, ESTIMATE_DEVIATION, WORST, Criterion
+from harness.results.formatting import eps_label
 from harness.results.metrics import METRICS
 from harness.results.model import CriterionResult, MetricInterval, ModelResult, ResultsDocument
 from harness.results.uncertainty import bound_at, describe
@@ -58,7 +59,8 @@ def measure(results: ResultsDocument, criterion: Criterion, corruption: str | No
     `corruption` names the one corruption measured for a criterion on 'any'."""
     return METRICS[criterion.metric].measure(results, criterion.model, criterion.attack, criterion.epsilon,
                                              corruption=corruption or criterion.corruption,
-                                             severity=criterion.severity)
+                                             severity=criterion.severity, radius=criterion.radius,
+                                             sigma=criterion.sigma)
 
 
 def corruption_ids(results: ResultsDocument) -> list[str]:
@@ -69,7 +71,8 @@ def corruption_ids(results: ResultsDocument) -> list[str]:
 def _read(model: ModelResult, criterion: Criterion, subgroup: Mapping[str, str] | None,
           corruption: str | None = None) -> Candidate:
     metric = METRICS[criterion.metric]
-    where = {"corruption": corruption or criterion.corruption, "severity": criterion.severity}
+    where = {"corruption": corruption or criterion.corruption, "severity": criterion.severity,
+             "radius": criterion.radius, "sigma": criterion.sigma}
     return Candidate(metric.read(model, criterion.attack, criterion.epsilon, **where),
                      metric.read_interval(model, criterion.attack, criterion.epsilon, **where), subgroup, corruption)
 
@@ -141,6 +144,14 @@ def credibility(results: ResultsDocument, criterion: Criterion, passed: bool) ->
                 where = f"{role}: " if criterion.model == "change" else ""
                 return f"inconclusive: {check.id}, {where}{check.detail}"
     return None
+def epsilon_radius_note(results: ResultsDocument, criterion: Criterion) -> str | None:
+    """How a certification criterion's L∞ ε became an L2 radius: 'ε 0.004 (L∞) → r = ε·√d = 0.004·√4096 = 0.256'."""
+    model = results.models.get("naive" if criterion.model == "change" else criterion.model)
+    found = model and model.certification
+    if not found or criterion.epsilon is None:
+        return None
+    return (f"ε {eps_label(criterion.epsilon)} (L∞) → L2 radius ε·√d = {eps_label(criterion.epsilon)}·√"
+            f"{found.dimension} = {found.radius_of(criterion.epsilon):.4g}")
 
 
 def evaluate(criteria: list[Criterion], results: ResultsDocument, approved: Mapping[str, RunResults] | None = None,
@@ -180,6 +191,8 @@ def evaluate(criteria: list[Criterion], results: ResultsDocument, approved: Mapp
         elif c.corruption == ANY_CORRUPTION:
             note = f"worst of {sum(f.value is not None for f in found[i])} corruptions: {chosen.corruption}"
         inconclusive = credibility(results, c, verdict.passed) if value is not None else None
+        if c.sigma is not None and c.epsilon is not None:  # certification at an L∞ ε: the conversion, printed
+            note = "; ".join(filter(None, [epsilon_radius_note(results, c), note]))
         out.append(CriterionResult(
             id=c.id, metric=c.metric, model=c.model, attack=c.attack, epsilon=c.epsilon, op=c.op,
             threshold=c.threshold, description=c.description, measured=value,

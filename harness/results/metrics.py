@@ -131,6 +131,8 @@ class Target:
     epsilon: float | None = None
     corruption: str | None = None
     severity: int | None = None
+    radius: float | None = None  # certification: an L2 radius (or `epsilon`, the L∞ ε whose radius is ε·√d)
+    sigma: float | None = None  # certification: the noise level
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,8 @@ class Scope:
     per_model: bool = False  # True: measured on one model only, never as 'change'
     needs_corruption: bool = False
     needs_severity: bool = False
+    certified: bool = False  # a certification result: a criterion names a σ of the plan
+    needs_radius: bool = False  # and a radius (or an ε converted to one)
 
 
 def _corruption_point(model: ModelResult, target: Target) -> Any:
@@ -173,6 +177,19 @@ CLEAN_MACRO = Scope("clean_macro", False, False, lambda model, t: model.clean)
 POINT_MACRO = Scope("point_macro", True, True, POINT.locate)
 DATA = Scope("data", False, False, lambda model, t: model, per_model=True)  # the model's data checks
 CORRUPTION_SUMMARY = Scope("corruption_summary", False, False, lambda model, t: model if model.corruptions else None)
+
+
+def _smoothed(model: ModelResult, target: Target) -> Any:
+    return None if model.certification is None else model.certification.find(target.sigma)
+
+
+def _certified_point(model: ModelResult, target: Target) -> Any:
+    found = _smoothed(model, target)
+    return None if found is None else found.find(target.radius, target.epsilon)
+
+
+SMOOTHED = Scope("smoothed", False, False, _smoothed, certified=True)
+CERTIFIED_POINT = Scope("certified_point", False, False, _certified_point, certified=True, needs_radius=True)
 
 
 @dataclass(frozen=True)
@@ -216,28 +233,31 @@ class Metric:
         return self.scope.needs_severity
 
     def read(self, model: ModelResult, attack: str | None = None, epsilon: float | None = None, *,
-             corruption: str | None = None, severity: int | None = None) -> float | None:
+             corruption: str | None = None, severity: int | None = None, radius: float | None = None,
+             sigma: float | None = None) -> float | None:
         """The stored value for one model, or None where it was not measured."""
-        holder = self.scope.locate(model, Target(attack, epsilon, corruption, severity))
+        holder = self.scope.locate(model, Target(attack, epsilon, corruption, severity, radius, sigma))
         value = None if holder is None else getattr(holder, self.field)
         return None if value is None else float(value)
 
     def read_interval(self, model: ModelResult, attack: str | None = None, epsilon: float | None = None, *,
-                      corruption: str | None = None, severity: int | None = None) -> MetricInterval | None:
+                      corruption: str | None = None, severity: int | None = None, radius: float | None = None,
+                      sigma: float | None = None) -> MetricInterval | None:
         """The stored confidence interval for one model, or None (no interval for this metric or this run)."""
-        holder = self.scope.locate(model, Target(attack, epsilon, corruption, severity))
+        holder = self.scope.locate(model, Target(attack, epsilon, corruption, severity, radius, sigma))
         intervals = getattr(holder, "intervals", None) or {}
         return intervals.get(self.field)
 
     def measure(self, results: ResultsDocument, role: str, attack: str | None = None, epsilon: float | None = None,
-                *, corruption: str | None = None, severity: int | None = None) -> float | None:
+                *, corruption: str | None = None, severity: int | None = None, radius: float | None = None,
+                sigma: float | None = None) -> float | None:
         """The value for a model role; 'change' is hardened minus naive; None where either was not measured."""
+        where = {"corruption": corruption, "severity": severity, "radius": radius, "sigma": sigma}
         if role == "change":
-            naive, hardened = (self.measure(results, r, attack, epsilon, corruption=corruption, severity=severity)
-                               for r in ("naive", "hardened"))
+            naive, hardened = (self.measure(results, r, attack, epsilon, **where) for r in ("naive", "hardened"))
             return None if naive is None or hardened is None else hardened - naive
         model = results.models.get(role)
-        return None if model is None else self.read(model, attack, epsilon, corruption=corruption, severity=severity)
+        return None if model is None else self.read(model, attack, epsilon, **where)
 
 
 def _registry(*metrics: Metric) -> dict[str, Metric]:
@@ -279,6 +299,13 @@ METRICS: dict[str, Metric] = _registry(
            higher_is_better=False),
     Metric("mean_corruption_error", CORRUPTION_SUMMARY, "mean_corruption_error", SCORE, "mean corruption error",
            "mCE", higher_is_better=False),
+    # randomized smoothing (harness.certification): intervals are computed there, on the certified images
+    Metric("certified_accuracy", CERTIFIED_POINT, "certified_accuracy", RATE, "certified accuracy", "certified",
+           interval="binomial"),
+    Metric("smoothed_accuracy", SMOOTHED, "smoothed_accuracy", RATE, "smoothed clean accuracy", "smoothed acc.",
+           interval="binomial"),
+    Metric("abstention_rate", SMOOTHED, "abstention_rate", RATE, "abstention rate", "abstained",
+           interval="binomial", higher_is_better=False),
 )
 
 

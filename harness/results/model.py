@@ -10,13 +10,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.data.units import NativeUnits
 from harness.errors import EXIT_INCONCLUSIVE
 from harness.results import status as run_status
 from harness.results.epsilons import EpsilonGrid
 from harness.results.formatting import eps_label
+
+if TYPE_CHECKING:
+    from harness.results.certification import CertificationResult
 
 SCHEMA = "harness.results"
 SCHEMA_VERSION = 2  # 2: status is running | passed | failed | error | interrupted (v1: running | complete)
@@ -519,6 +522,7 @@ class ModelResult:
     operating_point: Mapping[str, Any] | None = None  # binary models deciding at a threshold (None: argmax)
     classes: Mapping[str, ModelResult] = field(default_factory=dict)  # K > 2: class → its one-vs-rest results
     leaked_images: int | None = None  # test images duplicating its training data (None: training data not checked)
+    certification: CertificationResult | None = None  # plan `certification`: randomized smoothing
 
     def __post_init__(self) -> None:
         _set(self, attacks=MappingProxyType(dict(self.attacks)), corruptions=MappingProxyType(dict(self.corruptions)),
@@ -574,12 +578,15 @@ class ModelResult:
                                       for a, values in self.subgroups.items()} or None,
                            worst_case=self.worst_case and self.worst_case.to_json(),
                            operating_point=self.operating_point and dict(self.operating_point),
-                           classes={c: m.to_json() for c, m in self.classes.items()} or None)}
+                           classes={c: m.to_json() for c, m in self.classes.items()} or None,
+                           certification=self.certification and self.certification.to_json())}
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> ModelResult:
         """Read one model."""
-        indicators = raw.get("indicators")
+        from harness.results.certification import CertificationResult
+
+        indicators, certification = raw.get("indicators"), raw.get("certification")
         return cls(weights_sha256=raw.get("weights_sha256"), clean=CleanMetrics.from_json(raw["clean"]),
                    attacks={attack_id: AttackResult.from_json(a) for attack_id, a in raw.get("attacks", {}).items()},
                    indicators=Indicators.from_json(indicators) if indicators else None,
@@ -590,7 +597,8 @@ class ModelResult:
                               for a, values in (raw.get("subgroups") or {}).items()},
                    worst_case=WorstCase.from_json(raw["worst_case"]) if raw.get("worst_case") else None,
                    operating_point=raw.get("operating_point"),
-                   classes={c: ModelResult.from_json(m) for c, m in (raw.get("classes") or {}).items()})
+                   classes={c: ModelResult.from_json(m) for c, m in (raw.get("classes") or {}).items()},
+                   certification=CertificationResult.from_json(certification) if certification else None)
 
 
 DEFENCE_DETAILS = ("early_stopped", "resumed_from_round", "naive_selected", "mixed_precision", "selection",

@@ -41,7 +41,10 @@ def counted(n: int, criterion: Criterion) -> str:
 def members(criterion: Criterion, labels: np.ndarray, positive_class: int) -> int:
     """How many of these images the metric's proportion counts at best (all correct without attack)."""
     everyone = np.ones(len(labels), dtype=bool)
-    _, counted = METRICS[criterion.metric].counts(Outcomes(np.asarray(labels), positive_class, everyone, everyone))
+    counts = METRICS[criterion.metric].counts
+    if counts is None:  # certification metrics: every (certified) image counts
+        return len(labels)
+    _, counted = counts(Outcomes(np.asarray(labels), positive_class, everyone, everyone))
     return int(np.count_nonzero(counted))
 
 

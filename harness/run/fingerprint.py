@@ -36,6 +36,7 @@ LABELS = {
     "engine.naive": "the attack engine options for the naive model (engine: auto's choice)",
     "engine.hardened": "the attack engine options for the hardened model (engine: auto's choice)",
     "corruptions": "the corruptions (ids, plugins, severities, parameters, what they know of the data)",
+    "certification": "the certification settings (σ, n0, n, α, noise batch, images, radius grid)",
     **{f"versions.{name}": f"the {name} version" for name in VERSIONED},
 }
 

@@ -62,6 +62,8 @@ from harness.results.uncertainty import IntervalSettings
 from harness.results.view import RunResults
 from harness.results.warnings import collect as collect_warnings
 from harness.run import distributed
+from harness.run.certification_stage import CertificationStage
+from harness.run.certification_stage import describe as describe_certification
 from harness.run.corruption_stage import CorruptionStage
 from harness.run.environment import (
     device_info,
@@ -460,6 +462,7 @@ class Runner:
             self.run_dir, role, bundle.module, test, attacks, self.registry, self.device,
             self.batch_size, settings.n_examples, settings.susceptibility_cutoff, self.plan.seed), share=False))
         self._corruptions(role, bundle, dataset, clean_pred)
+        self._certification(role, bundle, dataset, clean_pred)
 
     def _corruptions(self, role: str, bundle: ModelBundle, dataset: DatasetBundle, clean_pred: np.ndarray) -> None:
         """The plan's natural corruptions judged by this model (harness.run.corruption_stage), saved after each."""
@@ -476,6 +479,21 @@ class Runner:
             self.results = self.results.with_model(role, model)
             self._save()
         stage.examples(role, bundle.module, self._stage)
+
+    def _certification(self, role: str, bundle: ModelBundle, dataset: DatasetBundle, clean_pred: np.ndarray) -> None:
+        """The plan's randomized-smoothing certification of this model (harness.run.certification_stage)."""
+        if self.plan.certification is None:
+            return
+        stage = CertificationStage(self.plan, dataset, self.run_dir, self.device, self.progress, self.intervals)
+        if "certification" not in self.manifest:
+            self.manifest["certification"] = {**describe_certification(stage), "cost": {}}
+            for line in stage.conversions():
+                self.echo(line)
+        self.fingerprint.add("certification", stage.inputs())
+        model, warnings = stage.run(role, bundle, clean_pred, self.results.model(role), self._stage,
+                                    self.fingerprint.digest(), self.manifest["certification"]["cost"])
+        self.results = self.results.with_model(role, model).with_warnings(*(warnings if role == "naive" else ()))
+        self._save()
 
     def _possible_attacks(self, role: str, bundle: ModelBundle) -> list[AttackSpec]:
         """The plan's attacks this model allows: without gradients only those whose plugin needs none."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +70,9 @@ class TrainingSpec:
     settings: CommonParams
     selection_epsilon: float
     params: dict[str, Any]  # verbatim, for provenance and the checkpoint fingerprint
+    # how a round is scored on val, (clean, robust) accuracy: None is `validate` (L∞ PGD at selection_epsilon)
+    score: Callable[..., tuple[float, float]] | None = None
+    selection: dict[str, Any] | None = None  # the provenance's description of `score` (None: the PGD one)
 
 
 def schedule_from_stages(stages: Sequence[tuple[float, int]]) -> list[RoundPlan]:
@@ -226,7 +229,8 @@ def _resume_or_start(store: CheckpointStore, spec: TrainingSpec, model: nn.Modul
                     f"from {store.path}")
         return state
     started = time.perf_counter()
-    val_clean, val_robust = validate(model, val, spec.selection_epsilon, spec.settings, seed, context.device)
+    score = spec.score or validate
+    val_clean, val_robust = score(model, val, spec.selection_epsilon, spec.settings, seed, context.device)
     entry = _entry(0, None, None, None, None, val_clean, val_robust, time.perf_counter() - started)
     state = LoopState(next_index=0, log=[entry], best=Best(0, val_clean, val_robust, cpu_state_dict(model)),
                       finished=not spec.schedule, generators=generators)
@@ -254,7 +258,8 @@ def _loop(state: LoopState, store: CheckpointStore, spec: TrainingSpec, model: n
                 raise ModelError(f"{spec.defence}: the training loss became {loss} in round {plan.round}; "
                                  "lower defence.learning_rate")
             distributed.broadcast_module(model)  # BatchNorm buffers: rank 0's, so every rank validates alike
-            val_clean, val_robust = validate(model, val, spec.selection_epsilon, spec.settings, seed, context.device)
+            score = spec.score or validate
+            val_clean, val_robust = score(model, val, spec.selection_epsilon, spec.settings, seed, context.device)
             _record(state, plan, loss, train_acc, val_clean, val_robust, time.perf_counter() - started, model,
                     spec.settings.early_stopping_patience, total)
             store.save(state, model, optimizer, precision)
@@ -354,10 +359,11 @@ def _provenance(spec: TrainingSpec, naive: ModelBundle, state: LoopState, precis
         "weights_path": weights_path, "selected_round": state.best.round, "naive_selected": state.best.round == 0,
         "selected_val_clean_accuracy": round(state.best.val_clean, 6),
         "selected_val_robust_accuracy": round(state.best.val_robust, 6),
-        "selection": {"split": "val", "n_images": n_val, "attack": "linf_pgd against each round's own model",
+        "selection": {"split": "val", "n_images": n_val, **(spec.selection or {
+                      "attack": "linf_pgd against each round's own model",
                       "epsilon": spec.selection_epsilon, "steps": settings.selection_steps,
                       "rel_stepsize": settings.selection_rel_stepsize, "random_start": True,
-                      "rule": "max val robust accuracy, ties: max val clean accuracy, then the earlier round"},
+                      "rule": "max val robust accuracy, ties: max val clean accuracy, then the earlier round"})},
         "rounds_planned": len(spec.schedule), "rounds_trained": len(state.log) - 1, "training_log": state.log,
         "early_stopped": state.early_stopped, "resumed_from_round": state.resumed_from_round,
         **precision.describe(), "mixed_precision_requested": settings.mixed_precision,

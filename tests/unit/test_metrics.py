@@ -7,8 +7,10 @@ import dataclasses
 import numpy as np
 import pytest
 
+from harness.results.certification import CertifiedPoint, SigmaResult
 from harness.results.build import clean_metrics
 from harness.results.metrics import (
+    CERTIFIED_POINT,
     CLEAN,
     CLEAN_MACRO,
     CORRUPTION,
@@ -20,6 +22,7 @@ from harness.results.metrics import (
     MIN_EPSILON,
     POINT,
     POINT_MACRO,
+    SMOOTHED,
     Outcomes,
     accuracy,
     compute,
@@ -72,7 +75,7 @@ def test_every_entry_is_stored_where_its_scope_says():
     holders = {CLEAN: CleanMetrics, POINT: AttackPoint, CLEAN_MACRO: CleanMetrics, POINT_MACRO: AttackPoint,
                MIN_EPSILON: MinEpsilonSummary, INDICATORS: Indicators,
                CORRUPTION_POINT: CorruptionPoint, CORRUPTION: CorruptionResult, CORRUPTION_SUMMARY: ModelResult,
-               DATA: ModelResult}
+               DATA: ModelResult, SMOOTHED: SigmaResult, CERTIFIED_POINT: CertifiedPoint}
     for metric in METRICS.values():
         holder = holders[metric.scope]
         fields = {f.name for f in dataclasses.fields(holder)}
