@@ -35,7 +35,7 @@ def save_corruption_examples(run_dir: Path, role: str, model: Any, split: Split,
     """Corrupt one test image at every severity of every corruption, classify each, and save the strip."""
     import torch
 
-    from harness.attacks.sweep import batch_logits
+    from harness.data.batches import batch_logits
 
     index = example_index(split, positive_class)
     image, label = split[index]

@@ -23,8 +23,9 @@ from harness import __version__
 from harness.attacks.engine import auto_batch_size, enable_determinism, prepare_attack_model, resolve_engine
 from harness.attacks.example_images import save_examples
 from harness.attacks.indicators import compute_indicators
-from harness.attacks.sweep import AttackOutcome, batches, merge_outcomes, predict_logits, run_attack
+from harness.attacks.sweep import AttackOutcome, merge_outcomes, run_attack
 from harness.corruptions.fit import check_fit
+from harness.data import batches as batching
 from harness.data.checks import validate_dataset
 from harness.data.leakage import find_leakage
 from harness.data.loading import load_dataset
@@ -326,7 +327,7 @@ class Runner:
         test = dataset.splits["test"]
         labels = test.labels
         bar = self.progress(f"{role}: clean test", len(test))
-        logits = self._stage(f"{role}:clean", lambda: predict_logits(bundle.module, test, self.batch_size,
+        logits = self._stage(f"{role}:clean", lambda: batching.predict_logits(bundle.module, test, self.batch_size,
                                                                       self.device, bar.advance))
         bar.close()
         clean_pred = logits.argmax(axis=1)
@@ -341,7 +342,7 @@ class Runner:
         outcomes: dict[str, AttackOutcome] = {}  # per attack: the subgroups and the indicators reuse them
         for spec in attacks:
             plugin = self.registry.get("attack", spec.attack)
-            bar = self.progress(f"{role}: {spec.id}", distributed.shard_size(len(test), self.batch_size, *shard))
+            bar = self.progress(f"{role}: {spec.id}", batching.shard_size(len(test), self.batch_size, *shard))
             local = self._stage(f"{role}:attack:{spec.id}", lambda spec=spec, plugin=plugin, bar=bar: run_attack(
                 attack_model, test, spec, plugin, clean_pred, self.batch_size, self.device,
                 self.plan.seed, role, bar.advance, self._attack_checkpoint(role, spec.id),
@@ -446,11 +447,11 @@ class Runner:
     def _attack_model(self, role: str, bundle: ModelBundle, test: Any) -> Any:
         """The model attacks run on: the plan's engine options (or `engine: auto`'s choice, recorded in the
         manifest) applied to a copy (or the model itself)."""
-        sample, _ = next(iter(batches(test, self.batch_size)))
+        sample, _ = next(iter(batching.batches(test, self.batch_size)))
         grid = [eps for spec in self.plan.attacks if spec.kind == "fixed_epsilon" and spec.norm == "linf"
                 for eps in spec.epsilons]
         settings, choice = resolve_engine(self.plan.engine, bundle.module, self.device,
-                                          lambda n: next(iter(batches(test, n))), grid or self.plan.epsilons,
+                                          lambda n: next(iter(batching.batches(test, n))), grid or self.plan.epsilons,
                                           differentiable=bundle.differentiable,
                                           earlier=(self.fingerprint.previous or {}).get(f"engine.{role}"))
         self.manifest.setdefault("engine_choice", {})[role] = choice

@@ -21,7 +21,8 @@ from harness.attacks.indicators import (
     compute_indicators,
     indicator_criterion_value,
 )
-from harness.attacks.sweep import predict_logits, run_attack
+from harness.attacks.sweep import run_attack
+from harness.data.batches import predict_logits
 from harness.plan.schema import load_plan_text
 from harness.registry.contracts import AttackOutput, TensorSplit
 from harness.registry.hookspecs import hookimpl
