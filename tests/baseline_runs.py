@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.attacks.sweep import AttackOutcome
+from harness.results.attack_outcome import AttackOutcome
 from harness.results.build import attack_result, clean_metrics
 from harness.results.epsilons import EpsilonGrid
 from harness.results.model import DatasetSummary, ModelResult, PlanRef, ResultsDocument, Verdict

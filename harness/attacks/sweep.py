@@ -1,4 +1,4 @@
-"""Model evaluation on a split: clean predictions, and one attack's sweep with bound checks per sample."""
+"""One attack's sweep over a split, with bound checks per sample, resumable and sharded by whole batches."""
 
 from __future__ import annotations
 
@@ -17,17 +17,8 @@ from harness.attacks.schedule import SCHEDULES
 from harness.data.batches import batch_range, load_batch, merge_by_batch, shard_batches
 from harness.plan.schema import AttackSpec
 from harness.registry.contracts import AttackPlugin, Split
+from harness.results.attack_outcome import AttackOutcome
 from harness.storage.atomic import write_bytes_atomic
-
-
-@dataclass
-class AttackOutcome:
-    """Per-sample results of one attack on one split."""
-
-    epsilons: list[float]
-    success: np.ndarray  # bool [n_eps, N]: misclassified by a valid adversarial within epsilon (or clean)
-    violations: np.ndarray  # int [n_eps]: adversarials outside their bound or [0,1], not counted
-    min_epsilon: np.ndarray | None  # float [N], minimal attacks: smallest norm that changes the decision (inf: none)
 
 
 def batch_seed(seed: int, *parts: object) -> int:

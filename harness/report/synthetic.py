@@ -78,7 +78,7 @@ def write_synthetic_run(run_dir: Path, *, n_test: int = 60, n_eps: int = 5, hard
                         criterion_description: str = "Pre-registered floor for PGD at 0.004 (6 HU).",
                         examples: bool = True, warnings: list[str] | None = None, seed: int = 0) -> Path:
     """Write a complete run directory and return it."""
-    from harness.attacks.sweep import AttackOutcome  # torch: only when a synthetic run is written
+    from harness.results.attack_outcome import AttackOutcome
     from harness.run.runner import PLAN_HASHES, PLAN_SOURCE_FILE
 
     run_dir = Path(run_dir)

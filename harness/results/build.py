@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from harness.data.units import NativeUnits
+from harness.results.attack_outcome import AttackOutcome
 from harness.results.metrics import CLEAN, CORRUPTION_POINT, POINT, Outcomes, compute
 from harness.results.model import (
     QUANTILES,
@@ -21,9 +22,6 @@ from harness.results.model import (
     MinEpsilonSummary,
 )
 from harness.results.uncertainty import IntervalSettings, metric_intervals
-
-if TYPE_CHECKING:
-    from harness.attacks.sweep import AttackOutcome
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

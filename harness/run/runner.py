@@ -23,7 +23,7 @@ from harness import __version__
 from harness.attacks.engine import auto_batch_size, enable_determinism, prepare_attack_model, resolve_engine
 from harness.attacks.example_images import save_examples
 from harness.attacks.indicators import compute_indicators
-from harness.attacks.sweep import AttackOutcome, merge_outcomes, run_attack
+from harness.attacks.sweep import merge_outcomes, run_attack
 from harness.corruptions.fit import check_fit
 from harness.data import batches as batching
 from harness.data.checks import validate_dataset
@@ -35,6 +35,7 @@ from harness.plan.architecture import split_architecture
 from harness.plan.schema import AttackSpec, Plan
 from harness.registry.contracts import DatasetBundle, DatasetContext, DefenceContext, ModelBundle, ModelContext
 from harness.registry.manager import Registry
+from harness.results.attack_outcome import AttackOutcome
 from harness.results.baselines import approved_manifest, resolve_baselines
 from harness.results.build import attack_result, clean_metrics
 from harness.results.criteria import evaluate

@@ -17,11 +17,12 @@ import pytest
 import torch
 from support import PLANS, REPO
 
-from harness.attacks.sweep import AttackOutcome, merge_outcomes, run_attack
+from harness.attacks.sweep import merge_outcomes, run_attack
 from harness.data import batches as batching
 from harness.errors import DistributedError
 from harness.plan.schema import AttackSpec
 from harness.registry.contracts import AttackOutput, TensorSplit
+from harness.results.attack_outcome import AttackOutcome
 from harness.run import distributed
 from harness_plugins.defences import parallel
 

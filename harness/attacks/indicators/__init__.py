@@ -19,8 +19,8 @@ from harness.attacks.indicators.context import SUBSET_SIZE, CheckResult, Context
 from harness.attacks.indicators.iterative import check_iterative
 from harness.attacks.indicators.monotone import check_monotone
 from harness.attacks.model_mode import eval_mode
-from harness.attacks.sweep import AttackOutcome
 from harness.errors import HarnessError
+from harness.results.attack_outcome import AttackOutcome
 
 CHECKS = (monotone.CHECK, unbounded.CHECK, iterative.CHECK, more_iterations.CHECK, gradients.CHECK, noise.CHECK)
 DESCRIPTIONS = {info.id: info.description for info in CHECKS}
