@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from harness.data.severities import SEVERITY_LEVELS
+from harness.registry.severities import SEVERITY_LEVELS
 from harness.results.epsilons import EpsilonGrid
 from harness.results.formatting import eps_label, interval_text, judged_text, level_text
 from harness.results.metrics import CLEAN, METRICS, Metric, metrics_in

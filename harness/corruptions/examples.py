@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from harness.corruptions.evaluate import severity_params
-from harness.data.severities import SEVERITY_LEVELS
 from harness.plan.corruptions import CorruptionSpec
 from harness.registry.contracts import CorruptionContext, Split
+from harness.registry.severities import SEVERITY_LEVELS
 from harness.results.build import softmax
 from harness.storage.atomic import write_bytes_atomic
 

@@ -20,10 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from harness.data.severities import SEVERITY_LEVELS
 from harness.errors import PlanError
 from harness.plan.criteria import ANY_CORRUPTION
 from harness.plan.params import LineLookup, build_dataclass, params_to_dict
+from harness.registry.severities import SEVERITY_LEVELS
 from harness.results.metrics import CORRUPTION_SUMMARY
 
 ENTRY_KEYS = ("corruption", "id", "severities")

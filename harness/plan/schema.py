@@ -26,7 +26,7 @@ from harness.plan.criteria import (
     criterion_id,
 )
 from harness.plan.params import build_dataclass, params_to_dict
-from harness.plan.sandbox import check_path, enforce_sandbox, resolve, sandbox_roots
+from harness.plan.sandbox import check_path, enforce_sandbox, sandbox_roots
 from harness.plan.yaml_source import (
     YamlDocument,
     apply_overrides,
@@ -39,6 +39,7 @@ from harness.registry.manager import Registry, default_registry
 from harness.results.epsilons import EpsilonGrid
 from harness.results.formatting import eps_label
 from harness.results.metrics import METRICS
+from harness.storage.paths import resolve
 
 PLAN_MARKER = "harness"
 SCHEMA_VERSION = 1

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from harness.data.units import NativeUnits
+from harness.registry.units import NativeUnits
 from harness.results.formatting import eps_text
 from harness.results.model import AttackPoint, AttackResult, CorruptionResult, ModelResult, thaw
 from harness.results.samples import SampleOutcome

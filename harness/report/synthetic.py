@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from harness.data.units import NativeUnits
 from harness.plan.criteria import Criterion, criterion_id
+from harness.registry.units import NativeUnits
 from harness.results.build import attack_result, clean_metrics
 from harness.results.criteria import evaluate
 from harness.results.epsilons import EpsilonGrid

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.data.units import NativeUnits
+from harness.registry.units import NativeUnits
 from harness.results.attack_outcome import AttackOutcome
 from harness.results.metrics import CLEAN, CORRUPTION_POINT, POINT, Outcomes, compute
 from harness.results.model import (

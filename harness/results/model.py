@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
-from harness.data.units import NativeUnits
+from harness.registry.units import NativeUnits
 from harness.results import status as run_status
 from harness.results.epsilons import EpsilonGrid
 from harness.results.formatting import eps_label

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from harness.data.units import NativeUnits
+from harness.registry.units import NativeUnits
 from harness.results.attack_outcome import AttackOutcome
 from harness.results.build import attack_result, clean_metrics
 from harness.results.model import ModelResult

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.data.severities import SEVERITY_LEVELS
+from harness.registry.severities import SEVERITY_LEVELS
 from harness.report import plots
 from harness.report.inputs import ROLES, ReportInput
 from harness.report.saved_corruption_examples import CorruptionExamples

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.data.severities import SEVERITY_LEVELS
+from harness.registry.severities import SEVERITY_LEVELS
 from harness.report import plots
 from harness.report.inputs import ReportInput
 from harness.results.formatting import interval_text, num, pct

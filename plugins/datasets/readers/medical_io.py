@@ -31,12 +31,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harness.data.deid import SHOW_PATHS_HINT
 from harness.data.leakage import Signatures, digest, thumbnail
 from harness.data.metadata import UNKNOWN
 from harness.data.splits import SPLIT_NAMES, grouped_stratified_split
 from harness.errors import DataError, PlanError
 from harness.registry.contracts import DatasetBundle, DatasetContext, NativeUnits
+from harness.storage.deid import SHOW_PATHS_HINT
 from harness_plugins.datasets.common import class_counts, describe_fractions, fractions_from_list, group_counts
 
 ROI_COLUMNS = ("roi_x", "roi_y", "roi_size")
