@@ -27,6 +27,7 @@ from harness.results.compare import (
 )
 from harness.results.criteria import NOT_MEASURED, measure
 from harness.results.formatting import eps_label
+from harness.results.history import history_path, latest_pass
 from harness.results.metrics import METRICS
 from harness.results.model import (
     BaselineResult,
@@ -38,7 +39,6 @@ from harness.results.model import (
 )
 from harness.results.status import PASSED
 from harness.results.view import RunResults
-from harness.storage.history import history_path, latest_pass
 
 if TYPE_CHECKING:
     from harness.plan.schema import AttackSpec, Plan

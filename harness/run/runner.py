@@ -41,6 +41,7 @@ from harness.results.build import attack_result, clean_metrics
 from harness.results.criteria import evaluate
 from harness.results.epsilons import EpsilonGrid
 from harness.results.formatting import eps_label
+from harness.results.history import record_run
 from harness.results.model import (
     DatasetSummary,
     DefenceResult,
@@ -65,7 +66,6 @@ from harness.run.fingerprint import Fingerprint, previous_parts, start_parts
 from harness.run.progress import ProgressMode, ProgressReporter
 from harness.storage.atomic import write_json_atomic, write_text_atomic
 from harness.storage.filelock import LockTimeout, file_lock
-from harness.storage.history import record_run
 from harness.storage.model_copy import keep_model
 from harness.storage.rundir import create_run_dir, default_cache_dir, deid_salt, run_lock_path
 

@@ -22,9 +22,9 @@ from harness.report.load import load_report
 from harness.report.render import render_html
 from harness.report.sections import baselines as baselines_section
 from harness.results.baselines import baseline_outcome
+from harness.results.history import list_runs
 from harness.run.runner import RunConfig, Runner
 from harness.stats.paired import exact_mcnemar
-from harness.storage.history import list_runs
 
 GATE_LINE = 23  # the line of the first extra criterion's `baseline:` key in VALID + gates(...)
 

@@ -29,7 +29,7 @@ def execute(args: argparse.Namespace, console: Console) -> int:
 
     from harness.report.text import short_hash
     from harness.results.formatting import pct
-    from harness.storage.history import history_path, list_runs
+    from harness.results.history import history_path, list_runs
 
     entries = list_runs(args.out, args.plan)
     if args.json:
