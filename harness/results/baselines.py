@@ -99,6 +99,16 @@ def check_approved(ref: BaselineRef, criterion: Criterion, attacks: Mapping[str,
         raise plan_error(ref, exc.one_line()) from None
 
 
+def check_baselines(plan: Plan) -> Plan:
+    """Plan validation of every path baseline (`harness validate`, `harness run`, the pytest plugin): PlanError at
+    the criterion's `baseline` key unless it is a finished run that measured the criterion; the plan otherwise."""
+    attacks = {spec.id: spec for spec in plan.attacks}
+    for criterion in plan.acceptance:
+        if criterion.baseline is not None and criterion.baseline.path is not None:
+            check_approved(criterion.baseline, criterion, attacks)
+    return plan
+
+
 def resolve_baselines(plan: Plan, dataset: DatasetSummary | None, out_root: Path) -> dict[str, RunResults]:
     """The approved run of every regression gate, by criterion id, checked against the data just loaded: the same
     data content hash; `latest-pass` is the newest passing run of the plan on that data in out_root's history."""

@@ -33,6 +33,7 @@ def execute(args: argparse.Namespace, console: Console) -> int:
     criterion can be decided on); the worst exit code."""
     from harness.plan.schema import load_plan
     from harness.registry.manager import default_registry
+    from harness.results.baselines import check_baselines
     from harness.results.sample_size import decidable_from
 
     registry = default_registry()
@@ -40,6 +41,7 @@ def execute(args: argparse.Namespace, console: Console) -> int:
     for path in args.plans:
         try:
             plan = load_plan(path, args.overrides, registry)
+            check_baselines(plan)
             check_input_files(plan)
         except HarnessError as exc:
             print(error_line(exc), file=sys.stderr)
