@@ -79,7 +79,9 @@ class RunConfig:
     cache_dir: Path | None = None
     progress: ProgressMode | bool | None = "auto"  # bars on a terminal, lines in logs; False or "off": none
     quiet: bool = False  # no progress and no status lines: only errors, warnings and the closing summary
-    report: bool = False  # also render report.html and report.pdf at the end
+    # The last stage: render the report from the run directory (the CLI passes harness.report.render_report; the
+    # run layer sits below the report and never imports it). None: no report.
+    report: Callable[[Path], None] | None = None
     echo: Callable[[str], None] = field(default=lambda message: print(message, file=sys.stderr))
 
 
@@ -165,7 +167,7 @@ class Runner:
             self._stage("criteria", self._check_criteria)
             self.results = self.results.finished()
             self._save()
-            if self.config.report:
+            if self.config.report is not None:
                 self._stage("report", lambda: distributed.on_main(self._render_report, share=False))
             distributed.on_main(self._record_in_history, share=False)  # last: only a run that ended passed or failed
             self._save()
@@ -215,10 +217,9 @@ class Runner:
         self.registry.pm.hook.harness_run_start(plan=self.plan, run_dir=str(self.run_dir))
 
     def _render_report(self) -> None:
-        from harness.report import render_report
-
+        assert self.config.report is not None
         self.echo("harness: rendering report.html and report.pdf")
-        render_report(self.run_dir)
+        self.config.report(self.run_dir)
 
     def _load_dataset(self) -> DatasetBundle:
         plugin = self.registry.get("dataset", self.plan.dataset.plugin)

@@ -45,6 +45,8 @@ def execute(args: argparse.Namespace, console: Console) -> int:
     from harness.cli.tables import print_summary
     from harness.plan.schema import load_plan
     from harness.registry.manager import default_registry
+    from harness.report import render_report
+    from harness.results.baselines import check_baselines
     from harness.run import distributed
     from harness.run.runner import RunConfig, Runner
 
@@ -56,9 +58,10 @@ def execute(args: argparse.Namespace, console: Console) -> int:
         torch.set_num_threads(args.threads)
     distributed.setup()  # under torchrun: join the process group first, so a bad plan is reported once
     registry = default_registry()
-    plan = distributed.together(lambda: load_plan(args.plan, args.overrides, registry))
+    plan = distributed.together(lambda: check_baselines(load_plan(args.plan, args.overrides, registry)))
     config = RunConfig(out_root=args.out, device=args.device, cache_dir=args.cache_dir,
-                       progress="off" if args.no_progress else "auto", quiet=args.quiet, report=not args.no_report)
+                       progress="off" if args.no_progress else "auto", quiet=args.quiet,
+                       report=None if args.no_report else render_report)
     runner = Runner(plan, registry, config, resume_dir=args.resume)
     try:
         result = runner.run()
