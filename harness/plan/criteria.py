@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.results.formatting import eps_label, threshold_label
+from harness.formatting import eps_label, threshold_label
 
 MODEL_ROLES = ("naive", "hardened", "change")
 ANY_CORRUPTION = "any"  # `corruption: any` in a criterion: every corruption of the plan must meet it

@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 
 from harness.errors import PlanError
+from harness.formatting import eps_label
 from harness.plan.architecture import check_architecture
 from harness.plan.corruptions import CorruptionSpec, corruption_specs, criterion_corruption
 from harness.plan.criteria import (
@@ -37,7 +38,6 @@ from harness.plan.yaml_source import (
 )
 from harness.registry.manager import Registry, default_registry
 from harness.results.epsilons import EpsilonGrid
-from harness.results.formatting import eps_label
 from harness.results.metrics import METRICS
 from harness.storage.paths import resolve
 

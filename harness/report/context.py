@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from harness.formatting import eps_text
 from harness.report.inputs import ReportInput
 from harness.report.sections import SECTIONS
 from harness.report.text import short_hash
-from harness.results.formatting import eps_text
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from harness.formatting import eps_text
 from harness.registry.units import NativeUnits
-from harness.results.formatting import eps_text
 from harness.results.model import AttackPoint, AttackResult, CorruptionResult, ModelResult, thaw
 from harness.results.samples import SampleOutcome
 from harness.results.status import ERROR, FAILED, PASSED, RUNNING

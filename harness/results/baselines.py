@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError, PlanError
+from harness.formatting import eps_label
 from harness.plan.criteria import BaselineRef, Criterion
 from harness.results.compare import (
     decisions_by_sample,
@@ -26,7 +27,6 @@ from harness.results.compare import (
     run_samples,
 )
 from harness.results.criteria import NOT_MEASURED, measure
-from harness.results.formatting import eps_label
 from harness.results.history import history_path, latest_pass
 from harness.results.metrics import METRICS
 from harness.results.model import (

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.results.formatting import eps_text, num, pct, trimmed
+from harness.formatting import eps_text, num, pct, trimmed
 from harness.results.model import MetricInterval, ModelResult, ResultsDocument
 
 

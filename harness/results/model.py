@@ -12,10 +12,10 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
+from harness.formatting import eps_label
 from harness.registry.units import NativeUnits
 from harness.results import status as run_status
 from harness.results.epsilons import EpsilonGrid
-from harness.results.formatting import eps_label
 
 SCHEMA = "harness.results"
 SCHEMA_VERSION = 2  # 2: status is running | passed | failed | error | interrupted (v1: running | complete)

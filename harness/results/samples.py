@@ -12,9 +12,9 @@ from types import MappingProxyType
 
 import numpy as np
 
+from harness.formatting import eps_label
 from harness.results.attack_outcome import AttackOutcome
 from harness.results.epsilons import SUCCESS_PREFIX, EpsilonGrid, success_column
-from harness.results.formatting import eps_label
 from harness.storage.atomic import write_text_atomic
 
 FIXED_COLUMNS = ["model", "attack", "sample_id", "label", "clean_prediction", "clean_correct"]

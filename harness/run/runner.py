@@ -31,6 +31,7 @@ from harness.data.leakage import find_leakage
 from harness.data.loading import load_dataset
 from harness.data.metadata import split_metadata
 from harness.errors import EXIT_INTERRUPTED, DataError, HarnessError, ModelError, PlanError, error_report
+from harness.formatting import eps_label
 from harness.plan.architecture import split_architecture
 from harness.plan.schema import AttackSpec, Plan
 from harness.registry.contracts import DatasetBundle, DatasetContext, DefenceContext, ModelBundle, ModelContext
@@ -40,7 +41,6 @@ from harness.results.baselines import approved_manifest, resolve_baselines
 from harness.results.build import attack_result, clean_metrics
 from harness.results.criteria import evaluate
 from harness.results.epsilons import EpsilonGrid
-from harness.results.formatting import eps_label
 from harness.results.history import record_run
 from harness.results.model import (
     DatasetSummary,

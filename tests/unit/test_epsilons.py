@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from harness.formatting import eps_label, eps_text
 from harness.results.epsilons import EpsilonGrid, success_column
-from harness.results.formatting import eps_label, eps_text
 
 
 def test_grid_is_sorted_and_distinct():

@@ -27,8 +27,8 @@ def execute(args: argparse.Namespace, console: Console) -> int:
     """Print the recorded runs."""
     from rich.table import Table
 
+    from harness.formatting import pct
     from harness.report.text import short_hash
-    from harness.results.formatting import pct
     from harness.results.history import history_path, list_runs
 
     entries = list_runs(args.out, args.plan)

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.formatting import interval_text, num, pct
 from harness.registry.severities import SEVERITY_LEVELS
 from harness.report import plots
 from harness.report.inputs import ReportInput
-from harness.results.formatting import interval_text, num, pct
 from harness.results.model import CorruptionPoint
 from harness.results.uncertainty import shown
 

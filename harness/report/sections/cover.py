@@ -6,11 +6,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from harness.formatting import interval_text, level_text, pct
 from harness.report.inputs import ROLES, ReportInput
 from harness.report.sections.criteria import criterion_row
 from harness.report.sections.warnings import warnings
 from harness.report.text import basename, short_hash, utc_text
-from harness.results.formatting import interval_text, level_text, pct
 from harness.results.status import FAILED, PASSED
 from harness.results.uncertainty import shown
 from harness.stats.intervals import METHOD_NAMES
