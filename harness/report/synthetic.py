@@ -20,10 +20,10 @@ import numpy as np
 import yaml
 
 from harness.plan.criteria import Criterion, criterion_id
+from harness.plan.epsilons import EpsilonGrid
 from harness.registry.units import NativeUnits
 from harness.results.build import attack_result, clean_metrics
 from harness.results.criteria import evaluate
-from harness.results.epsilons import EpsilonGrid
 from harness.results.model import (
     DatasetSummary,
     DefenceResult,

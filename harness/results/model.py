@@ -13,9 +13,9 @@ from types import MappingProxyType
 from typing import Any
 
 from harness.formatting import eps_label
+from harness.plan.epsilons import EpsilonGrid
 from harness.registry.units import NativeUnits
 from harness.results import status as run_status
-from harness.results.epsilons import EpsilonGrid
 
 SCHEMA = "harness.results"
 SCHEMA_VERSION = 2  # 2: status is running | passed | failed | error | interrupted (v1: running | complete)

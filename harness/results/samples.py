@@ -13,8 +13,8 @@ from types import MappingProxyType
 import numpy as np
 
 from harness.formatting import eps_label
+from harness.plan.epsilons import SUCCESS_PREFIX, EpsilonGrid, success_column
 from harness.results.attack_outcome import AttackOutcome
-from harness.results.epsilons import SUCCESS_PREFIX, EpsilonGrid, success_column
 from harness.storage.atomic import write_text_atomic
 
 FIXED_COLUMNS = ["model", "attack", "sample_id", "label", "clean_prediction", "clean_correct"]

@@ -10,8 +10,8 @@ from types import MappingProxyType
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.plan.epsilons import EpsilonGrid
 from harness.results import status as run_status
-from harness.results.epsilons import EpsilonGrid
 from harness.results.model import (
     AttackPoint,
     AttackResult,

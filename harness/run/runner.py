@@ -33,6 +33,7 @@ from harness.data.metadata import split_metadata
 from harness.errors import EXIT_INTERRUPTED, DataError, HarnessError, ModelError, PlanError, error_report
 from harness.formatting import eps_label
 from harness.plan.architecture import split_architecture
+from harness.plan.epsilons import EpsilonGrid
 from harness.plan.schema import AttackSpec, Plan
 from harness.registry.contracts import DatasetBundle, DatasetContext, DefenceContext, ModelBundle, ModelContext
 from harness.registry.manager import Registry
@@ -40,7 +41,6 @@ from harness.results.attack_outcome import AttackOutcome
 from harness.results.baselines import approved_manifest, resolve_baselines
 from harness.results.build import attack_result, clean_metrics
 from harness.results.criteria import evaluate
-from harness.results.epsilons import EpsilonGrid
 from harness.results.history import record_run
 from harness.results.model import (
     DatasetSummary,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from harness.formatting import eps_label, eps_text
-from harness.results.epsilons import EpsilonGrid, success_column
+from harness.plan.epsilons import EpsilonGrid, success_column
 
 
 def test_grid_is_sorted_and_distinct():

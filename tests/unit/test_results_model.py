@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from harness.errors import HarnessError
-from harness.results.epsilons import EpsilonGrid
+from harness.plan.epsilons import EpsilonGrid
 from harness.results.model import (
     AttackResult,
     CleanMetrics,

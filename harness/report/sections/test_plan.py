@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from harness.formatting import eps_text, num, pct
+from harness.plan.epsilons import EpsilonGrid
 from harness.report.inputs import ROLES, ReportInput
 from harness.report.model_rows import model_contract_rows
 from harness.report.text import basename, cell, mapping_rows, reduce_command, verbatim
-from harness.results.epsilons import EpsilonGrid
 from harness.results.model import thaw
 
 TITLE = "Test plan"
