@@ -9,8 +9,8 @@ from rich.table import Table
 
 from harness.formatting import eps_label, interval_text, judged_text, level_text
 from harness.plan.epsilons import EpsilonGrid
+from harness.plan.metrics import CLEAN, METRICS, Metric, metrics_in
 from harness.registry.severities import SEVERITY_LEVELS
-from harness.results.metrics import CLEAN, METRICS, Metric, metrics_in
 from harness.results.model import ModelResult
 from harness.results.uncertainty import shown
 from harness.results.view import RunResults

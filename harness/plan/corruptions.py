@@ -22,9 +22,9 @@ from typing import Any
 
 from harness.errors import PlanError
 from harness.plan.criteria import ANY_CORRUPTION
+from harness.plan.metrics import CORRUPTION_SUMMARY
 from harness.plan.params import LineLookup, build_dataclass, params_to_dict
 from harness.registry.severities import SEVERITY_LEVELS
-from harness.results.metrics import CORRUPTION_SUMMARY
 
 ENTRY_KEYS = ("corruption", "id", "severities")
 ErrorAt = Callable[[str, "str | None"], PlanError]  # (message, key path) → PlanError naming file and line

@@ -1,4 +1,4 @@
-"""Acceptance criteria as a plan states them, and the id each criterion gets (metrics: harness.results.metrics)."""
+"""Acceptance criteria as a plan states them, and the id each criterion gets (metrics: harness.plan.metrics)."""
 
 from __future__ import annotations
 

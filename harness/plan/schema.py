@@ -27,6 +27,7 @@ from harness.plan.criteria import (
     criterion_id,
 )
 from harness.plan.epsilons import EpsilonGrid
+from harness.plan.metrics import METRICS
 from harness.plan.params import build_dataclass, params_to_dict
 from harness.plan.sandbox import check_path, enforce_sandbox, sandbox_roots
 from harness.plan.yaml_source import (
@@ -38,7 +39,6 @@ from harness.plan.yaml_source import (
     load_yaml_text,
 )
 from harness.registry.manager import Registry, default_registry
-from harness.results.metrics import METRICS
 from harness.storage.paths import resolve
 
 PLAN_MARKER = "harness"

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from harness.errors import HarnessError, PlanError
 from harness.formatting import eps_label
 from harness.plan.criteria import BaselineRef, Criterion
+from harness.plan.metrics import METRICS
 from harness.results.compare import (
     decisions_by_sample,
     finished,
@@ -28,7 +29,6 @@ from harness.results.compare import (
 )
 from harness.results.criteria import NOT_MEASURED, measure
 from harness.results.history import history_path, latest_pass
-from harness.results.metrics import METRICS
 from harness.results.model import (
     BaselineResult,
     CriterionResult,

@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
+from harness.plan.metrics import CLEAN, CORRUPTION_POINT, POINT, Outcomes, compute
 from harness.registry.units import NativeUnits
 from harness.results.attack_outcome import AttackOutcome
-from harness.results.metrics import CLEAN, CORRUPTION_POINT, POINT, Outcomes, compute
 from harness.results.model import (
     QUANTILES,
     AttackPoint,

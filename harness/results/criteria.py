@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from harness.plan.criteria import ANY_CORRUPTION, WORST, Criterion
-from harness.results.metrics import METRICS
+from harness.plan.metrics import METRICS
 from harness.results.model import CriterionResult, MetricInterval, ModelResult, ResultsDocument
 from harness.results.uncertainty import bound_at, describe
 from harness.stats.intervals import DEFAULT_CONFIDENCE

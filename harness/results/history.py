@@ -152,7 +152,7 @@ def entry_values(run: RunResults) -> dict[str, Any]:
     verdict = document.verdict
     if document.status not in (PASSED, FAILED) or verdict is None:
         raise HistoryError(f"{run.run_dir} has not finished, so it is not recorded in the run history")
-    from harness.results.metrics import CLEAN, metrics_in
+    from harness.plan.metrics import CLEAN, metrics_in
 
     metrics = {"clean": {role: {metric.name: metric.read(model) for metric in metrics_in(CLEAN)}
                          for role, model in document.models.items()},

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from harness.results.metrics import CLEAN, metrics_in
+from harness.plan.metrics import CLEAN, metrics_in
 from harness.results.model import ResultsDocument
 
 Check = Callable[[ResultsDocument, Mapping[str, Any]], Iterable[str]]

@@ -7,8 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from harness.results.build import clean_metrics
-from harness.results.metrics import (
+from harness.plan.metrics import (
     CLEAN,
     CORRUPTION,
     CORRUPTION_POINT,
@@ -25,6 +24,7 @@ from harness.results.metrics import (
     specificity,
     success_rate,
 )
+from harness.results.build import clean_metrics
 from harness.results.model import (
     AttackPoint,
     AttackResult,

@@ -15,13 +15,13 @@ import torch
 from torch import nn
 
 from harness.errors import DataError, PlanError
+from harness.plan.metrics import METRICS
 from harness.plan.schema import load_plan_text
 from harness.pytest_plugin.messages import failure_message
 from harness.registry.contracts import DatasetBundle, ModelBundle, TensorSplit
 from harness.registry.hookspecs import hookimpl
 from harness.registry.manager import Registry, make_plugin_manager
 from harness.results.criteria import evaluate
-from harness.results.metrics import METRICS
 from harness.results.model import ResultsDocument
 from harness.results.paired import compare_samples
 from harness.results.sample_size import decidable_from

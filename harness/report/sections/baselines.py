@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from harness.formatting import eps_text
+from harness.plan.metrics import METRICS, RATE
 from harness.report.inputs import ReportInput
 from harness.report.text import basename, short_hash
-from harness.results.metrics import METRICS, RATE
 
 TITLE = "Comparison with the approved run"
 

@@ -6,9 +6,9 @@ from typing import Any
 
 from harness.formatting import eps_text, interval_text
 from harness.plan.epsilons import EpsilonGrid
+from harness.plan.metrics import CLEAN, POINT, Metric, metrics_in
 from harness.report import plots
 from harness.report.inputs import ReportInput
-from harness.results.metrics import CLEAN, POINT, Metric, metrics_in
 from harness.results.model import AttackPoint, CleanMetrics
 from harness.results.uncertainty import shown
 

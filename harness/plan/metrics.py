@@ -4,19 +4,40 @@ An entry says how the metric is computed from per-sample outcomes, where the res
 field), how it is named and written, and so how a criterion measures it (which attack and epsilon, or which
 corruption and severity, it needs; 'change' is hardened minus naive). Adding a metric is one entry in METRICS,
 plus a field on the result it is stored in (CleanMetrics, AttackPoint or CorruptionPoint in
-harness.results.model) when it is a new stored value.
+harness.results.model) when it is a new stored value. The registry sits in the plan layer because a plan's criteria
+name metrics and are checked against it; harness.results computes and stores the values.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from harness.formatting import eps_text, num, pct, trimmed
-from harness.results.model import MetricInterval, ModelResult, ResultsDocument
+
+
+class StoredModel(Protocol):
+    """One model's stored results as a scope reads them (harness.results.model.StoredModel; the results layer sits
+    above the plan, so the registry names the shape, not the class)."""
+
+    @property
+    def clean(self) -> Any: ...
+    @property
+    def attacks(self) -> Any: ...
+    @property
+    def indicators(self) -> Any: ...
+    @property
+    def corruptions(self) -> Any: ...
+
+
+class StoredResults(Protocol):
+    """A run's stored results as `Metric.measure` reads them (harness.results.model.StoredResults)."""
+
+    @property
+    def models(self) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -129,14 +150,14 @@ class Scope:
     name: str
     needs_attack: bool
     needs_epsilon: bool
-    locate: Callable[[ModelResult, Target], Any]  # (model, what the criterion names) → the result, or None
+    locate: Callable[[StoredModel, Target], Any]  # (model, what the criterion names) → the result, or None
     attack_kind: str | None = None  # the kind of attack required, if any
     per_model: bool = False  # True: measured on one model only, never as 'change'
     needs_corruption: bool = False
     needs_severity: bool = False
 
 
-def _corruption_point(model: ModelResult, target: Target) -> Any:
+def _corruption_point(model: StoredModel, target: Target) -> Any:
     corruption = model.corruptions.get(target.corruption) if target.corruption else None
     return None if corruption is None or target.severity is None else corruption.find(target.severity)
 
@@ -194,21 +215,22 @@ class Metric:
         """Whether a criterion on this metric names a severity (1-5) the corruption ran at."""
         return self.scope.needs_severity
 
-    def read(self, model: ModelResult, attack: str | None = None, epsilon: float | None = None, *,
+    def read(self, model: StoredModel, attack: str | None = None, epsilon: float | None = None, *,
              corruption: str | None = None, severity: int | None = None) -> float | None:
         """The stored value for one model, or None where it was not measured."""
         holder = self.scope.locate(model, Target(attack, epsilon, corruption, severity))
         value = None if holder is None else getattr(holder, self.field)
         return None if value is None else float(value)
 
-    def read_interval(self, model: ModelResult, attack: str | None = None, epsilon: float | None = None, *,
-                      corruption: str | None = None, severity: int | None = None) -> MetricInterval | None:
-        """The stored confidence interval for one model, or None (no interval for this metric or this run)."""
+    def read_interval(self, model: StoredModel, attack: str | None = None, epsilon: float | None = None, *,
+                      corruption: str | None = None, severity: int | None = None) -> Any:
+        """The stored confidence interval (a harness.results.model.MetricInterval) for one model, or None (no interval
+        for this metric or this run)."""
         holder = self.scope.locate(model, Target(attack, epsilon, corruption, severity))
         intervals = getattr(holder, "intervals", None) or {}
         return intervals.get(self.field)
 
-    def measure(self, results: ResultsDocument, role: str, attack: str | None = None, epsilon: float | None = None,
+    def measure(self, results: StoredResults, role: str, attack: str | None = None, epsilon: float | None = None,
                 *, corruption: str | None = None, severity: int | None = None) -> float | None:
         """The value for a model role; 'change' is hardened minus naive; None where either was not measured."""
         if role == "change":
