@@ -27,8 +27,8 @@ from harness.results.compare import (
     parameter_differences,
     run_samples,
 )
-from harness.results.criteria import NOT_MEASURED, measure
 from harness.results.history import history_path, latest_pass
+from harness.results.measure import NOT_MEASURED, measure
 from harness.results.model import (
     BaselineResult,
     CriterionResult,
