@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.markup import escape
 
-from harness.cli.exit_codes import EXIT_PASS
-from harness.errors import DataError, ModelError, PlanError, first_line
+from harness.errors import EXIT_PASS, DataError, ModelError, PlanError, first_line
 
 if TYPE_CHECKING:
     from harness.registry.manager import Registry

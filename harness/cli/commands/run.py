@@ -8,9 +8,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from harness.cli.exit_codes import EXIT_FAIL, EXIT_PASS
 from harness.cli.options import add_plan_options
-from harness.errors import HarnessError
+from harness.errors import EXIT_FAIL, EXIT_PASS, HarnessError
 
 NAME = "run"
 HELP = "run a test plan end to end"

@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from harness.cli.exit_codes import EXIT_PASS
+from harness.errors import EXIT_PASS
 
 NAME = "runs"
 HELP = "list the finished runs recorded in the run history (newest first)"

@@ -11,9 +11,8 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.markup import escape
 
-from harness.cli.exit_codes import EXIT_PASS
 from harness.cli.options import add_plan_options
-from harness.errors import HarnessError, PlanError, error_line
+from harness.errors import EXIT_PASS, HarnessError, PlanError, error_line
 
 if TYPE_CHECKING:
     from harness.plan.schema import Plan
