@@ -1,4 +1,5 @@
-"""A complete synthetic run directory (no training, no attacks) for report tests, benchmarks and previews.
+"""A complete synthetic run directory (no training, no attacks): a test fixture for the report tests and
+benchmarks/report_render.py (not part of the product; it lives with the tests).
 
 The per-image outcomes are made up; everything computed from them goes through the runner's own code (the results
 model, metric registry, criteria and samples.csv of harness.results), giving results.json, manifest.json,
