@@ -638,11 +638,6 @@ class CriterionResult:
         _set(self, subgroup=None if self.subgroup is None else MappingProxyType(dict(self.subgroup)))
 
     @property
-    def judged_value(self) -> float | None:
-        """The value compared with the threshold: the point estimate or the confidence bound."""
-        return self.bound_value if self.bounded else self.measured
-
-    @property
     def bounded(self) -> bool:
         """Whether a confidence bound, not the point estimate, was compared with the threshold."""
         return self.judged_on in ("lower", "upper")

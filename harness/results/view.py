@@ -73,11 +73,6 @@ class RunResults:
         manifest = read_json_object(manifest_path) if require_manifest or manifest_path.exists() else {}
         return cls(run_dir, document, manifest)
 
-    @classmethod
-    def from_run(cls, run: RunResults) -> RunResults:
-        """The view of a run the runner returned (the runner already returns a RunResults)."""
-        return run
-
     def __repr__(self) -> str:
         return f"RunResults({str(self._run_dir)!r}, verdict={self.verdict})"
 

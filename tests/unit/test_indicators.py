@@ -19,7 +19,6 @@ from harness.attacks.indicators import (
     check_iterative,
     check_monotone,
     compute_indicators,
-    indicator_criterion_value,
 )
 from harness.attacks.sweep import run_attack
 from harness.data.batches import predict_logits
@@ -154,8 +153,7 @@ def test_masked_model_looks_robust_but_is_not_credible(models, test_split):
     assert "benign " in detail and "malignant " in detail
     assert sum(survivors) == round(named_unbounded["value"] * named["n_subset"])
     assert "benign " in named_unbounded["flipped_by"] and "malignant " in named_unbounded["flipped_by"]
-    assert indicator_criterion_value({"indicators": results["plain"]}) == 1.0
-    assert indicator_criterion_value({"indicators": results["masked"]}) == 0.0
+    assert results["plain"]["credible"] is True and results["masked"]["credible"] is False
 
     for indicators in results.values():
         json.dumps(indicators, allow_nan=False)  # JSON-ready
@@ -259,12 +257,6 @@ def test_iterative_check_on_hand_built_sections():
     assert result.value == pytest.approx(0.05)
     only_fgsm = check_iterative({"attacks": {"fgsm": fgsm}}, default_registry())
     assert only_fgsm.passed and only_fgsm.detail.startswith("not applicable")
-
-
-def test_criterion_value_accepts_section_or_indicators():
-    assert indicator_criterion_value({"credible": True, "checks": []}) == 1.0
-    assert indicator_criterion_value({"attacks": {}}) == 0.0  # not computed: not shown credible
-    assert indicator_criterion_value({"indicators": {"credible": False}}) == 0.0
 
 
 # ------------------------------------------------------------------------------------------------ attack-side failure

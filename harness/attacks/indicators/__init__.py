@@ -26,8 +26,7 @@ CHECKS = (monotone.CHECK, unbounded.CHECK, iterative.CHECK, more_iterations.CHEC
 DESCRIPTIONS = {info.id: info.description for info in CHECKS}
 EXPLANATIONS = {info.id: info.explanation for info in CHECKS}
 
-__all__ = ["DESCRIPTIONS", "EXPLANATIONS", "check_iterative", "check_monotone", "compute_indicators",
-           "indicator_criterion_value"]
+__all__ = ["DESCRIPTIONS", "EXPLANATIONS", "check_iterative", "check_monotone", "compute_indicators"]
 
 
 def compute_indicators(model: nn.Module, split: Any, results_model_section: dict[str, Any], plan: Any,
@@ -57,12 +56,6 @@ def compute_indicators(model: nn.Module, split: Any, results_model_section: dict
     return {"credible": all(r.passed for r in results), "checks": [r.to_json() for r in results],
             "flags": [r.flag for r in results if not r.passed], "n_subset": len(subset),
             "subset": f"≤ {n_images} clean-correct test images in a seeded order"}
-
-
-def indicator_criterion_value(section: dict[str, Any]) -> float:
-    """1.0 when a model section's (or an indicators dict's) attack results are credible, else 0.0."""
-    indicators = section.get("indicators", section) if isinstance(section, dict) else None
-    return 1.0 if isinstance(indicators, dict) and indicators.get("credible") is True else 0.0
 
 
 def _guard(check_id: str, work: Callable[[], CheckResult]) -> CheckResult:
