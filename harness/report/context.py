@@ -27,7 +27,7 @@ class RenderedSection:
 
 
 def section_name(module: ModuleType) -> str:
-    """'test_plan' for harness.report.sections.test_plan."""
+    """'plan_summary' for harness.report.sections.plan_summary."""
     return module.__name__.rsplit(".", 1)[-1]
 
 

@@ -128,7 +128,7 @@ def test_every_criterion_row_is_in_the_table(rendered):
 
 
 def test_every_attack_parameter_is_shown_verbatim(rendered):
-    plan_page = _section(rendered, heading(rendered, "test_plan"), following(rendered, "test_plan"))
+    plan_page = _section(rendered, heading(rendered, "plan_summary"), following(rendered, "plan_summary"))
     for attack_id, spec in ATTACKS.items():
         assert attack_id in plan_page
         for key, value in spec["params"].items():

@@ -39,6 +39,7 @@ from harness.report.sections import (
     intervals,
     minimal_epsilon,
     paired,
+    plan_summary,
     provenance,
     results,
     robustness_profile,
@@ -46,7 +47,6 @@ from harness.report.sections import (
     subgroups,
     summary,
     susceptibility,
-    test_plan,
     warnings,
 )
 
@@ -55,7 +55,7 @@ SECTIONS: tuple[ModuleType, ...] = (
     summary,
     robustness_profile,
     scope,
-    test_plan,
+    plan_summary,
     criteria,
     baselines,
     intervals,
