@@ -302,16 +302,6 @@ def test_compare_samples_pairs_by_sample_id_and_refuses_other_images():
         compare_samples(a, b[:2], "run1", "run2")
 
 
-def test_validate_prints_the_smallest_decidable_test_split(capsys):
-    from support import REPO
-
-    from harness.cli.main import main
-
-    assert main(["validate", str(REPO / "specs" / "ct_nodule.yaml")]) == 0
-    out = capsys.readouterr().out
-    assert "sample size: clean_accuracy>=0.80: decidable from 16 test images (95% wilson)" in out
-
-
 def test_run_results_expose_statistics_and_comparisons(clinic_run):
     loaded = RunResults.load(clinic_run.run_dir)
     assert loaded.statistics == clinic_run.document.statistics and loaded.statistics.clustered
