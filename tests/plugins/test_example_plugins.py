@@ -88,7 +88,8 @@ def test_a_plan_runs_on_the_example_dataset_and_attack_without_leaking_ids(tmp_p
     plan = (PLANS / "tiny_phantom.yaml").read_text()
     plan = plan.replace("  plugin: phantom_ct\n  n_patients: 80\n", f"  plugin: npy_folder\n  path: {folder}\n")
     plan = plan.replace("  - attack: fgsm\n", "  - attack: brightness_shift_linf\n    directions: both\n")
-    plan = plan.replace("acceptance:\n", "corruptions:\n  - corruption: contrast_loss\n    severities: [1, 5]\nacceptance:\n")
+    corruptions = "corruptions:\n  - corruption: contrast_loss\n    severities: [1, 5]\n"
+    plan = plan.replace("acceptance:\n", f"{corruptions}acceptance:\n")
     plan_path = tmp_path / "example.yaml"
     plan_path.write_text(plan)
     proc = harness(["run", str(plan_path), "--out", str(tmp_path / "runs"), "--no-report", "--threads", "1"],
