@@ -44,6 +44,9 @@ from harness.storage.paths import resolve
 PLAN_MARKER = "harness"
 SCHEMA_VERSION = 1
 DEFAULT_BATCH_SIZE = 64
+DEFAULT_SEED = 0
+DEFAULT_DEVICE = "auto"
+DEFAULT_EPSILONS = (0.001, 0.002, 0.004, 0.008)  # the grid of a plan that names none
 TOP_LEVEL_KEYS = {
     PLAN_MARKER, "name", "description", "intended_use", "seed", "device", "batch_size", "epsilons",
     "dataset", "model", "attacks", "defence", "acceptance", "report", "engine", "sandbox", "data_root",
@@ -238,10 +241,10 @@ class _PlanBuilder:
         name = self.scalar("name", str)
         if not _NAME.match(name):
             raise self.error(f"name {name!r} must be letters, digits, '_', '-' or '.'", "name")
-        seed = self.scalar("seed", int, default=0)
+        seed = self.scalar("seed", int, default=DEFAULT_SEED)
         if not 0 <= seed < 2**63:
             raise self.error(f"seed must be between 0 and 2**63 - 1, got {seed}", "seed")
-        device = self.scalar("device", str, default="auto")
+        device = self.scalar("device", str, default=DEFAULT_DEVICE)
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", device):
             raise self.error(f"device must be auto, cpu, cuda, cuda:N or mps, got {device!r}", "device")
         batch_size_auto = data.get("batch_size") == "auto"
@@ -249,7 +252,7 @@ class _PlanBuilder:
         if isinstance(raw_batch, bool) or not isinstance(raw_batch, int) or raw_batch < 1:
             raise self.error(f"batch_size must be a positive integer or 'auto', got {raw_batch!r}", "batch_size")
         batch_size = raw_batch
-        epsilons = self.epsilon_list(data.get("epsilons", [0.001, 0.002, 0.004, 0.008]), "epsilons")
+        epsilons = self.epsilon_list(data.get("epsilons", list(DEFAULT_EPSILONS)), "epsilons")
         dataset = self.plugin_ref("dataset", "dataset")
         model = self.plugin_ref("model", "model")
         defence = self.plugin_ref("defence", "defence") if data.get("defence") is not None else None

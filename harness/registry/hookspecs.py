@@ -129,5 +129,7 @@ def harness_run_end(plan: Any, run_dir: str, results: Any) -> None:
 
     :param plan: the validated plan.
     :param run_dir: the run directory, as a string.
-    :param results: the run's final results document (the content of results.json).
+    :param results: the run's :class:`harness.RunResults` (typed: ``results.verdict``, ``results.document``,
+        ``results.record`` for the manifest); ``results.raw`` is the documented JSON form, the content of
+        results.json. Typed ``Any`` here: the results layer sits above the registry.
     """

@@ -34,6 +34,7 @@ from harness.errors import EXIT_INTERRUPTED, DataError, HarnessError, ModelError
 from harness.formatting import eps_label
 from harness.plan.architecture import split_architecture
 from harness.plan.epsilons import EpsilonGrid
+from harness.plan.record import PlanRecord
 from harness.plan.schema import AttackSpec, Plan
 from harness.registry.contracts import DatasetBundle, DatasetContext, DefenceContext, ModelBundle, ModelContext
 from harness.registry.manager import Registry
@@ -42,6 +43,7 @@ from harness.results.baselines import approved_manifest, resolve_baselines
 from harness.results.build import attack_result, clean_metrics
 from harness.results.criteria import evaluate
 from harness.results.history import record_run
+from harness.results.manifest import Manifest
 from harness.results.model import (
     DatasetSummary,
     DefenceResult,
@@ -137,10 +139,10 @@ class Runner:
             except (Exception, KeyboardInterrupt) as exc:
                 self._record_stop(exc)
                 raise
+        finished = RunResults(self.run_dir, self.results, self.manifest)
         if self.rank == 0:
-            self.registry.pm.hook.harness_run_end(plan=plan, run_dir=str(self.run_dir),
-                                                  results=self.results.to_json())
-        return RunResults(self.run_dir, self.results, self.manifest)
+            self.registry.pm.hook.harness_run_end(plan=plan, run_dir=str(self.run_dir), results=finished)
+        return finished
 
     def _stages(self) -> None:
         plan = self.plan
@@ -362,9 +364,8 @@ class Runner:
             self.results = self.results.with_warnings(f"{role}: the attack-failure indicators were not computed: "
                                                       "they need input gradients, which the model does not give")
         elif self.plan.indicators.enabled:
-            section = model.to_json()  # the indicators read the model's results as JSON data
             indicators = Indicators.from_json(self._stage(f"{role}:indicators", lambda: distributed.on_main(
-                lambda: compute_indicators(bundle.module, test, section, self.plan, self.registry, self.device,
+                lambda: compute_indicators(bundle.module, test, model, self.plan, self.registry, self.device,
                                            self.batch_size, self.plan.seed, self.plan.indicators.n_images,
                                            dataset.class_names, outcomes))))
             self.results = self.results.with_model(role, replace(model, indicators=indicators))
@@ -506,14 +507,14 @@ class Runner:
         recorded (harness.run.fingerprint checks them as they become known)."""
         path = self.resume_dir / "manifest.json"
         try:
-            previous = json.loads(path.read_text(encoding="utf-8"))
+            previous = Manifest.from_json(json.loads(path.read_text(encoding="utf-8")))
         except (OSError, ValueError) as exc:
             raise HarnessError(f"cannot resume {self.resume_dir}: no readable manifest.json ({exc})") from None
-        used = previous.get("batch_size", {}).get("used")
+        used = previous.batch_size.get("used")
         if self.plan.batch_size_auto and isinstance(used, int) and used >= 1:
             self.resumed_batch_size = used  # an automatic choice is kept, so checkpoints of the first attempt match
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        return (previous.get("started_at", now), [*previous.get("resumed_at", []), now]), previous_parts(previous)
+        return (previous.started_at or now, [*previous.resumed_at, now]), previous_parts(previous)
 
     def _seed(self, seed: int) -> None:
         random.seed(seed)
@@ -528,10 +529,8 @@ class Runner:
             "harness_revision": source_revision(),
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "command": sys.argv,
-            "plan": {"name": plan.name, "source": plan.source, "sha256": plan.sha256, "resolved": plan.resolved,
-                     "overrides": plan.overrides, "copy": PLAN_SOURCE_FILE, "file_sha256": plan.file_sha256,
-                     "resolved_yaml_sha256": hashlib.sha256(plan.resolved_yaml().encode("utf-8")).hexdigest(),
-                     "hashes": PLAN_HASHES},
+            "plan": PlanRecord.of(plan, copy=PLAN_SOURCE_FILE, hashes=PLAN_HASHES, resolved_yaml_sha256=hashlib.sha256(
+                plan.resolved_yaml().encode("utf-8")).hexdigest()).to_json(),
             "seeds": {"plan": plan.seed, "attack_batches": "sha256(seed:model:attack:batch) per batch"},
             "device": device_info(self.device),
             "versions": library_versions(),

@@ -100,3 +100,27 @@ def test_the_corruption_types_are_public():
     for name in ("CorruptionPlugin", "CorruptionContext", "Severity", "SEVERITY_LEVELS"):
         assert name in harness.__all__ and getattr(harness, name) is not None
     assert harness.contract_problems(Darken(), harness.CorruptionPlugin) == []
+
+
+def test_run_end_observers_get_the_typed_run_results_with_its_json_form(tmp_path):
+    import fake_plugins
+    from test_plan import VALID
+
+    from harness.plan.schema import load_plan_text
+    from harness.run.runner import RunConfig, Runner
+
+    seen = {}
+    observer = types.ModuleType("observer")
+
+    @hookimpl
+    def harness_run_end(plan, run_dir, results):
+        seen.update(plan=plan, run_dir=run_dir, results=results)
+
+    observer.harness_run_end = harness_run_end
+    registry = Registry(make_plugin_manager(load_entry_points=False, extra=[fake_plugins, observer]))
+    plan = load_plan_text(VALID, registry=registry)
+    result = Runner(plan, registry, RunConfig(out_root=tmp_path, progress=False, echo=lambda m: None)).run()
+    delivered = seen["results"]
+    assert isinstance(delivered, harness.RunResults) and delivered.run_dir == result.run_dir
+    assert delivered.verdict == result.verdict and delivered.record.plan.seed == plan.seed
+    assert delivered.raw == result.raw and delivered.raw["status"] in ("passed", "failed")

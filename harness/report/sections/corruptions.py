@@ -121,7 +121,7 @@ def build(report: ReportInput) -> dict[str, Any] | None:
         return None
     rows = [corruption_row(report, corruption_id) for corruption_id in report.corruption_ids]
     plot = plots.data_uri(plots.severity_panels([_panel(report, c) for c in report.corruption_ids]))
-    context = (report.manifest.get("corruptions") or {}).get("context") or {}
+    context = report.manifest.corruptions.get("context") or {}
     mce = [(role, num(model.mean_corruption_error, 2)) for role in report.roles if (model := report.model(role))]
     dataset = report.run.dataset
     return {"rows": rows, "plot": plot, "roles": report.roles, "levels": SEVERITY_LEVELS,

@@ -84,7 +84,7 @@ def _made(report: ReportInput, role: str, info: dict[str, Any]) -> str:
 def models(report: ReportInput) -> list[dict[str, Any]]:
     """Each tested model: how it was made, its file in the run directory (and the original's name), its sha256."""
     out = []
-    recorded = report.manifest.get("models") or {}
+    recorded = report.manifest.models
     for role in ROLES:
         info, model = recorded.get(role) or {}, report.model(role)
         if not info and model is None:
@@ -101,12 +101,12 @@ def models(report: ReportInput) -> list[dict[str, Any]]:
 
 def hashes(report: ReportInput) -> list[dict[str, str]]:
     """The plan's hashes and the harness revision, each with the one-line explanation the manifest records."""
-    plan = report.plan_record
-    explained = plan.get("hashes") or {}
-    rows = [{"what": label, "value": str(plan[key]), "explanation": explained.get(key, "")}
+    plan = report.plan
+    explained = plan.hashes
+    rows = [{"what": label, "value": str(getattr(plan, key)), "explanation": explained.get(key, "")}
             for key, label in (("file_sha256", "plan file"), ("resolved_yaml_sha256", "plan.resolved.yaml"),
-                               ("sha256", "resolved plan (run id)")) if plan.get(key)]
-    revision = report.manifest.get("harness_revision")
+                               ("sha256", "resolved plan (run id)")) if getattr(plan, key)]
+    revision = report.manifest.harness_revision
     rows.append({"what": "harness", "value": f"{report.harness_version}, git {revision or 'revision not recorded'}",
                  "explanation": REVISION_NOTE})
     return rows
@@ -139,8 +139,8 @@ def build(report: ReportInput) -> dict[str, Any]:
             f"; then {stopped}" if stopped else "")
     dataset = run.dataset
     return {
-        "plan_name": run.plan_name or report.plan_record.get("name"),
-        "plan_file": basename(str(report.plan_record["source"])) if report.plan_record.get("source") else "n/a",
+        "plan_name": run.plan_name or report.plan.name,
+        "plan_file": basename(str(report.plan.source)) if report.plan.source else "n/a",
         "verdict_word": word, "verdict_css": css, "verdict_detail": detail,
         "failed": [criterion_row(report, c) for c in run.criteria if not c.passed],
         "key": key_numbers(report) if report.roles else None,
@@ -150,6 +150,6 @@ def build(report: ReportInput) -> dict[str, Any]:
         "n_test": dataset.n_test if dataset else None,
         "models": models(report), "hashes": hashes(report), "status": run_status(report),
         "credibility": credibility(report), "n_warnings": len(warnings(report)),
-        "run_date": utc_text(report.manifest.get("started_at")),
+        "run_date": utc_text(report.manifest.started_at),
         "generated": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
     }
