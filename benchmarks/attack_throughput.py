@@ -54,10 +54,12 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from harness.attacks.engine import auto_batch_size, fold_batchnorm, prepare_attack_model
-from harness.attacks.sweep import AttackOutcome, predict_logits, run_attack
+from harness.attacks.sweep import run_attack
+from harness.data.batches import predict_logits
 from harness.plan.schema import AttackSpec, EngineSettings
 from harness.registry.contracts import DatasetContext, TensorSplit
 from harness.registry.manager import default_registry
+from harness.results.attack_outcome import AttackOutcome
 
 EPSILON = 0.004
 STEPS = 10

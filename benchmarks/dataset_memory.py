@@ -2,7 +2,7 @@
 
 Each size runs in its own child process: import, load the `dicom` data set lazily (the loader's own streaming
 scan that validates and hashes every file), then one full pass over every split the way the attack sweep reads
-data (harness.attacks.sweep.batches: a DataLoader, batch 64) through a trivial CNN. The child reports its peak RSS
+data (harness.data.batches.batches: a DataLoader, batch 64) through a trivial CNN. The child reports its peak RSS
 (ru_maxrss) and the RSS before loading; the parent prints a table and the peak ratio. Both sizes read one set
 of 5,000 files written once to a temporary folder, through two manifests (the first 500 rows, and all).
 
@@ -63,7 +63,7 @@ def child(manifest: Path, cache_decoded: str) -> None:
     import torch
     from torch import nn
 
-    from harness.attacks.sweep import batches
+    from harness.data.batches import batches
     from harness.plan.params import build_dataclass
     from harness.registry.contracts import DatasetContext
     from harness_plugins.datasets.readers.dicom import DicomDataset

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.report.plots import Curve, accuracy_plot
+from harness.report.plots import Curve, accuracy_panels
 
 ROLES = ("naive", "hardened")
 
@@ -146,6 +146,9 @@ def corruption_table(results: dict[str, Any]) -> str:
     lines.append("| **mCE** | " + " | ".join(f"**{fmt(m.get('mean_corruption_error'))}**" for m in models.values())
                  + " |")
     return "\n".join(lines)
+def accuracy_plot(attack_id: str, norm: str, curves: list[Curve]) -> bytes:
+    """Accuracy under one attack against epsilon, one line per model (the report's panel, alone in its figure)."""
+    return accuracy_panels([(attack_id, norm, curves)], None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             if summary.get("kind", "fixed") == "minimal":
                 continue
-            png = accuracy_plot(attack_id, summary.get("norm", "linf"), curves_for(results, attack_id), None)
+            png = accuracy_plot(attack_id, summary.get("norm", "linf"), curves_for(results, attack_id))
             target = args.out / f"{name}__{attack_id}.png"
             target.write_bytes(png)
             print(f"wrote {target}", file=sys.stderr)

@@ -14,6 +14,7 @@ import re
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -43,7 +44,8 @@ def main() -> int:
     from harness.report.context import build_context
     from harness.report.load import load_report
     from harness.report.render import html_to_pdf, render_html
-    from harness.report.synthetic import ATTACKS, write_synthetic_run
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the synthetic run is a test fixture
+    from synthetic_run import ATTACKS, write_synthetic_run
 
     import_seconds = time.perf_counter() - start
     stages: dict[str, list[float]] = {"read run directory": [], "context + figures": [], "HTML": [], "PDF layout": [],

@@ -63,7 +63,8 @@ def child(folder: Path, n: int, device_name: str, threads: int) -> dict[str, obj
     import torch
     from attack_throughput import pgd_spec, tensor_split
 
-    from harness.attacks.sweep import predict_logits, run_attack
+    from harness.attacks.sweep import run_attack
+    from harness.data.batches import predict_logits
     from harness_plugins.models.architectures import SmallCNN
 
     torch.set_num_threads(threads)

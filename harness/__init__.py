@@ -5,8 +5,9 @@ What this module exports is the public API, for plugin authors and for teams' ow
 ``pytest``). Names are imported on first use, so ``import harness`` stays cheap.
 
 - Writing plugins: ``hookimpl``; the contract types ``DatasetBundle``, ``DatasetContext``, ``TensorSplit``,
-  ``NativeUnits``, ``ModelBundle``, ``ModelContext``, ``AttackOutput``, ``DefenceContext``; the Protocols
-  ``DatasetPlugin``, ``ModelPlugin``, ``Architecture``, ``AttackPlugin``, ``DefencePlugin``; the helpers
+  ``NativeUnits``, ``ModelBundle``, ``ModelContext``, ``AttackOutput``, ``DefenceContext``, ``Severity``,
+  ``CorruptionContext`` and ``SEVERITY_LEVELS``; the Protocols ``DatasetPlugin``, ``ModelPlugin``,
+  ``Architecture``, ``AttackPlugin``, ``DefencePlugin``, ``CorruptionPlugin``; the helpers
   ``grouped_stratified_split``, ``load_dataset`` (a data set as the core sees it) and ``contract_problems``. See
   docs/plugins.md.
 - Errors shown to users as one line: ``HarnessError``, ``PlanError``, ``DataError``, ``ModelError``, ``AttackError``,
@@ -29,7 +30,8 @@ _EXPORTS = {
     "hookimpl": "harness.registry.hookspecs",
     **dict.fromkeys(("DatasetBundle", "DatasetContext", "TensorSplit", "NativeUnits", "ModelBundle", "ModelContext",
                      "AttackOutput", "DefenceContext", "DatasetPlugin", "ModelPlugin", "Architecture", "AttackPlugin",
-                     "DefencePlugin"), "harness.registry.contracts"),
+                     "DefencePlugin", "Severity", "CorruptionContext", "CorruptionPlugin", "SEVERITY_LEVELS"),
+                    "harness.registry.contracts"),
     "grouped_stratified_split": "harness.data.splits",
     "load_dataset": "harness.data.loading",
     "contract_problems": "harness.registry.validation",

@@ -80,3 +80,11 @@ class AttackError(HarnessError):
 
 class PluginContractError(HarnessError):
     """An installed plugin breaks its kind's contract; the message names the provider and what is missing."""
+
+
+class DistributedError(HarnessError):
+    """The process group cannot be set up, or another rank failed (the message names the rank)."""
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.attacks.sweep import AttackOutcome
+from harness.plan.epsilons import EpsilonGrid
+from harness.results.attack_outcome import AttackOutcome
 from harness.results.build import attack_result, clean_metrics
-from harness.results.epsilons import EpsilonGrid
 from harness.results.model import DatasetSummary, ModelResult, PlanRef, ResultsDocument, Verdict
 from harness.results.samples import sample_outcomes, write_samples
 from harness.results.status import FAILED, PASSED

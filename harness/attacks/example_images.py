@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from harness.attacks.judge import judged_attack
-from harness.attacks.sweep import batches
+from harness.data.batches import batches
 from harness.plan.schema import AttackSpec
 from harness.registry.contracts import Split
 from harness.storage.atomic import write_bytes_atomic

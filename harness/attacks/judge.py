@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.errors import AttackError, ModelError
+from harness.data.batches import check_finite_logits
+from harness.errors import AttackError
 from harness.registry.contracts import AttackPlugin
 
 BOUND_TOLERANCE = 1e-6
@@ -41,12 +42,6 @@ def perturbation_norm(delta: torch.Tensor, norm: str) -> torch.Tensor:
     """Per-sample L∞ or L2 norm of a batch of perturbations (float64)."""
     flat = delta.flatten(1).double()
     return flat.abs().amax(dim=1) if norm == "linf" else flat.norm(p=2, dim=1)
-
-
-def check_finite_logits(logits: torch.Tensor, what: str) -> None:
-    """ModelError when a model returns NaN or Inf logits."""
-    if not torch.isfinite(logits).all():
-        raise ModelError(f"the model returned NaN or Inf logits on {what}; the metrics would be meaningless")
 
 
 @torch.no_grad()

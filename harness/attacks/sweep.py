@@ -1,64 +1,24 @@
-"""Model evaluation on a split: clean predictions, and one attack's sweep with bound checks per sample."""
+"""One attack's sweep over a split, with bound checks per sample, resumable and sharded by whole batches."""
 
 from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Subset
 
-from harness.attacks.judge import BOUND_TOLERANCE, check_finite_logits, judged_attack
+from harness.attacks.judge import BOUND_TOLERANCE, judged_attack
 from harness.attacks.schedule import SCHEDULES
-from harness.errors import ModelError
+from harness.data.batches import batch_range, load_batch, merge_by_batch, shard_batches
 from harness.plan.schema import AttackSpec
 from harness.registry.contracts import AttackPlugin, Split
-from harness.run.distributed import batch_range, merge_by_batch, shard_batches
+from harness.results.attack_outcome import AttackOutcome
 from harness.storage.atomic import write_bytes_atomic
-
-
-def batches(split: Split, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Stream (images, labels) batches in order; memory is bounded by the batch."""
-    loader = DataLoader(split, batch_size=batch_size, shuffle=False, num_workers=0)
-    for images, labels in loader:
-        yield images, labels.to(torch.int64)
-
-
-@torch.no_grad()
-def batch_logits(model: nn.Module, images: torch.Tensor, device: torch.device,
-                 what: str = "clean images") -> np.ndarray:
-    """Logits (n×K float32) of one batch of [0,1] images; ModelError for non-finite pixels or logits."""
-    if not torch.isfinite(images).all():
-        raise ModelError(f"the {what} contain NaN or Inf pixel values")
-    logits = model(images.to(device)).float()
-    check_finite_logits(logits, what)
-    return logits.cpu().numpy()
-
-
-def predict_logits(model: nn.Module, split: Split, batch_size: int, device: torch.device,
-                   on_batch: Callable[[int], None] | None = None) -> np.ndarray:
-    """Logits (N×K float32) for every image of a split."""
-    outputs = []
-    for images, _ in batches(split, batch_size):
-        outputs.append(batch_logits(model, images, device))
-        if on_batch:
-            on_batch(len(images))
-    return np.concatenate(outputs, axis=0)
-
-
-@dataclass
-class AttackOutcome:
-    """Per-sample results of one attack on one split."""
-
-    epsilons: list[float]
-    success: np.ndarray  # bool [n_eps, N]: misclassified by a valid adversarial within epsilon (or clean)
-    violations: np.ndarray  # int [n_eps]: adversarials outside their bound or [0,1], not counted
-    min_epsilon: np.ndarray | None  # float [N], minimal attacks: smallest norm that changes the decision (inf: none)
 
 
 def batch_seed(seed: int, *parts: object) -> int:
@@ -127,11 +87,6 @@ def merge_outcomes(parts: list[AttackOutcome], batch_size: int) -> AttackOutcome
                          success=merge_by_batch([p.success for p in parts], batch_size),
                          violations=np.sum([p.violations for p in parts], axis=0).astype(np.int64),
                          min_epsilon=min_epsilon)
-
-
-def load_batch(split: Split, rows: range) -> tuple[torch.Tensor, torch.Tensor]:
-    """The (images, labels) of one batch: consecutive samples `rows` of the split."""
-    return next(batches(Subset(split, rows) if len(rows) != len(split) else split, len(rows)))
 
 
 def _fixed_batch(model: nn.Module, judge: nn.Module, images: torch.Tensor, labels: torch.Tensor, spec: AttackSpec,

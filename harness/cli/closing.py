@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.formatting import judged_text
 from harness.results.baselines import baseline_outcome
-from harness.results.formatting import judged_text
 from harness.results.view import RunResults
 
 

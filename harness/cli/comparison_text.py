@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from harness.formatting import eps_label, missing
+from harness.plan.metrics import METRICS
 from harness.report.text import short_hash
 from harness.results.compare import Comparison, MetricDifference
-from harness.results.formatting import eps_label, missing
-from harness.results.metrics import METRICS
 from harness.results.model import RunIdentity
 from harness.stats.paired import TEST_NAME
 

@@ -15,8 +15,7 @@ from rich.console import Console
 
 from harness import __version__
 from harness.cli.commands import load_commands
-from harness.cli.exit_codes import EXIT_INTERRUPTED
-from harness.errors import HarnessError, error_line, error_report
+from harness.errors import EXIT_INTERRUPTED, HarnessError, error_line, error_report
 
 DESCRIPTION = ("Adversarial-robustness and corruption testing of medical-imaging classifiers against a YAML test plan. "
                "Exit codes: 0 every criterion passed, 1 a criterion failed, 2 bad input, 3 internal error, "

@@ -7,10 +7,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from harness.data.severities import SEVERITY_LEVELS
-from harness.results.epsilons import EpsilonGrid
-from harness.results.formatting import eps_label, interval_text, judged_text, level_text
-from harness.results.metrics import CLEAN, METRICS, Metric, metrics_in
+from harness.formatting import eps_label, interval_text, judged_text, level_text
+from harness.plan.epsilons import EpsilonGrid
+from harness.plan.metrics import CLEAN, METRICS, Metric, metrics_in
+from harness.registry.severities import SEVERITY_LEVELS
 from harness.results.model import WORST_CASE, ModelResult
 from harness.results.uncertainty import shown
 from harness.results.view import RunResults

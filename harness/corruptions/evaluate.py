@@ -1,7 +1,7 @@
 """Judge corrupted test images: each batch corrupted at every severity, then classified by the float32 model.
 
 Nothing is attacked here: the model sees the corrupted images exactly as it sees clean ones
-(harness.attacks.sweep.batch_logits). Each image's corruption depends only on (seed, corruption, global index),
+(harness.data.batches.batch_logits). Each image's corruption depends only on (seed, corruption, global index),
 so the predictions do not depend on the batch size or on a resumed run; with `checkpoint`, the predictions so far
 are saved after every batch and a rerun continues from the first unfinished batch.
 """
@@ -18,10 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.attacks.sweep import batch_logits, load_batch
+from harness.data.batches import batch_logits, batch_range, load_batch, n_batches
 from harness.plan.corruptions import CorruptionSpec
 from harness.registry.contracts import CorruptionContext, CorruptionPlugin, Split
-from harness.run.distributed import batch_range, n_batches
 from harness.storage.atomic import write_bytes_atomic
 
 NOT_RUN = -1  # a prediction slot not yet filled

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from harness.corruptions.evaluate import severity_params
-from harness.data.severities import SEVERITY_LEVELS
 from harness.plan.corruptions import CorruptionSpec
 from harness.registry.contracts import CorruptionContext, Split
+from harness.registry.severities import SEVERITY_LEVELS
 from harness.results.build import softmax
 from harness.storage.atomic import write_bytes_atomic
 
@@ -35,7 +35,7 @@ def save_corruption_examples(run_dir: Path, role: str, model: Any, split: Split,
     """Corrupt one test image at every severity of every corruption, classify each, and save the strip."""
     import torch
 
-    from harness.attacks.sweep import batch_logits
+    from harness.data.batches import batch_logits
 
     index = example_index(split, positive_class)
     image, label = split[index]

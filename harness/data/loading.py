@@ -6,10 +6,10 @@ import dataclasses
 import re
 from typing import Any
 
-from harness.data.deid import FileNamer, deidentify
 from harness.data.splits import check_no_group_crosses
 from harness.errors import DataError, PluginContractError
 from harness.registry.contracts import DatasetBundle, DatasetContext
+from harness.storage.deid import FileNamer, hash_id
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -42,3 +42,10 @@ def load_dataset(plugin: Any, params: Any, context: DatasetContext, salt: str) -
         where = bundle.provenance.get("manifest") or bundle.provenance.get("source")
         raise DataError(f"{plugin.name}: {where + ': ' if where else ''}{exc}") from None
     return bundle
+
+
+def deidentify(bundle: DatasetBundle, salt: str) -> None:
+    """Replace every split's sample and group ids, in place, by keyed hashes ('sample:<id>', 'patient:<id>')."""
+    for split in bundle.splits.values():
+        split.sample_ids = [hash_id(f"sample:{raw}", salt) for raw in split.sample_ids]
+        split.group_ids = [hash_id(f"patient:{raw}", salt) for raw in split.group_ids]

@@ -20,11 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from harness.data.severities import SEVERITY_LEVELS
 from harness.errors import PlanError
 from harness.plan.criteria import ANY_CORRUPTION
+from harness.plan.metrics import CORRUPTION_SUMMARY
 from harness.plan.params import LineLookup, build_dataclass, params_to_dict
-from harness.results.metrics import CORRUPTION_SUMMARY
+from harness.registry.severities import SEVERITY_LEVELS
 
 ENTRY_KEYS = ("corruption", "id", "severities")
 ErrorAt = Callable[[str, "str | None"], PlanError]  # (message, key path) → PlanError naming file and line

@@ -1,4 +1,4 @@
-"""Acceptance criteria as a plan states them, and the id each criterion gets (metrics: harness.results.metrics)."""
+"""Acceptance criteria as a plan states them, and the id each criterion gets (metrics: harness.plan.metrics)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.results.formatting import eps_label, threshold_label
+from harness.formatting import eps_label, threshold_label
 
 MODEL_ROLES = ("naive", "hardened", "change")
 ANY_ATTACK = "any"  # `attack: any` in a criterion: the per-image worst case over every attack run at its ε

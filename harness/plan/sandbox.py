@@ -1,8 +1,8 @@
 """Path sandboxing for plans marked `sandbox: true`: every path a plugin reads must lie under an allowed root.
 
 The plan's path parameters are checked when the plan loads (`enforce_sandbox`); the files a data set lists inside
-its folder or manifest are checked by the reader as it opens them (`check_data_file`, through
-DatasetContext.check_file), so a symlinked file inside the data folder cannot lead outside it.
+its folder or manifest are checked by the reader as it opens them (`harness.storage.paths.check_data_file`,
+through DatasetContext.check_file), so a symlinked file inside the data folder cannot lead outside it.
 """
 
 from __future__ import annotations
@@ -13,18 +13,11 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from harness.errors import DataError, PlanError
+from harness.errors import PlanError
+from harness.storage.paths import inside, resolve
 
 PATH_FIELDS = frozenset({"path", "root", "weights", "manifest", "inputs", "logits"})  # inputs, logits: model.reference
 PATH_SUFFIXES = ("_path", "_dir")
-
-
-def resolve(path: Path | str, base_dir: Path | None = None) -> Path:
-    """`path` made absolute (relative to `base_dir`), `~` expanded, with symlinks and '..' resolved."""
-    path = Path(os.path.expanduser(str(path)))
-    if not path.is_absolute():
-        path = (base_dir or Path.cwd()) / path
-    return path.resolve(strict=False)
 
 
 def check_path(path: Path | str, roots: list[Path], key: str, base_dir: Path | None = None) -> Path:
@@ -34,27 +27,10 @@ def check_path(path: Path | str, roots: list[Path], key: str, base_dir: Path | N
         allowed = [resolve(root) for root in roots]
     except (OSError, ValueError, RuntimeError) as exc:  # NUL bytes, symlink loops, unreadable folders
         raise PlanError(f"path {str(path)!r} cannot be resolved: {exc}", key=key) from None
-    if not _inside(resolved, allowed):
+    if not inside(resolved, allowed):
         where = ", ".join(str(root) for root in allowed) or "no allowed roots"
         raise PlanError(f"path {str(path)!r} resolves to {resolved}, outside the sandbox ({where})", key=key)
     return resolved
-
-
-def check_data_file(path: Path, roots: tuple[Path, ...] | list[Path], shown: str) -> Path:
-    """The real path of a file a data set reads; with sandbox roots (the plan's `sandbox: true`), DataError naming
-    the file as `shown` (de-identified) when it resolves outside every root, e.g. through a symlink."""
-    try:
-        resolved = Path(os.path.realpath(path))
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise DataError(f"{shown}: its path cannot be resolved ({type(exc).__name__})") from None
-    if roots and not _inside(resolved, [resolve(root) for root in roots]):
-        raise DataError(f"{shown} resolves outside the sandbox (a symlink or '..' leads out of the data folder and "
-                        "the plan's data_root); sandbox: true refuses it")
-    return resolved
-
-
-def _inside(resolved: Path, roots: list[Path]) -> bool:
-    return any(resolved == root or resolved.is_relative_to(root) for root in roots)
 
 
 def sandbox_roots(plan_base_dir: Path, data_root: str | Path | None, out_root: Path | None,

@@ -12,6 +12,7 @@ from typing import Any, Literal
 import yaml
 
 from harness.errors import PlanError
+from harness.formatting import eps_label
 from harness.plan.architecture import check_architecture
 from harness.plan.certification import CertificationSettings, certification_settings, criterion_certification
 from harness.plan.corruptions import CorruptionSpec, corruption_specs, criterion_corruption
@@ -28,10 +29,12 @@ from harness.plan.criteria import (
     baseline_criterion_id,
     criterion_id,
 )
+from harness.plan.epsilons import EpsilonGrid
 from harness.plan.heads import HEAD_KEYS, ModelHead, parse_head
+from harness.plan.metrics import METRICS
 from harness.plan.params import build_dataclass, params_to_dict
 from harness.plan.paths import RECORD_PATHS, PathRecorder, plan_variables
-from harness.plan.sandbox import PATH_FIELDS, PATH_SUFFIXES, check_path, enforce_sandbox, resolve, sandbox_roots
+from harness.plan.sandbox import PATH_FIELDS, PATH_SUFFIXES, check_path, enforce_sandbox, sandbox_roots
 from harness.plan.subject import Subject, parse_subject
 from harness.plan.yaml_source import (
     YamlDocument,
@@ -42,14 +45,15 @@ from harness.plan.yaml_source import (
     load_yaml_text,
 )
 from harness.registry.manager import Registry, default_registry
-from harness.results.epsilons import EpsilonGrid
-from harness.results.formatting import eps_label
-from harness.results.metrics import METRICS
 from harness.storage.hashing import canonical_json_sha256
+from harness.storage.paths import resolve
 
 PLAN_MARKER = "harness"
 SCHEMA_VERSION = 1
 DEFAULT_BATCH_SIZE = 64
+DEFAULT_SEED = 0
+DEFAULT_DEVICE = "auto"
+DEFAULT_EPSILONS = (0.001, 0.002, 0.004, 0.008)  # the grid of a plan that names none
 TOP_LEVEL_KEYS = {
     PLAN_MARKER, "name", "description", "intended_use", "seed", "device", "batch_size", "epsilons",
     "dataset", "model", "attacks", "defence", "acceptance", "report", "engine", "sandbox", "data_root",
@@ -285,10 +289,10 @@ class _PlanBuilder:
         name = self.scalar("name", str)
         if not _NAME.match(name):
             raise self.error(f"name {name!r} must be letters, digits, '_', '-' or '.'", "name")
-        seed = self.scalar("seed", int, default=0)
+        seed = self.scalar("seed", int, default=DEFAULT_SEED)
         if not 0 <= seed < 2**63:
             raise self.error(f"seed must be between 0 and 2**63 - 1, got {seed}", "seed")
-        device = self.scalar("device", str, default="auto")
+        device = self.scalar("device", str, default=DEFAULT_DEVICE)
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", device):
             raise self.error(f"device must be auto, cpu, cuda, cuda:N or mps, got {device!r}", "device")
         batch_size_auto = data.get("batch_size") == "auto"
@@ -299,7 +303,7 @@ class _PlanBuilder:
         threads = data.get("threads", DEFAULT_THREADS)
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise self.error(f"threads must be a positive integer, got {threads!r}", "threads")
-        epsilons = self.epsilon_list(data.get("epsilons", [0.001, 0.002, 0.004, 0.008]), "epsilons")
+        epsilons = self.epsilon_list(data.get("epsilons", list(DEFAULT_EPSILONS)), "epsilons")
         dataset = self.plugin_ref("dataset", "dataset")
         model = self.plugin_ref("model", "model")
         head = parse_head(data["model"], self.error)
@@ -677,10 +681,6 @@ class _PlanBuilder:
                                   epsilon=epsilon, description=description, bound=bound, subgroup=subgroup,
                                   estimate_chosen=estimate_chosen, baseline=baseline, corruption=corruption,
                                   severity=severity, class_name=class_name, radius=radius, sigma=sigma)
-            if baseline is not None and baseline.path is not None:
-                from harness.results.baselines import check_approved
-
-                check_approved(baseline, criterion, by_id)
             criteria.append(criterion)
         return criteria
 
@@ -701,7 +701,7 @@ class _PlanBuilder:
 
     def baseline(self, item: dict, path: str) -> BaselineRef:
         """A regression gate's `baseline` (a run directory, relative to the plan's folder, or latest-pass),
-        `max_drop` and optional `alpha`; the directory itself is checked by harness.results.baselines."""
+        `max_drop` and optional `alpha`; the directory is checked by harness.results.baselines.check_baselines."""
         for key in ("min", "max", "bound", "subgroup", "judge"):
             if key in item:
                 raise self.error(f"a regression gate ('baseline') takes 'max_drop' (and 'alpha'), not '{key}'",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from harness.results.formatting import judged_text, threshold_label
+from harness.formatting import judged_text, threshold_label
 
 if TYPE_CHECKING:
     from harness.results.model import CriterionResult

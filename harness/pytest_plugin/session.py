@@ -132,6 +132,7 @@ def load_plan_file(path: Path, source: str, overrides: list[str]) -> Plan:
     from harness.plan.schema import plan_from_document
     from harness.plan.yaml_source import load_yaml_text
     from harness.registry.manager import default_registry
+    from harness.results.baselines import check_baselines
 
     try:
         text = path.read_text(encoding="utf-8")
@@ -140,7 +141,9 @@ def load_plan_file(path: Path, source: str, overrides: list[str]) -> Plan:
     except (OSError, UnicodeDecodeError) as exc:
         raise PlanError(f"cannot read plan: {exc}", source=source) from None
     doc = load_yaml_text(text, source)
-    return plan_from_document(doc, path.resolve().parent, list(overrides), default_registry())
+    plan = plan_from_document(doc, path.resolve().parent, list(overrides), default_registry())
+    check_baselines(plan)
+    return plan
 
 
 def render_pdf(run_dir: Path) -> str | None:

@@ -11,8 +11,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.data.severities import SEVERITY_LEVELS  # noqa: F401 - re-exported: part of the corruption contract
-from harness.data.units import NativeUnits  # defined without torch, so results and reports can use it
+from harness.registry.severities import SEVERITY_LEVELS  # noqa: F401 - re-exported: part of the corruption contract
+from harness.registry.units import NativeUnits  # defined without torch, so results and reports can use it
+from harness.storage.deid import FileNamer
+from harness.storage.paths import check_data_file
 
 Norm = Literal["linf", "l2"]
 AttackKind = Literal["fixed_epsilon", "minimal"]
@@ -101,8 +103,6 @@ class DatasetContext:
 
     def __post_init__(self) -> None:
         if self.file_namer is None:
-            from harness.data.deid import FileNamer
-
             self.file_namer = FileNamer(show_paths=self.show_paths)
 
     def name_file(self, relative_path: str) -> str:
@@ -113,8 +113,6 @@ class DatasetContext:
     def check_file(self, path: Path, relative_path: str) -> Path:
         """The file's real path (symlinks resolved); DataError naming it when the sandbox is on and it resolves
         outside the sandbox."""
-        from harness.plan.sandbox import check_data_file
-
         return check_data_file(path, self.sandbox_roots, self.name_file(relative_path))
 
 
@@ -194,7 +192,7 @@ class DatasetPlugin(Protocol):
     """A data source: turns validated params into a DatasetBundle.
 
     `identifiers` says what the sample and group ids of its splits are. "from_source": taken from the data (file
-    names, DICOM UIDs, patient ids); the core replaces every one with a keyed hash (harness.data.deid) before any
+    names, DICOM UIDs, patient ids); the core replaces every one with a keyed hash (harness.storage.deid) before any
     other code sees it, so a plugin never handles the secret and never has to remember to hash. "synthetic": made
     up by the plugin and naming no person (generated phantoms); kept as they are. The bundle's provenance must
     carry `content_sha256`, a hash of everything loaded (images, labels, split assignment).

@@ -22,12 +22,21 @@ from typing import Any
 
 import pluggy
 
+from harness.registry.contracts import (
+    Architecture,
+    AttackPlugin,
+    CorruptionPlugin,
+    DatasetPlugin,
+    DefencePlugin,
+    ModelPlugin,
+)
+
 hookspec = pluggy.HookspecMarker("harness")
 hookimpl = pluggy.HookimplMarker("harness")
 
 
 @hookspec
-def harness_register_datasets() -> list[Any]:
+def harness_register_datasets() -> list[DatasetPlugin]:
     """Return data-set plugins.
 
     :return: objects meeting :class:`~harness.registry.contracts.DatasetPlugin`: ``name``, ``description``,
@@ -38,7 +47,7 @@ def harness_register_datasets() -> list[Any]:
 
 
 @hookspec
-def harness_register_architectures() -> list[Any]:
+def harness_register_architectures() -> list[Architecture]:
     """Return network architectures that model plugins can build by name (``model.architecture`` in a plan).
 
     :return: objects meeting :class:`~harness.registry.contracts.Architecture`: ``name``, ``description`` and
@@ -47,7 +56,7 @@ def harness_register_architectures() -> list[Any]:
 
 
 @hookspec
-def harness_register_models() -> list[Any]:
+def harness_register_models() -> list[ModelPlugin]:
     """Return model providers: plugins that train or load the model under test (``model.plugin`` in a plan).
 
     :return: objects meeting :class:`~harness.registry.contracts.ModelPlugin`: ``name``, ``description``, a
@@ -57,7 +66,7 @@ def harness_register_models() -> list[Any]:
 
 
 @hookspec
-def harness_register_attacks() -> list[Any]:
+def harness_register_attacks() -> list[AttackPlugin]:
     """Return attack plugins (``attacks[].attack`` in a plan).
 
     :return: objects meeting :class:`~harness.registry.contracts.AttackPlugin`: ``name``, ``description``,
@@ -68,7 +77,7 @@ def harness_register_attacks() -> list[Any]:
 
 
 @hookspec
-def harness_register_defences() -> list[Any]:
+def harness_register_defences() -> list[DefencePlugin]:
     """Return defences: plugins that fine-tune a copy of the naive model (``defence.plugin`` in a plan).
 
     :return: objects meeting :class:`~harness.registry.contracts.DefencePlugin`: ``name``, ``description``, a
@@ -77,10 +86,17 @@ def harness_register_defences() -> list[Any]:
 
 
 @hookspec
-def harness_register_corruptions() -> list[Any]:
-    """Return corruption plugins (objects with name, modality, five severities, Params and apply()).
+def harness_register_corruptions() -> list[CorruptionPlugin]:
+    """Return corruption plugins: natural corruptions or acquisition shifts of the test images
+    (``corruptions[].corruption`` in a plan).
 
-    Each object satisfies `harness.registry.contracts.CorruptionPlugin`; its name must be unique across plugins.
+    :return: objects meeting :class:`~harness.registry.contracts.CorruptionPlugin`: ``name``, ``description``,
+        ``modality`` ("CT", "MRI" or "any"), ``requires_unit`` (the native unit its parameter is in, or None),
+        ``parameter`` and ``unit`` (the ``Params`` field the severities set, and its unit), ``severities`` (exactly
+        five ``Severity(level, name, value)``, levels 1-5 from least to most harmful, values strictly monotone:
+        the core checks this at registration), a ``Params`` dataclass, ``params_for(level, base)`` and
+        ``apply(images, indices, params, context) -> images`` (new [0,1] float32 images; image i depends only on
+        the seed, the plugin's name, ``indices[i]``, the image and the params).
     """
 
 
@@ -88,7 +104,8 @@ def harness_register_corruptions() -> list[Any]:
 def harness_run_start(plan: Any, run_dir: str) -> None:
     """Called once when a run starts, after the plan is resolved and the run directory exists (rank 0 only).
 
-    :param plan: the validated :class:`~harness.plan.schema.Plan`.
+    :param plan: the validated :class:`~harness.plan.schema.Plan` (typed ``Any`` here: the plan layer sits above
+        the registry, and no Protocol describes it).
     :param run_dir: the run directory, as a string.
     """
 
@@ -112,5 +129,7 @@ def harness_run_end(plan: Any, run_dir: str, results: Any) -> None:
 
     :param plan: the validated plan.
     :param run_dir: the run directory, as a string.
-    :param results: the run's final results document (the content of results.json).
+    :param results: the run's :class:`harness.RunResults` (typed: ``results.verdict``, ``results.document``,
+        ``results.record`` for the manifest); ``results.raw`` is the documented JSON form, the content of
+        results.json. Typed ``Any`` here: the results layer sits above the registry.
     """

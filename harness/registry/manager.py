@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,17 +20,19 @@ from harness.registry.contracts import (
     DefencePlugin,
     ModelPlugin,
 )
-from harness.registry.validation import contract_problems
+from harness.registry.validation import contract_problems, severity_problems
 
 ENTRY_POINT_GROUP = "harness"
 
 
 @dataclass(frozen=True)
 class Kind:
-    """One kind of plugin: the hook that registers it and the Protocol every object of the kind must meet."""
+    """One kind of plugin: the hook that registers it, the Protocol every object of the kind must meet, and the
+    kind's own rules beyond the Protocol (each returns the problems of one object)."""
 
     hook: str
     protocol: type
+    rules: tuple[Callable[[Any], list[str]], ...] = ()
 
 
 KINDS = {
@@ -39,7 +41,7 @@ KINDS = {
     "model": Kind("harness_register_models", ModelPlugin),
     "attack": Kind("harness_register_attacks", AttackPlugin),
     "defence": Kind("harness_register_defences", DefencePlugin),
-    "corruption": Kind("harness_register_corruptions", CorruptionPlugin),
+    "corruption": Kind("harness_register_corruptions", CorruptionPlugin, (severity_problems,)),
 }
 
 
@@ -64,7 +66,25 @@ def make_plugin_manager(load_entry_points: bool = True, extra: Iterable[Any] = (
         pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
     for plugin in extra:
         pm.register(plugin)
+    refuse_unknown_hooks(pm)
     return pm
+
+
+def refuse_unknown_hooks(pm: pluggy.PluginManager) -> None:
+    """PluginContractError, one line naming the plugin and the hook, when a plugin implements a hook the harness
+    does not define (a misspelt `harness_register_atacks` would otherwise register nothing, silently)."""
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        dists = {id(plugin): dist for plugin, dist in pm.list_plugin_distinfo()}
+        dist = dists.get(id(exc.plugin))
+        where = f"{pm.get_name(exc.plugin)}" + (f" ({dist.project_name} {dist.version})" if dist else "")
+        unknown = sorted(name for name, caller in pm.hook.__dict__.items()
+                         if isinstance(caller, pluggy.HookCaller) and not caller.has_spec()
+                         and any(impl.plugin is exc.plugin for impl in caller.get_hookimpls()))
+        known = ", ".join(sorted(name for name in dir(hookspecs) if name.startswith("harness_")))
+        raise PluginContractError(f"plugin module {where}: unknown hook {', '.join(unknown) or '?'} (the harness "
+                                  f"hooks are: {known}; see docs/plugins.md)") from None
 
 
 class Registry:
@@ -82,7 +102,7 @@ class Registry:
                 version = dist.version if dist else "-"
                 module = getattr(impl.plugin, "__name__", impl.plugin_name)
                 for obj in impl.function() or []:
-                    _check_contract(kind, spec.protocol, obj, f"{module} ({provider} {version})")
+                    _check_contract(kind, spec, obj, f"{module} ({provider} {version})")
                     name = obj.name
                     if name in self._items[kind]:
                         other = self._items[kind][name]
@@ -117,9 +137,12 @@ class Registry:
         return {name: reg.obj for name, reg in self._items[kind].items()}
 
 
-def _check_contract(kind: str, protocol: type, obj: Any, source: str) -> None:
+def _check_contract(kind: str, spec: Kind, obj: Any, source: str) -> None:
     """Refuse an object that breaks its kind's contract, naming where it came from and what it lacks."""
+    protocol = spec.protocol
     problems = contract_problems(obj, protocol)
+    if not problems:
+        problems = [problem for rule in spec.rules for problem in rule(obj)]
     if problems:
         label = getattr(obj, "name", None)
         what = f"{kind} plugin {label!r}" if isinstance(label, str) else f"a {kind} plugin ({type(obj).__name__})"

@@ -12,6 +12,8 @@ import typing
 from collections.abc import Callable
 from typing import Any, Literal
 
+from harness.registry.severities import SEVERITY_LEVELS
+
 _PROTOCOL_BASES = {"Protocol", "Generic", "object"}
 
 
@@ -85,3 +87,26 @@ def _signature_problem(name: str, member: Callable[..., Any], declared: Callable
     except ValueError:  # no signature available (a builtin): trust it
         return None
     return None
+
+
+def severity_problems(obj: Any) -> list[str]:
+    """What breaks the corruption contract's five-severity rule (empty when none): exactly five severities with
+    levels 1..5 in order, strictly monotone values (increasing harm), and a `parameter` that names a field of
+    `Params`. The registry applies it to every corruption plugin; the built-ins' base class also at definition."""
+    severities = getattr(obj, "severities", None)
+    try:
+        levels = [s.level for s in severities]  # type: ignore[union-attr]
+        values = [float(s.value) for s in severities]  # type: ignore[union-attr]
+    except (TypeError, AttributeError, ValueError):
+        return ["'severities' must be five Severity(level, name, value) entries"]
+    problems = []
+    if tuple(levels) != SEVERITY_LEVELS:
+        problems.append(f"severities must have levels {SEVERITY_LEVELS}, got {tuple(levels)}")
+    steps = [b - a for a, b in zip(values, values[1:], strict=False)]
+    if len(values) < 2 or not (all(d > 0 for d in steps) or all(d < 0 for d in steps)):
+        problems.append("severity values must be strictly monotone (increasing harm from level 1 to 5)")
+    params, parameter = getattr(obj, "Params", None), getattr(obj, "parameter", None)
+    if dataclasses.is_dataclass(params) and isinstance(parameter, str) \
+            and parameter not in {f.name for f in dataclasses.fields(params)}:
+        problems.append(f"parameter '{parameter}' is not a field of {params.__name__}")
+    return problems

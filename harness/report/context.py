@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from harness.formatting import eps_text
 from harness.report.inputs import ReportInput
 from harness.report.sections import SECTIONS
 from harness.report.text import short_hash
-from harness.results.formatting import eps_text
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class RenderedSection:
 
 
 def section_name(module: ModuleType) -> str:
-    """'test_plan' for harness.report.sections.test_plan."""
+    """'plan_summary' for harness.report.sections.plan_summary."""
     return module.__name__.rsplit(".", 1)[-1]
 
 

@@ -7,8 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from harness.data.units import NativeUnits
-from harness.results.formatting import eps_text
+from harness.formatting import eps_text
+from harness.plan.record import PlanRecord
+from harness.registry.units import NativeUnits
+from harness.results.manifest import Manifest
 from harness.results.model import AttackPoint, AttackResult, CorruptionResult, ModelResult, thaw
 from harness.results.samples import SampleOutcome
 from harness.results.status import ERROR, JUDGED, RUNNING
@@ -20,7 +22,6 @@ if TYPE_CHECKING:
 
 ROLES = ("naive", "hardened")
 T = TypeVar("T")
-DEFAULT_CUTOFF = 0.004
 
 
 def first_found(lookup: Callable[[str, str], T | None], item_id: str) -> T | None:
@@ -47,35 +48,35 @@ class ReportInput:
     problems: list[str] = field(default_factory=list)  # files that could not be read (shown as warnings)
 
     # -- the run's files ----------------------------------------------------------------------------------
-    @functools.cached_property
-    def manifest(self) -> dict[str, Any]:
-        """manifest.json as plain data."""
-        return thaw(self.run.manifest)
+    @property
+    def manifest(self) -> Manifest:
+        """manifest.json, typed (harness.results.manifest)."""
+        return self.run.record
+
+    @property
+    def plan(self) -> PlanRecord:
+        """The plan as the run recorded it, with the defaults the run used (never re-applied here)."""
+        return self.run.record.plan
 
     @functools.cached_property
     def resolved(self) -> dict[str, Any]:
-        """The resolved plan recorded in the manifest (empty if absent)."""
-        return (self.manifest.get("plan") or {}).get("resolved") or {}
+        """The resolved plan recorded in the manifest, as written (no defaults; empty if absent)."""
+        return thaw(self.plan.resolved)
 
     @property
     def title(self) -> str:
         """The plan's name."""
-        return self.run.plan_name or self.resolved.get("name") or "harness run"
-
-    @functools.cached_property
-    def plan_record(self) -> dict[str, Any]:
-        """The manifest's `plan` section: source, hashes and their explanations, overrides."""
-        return self.manifest.get("plan") or {}
+        return self.run.plan_name or self.plan.name or "harness run"
 
     @property
     def plan_sha256(self) -> str | None:
         """The sha256 of the resolved plan (canonical JSON; it names the run directory)."""
-        return self.run.document.plan.sha256 or self.plan_record.get("sha256")
+        return self.run.document.plan.sha256 or self.plan.sha256
 
     @property
     def plan_file_sha256(self) -> str | None:
         """The sha256 of the plan file as written (recorded by harness versions that keep plan.source.yaml)."""
-        return self.plan_record.get("file_sha256")
+        return self.plan.file_sha256
 
     @property
     def plan_source_verified(self) -> bool | None:
@@ -87,12 +88,12 @@ class ReportInput:
     @property
     def overrides(self) -> list[str]:
         """The command-line overrides (`--set`) applied to the plan file."""
-        return [str(o) for o in self.plan_record.get("overrides") or []]
+        return list(self.plan.overrides)
 
     @property
     def harness_version(self) -> str:
         """The harness version that made the run."""
-        return self.manifest.get("harness_version") or "n/a"
+        return self.manifest.harness_version or "n/a"
 
     def verdict_word(self) -> tuple[str, str]:
         """The verdict as the cover and the running title show it, and its CSS class; a run without a verdict
@@ -118,11 +119,10 @@ class ReportInput:
         return f"{status.upper()}{where}" + (f": {run.error}" if run.error else
                                              " (the process ended without recording why, e.g. it was killed)")
 
-    @functools.cached_property
+    @property
     def cutoff(self) -> float:
         """The susceptibility cutoff epsilon of the plan's report settings."""
-        cutoff = (self.resolved.get("report") or {}).get("susceptibility_cutoff", DEFAULT_CUTOFF)
-        return float(cutoff) if isinstance(cutoff, (int, float)) and cutoff > 0 else DEFAULT_CUTOFF
+        return self.plan.susceptibility_cutoff
 
     # -- models and attacks -------------------------------------------------------------------------------
     @functools.cached_property
@@ -137,12 +137,7 @@ class ReportInput:
     @functools.cached_property
     def attack_ids(self) -> list[str]:
         """Attack ids in plan order, then any the results hold that the plan does not list."""
-        ids: list[str] = []
-        for item in self.resolved.get("attacks") or []:
-            if isinstance(item, dict):
-                attack_id = item.get("id", item.get("attack"))
-                if isinstance(attack_id, str) and attack_id not in ids:
-                    ids.append(attack_id)
+        ids: list[str] = list(dict.fromkeys(self.plan.attack_ids()))
         for role in self.roles:
             ids += [attack_id for attack_id in self.run.attacks(role) if attack_id not in ids]
         return ids
@@ -168,8 +163,7 @@ class ReportInput:
     @functools.cached_property
     def corruption_ids(self) -> list[str]:
         """Corruption ids in plan order, then any the results hold that the plan does not list."""
-        planned = [item.get("id", item.get("corruption")) for item in self.resolved.get("corruptions") or []
-                   if isinstance(item, dict)]
+        planned = list(self.plan.corruption_ids)
         ran = [cid for role in self.roles for cid in self.run.corruptions(role)]
         return [cid for cid in dict.fromkeys([*planned, *ran]) if isinstance(cid, str) and cid in ran]
 
@@ -203,7 +197,7 @@ class ReportInput:
     @functools.cached_property
     def manifest_dataset(self) -> dict[str, Any]:
         """The manifest's data set section (plugin, shape, provenance)."""
-        return self.manifest.get("dataset") or {}
+        return thaw(self.manifest.dataset)
 
     @functools.cached_property
     def class_names(self) -> list[str]:

@@ -36,8 +36,9 @@ def load_report(run_dir: Path) -> ReportInput:
             continue
         examples[loaded.role] = loaded
     corruption_examples = _corruption_examples(run.run_dir, problems)
-    plan_yaml = _plan_yaml(run.run_dir / "plan.resolved.yaml", run.manifest.get("plan", {}).get("resolved"))
-    plan_source, source_sha256 = _plan_source(run.run_dir, run.manifest.get("plan", {}).get("copy"), problems)
+    plan = run.record.plan
+    plan_yaml = _plan_yaml(run.run_dir / "plan.resolved.yaml", thaw(plan.resolved) or None)
+    plan_source, source_sha256 = _plan_source(run.run_dir, plan.copy, problems)
     return ReportInput(run=run, samples=samples, examples=examples, plan_yaml=plan_yaml, plan_source=plan_source,
                        plan_source_sha256=source_sha256, problems=problems,
                        corruption_examples=corruption_examples)

@@ -111,16 +111,6 @@ def _accuracy_axes(ax, norm: str, curves: list[Curve], cutoff: float | None, nat
     _style(ax)
 
 
-def accuracy_plot(attack_id: str, norm: str, curves: list[Curve], cutoff: float | None,
-                  native_per_unit: float | None = None, native_unit: str | None = None) -> bytes:
-    """Accuracy under one attack against epsilon (log scale), one line per model, clean accuracy dashed."""
-    fig, ax = _figure(6.4, 1.85)
-    _accuracy_axes(ax, norm, curves, cutoff, native_per_unit, native_unit)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title=attack_id,
-              title_fontsize=7.5)  # beside the axes: the curves and bands stay visible
-    return _png(fig)
-
-
 def accuracy_panels(panels: list[tuple[str, str, list[Curve]]], cutoff: float | None,
                     native_per_unit: float | None = None, native_unit: str | None = None) -> bytes:
     """Accuracy against epsilon under each attack, one panel per (attack id, norm, curves), two panels a row and

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.data.severities import SEVERITY_LEVELS
+from harness.registry.severities import SEVERITY_LEVELS
 
 LEVELS = len(SEVERITY_LEVELS)  # the strip's slots, one per severity level
 

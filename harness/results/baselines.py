@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError, PlanError
+from harness.formatting import eps_label
 from harness.plan.criteria import BaselineRef, Criterion
+from harness.plan.metrics import METRICS
 from harness.results.compare import (
     decisions_by_sample,
     finished,
@@ -25,9 +27,8 @@ from harness.results.compare import (
     parameter_differences,
     run_samples,
 )
-from harness.results.criteria import NOT_MEASURED, measure
-from harness.results.formatting import eps_label
-from harness.results.metrics import METRICS
+from harness.results.history import history_path, latest_pass
+from harness.results.measure import NOT_MEASURED, measure
 from harness.results.model import (
     BaselineResult,
     CriterionResult,
@@ -38,7 +39,6 @@ from harness.results.model import (
 )
 from harness.results.status import PASSED
 from harness.results.view import RunResults
-from harness.storage.history import history_path, latest_pass
 
 if TYPE_CHECKING:
     from harness.plan.schema import AttackSpec, Plan
@@ -103,6 +103,16 @@ def check_approved(ref: BaselineRef, criterion: Criterion, attacks: Mapping[str,
         approved_value(open_approved(ref.path, ref.allow_failed), criterion, attacks.get(criterion.attack or ""))
     except HarnessError as exc:
         raise plan_error(ref, exc.one_line()) from None
+
+
+def check_baselines(plan: Plan) -> Plan:
+    """Plan validation of every path baseline (`harness validate`, `harness run`, the pytest plugin): PlanError at
+    the criterion's `baseline` key unless it is a finished run that measured the criterion; the plan otherwise."""
+    attacks = {spec.id: spec for spec in plan.attacks}
+    for criterion in plan.acceptance:
+        if criterion.baseline is not None and criterion.baseline.path is not None:
+            check_approved(criterion.baseline, criterion, attacks)
+    return plan
 
 
 def resolve_baselines(plan: Plan, dataset: DatasetSummary | None, out_root: Path) -> dict[str, RunResults]:

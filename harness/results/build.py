@@ -6,12 +6,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from harness.data.units import NativeUnits
-from harness.results.metrics import CLEAN, CLEAN_MACRO, CORRUPTION_POINT, POINT, POINT_MACRO, Outcomes, compute
+from harness.plan.metrics import CLEAN, CLEAN_MACRO, CORRUPTION_POINT, POINT, POINT_MACRO, Outcomes, compute
+from harness.registry.units import NativeUnits
+from harness.results.attack_outcome import AttackOutcome
 from harness.results.model import (
     QUANTILES,
     AttackPoint,
@@ -23,9 +24,6 @@ from harness.results.model import (
     WorstCase,
 )
 from harness.results.uncertainty import IntervalSettings, metric_intervals
-
-if TYPE_CHECKING:
-    from harness.attacks.sweep import AttackOutcome
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import DataError, HarnessError
-from harness.results.metrics import CLEAN, METRICS, Metric, Outcomes, metrics_in
+from harness.plan.metrics import CLEAN, METRICS, Metric, Outcomes, metrics_in
 from harness.results.model import Json, PairedComparison, RunIdentity, thaw
 from harness.results.paired import compare
 from harness.results.samples import SampleOutcome

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.data.severities import SEVERITY_LEVELS
+from harness.registry.severities import SEVERITY_LEVELS
 from harness.storage.atomic import write_text_atomic
 
 FILE_NAME = "corruption_samples.csv"

@@ -19,9 +19,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from harness.formatting import eps_label
 from harness.plan.criteria import ANY_ATTACK, ANY_CORRUPTION, ESTIMATE_DEVIATION, WORST, Criterion
-from harness.results.formatting import eps_label
-from harness.results.metrics import METRICS
+from harness.plan.metrics import METRICS
+from harness.results.baselines import judge_against
+from harness.results.measure import NOT_MEASURED, measure
 from harness.results.model import CriterionResult, MetricInterval, ModelResult, ResultsDocument
 from harness.results.uncertainty import bound_at, describe
 from harness.stats.intervals import DEFAULT_CONFIDENCE, two_sided_level
@@ -31,7 +33,6 @@ if TYPE_CHECKING:
     from harness.results.samples import SampleOutcome
     from harness.results.view import RunResults
 
-NOT_MEASURED = "not measured (undefined on this data)"
 NO_INTERVAL = "no confidence interval was computed for this value"
 
 
@@ -52,15 +53,6 @@ class Judgement:
     passed: bool
     chosen: Candidate | None
     bound: float | None = None
-
-
-def measure(results: ResultsDocument, criterion: Criterion, corruption: str | None = None) -> float | None:
-    """The measured value of the criterion's metric for its model role ('change' is hardened minus naive);
-    `corruption` names the one corruption measured for a criterion on 'any'."""
-    return METRICS[criterion.metric].measure(results, criterion.model, criterion.attack, criterion.epsilon,
-                                             corruption=corruption or criterion.corruption,
-                                             severity=criterion.severity, radius=criterion.radius,
-                                             sigma=criterion.sigma)
 
 
 def corruption_ids(results: ResultsDocument) -> list[str]:
@@ -173,8 +165,6 @@ def evaluate(criteria: list[Criterion], results: ResultsDocument, approved: Mapp
     out = []
     for i, c in enumerate(criteria):
         if c.baseline is not None:
-            from harness.results.baselines import judge_against
-
             if approved is None or c.id not in approved:
                 raise ValueError(f"criterion {c.id!r} is a regression gate but no approved run was resolved for it")
             out.append(judge_against(c, results, approved[c.id], samples))

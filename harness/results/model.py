@@ -12,11 +12,11 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from harness.data.units import NativeUnits
 from harness.errors import EXIT_INCONCLUSIVE
+from harness.formatting import eps_label
+from harness.plan.epsilons import EpsilonGrid
+from harness.registry.units import NativeUnits
 from harness.results import status as run_status
-from harness.results.epsilons import EpsilonGrid
-from harness.results.formatting import eps_label
 
 if TYPE_CHECKING:
     from harness.results.certification import CertificationResult
@@ -739,11 +739,6 @@ class CriterionResult:
     def outcome(self) -> str:
         """'passed', 'failed' or 'inconclusive'."""
         return "passed" if self.passed else "inconclusive" if self.inconclusive else "failed"
-
-    @property
-    def judged_value(self) -> float | None:
-        """The value compared with the threshold: the point estimate or the confidence bound."""
-        return self.bound_value if self.bounded else self.measured
 
     @property
     def bounded(self) -> bool:

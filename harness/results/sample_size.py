@@ -11,9 +11,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from harness.formatting import threshold_label
 from harness.plan.criteria import WORST, Criterion
-from harness.results.formatting import threshold_label
-from harness.results.metrics import METRICS, Outcomes
+from harness.plan.metrics import METRICS, Outcomes
 from harness.stats.decidability import can_pass, smallest_decidable_n
 from harness.stats.intervals import METHOD_NAMES, two_sided_level
 

@@ -9,16 +9,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from harness.results.epsilons import SUCCESS_PREFIX, EpsilonGrid, success_column
-from harness.results.formatting import eps_label
+from harness.formatting import eps_label
+from harness.plan.epsilons import SUCCESS_PREFIX, EpsilonGrid, success_column
+from harness.results.attack_outcome import AttackOutcome
 from harness.storage.atomic import write_text_atomic
-
-if TYPE_CHECKING:
-    from harness.attacks.sweep import AttackOutcome
 
 FIXED_COLUMNS = ["model", "attack", "sample_id", "label", "clean_prediction", "clean_correct"]
 

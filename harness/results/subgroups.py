@@ -9,23 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from harness.data.units import NativeUnits
+from harness.registry.units import NativeUnits
+from harness.results.attack_outcome import AttackOutcome
 from harness.results.build import attack_result, clean_metrics
 from harness.results.model import ModelResult
 from harness.results.uncertainty import IntervalSettings
 
-if TYPE_CHECKING:
-    from harness.attacks.sweep import AttackOutcome
-
 
 def outcome_subset(outcome: AttackOutcome, mask: np.ndarray) -> AttackOutcome:
     """One attack's per-sample outcome on some of the test images (violations are not per image: zero here)."""
-    from harness.attacks.sweep import AttackOutcome
-
     return AttackOutcome(epsilons=list(outcome.epsilons), success=outcome.success[:, mask],
                          violations=np.zeros(len(outcome.epsilons), dtype=np.int64),
                          min_epsilon=None if outcome.min_epsilon is None else outcome.min_epsilon[mask])

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.results.metrics import Outcomes, Scope, metrics_in
+from harness.plan.metrics import Outcomes, Scope, metrics_in
 from harness.results.model import MetricInterval, PatientInterval, StatisticsSettings
 from harness.stats.auc import delong_auc, normal_interval
 from harness.stats.clustered import ClusterBootstrap, adjusted_interval

@@ -10,8 +10,9 @@ from types import MappingProxyType
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.plan.epsilons import EpsilonGrid
 from harness.results import status as run_status
-from harness.results.epsilons import EpsilonGrid
+from harness.results.manifest import Manifest
 from harness.results.model import (
     AttackPoint,
     AttackResult,
@@ -28,6 +29,7 @@ from harness.results.model import (
     StatisticsSettings,
     Verdict,
     freeze,
+    thaw,
 )
 from harness.results.samples import SampleOutcome, read_samples
 from harness.storage.rundir import run_in_progress
@@ -73,11 +75,6 @@ class RunResults:
         manifest = read_json_object(manifest_path) if require_manifest or manifest_path.exists() else {}
         return cls(run_dir, document, manifest)
 
-    @classmethod
-    def from_run(cls, run: RunResults) -> RunResults:
-        """The view of a run the runner returned (the runner already returns a RunResults)."""
-        return run
-
     def __repr__(self) -> str:
         return f"RunResults({str(self._run_dir)!r}, verdict={self.verdict})"
 
@@ -99,8 +96,14 @@ class RunResults:
 
     @property
     def manifest(self) -> Mapping[str, Any]:
-        """The manifest (resolved plan, versions, hashes, device, timings), read-only."""
+        """The manifest's JSON form (resolved plan, versions, hashes, device, timings), read-only."""
         return self._manifest
+
+    @functools.cached_property
+    def record(self) -> Manifest:
+        """The manifest as the typed Manifest (harness.results.manifest): the one place manifest.json is decoded;
+        `record.plan` is the plan with the defaults the run used."""
+        return Manifest.from_json(thaw(self._manifest))  # sections hold plain data, the record itself is frozen
 
     @property
     def status(self) -> str:

@@ -1,11 +1,11 @@
 """The warnings a reviewer must see about the data and the numbers, from one list of checks.
 
 Each check is a function `(results, manifest) -> iterable of messages` reading only the results document and the
-manifest. The runner applies CHECKS every time it saves (`collect`), so a warning reaches results.json's
-`warnings`, the console (the closing lines, also when the run stops with an error) and the report's warnings
-section, and a run that stops half-way keeps the warnings found so far. To add a warning, write a check and add
-it to CHECKS: it runs many times, so it must say only what the data or finished numbers show; a message already
-recorded is not repeated.
+manifest (the typed harness.results.manifest.Manifest). The runner applies CHECKS every time it saves (`collect`),
+so a warning reaches results.json's `warnings`, the console (the closing lines, also when the run stops with an
+error) and the report's warnings section, and a run that stops half-way keeps the warnings found so far. To add a
+warning, write a check and add it to CHECKS: it runs many times, so it must say only what the data or finished
+numbers show; a message already recorded is not repeated.
 """
 
 from __future__ import annotations
@@ -13,21 +13,22 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from harness.results.metrics import CLEAN, metrics_in
+from harness.plan.metrics import CLEAN, metrics_in
+from harness.results.manifest import Manifest
 from harness.results.model import ResultsDocument
 
-Check = Callable[[ResultsDocument, Mapping[str, Any]], Iterable[str]]
+Check = Callable[[ResultsDocument, Manifest], Iterable[str]]
 SMALL_TEST = 30  # fewer test images than this: every rate moves by more than 3 percentage points per image
 SMALL_CLASS = 10  # fewer test images of a class: its rate (sensitivity or specificity) moves by 10 points per image
 NOT_A_CLASSIFIER = "which no working classifier does"  # marks the predictions warning (the cover repeats it)
 SHOWN_FILES = 3  # skipped files named in the warning (all are listed in the manifest and the report)
 
 
-def _provenance(manifest: Mapping[str, Any]) -> Mapping[str, Any]:
-    return (manifest.get("dataset") or {}).get("provenance") or {}
+def _provenance(manifest: Manifest) -> Mapping[str, Any]:
+    return manifest.dataset_provenance
 
 
-def skipped_files(results: ResultsDocument, manifest: Mapping[str, Any]) -> Iterable[str]:
+def skipped_files(results: ResultsDocument, manifest: Manifest) -> Iterable[str]:
     """Files the data set skipped (on_error: skip): they are in no split."""
     skipped = _provenance(manifest).get("skipped") or []
     if not skipped:
@@ -40,7 +41,7 @@ def skipped_files(results: ResultsDocument, manifest: Mapping[str, Any]) -> Iter
            "in the manifest and the report)")
 
 
-def small_test_split(results: ResultsDocument, manifest: Mapping[str, Any]) -> Iterable[str]:
+def small_test_split(results: ResultsDocument, manifest: Manifest) -> Iterable[str]:
     """A test split so small that one image moves a rate by several percentage points."""
     dataset = results.dataset
     if dataset is None or not dataset.n_test:
@@ -58,7 +59,7 @@ def small_test_split(results: ResultsDocument, manifest: Mapping[str, Any]) -> I
            f"fail by chance (warned below {SMALL_TEST} test images or {SMALL_CLASS} of a class)")
 
 
-def undefined_metrics(results: ResultsDocument, manifest: Mapping[str, Any]) -> Iterable[str]:
+def undefined_metrics(results: ResultsDocument, manifest: Manifest) -> Iterable[str]:
     """Clean metrics that cannot be computed on the test split (e.g. ROC AUC with one class present)."""
     names = list(results.dataset.class_names) if results.dataset else []
     for role, model in results.models.items():
@@ -72,9 +73,9 @@ def undefined_metrics(results: ResultsDocument, manifest: Mapping[str, Any]) -> 
         yield f"{role}: clean {', '.join(undefined)} cannot be computed: {why}; criteria on them count as failed"
 
 
-def leakage(results: ResultsDocument, manifest: Mapping[str, Any]) -> Iterable[str]:
+def leakage(results: ResultsDocument, manifest: Manifest) -> Iterable[str]:
     """Images of val or test that duplicate an image of an earlier split (harness.data.leakage)."""
-    found = (manifest.get("dataset") or {}).get("leakage") or {}
+    found = manifest.leakage
     if found.get("summary"):
         yield f"data: {found['summary']}"
 
@@ -123,9 +124,11 @@ CHECKS: tuple[Check, ...] = (skipped_files, small_test_split, leakage, training_
                              failed_baselines, not_a_classifier)
 
 
-def collect(results: ResultsDocument, manifest: Mapping[str, Any], checks: Iterable[Check] = CHECKS
+def collect(results: ResultsDocument, manifest: Manifest | Mapping[str, Any], checks: Iterable[Check] = CHECKS
             ) -> ResultsDocument:
-    """The document with every check's new messages appended (in check order; none repeated)."""
+    """The document with every check's new messages appended (in check order; none repeated). The checks read the
+    typed Manifest; the runner's manifest under construction (its JSON form) is decoded here."""
+    manifest = manifest if isinstance(manifest, Manifest) else Manifest.from_json(manifest)
     seen = set(results.warnings)
     new = []
     for check in checks:

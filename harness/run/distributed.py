@@ -1,4 +1,4 @@
-"""Scaling out with `torchrun`: the process group, rank queries, sharding by whole batches, gathering, and
+"""Scaling out with `torchrun`: the process group, rank queries, gathering, and
 agreement on errors so that one failing rank never leaves the others waiting.
 
 Without torchrun's environment (WORLD_SIZE unset or 1) no process group is made and every helper is a no-op:
@@ -15,25 +15,16 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from harness.errors import HarnessError, first_line
+from harness.errors import DistributedError, HarnessError, first_line
 
 T = TypeVar("T")
 TIMEOUT_ENV = "HARNESS_DIST_TIMEOUT_S"
 DEFAULT_TIMEOUT_S = 6 * 3600.0  # as long as the weight-cache lock: one rank may train while the others wait
 _SHARED, _DESYNCED = "_harness_shared_with_ranks", "_harness_ranks_desynced"
-
-
-class DistributedError(HarnessError):
-    """The process group cannot be set up, or another rank failed (the message names the rank)."""
-
-    def __init__(self, message: str, exit_code: int = 2) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 @dataclass(frozen=True)
@@ -162,50 +153,6 @@ def barrier() -> None:
     """Wait until every rank gets here."""
     if is_distributed():
         dist.barrier()
-
-
-# --------------------------------------------------------------------------- sharding by whole batches
-
-
-def n_batches(n: int, batch_size: int) -> int:
-    """How many batches of `batch_size` cover n samples (the last may be short)."""
-    return -(-n // batch_size) if n > 0 else 0
-
-
-def shard_batches(n: int, batch_size: int, rank_: int, world: int) -> range:
-    """The global batch indices rank `rank_` of `world` handles: r, r+N, r+2N, ... (possibly none)."""
-    return range(rank_, n_batches(n, batch_size), world)
-
-
-def batch_range(index: int, n: int, batch_size: int) -> range:
-    """The sample indices of global batch `index`."""
-    return range(index * batch_size, min(n, (index + 1) * batch_size))
-
-
-def owned_mask(n: int, batch_size: int, rank_: int, world: int) -> np.ndarray:
-    """Boolean [n]: the samples inside rank `rank_`'s batches."""
-    mask = np.zeros(n, dtype=bool)
-    for index in shard_batches(n, batch_size, rank_, world):
-        batch = batch_range(index, n, batch_size)
-        mask[batch.start:batch.stop] = True
-    return mask
-
-
-def shard_size(n: int, batch_size: int, rank_: int, world: int) -> int:
-    """How many samples rank `rank_` handles."""
-    return sum(len(batch_range(i, n, batch_size)) for i in shard_batches(n, batch_size, rank_, world))
-
-
-def merge_by_batch(parts: Sequence[np.ndarray], batch_size: int) -> np.ndarray:
-    """One array from every rank's copy (same shape, samples on the last axis), each sample from its owner."""
-    merged = np.array(parts[0], copy=True)
-    n, world = merged.shape[-1], len(parts)
-    for rank_, part in enumerate(parts):
-        if part.shape != merged.shape:
-            raise DistributedError(f"rank {rank_} returned shape {part.shape}, rank 0 {merged.shape}")
-        mask = owned_mask(n, batch_size, rank_, world)
-        merged[..., mask] = part[..., mask]
-    return merged
 
 
 # --------------------------------------------------------------------------- collectives

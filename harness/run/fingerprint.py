@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.results.manifest import Manifest
 
 VERSIONED = ("harness", "torch", "foolbox", "numpy")  # libraries whose version can change a number
 LABELS = {
@@ -72,12 +73,12 @@ class Fingerprint:
         return {"parts": dict(self.parts), "sha256": self.digest()}
 
 
-def previous_parts(manifest: Mapping[str, Any]) -> dict[str, Any]:
+def previous_parts(manifest: Manifest) -> dict[str, Any]:
     """The parts an earlier attempt recorded; a run directory from before the fingerprint has its plan hash only."""
-    recorded = (manifest.get("fingerprint") or {}).get("parts")
+    recorded = manifest.fingerprint.get("parts")
     if isinstance(recorded, Mapping):
         return dict(recorded)
-    sha = (manifest.get("plan") or {}).get("sha256")
+    sha = manifest.plan.sha256
     return {"plan_sha256": sha} if sha else {}
 
 

@@ -26,24 +26,29 @@ from harness.attacks.example_images import save_examples
 from harness.attacks.heads import supplied_module
 from harness.attacks.indicators import PROBE_BREAKS, compute_indicators
 from harness.attacks.operating_point import OperatingPoint
-from harness.attacks.sweep import AttackOutcome, batches, merge_outcomes, predict_logits, run_attack
+from harness.attacks.sweep import merge_outcomes, run_attack
 from harness.corruptions.fit import check_fit
+from harness.data import batches as batching
 from harness.data.checks import validate_dataset
 from harness.data.deid import FileNamer
 from harness.data.leakage import find_leakage
 from harness.data.loading import load_dataset
 from harness.data.metadata import split_metadata
 from harness.errors import EXIT_INTERRUPTED, DataError, HarnessError, ModelError, PlanError, error_report
+from harness.formatting import eps_label
 from harness.plan.architecture import split_architecture
+from harness.plan.epsilons import EpsilonGrid
+from harness.plan.record import PlanRecord
 from harness.plan.schema import AttackSpec, Plan
 from harness.registry.contracts import DatasetBundle, DatasetContext, DefenceContext, ModelBundle, ModelContext
 from harness.registry.manager import Registry
+from harness.results.attack_outcome import AttackOutcome
 from harness.results.baselines import approved_manifest, resolve_baselines
 from harness.results.build import attack_result, clean_metrics, worst_case
 from harness.results.classes import check_criterion_classes, class_results, needs_classes
 from harness.results.criteria import evaluate
-from harness.results.epsilons import EpsilonGrid
-from harness.results.formatting import eps_label
+from harness.results.history import record_run
+from harness.results.manifest import Manifest
 from harness.results.model import (
     DatasetSummary,
     DefenceResult,
@@ -82,7 +87,6 @@ from harness.storage.atomic import write_json_atomic, write_text_atomic
 from harness.storage.checksums import write_sums
 from harness.storage.filelock import LockTimeout, file_lock
 from harness.storage.hashing import file_sha256
-from harness.storage.history import record_run
 from harness.storage.model_copy import keep_model
 from harness.storage.rundir import create_run_dir, default_cache_dir, deid_salt, run_lock_path
 
@@ -96,7 +100,9 @@ class RunConfig:
     cache_dir: Path | None = None
     progress: ProgressMode | bool | None = "auto"  # bars on a terminal, lines in logs; False or "off": none
     quiet: bool = False  # no progress and no status lines: only errors, warnings and the closing summary
-    report: bool = False  # also render report.html and report.pdf at the end
+    # The last stage: render the report from the run directory (the CLI passes harness.report.render_report; the
+    # run layer sits below the report and never imports it). None: no report.
+    report: Callable[[Path], None] | None = None
     echo: Callable[[str], None] = field(default=lambda message: print(message, file=sys.stderr))
 
 
@@ -161,10 +167,10 @@ class Runner:
                 self.paths.error(exc)  # the error line names paths as the plan wrote them
                 self._record_stop(exc)
                 raise
+        finished = RunResults(self.run_dir, self.results, self.manifest)
         if self.rank == 0:
-            self.registry.pm.hook.harness_run_end(plan=plan, run_dir=str(self.run_dir),
-                                                  results=self.results.to_json())
-        return RunResults(self.run_dir, self.results, self.manifest)
+            self.registry.pm.hook.harness_run_end(plan=plan, run_dir=str(self.run_dir), results=finished)
+        return finished
 
     def _stages(self) -> None:
         plan = self.plan
@@ -191,7 +197,7 @@ class Runner:
             self._stage("criteria", self._check_criteria)
             self.results = self.results.finished()
             self._save()
-            if self.config.report:
+            if self.config.report is not None:
                 self._stage("report", lambda: distributed.on_main(self._render_report, share=False))
             distributed.on_main(self._record_in_history, share=False)  # last: only a run that ended passed or failed
             self._save()
@@ -244,10 +250,9 @@ class Runner:
         self.registry.pm.hook.harness_run_start(plan=self.plan, run_dir=str(self.run_dir))
 
     def _render_report(self) -> None:
-        from harness.report import render_report
-
+        assert self.config.report is not None
         self.echo("harness: rendering report.html and report.pdf")
-        render_report(self.run_dir)
+        self.config.report(self.run_dir)
         self.reported_results_sha256 = file_sha256(self.run_dir / "results.json")
 
     def _seal(self) -> None:
@@ -392,7 +397,7 @@ class Runner:
         test = dataset.splits["test"]
         labels = test.labels
         bar = self.progress(f"{role}: clean test", len(test))
-        logits = self._stage(f"{role}:clean", lambda: predict_logits(bundle.module, test, self.batch_size,
+        logits = self._stage(f"{role}:clean", lambda: batching.predict_logits(bundle.module, test, self.batch_size,
                                                                       self.device, bar.advance))
         bar.close()
         clean_pred = logits.argmax(axis=1)
@@ -409,7 +414,7 @@ class Runner:
         outcomes: dict[str, AttackOutcome] = {}  # per attack: the subgroups and the indicators reuse them
         for spec in attacks:
             plugin = self.registry.get("attack", spec.attack)
-            bar = self.progress(f"{role}: {spec.id}", distributed.shard_size(len(test), self.batch_size, *shard))
+            bar = self.progress(f"{role}: {spec.id}", batching.shard_size(len(test), self.batch_size, *shard))
             local = self._stage(f"{role}:attack:{spec.id}", lambda spec=spec, plugin=plugin, bar=bar: run_attack(
                 attack_model, test, spec, plugin, clean_pred, self.batch_size, self.device,
                 self.plan.seed, role, bar.advance, self._attack_checkpoint(role, spec.id),
@@ -433,9 +438,8 @@ class Runner:
                                                       "they need input gradients, which the model does not give")
         probes: dict[float, tuple[str, np.ndarray]] = {}
         if self.plan.indicators.enabled and bundle.differentiable:
-            section = model.to_json()  # the indicators read the model's results as JSON data
             found = self._stage(f"{role}:indicators", lambda: distributed.on_main(
-                lambda: compute_indicators(bundle.module, test, section, self.plan, self.registry, self.device,
+                lambda: compute_indicators(bundle.module, test, model, self.plan, self.registry, self.device,
                                            self.batch_size, self.plan.seed, self.plan.indicators.n_images,
                                            dataset.class_names, outcomes)))
             for entry in found.get(PROBE_BREAKS, ()):
@@ -550,11 +554,11 @@ class Runner:
     def _attack_model(self, role: str, bundle: ModelBundle, test: Any) -> Any:
         """The model attacks run on: the plan's engine options (or `engine: auto`'s choice, recorded in the
         manifest) applied to a copy (or the model itself)."""
-        sample, _ = next(iter(batches(test, self.batch_size)))
+        sample, _ = next(iter(batching.batches(test, self.batch_size)))
         grid = [eps for spec in self.plan.attacks if spec.kind == "fixed_epsilon" and spec.norm == "linf"
                 for eps in spec.epsilons]
         settings, choice = resolve_engine(self.plan.engine, bundle.module, self.device,
-                                          lambda n: next(iter(batches(test, n))), grid or self.plan.epsilons,
+                                          lambda n: next(iter(batching.batches(test, n))), grid or self.plan.epsilons,
                                           differentiable=bundle.differentiable,
                                           earlier=(self.fingerprint.previous or {}).get(f"engine.{role}"))
         self.manifest.setdefault("engine_choice", {})[role] = choice
@@ -607,14 +611,14 @@ class Runner:
         recorded (harness.run.fingerprint checks them as they become known)."""
         path = self.resume_dir / "manifest.json"
         try:
-            previous = json.loads(path.read_text(encoding="utf-8"))
+            previous = Manifest.from_json(json.loads(path.read_text(encoding="utf-8")))
         except (OSError, ValueError) as exc:
             raise HarnessError(f"cannot resume {self.resume_dir}: no readable manifest.json ({exc})") from None
-        used = previous.get("batch_size", {}).get("used")
+        used = previous.batch_size.get("used")
         if self.plan.batch_size_auto and isinstance(used, int) and used >= 1:
             self.resumed_batch_size = used  # an automatic choice is kept, so checkpoints of the first attempt match
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        return (previous.get("started_at", now), [*previous.get("resumed_at", []), now]), previous_parts(previous)
+        return (previous.started_at or now, [*previous.resumed_at, now]), previous_parts(previous)
 
     def _seed(self, seed: int) -> None:
         random.seed(seed)
@@ -629,11 +633,9 @@ class Runner:
             "harness_revision": source_revision(),
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "command": sys.argv,
-            "plan": {"name": plan.name, "source": plan.source, "sha256": plan.sha256, "resolved": plan.resolved,
-                     "overrides": plan.overrides, "copy": PLAN_SOURCE_FILE, "file_sha256": plan.file_sha256,
-                     "resolved_yaml_sha256": hashlib.sha256(self.paths.text(plan.resolved_yaml()).encode(
-                         "utf-8")).hexdigest(), "record_paths": plan.record_paths,
-                     "hashes": PLAN_HASHES, "git": plan_git_provenance(plan.source)},
+            "plan": PlanRecord.of(plan, copy=PLAN_SOURCE_FILE, hashes=PLAN_HASHES, resolved_yaml_sha256=hashlib.sha256(
+                self.paths.text(plan.resolved_yaml()).encode("utf-8")).hexdigest(),
+                git=plan_git_provenance(plan.source)).to_json(),
             "seeds": {"plan": plan.seed, "attack_batches": "sha256(seed:model:attack:batch) per batch"},
             "device": device_info(self.device),
             "versions": library_versions(),

@@ -19,6 +19,7 @@ import torch
 
 from harness.errors import DataError, PlanError
 from harness.registry.contracts import SEVERITY_LEVELS, CorruptionContext, Severity
+from harness.registry.validation import severity_problems
 
 SEVERITY_NAMES = ("slight", "mild", "moderate", "strong", "severe")
 
@@ -38,16 +39,10 @@ def image_rngs(seed: int, name: str, indices: Sequence[int]) -> list[np.random.G
 
 
 def check_severities(cls: type) -> None:
-    """Raise TypeError unless `cls` has five increasing-harm severities that set an existing Params field."""
-    levels = [s.level for s in cls.severities]
-    if tuple(levels) != SEVERITY_LEVELS:
-        raise TypeError(f"{cls.__name__}: severities must have levels {SEVERITY_LEVELS}, got {levels}")
-    fields = {f.name for f in dataclasses.fields(cls.Params)}
-    if cls.parameter not in fields:
-        raise TypeError(f"{cls.__name__}: parameter '{cls.parameter}' is not a field of {cls.Params.__name__}")
-    steps = np.diff([s.value for s in cls.severities])
-    if not (np.all(steps > 0) or np.all(steps < 0)):
-        raise TypeError(f"{cls.__name__}: severity values must be strictly monotone")
+    """Raise TypeError unless `cls` meets the core's five-severity rule (harness.registry.validation)."""
+    problems = severity_problems(cls)
+    if problems:
+        raise TypeError(f"{cls.__name__}: {'; '.join(problems)}")
 
 
 class Corruption(abc.ABC):

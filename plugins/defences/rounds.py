@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from harness.attacks.sweep import batch_seed
+from harness.data import batches as batching
 from harness.errors import DataError, ModelError
 from harness.registry.contracts import DefenceContext, ModelBundle
 from harness.run import distributed
@@ -133,8 +134,8 @@ def _validate_sharded(model: nn.Module, val: Any, epsilon: float, settings: Comm
     numbers do not depend on N) and the counts are summed over ranks: every rank gets the same two numbers."""
     clean, robust, n = 0, 0, 0
     size = settings.batch_size
-    for index in distributed.shard_batches(len(val), size, distributed.rank(), distributed.world_size()):
-        rows = distributed.batch_range(index, len(val), size)
+    for index in batching.shard_batches(len(val), size, distributed.rank(), distributed.world_size()):
+        rows = batching.batch_range(index, len(val), size)
         images, labels = next(iterate_batches(val, len(rows), torch.arange(rows.start, rows.stop)))
         generator = torch.Generator().manual_seed(batch_seed(seed, "defence-selection", index))
         batch_clean, batch_robust = _score_batch(model, images, labels, epsilon, settings, generator, device)

@@ -344,6 +344,11 @@ class TorchScriptProvider:
                    "input contract and normalisation, if declared, are applied in front; checked with a dummy batch.")
     Params = TorchScriptParams
     needs_training_data = False
+    model_files = (".pt", ".ts")  # `harness export-reference MODEL.pt` loads the file as-is through `load_file`
+
+    def load_file(self, path: Path) -> nn.Module:
+        """The trusted model in the file, as saved (no declared contract in front), in eval mode on the CPU."""
+        return load_torchscript(path)
 
     def provide(self, params: TorchScriptParams, context: ModelContext) -> ModelBundle:
         """Load, wrap in the declared contract, check (dummy batch, reference), and return it in eval mode."""

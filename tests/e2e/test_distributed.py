@@ -17,9 +17,12 @@ import pytest
 import torch
 from support import PLANS, REPO
 
-from harness.attacks.sweep import AttackOutcome, merge_outcomes, run_attack
+from harness.attacks.sweep import merge_outcomes, run_attack
+from harness.data import batches as batching
+from harness.errors import DistributedError
 from harness.plan.schema import AttackSpec
 from harness.registry.contracts import AttackOutput, TensorSplit
+from harness.results.attack_outcome import AttackOutcome
 from harness.run import distributed
 from harness_plugins.defences import parallel
 
@@ -38,20 +41,20 @@ SHORT_DEFENCE = ["--set", "batch_size=16", "--set", "indicators.enabled=false",
 
 
 def test_shards_are_whole_batches_round_robin_uneven_and_possibly_empty():
-    assert list(distributed.shard_batches(26, 8, 0, 2)) == [0, 2]
-    assert list(distributed.shard_batches(26, 8, 1, 2)) == [1, 3]
-    assert [list(distributed.shard_batches(10, 8, r, 3)) for r in range(3)] == [[0], [1], []]
-    assert [distributed.shard_size(10, 8, r, 3) for r in range(3)] == [8, 2, 0]
-    assert not distributed.owned_mask(10, 8, 2, 3).any()
-    assert list(distributed.batch_range(3, 26, 8)) == [24, 25]
-    assert distributed.n_batches(0, 8) == 0 and distributed.n_batches(16, 8) == 2
+    assert list(batching.shard_batches(26, 8, 0, 2)) == [0, 2]
+    assert list(batching.shard_batches(26, 8, 1, 2)) == [1, 3]
+    assert [list(batching.shard_batches(10, 8, r, 3)) for r in range(3)] == [[0], [1], []]
+    assert [batching.shard_size(10, 8, r, 3) for r in range(3)] == [8, 2, 0]
+    assert not batching.owned_mask(10, 8, 2, 3).any()
+    assert list(batching.batch_range(3, 26, 8)) == [24, 25]
+    assert batching.n_batches(0, 8) == 0 and batching.n_batches(16, 8) == 2
 
 
 @pytest.mark.parametrize("n,batch_size,world", [(26, 8, 2), (26, 7, 3), (5, 8, 4), (1, 1, 2), (33, 4, 5)])
 def test_owned_masks_partition_the_samples(n, batch_size, world):
-    masks = np.stack([distributed.owned_mask(n, batch_size, r, world) for r in range(world)])
+    masks = np.stack([batching.owned_mask(n, batch_size, r, world) for r in range(world)])
     assert (masks.sum(axis=0) == 1).all()
-    assert [int(m.sum()) for m in masks] == [distributed.shard_size(n, batch_size, r, world) for r in range(world)]
+    assert [int(m.sum()) for m in masks] == [batching.shard_size(n, batch_size, r, world) for r in range(world)]
 
 
 def test_merge_takes_each_sample_from_the_rank_that_owns_its_batch():
@@ -60,12 +63,12 @@ def test_merge_takes_each_sample_from_the_rank_that_owns_its_batch():
     parts = []
     for r in range(world):
         part = np.full_like(truth, -1.0)  # what a rank leaves untouched
-        mask = distributed.owned_mask(n, batch_size, r, world)
+        mask = batching.owned_mask(n, batch_size, r, world)
         part[:, mask] = truth[:, mask]
         parts.append(part)
-    assert np.array_equal(distributed.merge_by_batch(parts, batch_size), truth)
-    with pytest.raises(distributed.DistributedError):
-        distributed.merge_by_batch([truth, truth[:, :-1]], batch_size)
+    assert np.array_equal(batching.merge_by_batch(parts, batch_size), truth)
+    with pytest.raises(DistributedError):
+        batching.merge_by_batch([truth, truth[:, :-1]], batch_size)
 
 
 def test_merge_outcomes_sums_violations_and_keeps_min_epsilon_none_for_fixed_attacks():

@@ -11,7 +11,8 @@ import torch
 from attack_toys import one_torch_thread  # noqa: F401 - a fixture
 from support import REPO
 
-from harness.attacks.sweep import predict_logits, run_attack
+from harness.attacks.sweep import run_attack
+from harness.data.batches import predict_logits
 from harness.plan.schema import AttackSpec, Plan, load_plan
 from harness.registry.contracts import DatasetContext, ModelContext
 from harness.registry.manager import default_registry

@@ -294,7 +294,7 @@ def toy_results(tmp_path_factory: pytest.TempPathFactory) -> RunResults:
     plan = load_plan_text(PLAN, registry=registry)
     out = tmp_path_factory.mktemp("runs")
     run = Runner(plan, registry, RunConfig(out_root=out, progress=False, echo=lambda m: None)).run()
-    view = RunResults.from_run(run)
+    view = run  # the runner returns the RunResults view
     assert RunResults.load(run.run_dir).raw == view.raw
     return view
 

@@ -15,8 +15,8 @@ import torch
 import yaml
 from support import REPO
 
+from harness.results.history import list_runs
 from harness.results.view import RunResults
-from harness.storage.history import list_runs
 
 DEFAULT_PLAN = REPO / "specs" / "ct_nodule.yaml"
 # The default plan, made cheaper for a CPU test; every run here (and its baselines) uses the same settings.

@@ -24,6 +24,7 @@ from support import REPO
 
 from harness.plan.schema import load_plan
 from harness.registry.manager import default_registry
+from harness.report import render_report
 from harness.run.runner import RunConfig, Runner
 
 
@@ -32,7 +33,7 @@ def ct_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
     torch.set_num_threads(1)
     registry = default_registry()
     plan = load_plan(REPO / "specs" / "ct_nodule.yaml", registry=registry)
-    config = RunConfig(out_root=tmp_path_factory.mktemp("runs"), progress=False, report=True,
+    config = RunConfig(out_root=tmp_path_factory.mktemp("runs"), progress=False, report=render_report,
                        echo=lambda message: None)
     run_dir = Runner(plan, registry, config).run().run_dir
     return {"run_dir": run_dir, "html": (run_dir / "report.html").read_text(encoding="utf-8"),

@@ -17,7 +17,6 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, RLELossless, generate_uid
 from support import SHARED_DATASETS, require_shared
 
 from harness.data.checks import validate_dataset
-from harness.data.deid import hash_id
 from harness.data.loading import load_dataset
 from harness.errors import DataError, PlanError
 from harness.plan.params import build_dataclass
@@ -25,6 +24,7 @@ from harness.plan.schema import load_plan_text
 from harness.registry.contracts import DatasetBundle, DatasetContext
 from harness.registry.manager import default_registry
 from harness.run.runner import RunConfig, Runner
+from harness.storage.deid import hash_id
 from harness_plugins.datasets.readers.dicom import EXTRA_TAGS, DicomDataset, DicomReader, WindowParams, modality
 from harness_plugins.datasets.readers.medical_io import short_reason
 

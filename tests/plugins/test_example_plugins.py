@@ -1,4 +1,5 @@
-"""The example third-party package (examples/harness-example-plugins), installed as a distribution and used."""
+"""The example third-party package (examples/harness-example-plugins): an attack, a data set and a corruption,
+installed as a distribution and used."""
 
 from __future__ import annotations
 
@@ -53,8 +54,32 @@ def test_the_example_package_is_listed_with_its_provider(tmp_path, session_cache
     listing = harness(["plugins", "--json"], install_example(tmp_path), session_cache)
     assert listing.returncode == 0, listing.stderr
     entries = {(e["kind"], e["name"]): e for e in json.loads(listing.stdout)}
-    for key in (("attack", "brightness_shift_linf"), ("dataset", "npy_folder")):
+    for key in (("attack", "brightness_shift_linf"), ("dataset", "npy_folder"), ("corruption", "contrast_loss")):
         assert entries[key]["provider"] == "harness-example-plugins" and entries[key]["version"] == "0.1.0"
+
+
+def test_the_example_corruption_meets_the_contract_and_is_deterministic():
+    sys.path.insert(0, str(EXAMPLE / "src"))
+    try:
+        from harness_example_plugins.contrast import ContrastLoss
+    finally:
+        sys.path.remove(str(EXAMPLE / "src"))
+    import torch
+
+    import harness
+    from harness.registry.validation import severity_problems
+
+    plugin = ContrastLoss()
+    assert harness.contract_problems(plugin, harness.CorruptionPlugin) == [] and severity_problems(plugin) == []
+    images = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    before = images.clone()
+    context = harness.CorruptionContext(seed=1)
+    slight, severe = (plugin.apply(images, range(4), plugin.params_for(level), context) for level in (1, 5))
+    assert torch.equal(images, before) and slight.dtype == torch.float32 and 0 <= severe.min() <= severe.max() <= 1
+    assert severe.std() < slight.std() < images.std()  # more severe: less contrast
+    assert torch.equal(plugin.apply(images[2:3], [2], plugin.params_for(5), context), severe[2:3])  # batch-free
+    with pytest.raises(harness.PlanError, match="severity must be one of"):
+        plugin.params_for(6)
 
 
 @pytest.mark.slow
@@ -63,6 +88,8 @@ def test_a_plan_runs_on_the_example_dataset_and_attack_without_leaking_ids(tmp_p
     plan = (PLANS / "tiny_phantom.yaml").read_text()
     plan = plan.replace("  plugin: phantom_ct\n  n_patients: 80\n", f"  plugin: npy_folder\n  path: {folder}\n")
     plan = plan.replace("  - attack: fgsm\n", "  - attack: brightness_shift_linf\n    directions: both\n")
+    corruptions = "corruptions:\n  - corruption: contrast_loss\n    severities: [1, 5]\n"
+    plan = plan.replace("acceptance:\n", f"{corruptions}acceptance:\n")
     plan_path = tmp_path / "example.yaml"
     plan_path.write_text(plan)
     proc = harness(["run", str(plan_path), "--out", str(tmp_path / "runs"), "--no-report", "--threads", "1"],
@@ -71,6 +98,7 @@ def test_a_plan_runs_on_the_example_dataset_and_attack_without_leaking_ids(tmp_p
     run_dir = next(p for p in (tmp_path / "runs").iterdir() if p.is_dir())
     results = json.loads((run_dir / "results.json").read_text())
     assert "brightness_shift_linf" in results["models"]["naive"]["attacks"]
+    assert "contrast_loss" in results["models"]["naive"]["corruptions"]
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert {"kind": "dataset", "name": "npy_folder", "provider": "harness-example-plugins", "version": "0.1.0"} \
         in manifest["plugins"]

@@ -13,11 +13,11 @@ from PIL import Image
 from support import SHARED_DATASETS, require_shared
 
 from harness.data.checks import validate_dataset
-from harness.data.deid import hash_id
 from harness.data.loading import load_dataset
 from harness.errors import DataError, PlanError
 from harness.plan.params import build_dataclass
 from harness.registry.contracts import DatasetBundle, DatasetContext
+from harness.storage.deid import hash_id
 from harness_plugins.datasets.readers.image_folder import ImageFolderDataset
 
 SALT = "test-salt"

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from support import SHARED_DATASETS, require_shared
 
-from harness.data.deid import hash_id
 from harness.data.loading import load_dataset
 from harness.errors import DataError, PlanError
 from harness.plan.params import build_dataclass
 from harness.registry.contracts import DatasetBundle, DatasetContext, DatasetPlugin
 from harness.registry.manager import Registry, make_plugin_manager
+from harness.storage.deid import hash_id
 from harness_plugins.datasets.readers import npz as npz_module
 from harness_plugins.datasets.readers.npz import NpzDataset
 

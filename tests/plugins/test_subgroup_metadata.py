@@ -19,6 +19,7 @@ from harness.plan.params import build_dataclass
 from harness.plan.schema import load_plan_text
 from harness.registry.contracts import DatasetContext
 from harness.registry.manager import default_registry
+from harness.report import render_report
 from harness.run.runner import RunConfig, Runner
 from harness_plugins.datasets.readers.dicom_metadata import age_band, manufacturer, sex, thickness_band
 from harness_plugins.datasets.readers.image_folder import ImageFolderDataset
@@ -101,7 +102,8 @@ acceptance:
 
 def run_plan(tmp_path: Path, report: bool = False, **fields: str):
     plan = load_plan_text(SUBGROUP_PLAN.format(**fields), registry=default_registry(), base_dir=tmp_path)
-    return Runner(plan, default_registry(), RunConfig(out_root=tmp_path / "runs", progress=False, report=report,
+    return Runner(plan, default_registry(), RunConfig(out_root=tmp_path / "runs", progress=False,
+                                                      report=render_report if report else None,
                                                       echo=lambda message: None)).run()
 
 

@@ -13,12 +13,12 @@ from model_files import fit_outside, save_torchscript, toy_images
 from monai.networks.nets import resnet18
 
 from harness.cli.main import main
+from harness.data.reference_pair import INPUTS_NAME, LOGITS_NAME, save_array
 from harness.errors import ModelError, PlanError
 from harness.plan.params import build_dataclass
 from harness.registry.contracts import DatasetBundle, ModelContext, TensorSplit
 from harness_plugins.models import architectures, providers
 from harness_plugins.models.model_input import InputParams, NormalizedClassifier
-from harness_plugins.models.reference import INPUTS_NAME, LOGITS_NAME, save_array
 
 SIZE = 16
 MEAN, STD = 0.42, 0.21  # the user's own normalisation, not the harness's

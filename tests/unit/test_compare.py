@@ -10,8 +10,8 @@ from baseline_runs import PGD_PARAMS, load, outcomes, write_run
 
 from harness.cli.main import main
 from harness.errors import DataError, HarnessError
+from harness.plan.metrics import METRICS
 from harness.results.compare import compare_runs, decisions_by_sample, paired_test
-from harness.results.metrics import METRICS
 from harness.stats.paired import exact_mcnemar
 
 

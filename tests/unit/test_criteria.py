@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 
 from harness.plan.criteria import Criterion, criterion_id
-from harness.results.criteria import NOT_MEASURED, evaluate
+from harness.results.criteria import evaluate
+from harness.results.measure import NOT_MEASURED
 from harness.results.model import (
     AttackPoint,
     AttackResult,

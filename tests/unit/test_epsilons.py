@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.results.epsilons import EpsilonGrid, success_column
-from harness.results.formatting import eps_label, eps_text
+from harness.formatting import eps_label, eps_text
+from harness.plan.epsilons import EpsilonGrid, success_column
 
 
 def test_grid_is_sorted_and_distinct():

@@ -16,6 +16,7 @@ from harness.attacks.sweep import _AttackState
 from harness.errors import AttackError
 from harness.plan.schema import load_plan_text
 from harness.registry.contracts import ModelBundle
+from harness.results.manifest import Manifest
 from harness.run.fingerprint import Fingerprint, ResumeRefused, previous_parts
 from harness.run.runner import RunConfig, Runner
 
@@ -39,7 +40,7 @@ def test_a_changed_part_is_refused_naming_it():
                                             r"since it was started \(aaaaaaaaaaaa… then, bbbbbbbbbbbb… now\); start a "
                                             r"fresh run \(the same command without --resume\)"):
         fingerprint.add("weights.naive", "b" * 64)
-    assert previous_parts({"plan": {"sha256": "p" * 64}}) == {"plan_sha256": "p" * 64}  # a pre-fingerprint run
+    assert previous_parts(Manifest.from_json({"plan": {"sha256": "p" * 64}})) == {"plan_sha256": "p" * 64}  # v1
 
 
 @pytest.fixture

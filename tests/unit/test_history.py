@@ -16,8 +16,8 @@ import pytest
 from baseline_runs import DATA, load, write_run
 
 from harness.cli.main import main
+from harness.results.history import HistoryError, history_path, latest_pass, list_runs, record_run
 from harness.storage.filelock import file_lock, lock_path_for
-from harness.storage.history import HistoryError, history_path, latest_pass, list_runs, record_run
 
 
 def test_a_finished_run_is_recorded_with_its_hashes_verdict_and_key_metrics(tmp_path):
@@ -72,7 +72,7 @@ WRITER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     from harness.results.view import RunResults
-    from harness.storage.history import record_run
+    from harness.results.history import record_run
     runs, go, which = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
     run = RunResults.load(runs / "template")
     (go.parent / f"ready-{which}").touch()

@@ -7,9 +7,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from harness.results.certification import CertifiedPoint, SigmaResult
 from harness.results.build import clean_metrics
-from harness.results.metrics import (
+from harness.results.certification import CertifiedPoint, SigmaResult
+from harness.plan.metrics import (
     CERTIFIED_POINT,
     CLEAN,
     CLEAN_MACRO,
@@ -32,6 +32,7 @@ from harness.results.metrics import (
     specificity,
     success_rate,
 )
+from harness.results.build import clean_metrics
 from harness.results.model import (
     AttackPoint,
     AttackResult,
@@ -134,29 +135,3 @@ def test_units_write_values_as_console_and_report_did():
     assert (rate.table(0.6557), rate.fixed(0.6557), rate.short(0.8)) == ("65.6%", "0.656", "0.8")
     assert (eps.fixed(0.006827205), eps.short(0.006827205)) == ("0.006827", "0.006827")
     assert (auc.table(0.916), auc.table(None), rate.short(None)) == ("0.916", "n/a", "n/a")
-
-
-def test_plan_validation_takes_its_rules_from_the_registry():
-    from harness.errors import PlanError
-    from harness.plan.schema import load_plan_text
-    from harness.registry.manager import default_registry
-
-    plan = """
-harness: 1
-name: t
-dataset: {plugin: phantom_ct, n_patients: 40}
-model: {plugin: train, architecture: small_cnn, epochs: 1}
-epsilons: [0.004]
-attacks: [{attack: fgsm}]
-acceptance: [{metric: %s, min: 0}]
-"""
-    registry = default_registry()
-    with pytest.raises(PlanError, match="median_min_epsilon needs a minimal-perturbation attack"):
-        load_plan_text(plan % "median_min_epsilon, attack: fgsm", registry=registry)
-    with pytest.raises(PlanError, match="attack_credible applies to one model"):
-        load_plan_text(plan.replace("model: {", "defence: {plugin: pgd_adversarial_training, epsilon: 0.004}\nmodel: {")
-                       % "attack_credible, model: change", registry=registry)
-    with pytest.raises(PlanError, match=r"epsilon 0.0040001 is not in the grid of attack 'fgsm' \(0.004\)"):
-        load_plan_text(plan % "robust_accuracy, attack: fgsm, epsilon: 0.0040001", registry=registry)
-    accepted = load_plan_text(plan % "robust_accuracy, attack: fgsm, epsilon: 4.0e-3", registry=registry)
-    assert accepted.acceptance[0].epsilon == 0.004

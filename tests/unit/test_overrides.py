@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import pytest
 from fake_plugins import fake_registry
-from support import PLANS
 from test_plan import VALID
 
-from harness.cli.main import main
 from harness.errors import PlanError
 from harness.plan.schema import load_plan_text
 
@@ -36,10 +34,3 @@ def test_the_last_override_of_a_key_is_blamed_and_plan_errors_keep_their_line():
     assert error_of(["dataset.n=abc", "dataset.n=xyz"]).startswith("--set dataset.n=xyz, ")
     broken = VALID.replace("  n: 30", "  n: thirty")
     assert error_of(["seed=4"], broken).startswith("plan.yaml:6, key 'dataset.n'")  # not the override's fault
-
-
-def test_harness_validate_blames_the_override(capsys):
-    assert main(["validate", str(PLANS / "tiny_phantom.yaml"), "--set", "model.epochs=abc"]) == 2
-    error = capsys.readouterr().err
-    assert error.startswith("harness: error: --set model.epochs=abc, key 'model.epochs': expected an integer"), error
-    assert "tiny_phantom.yaml" not in error

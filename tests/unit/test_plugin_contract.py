@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from harness.data.deid import hash_id
 from harness.data.loading import load_dataset
 from harness.errors import DataError, HarnessError, PluginContractError
 from harness.registry.contracts import (
@@ -24,6 +23,7 @@ from harness.registry.contracts import (
 from harness.registry.hookspecs import hookimpl
 from harness.registry.manager import KINDS, Registry, make_plugin_manager
 from harness.registry.validation import contract_problems, protocol_members
+from harness.storage.deid import hash_id
 
 CONTEXT = DatasetContext(seed=0, base_dir=Path("."), cache_dir=Path("."))
 

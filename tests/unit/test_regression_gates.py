@@ -21,10 +21,10 @@ from harness.report.context import build_context
 from harness.report.load import load_report
 from harness.report.render import render_html
 from harness.report.sections import baselines as baselines_section
-from harness.results.baselines import baseline_outcome
+from harness.results.baselines import baseline_outcome, check_baselines
+from harness.results.history import list_runs
 from harness.run.runner import RunConfig, Runner
 from harness.stats.paired import exact_mcnemar
-from harness.storage.history import list_runs
 
 GATE_LINE = 23  # the line of the first extra criterion's `baseline:` key in VALID + gates(...)
 
@@ -95,7 +95,7 @@ def test_bad_baseline_directories_are_refused_at_validation_naming_them(approved
     def refused(baseline: Path, entry: str = "{{metric: clean_accuracy, baseline: {path}, max_drop: 0.02}}",
                 overrides: list[str] | None = None) -> str:
         with pytest.raises(PlanError) as caught:
-            plan_of(gates(entry.format(path=baseline)), tmp_path, overrides)
+            check_baselines(plan_of(gates(entry.format(path=baseline)), tmp_path, overrides))
         line = caught.value.one_line()
         assert line.startswith(f"plan.yaml:{GATE_LINE}, key 'acceptance.2.baseline': baseline ") and "\n" not in line
         return line

@@ -21,6 +21,7 @@ from report_layout import (
     tool,
     words_past_margins,
 )
+from synthetic_run import ATTACKS, write_synthetic_run
 from torch import nn
 
 from harness.attacks.example_images import choose_attack, closest_epsilon, save_examples
@@ -30,7 +31,6 @@ from harness.registry.contracts import AttackOutput, TensorSplit
 from harness.report import render_report
 from harness.report.context import build_sections
 from harness.report.load import load_report
-from harness.report.synthetic import ATTACKS, write_synthetic_run
 from harness.report.text import reduce_command, verbatim
 
 INJECTED = "<script>alert(1)</script> and <b>bold</b>"
@@ -135,7 +135,7 @@ def test_every_criterion_row_is_in_the_table(rendered):
 
 
 def test_every_attack_parameter_is_shown_verbatim(rendered):
-    plan_page = _section(rendered, heading(rendered, "test_plan"), following(rendered, "test_plan"))
+    plan_page = _section(rendered, heading(rendered, "plan_summary"), following(rendered, "plan_summary"))
     for attack_id, spec in ATTACKS.items():
         assert attack_id in plan_page
         for key, value in spec["params"].items():

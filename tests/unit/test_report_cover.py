@@ -10,12 +10,12 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from synthetic_run import write_synthetic_run
 
 from harness.report.context import build_context
 from harness.report.load import load_report
 from harness.report.render import render_html
 from harness.report.sections import cover, indicators, minimal_epsilon
-from harness.report.synthetic import write_synthetic_run
 from harness.results.model import IndicatorCheck, MetricInterval, PatientInterval
 
 

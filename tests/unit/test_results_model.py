@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from harness.errors import HarnessError
-from harness.results.epsilons import EpsilonGrid
+from harness.plan.epsilons import EpsilonGrid
 from harness.results.model import (
     AttackResult,
     CleanMetrics,
@@ -147,7 +147,7 @@ def test_run_results_load_and_errors(tmp_path):
 
 
 def test_attack_result_from_outcomes_matches_per_sample_counts():
-    from harness.attacks.sweep import AttackOutcome
+    from harness.results.attack_outcome import AttackOutcome
     from harness.results.build import attack_result
 
     labels = np.array([0, 0, 1, 1, 1])

@@ -70,7 +70,7 @@ def test_nan_or_inf_is_reported_not_averaged():
     import torch
     from torch import nn
 
-    from harness.attacks.sweep import predict_logits
+    from harness.data.batches import predict_logits
     from harness.errors import ModelError
     from harness.registry.contracts import TensorSplit
 

@@ -15,13 +15,13 @@ import torch
 from torch import nn
 
 from harness.errors import DataError, PlanError
+from harness.plan.metrics import METRICS
 from harness.plan.schema import load_plan_text
 from harness.pytest_plugin.messages import failure_message
 from harness.registry.contracts import DatasetBundle, ModelBundle, TensorSplit
 from harness.registry.hookspecs import hookimpl
 from harness.registry.manager import Registry, make_plugin_manager
 from harness.results.criteria import evaluate
-from harness.results.metrics import METRICS
 from harness.results.model import ResultsDocument
 from harness.results.paired import compare_samples
 from harness.results.sample_size import decidable_from
@@ -308,16 +308,6 @@ def test_compare_samples_pairs_by_sample_id_and_refuses_other_images():
     assert attacked.p_value == 0.5 and attacked.difference == pytest.approx(2 / 3)
     with pytest.raises(ValueError, match="different images"):
         compare_samples(a, b[:2], "run1", "run2")
-
-
-def test_validate_prints_the_smallest_decidable_test_split(capsys):
-    from support import REPO
-
-    from harness.cli.main import main
-
-    assert main(["validate", str(REPO / "specs" / "ct_nodule.yaml")]) == 0
-    out = capsys.readouterr().out
-    assert "sample size: clean_accuracy>=0.80: decidable from 16 test images (95% wilson)" in out
 
 
 def test_run_results_expose_statistics_and_comparisons(clinic_run):

@@ -15,6 +15,7 @@ from harness.plan.schema import load_plan_text
 from harness.report.load import load_report
 from harness.report.sections import warnings as warnings_section
 from harness.results import warnings
+from harness.results.manifest import Manifest
 from harness.results.model import CleanMetrics, DatasetSummary, ModelResult, PlanRef, ResultsDocument
 from harness.run.runner import RunConfig, Runner
 
@@ -91,4 +92,4 @@ def test_warnings_found_before_an_error_are_printed_before_it(tmp_path, monkeypa
 
 @pytest.mark.parametrize("check", warnings.CHECKS)
 def test_every_check_is_quiet_on_an_empty_run(check):
-    assert list(check(ResultsDocument(plan=PlanRef("p", "0" * 64)), {})) == []
+    assert list(check(ResultsDocument(plan=PlanRef("p", "0" * 64)), Manifest())) == []

@@ -20,19 +20,19 @@ from harness.attacks.indicators.context import SUBSET_SIZE, CheckResult, Context
 from harness.attacks.indicators.iterative import check_iterative
 from harness.attacks.indicators.monotone import check_monotone
 from harness.attacks.model_mode import eval_mode
-from harness.attacks.sweep import AttackOutcome
 from harness.errors import HarnessError
+from harness.results.attack_outcome import AttackOutcome
+from harness.results.model import ModelResult
 
 PROBE_BREAKS = "probe_breaks"  # test images the stronger probes broke, per ε (for the worst case; not stored)
 CHECKS = (monotone.CHECK, unbounded.CHECK, iterative.CHECK, more_iterations.CHECK, gradients.CHECK, noise.CHECK)
 DESCRIPTIONS = {info.id: info.description for info in CHECKS}
 EXPLANATIONS = {info.id: info.explanation for info in CHECKS}
 
-__all__ = ["DESCRIPTIONS", "PROBE_BREAKS", "EXPLANATIONS", "check_iterative", "check_monotone", "compute_indicators",
-           "indicator_criterion_value"]
+__all__ = ["DESCRIPTIONS", "PROBE_BREAKS", "EXPLANATIONS", "check_iterative", "check_monotone", "compute_indicators"]
 
 
-def compute_indicators(model: nn.Module, split: Any, results_model_section: dict[str, Any], plan: Any,
+def compute_indicators(model: nn.Module, split: Any, results: ModelResult, plan: Any,
                        registry: Any, device: torch.device, batch_size: int, seed: int,
                        n_images: int = SUBSET_SIZE, class_names: list[str] | None = None,
                        outcomes: dict[str, AttackOutcome] | None = None) -> dict[str, Any]:
@@ -43,16 +43,16 @@ def compute_indicators(model: nn.Module, split: Any, results_model_section: dict
     inside, so resumed and uninterrupted runs agree); the global torch RNG is left as it was. Pass the eager
     float32 model (not a compiled or autocast wrapper).
     """
-    section = results_model_section
+    attacks = results.attacks  # the model's typed attack results (harness.results.model.AttackResult by id)
     with eval_mode(model), _rng_untouched(device):
         subset = select_subset(model, split, device, batch_size, seed, n_images)
         specs = [s for s in plan.attacks if s.kind == "fixed_epsilon"]
         sweep = sweep_on_subset(model, subset, specs, registry, batch_size, seed, outcomes)
         ctx = Context(model, subset, batch_size, seed, registry, specs, sweep, class_names)
         results = [_guard(info.id, work) for info, work in (
-            (monotone.CHECK, lambda: monotone.raw_runs_then_monotone(ctx, section)),
+            (monotone.CHECK, lambda: monotone.raw_runs_then_monotone(ctx, attacks)),
             (unbounded.CHECK, lambda: unbounded.check_unbounded(ctx)),
-            (iterative.CHECK, lambda: iterative.check_iterative(section, registry, ctx)),
+            (iterative.CHECK, lambda: iterative.check_iterative(attacks, registry, ctx)),
             (more_iterations.CHECK, lambda: more_iterations.check_more_iterations(ctx)),
             (gradients.CHECK, lambda: gradients.check_gradients(ctx)),
             (noise.CHECK, lambda: noise.check_noise(ctx)))]
@@ -64,12 +64,6 @@ def compute_indicators(model: nn.Module, split: Any, results_model_section: dict
             "flags": [r.flag for r in results if not r.passed], "n_subset": len(subset),
             "subset": f"≤ {n_images} clean-correct test images in a seeded order",
             PROBE_BREAKS: [{"epsilon": eps, "indices": sorted(rows)} for eps, rows in sorted(breaks.items())]}
-
-
-def indicator_criterion_value(section: dict[str, Any]) -> float:
-    """1.0 when a model section's (or an indicators dict's) attack results are credible, else 0.0."""
-    indicators = section.get("indicators", section) if isinstance(section, dict) else None
-    return 1.0 if isinstance(indicators, dict) and indicators.get("credible") is True else 0.0
 
 
 def _guard(check_id: str, work: Callable[[], CheckResult]) -> CheckResult:

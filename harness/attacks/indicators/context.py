@@ -11,8 +11,9 @@ import torch
 from torch import nn
 
 from harness.attacks.judge import judged_attack
-from harness.attacks.sweep import AttackOutcome, batch_seed, run_attack
+from harness.attacks.sweep import batch_seed, run_attack
 from harness.registry.contracts import AttackPlugin, TensorSplit
+from harness.results.attack_outcome import AttackOutcome
 
 SUBSET_SIZE = 64
 

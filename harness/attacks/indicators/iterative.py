@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 
 from harness.attacks.indicators.context import CheckInfo, CheckResult, Context, allowance
 from harness.attacks.indicators.probes import fast_gradient, fooled
+from harness.results.model import AttackResult
 
 ITERATIVE_TOLERANCE = 0.02  # on the full test split
 ITERATIVE_SUBSET_TOLERANCE = 0.05
@@ -20,11 +22,10 @@ CHECK = CheckInfo(
     "iterative attack weaker than single-step FGSM")
 
 
-def check_iterative(section: dict[str, Any], registry: Any, ctx: Context | None = None) -> CheckResult:
+def check_iterative(attacks: Mapping[str, AttackResult], registry: Any, ctx: Context | None = None) -> CheckResult:
     """Iterative accuracy ≤ single-step accuracy (+ tolerance) at each common ε: from the results, else against
     the indicators' own FGSM on the subset. Which attack is which comes from the plugins' `iterative` flag."""
-    attacks = section.get("attacks") or {}
-    fixed = {aid: s for aid, s in attacks.items() if s.get("kind") == "fixed_epsilon"}
+    fixed = {aid: s for aid, s in attacks.items() if s.kind == "fixed_epsilon"}
     single = {aid: s for aid, s in fixed.items() if not _iterative(registry, s)}
     iterative = {aid: s for aid, s in fixed.items() if aid not in single}
     if not iterative:
@@ -32,15 +33,14 @@ def check_iterative(section: dict[str, Any], registry: Any, ctx: Context | None 
     gaps, notes, n_test = [], [], 0
     for iid, it in iterative.items():
         for sid, sg in single.items():
-            if sg.get("norm") != it.get("norm"):
+            if sg.norm != it.norm:
                 continue
-            ref = {p["epsilon"]: p.get("robust_accuracy") for p in sg["points"]}
-            for p in it["points"]:
-                base = ref.get(p["epsilon"])
-                if base is not None and p.get("robust_accuracy") is not None:
-                    gaps.append((p["robust_accuracy"] - base, f"{iid} vs {sid} at ε={p['epsilon']:g}", iid,
-                                 p["epsilon"]))
-                    n_test = max(n_test, int(p.get("n") or 0))
+            ref = {p.epsilon: p.robust_accuracy for p in sg.points}
+            for p in it.points:
+                base = ref.get(p.epsilon)
+                if base is not None and p.robust_accuracy is not None:
+                    gaps.append((p.robust_accuracy - base, f"{iid} vs {sid} at ε={p.epsilon:g}", iid, p.epsilon))
+                    n_test = max(n_test, int(p.n or 0))
     tolerance = ITERATIVE_TOLERANCE + (1 / n_test if n_test else 0)  # and one image
     if not gaps and ctx is not None:  # no single-step attack in the plan: compare with a one-step attack
         gaps = _subset_iterative_gaps(ctx, iterative)
@@ -53,9 +53,9 @@ def check_iterative(section: dict[str, Any], registry: Any, ctx: Context | None 
     return CHECK.result(gap <= tolerance, gap, tolerance, detail, concerns=[(attack_id, eps)])
 
 
-def _iterative(registry: Any, summary: dict[str, Any]) -> bool:
-    """Whether the attack of a results summary is iterative, by its plugin's declaration."""
-    name = summary.get("attack")
+def _iterative(registry: Any, summary: AttackResult) -> bool:
+    """Whether the attack of a result is iterative, by its plugin's declaration."""
+    name = summary.attack
     return bool(registry.has("attack", name) and registry.get("attack", name).iterative)
 
 

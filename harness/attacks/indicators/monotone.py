@@ -7,12 +7,13 @@ fails at larger ε. The raw re-run attacks each subset image the sweep broke at 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from harness.attacks.indicators.context import SUBSET_SIZE, CheckInfo, CheckResult, Context, allowance, plugin_fooled
+from harness.results.model import AttackResult
 from harness.stats.chance import exceeds_chance
 
 SECTION_TOLERANCE = 1e-9  # the results section is monotone by construction
@@ -25,12 +26,12 @@ CHECK = CheckInfo(
     "robust accuracy rises with epsilon")
 
 
-def raw_runs_then_monotone(ctx: Context, section: dict[str, Any]) -> CheckResult:
+def raw_runs_then_monotone(ctx: Context, attacks: Mapping[str, AttackResult]) -> CheckResult:
     """Raw per-ε accuracy on the subset (the sweep's outcomes plus re-attacks of earlier-broken images), then
     the monotonicity check."""
     raw = {spec.id: (spec.epsilons, raw_accuracy(ctx, spec)) for spec in ctx.specs
            if spec.id in ctx.sweep and len(ctx.subset)}  # no clean-correct image: nothing to measure
-    return check_monotone(section, raw, len(ctx.subset))
+    return check_monotone(attacks, raw, len(ctx.subset))
 
 
 def raw_accuracy(ctx: Context, spec: Any) -> np.ndarray:
@@ -48,19 +49,21 @@ def raw_accuracy(ctx: Context, spec: Any) -> np.ndarray:
     return np.asarray(accuracy)
 
 
-def check_monotone(section: dict[str, Any], raw: dict[str, tuple[Sequence[float], Sequence[float]]] | None = None,
+def check_monotone(attacks: Mapping[str, AttackResult],
+                   raw: dict[str, tuple[Sequence[float], Sequence[float]]] | None = None,
                    n_subset: int = SUBSET_SIZE) -> CheckResult:
-    """Robust accuracy must not rise with ε: the section's points, minimal-ε quantiles, raw subset values."""
+    """Robust accuracy must not rise with ε: the results' points, minimal-ε quantiles, raw subset values."""
     problems, worst, concerns, rules = [], 0.0, [], []
-    for attack_id, summary in (section.get("attacks") or {}).items():
-        points = sorted(summary.get("points", []), key=lambda p: p["epsilon"])
-        pairs = [(p["epsilon"], p.get("robust_accuracy")) for p in points if p.get("robust_accuracy") is not None]
+    for attack_id, summary in attacks.items():
+        points = sorted(summary.points, key=lambda p: p.epsilon)
+        pairs = [(p.epsilon, p.robust_accuracy) for p in points if p.robust_accuracy is not None]
         rise, where = _largest_rise(pairs)
         worst = max(worst, rise)
         if rise > SECTION_TOLERANCE:
             problems.append(f"{attack_id}: robust accuracy rises by {rise:.3f} at ε={where:g}")
             concerns.append((attack_id, where))
-        quantiles = [(summary.get("min_epsilon") or {}).get(f"p{q}", 0) for q in (10, 25, 50, 75, 90)]
+        found = summary.min_epsilon
+        quantiles = [0 if found is None else getattr(found, f"p{q}") for q in (10, 25, 50, 75, 90)]
         values = [np.inf if v is None else v for v in quantiles]
         if any(b < a for a, b in zip(values, values[1:], strict=False)):
             problems.append(f"{attack_id}: minimal-ε quantiles are not increasing")

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.markup import escape
 
-from harness.cli.exit_codes import EXIT_PASS
 from harness.cli.pipes import quiet_closed_stdout
+from harness.errors import EXIT_PASS
 
 if TYPE_CHECKING:
     from harness.results.compare import Comparison

@@ -13,13 +13,15 @@ import importlib
 import importlib.util
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
 
-from harness.cli.exit_codes import EXIT_PASS
-from harness.errors import DataError, ModelError, PlanError, first_line
+from harness.errors import EXIT_PASS, DataError, ModelError, PlanError, first_line
+
+if TYPE_CHECKING:
+    from harness.registry.manager import Registry
 
 NAME = "export-reference"
 HELP = "write reference inputs and logits from a model you trust (for a plan's model.reference check)"
@@ -42,7 +44,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def execute(args: argparse.Namespace, console: Console) -> int:
     """Run the trusted model on the inputs and write the pair atomically; print the plan lines to add."""
-    from harness_plugins.models.reference import export_reference
+    from harness.data.reference_pair import export_reference
 
     images = _images(args)
     module = _trusted_model(args.model)
@@ -58,7 +60,7 @@ def _images(args: argparse.Namespace) -> Any:
     """[0,1] float32 images N×C×H×W from --inputs, --plan or --shape; DataError/PlanError when unusable."""
     import numpy as np
 
-    from harness_plugins.models.reference import read_array
+    from harness.data.reference_pair import read_array
 
     if args.n < 1:
         raise PlanError(f"--n must be at least 1, got {args.n}")
@@ -96,25 +98,30 @@ def _plan_images(plan_path: Path, n: int) -> Any:
 
 
 def _trusted_model(spec: str) -> Any:
-    """The nn.Module named by MODEL; ModelError when it cannot be loaded."""
-
+    """The nn.Module named by MODEL; ModelError when it cannot be loaded. A model file is loaded by the installed
+    model plugin that declares its suffix in `model_files` (its `load_file`), found through the registry."""
     path = Path(spec)
     if ":" in spec and not path.is_file():
         return _factory_model(spec)
     if not path.is_file():
         raise ModelError(f"model file not found: {spec}")
-    if path.suffix.lower() == ".onnx":
-        from harness_plugins.models.onnx.ops import UnsupportedOnnx
-        from harness_plugins.models.onnx.provider import read_model
-        from harness_plugins.models.onnx.runtime import OnnxRuntimeModule
+    from harness.registry.manager import default_registry
 
-        try:
-            return OnnxRuntimeModule.from_model(path, read_model(path))
-        except UnsupportedOnnx as exc:
-            raise ModelError(f"{path}: {exc} is not supported") from None
-    from harness_plugins.models.providers import load_torchscript
+    return file_loader(default_registry(), path).load_file(path)
 
-    return load_torchscript(path)
+
+def file_loader(registry: Registry, path: Path) -> Any:
+    """The model plugin that loads files with `path`'s suffix (its `model_files`); ModelError naming the suffixes
+    the installed plugins load otherwise."""
+    suffix = path.suffix.lower()
+    loaders = {entry.name: entry.obj for entry in registry.all()
+               if entry.kind == "model" and getattr(entry.obj, "model_files", ())}
+    for loader in loaders.values():
+        if suffix in loader.model_files:
+            return loader
+    known = ", ".join(f"{s} ({name})" for name, loader in loaders.items() for s in loader.model_files) or "none"
+    raise ModelError(f"{path}: no installed model plugin loads {suffix or 'suffix-less'} files (model files the "
+                     f"installed plugins load: {known}); give file.py:function instead")
 
 
 def _factory_model(spec: str) -> Any:

@@ -8,7 +8,7 @@ import json
 from rich.console import Console
 from rich.table import Table
 
-from harness.cli.exit_codes import EXIT_PASS
+from harness.errors import EXIT_PASS
 
 NAME = "plugins"
 HELP = "list installed plugins"

@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from harness.cli.exit_codes import EXIT_PASS
+from harness.errors import EXIT_PASS
 
 NAME = "report"
 HELP = "re-render report.html and report.pdf of a run directory"

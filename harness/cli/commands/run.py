@@ -8,9 +8,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from harness.cli.exit_codes import EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_PASS
 from harness.cli.options import add_plan_options
-from harness.errors import HarnessError
+from harness.errors import EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_PASS, HarnessError
 
 NAME = "run"
 HELP = "run a test plan end to end"
@@ -47,6 +46,8 @@ def execute(args: argparse.Namespace, console: Console) -> int:
     from harness.cli.tables import print_summary
     from harness.plan.schema import load_plan
     from harness.registry.manager import default_registry
+    from harness.report import render_report
+    from harness.results.baselines import check_baselines
     from harness.run import distributed
     from harness.run.runner import RunConfig, Runner
 
@@ -54,12 +55,13 @@ def execute(args: argparse.Namespace, console: Console) -> int:
         raise HarnessError(f"--threads must be a positive integer, got {args.threads}")
     distributed.setup()  # under torchrun: join the process group first, so a bad plan is reported once
     registry = default_registry()
-    plan = distributed.together(lambda: load_plan(args.plan, args.overrides, registry))
+    plan = distributed.together(lambda: check_baselines(load_plan(args.plan, args.overrides, registry)))
     if args.threads is not None and args.threads != plan.threads:  # the plan's count, unless overridden
         overrides = [*args.overrides, f"threads={args.threads}"]
-        plan = distributed.together(lambda: load_plan(args.plan, overrides, registry))
+        plan = distributed.together(lambda: check_baselines(load_plan(args.plan, overrides, registry)))
     config = RunConfig(out_root=args.out, device=args.device, cache_dir=args.cache_dir,
-                       progress="off" if args.no_progress else "auto", quiet=args.quiet, report=not args.no_report)
+                       progress="off" if args.no_progress else "auto", quiet=args.quiet,
+                       report=None if args.no_report else render_report)
     runner = Runner(plan, registry, config, resume_dir=args.resume)
     try:
         result = runner.run()

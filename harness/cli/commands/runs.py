@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from harness.cli.exit_codes import EXIT_PASS
+from harness.errors import EXIT_PASS
 
 NAME = "runs"
 HELP = "list the finished runs recorded in the run history (newest first)"
@@ -27,9 +27,9 @@ def execute(args: argparse.Namespace, console: Console) -> int:
     """Print the recorded runs."""
     from rich.table import Table
 
+    from harness.formatting import pct
     from harness.report.text import short_hash
-    from harness.results.formatting import pct
-    from harness.storage.history import history_path, list_runs
+    from harness.results.history import history_path, list_runs
 
     entries = list_runs(args.out, args.plan)
     if args.json:

@@ -11,9 +11,8 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.markup import escape
 
-from harness.cli.exit_codes import EXIT_PASS
 from harness.cli.options import add_plan_options
-from harness.errors import HarnessError, PlanError, error_line
+from harness.errors import EXIT_PASS, HarnessError, PlanError, error_line
 
 if TYPE_CHECKING:
     from harness.plan.schema import Plan
@@ -34,6 +33,7 @@ def execute(args: argparse.Namespace, console: Console) -> int:
     from harness.plan.advice import plan_warnings
     from harness.plan.schema import load_plan
     from harness.registry.manager import default_registry
+    from harness.results.baselines import check_baselines
     from harness.results.sample_size import decidable_from
 
     registry = default_registry()
@@ -41,6 +41,7 @@ def execute(args: argparse.Namespace, console: Console) -> int:
     for path in args.plans:
         try:
             plan = load_plan(path, args.overrides, registry)
+            check_baselines(plan)
             check_input_files(plan)
         except HarnessError as exc:
             print(error_line(exc), file=sys.stderr)

@@ -11,7 +11,7 @@ Each section is a module here and a template `templates/sections/<module name>.h
 - ``build(report: ReportInput) -> dict | None``: the values its template shows, read from ``report`` (the run's
   RunResults as ``report.run``, ``report.samples``, ``report.examples``, ``report.manifest`` and the shared
   queries of harness.report.inputs); ``None`` leaves the section out. Format numbers with
-  harness.results.formatting (pct, num, eps_text) and name metrics through harness.results.metrics.
+  harness.formatting (pct, num, eps_text) and name metrics through harness.plan.metrics.
 
 Its template gets ``section`` (what ``build`` returned), ``heading`` ("5. Results"), ``anchor`` (the id for its
 ``<section>``), and, shared by every section, ``report`` (title, plan hash, verdict), ``contents`` and
@@ -41,6 +41,7 @@ from harness.report.sections import (
     limitations,
     minimal_epsilon,
     paired,
+    plan_summary,
     provenance,
     results,
     robustness_profile,
@@ -48,7 +49,6 @@ from harness.report.sections import (
     subgroups,
     summary,
     susceptibility,
-    test_plan,
     warnings,
 )
 
@@ -58,7 +58,7 @@ SECTIONS: tuple[ModuleType, ...] = (
     robustness_profile,
     scope,
     limitations,
-    test_plan,
+    plan_summary,
     criteria,
     baselines,
     intervals,

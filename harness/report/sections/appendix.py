@@ -16,7 +16,7 @@ def build(report: ReportInput) -> dict[str, Any]:
     made before the harness kept the plan file."""
     return {"source": report.plan_source, "file_sha": report.plan_file_sha256 or "n/a",
             "verified": report.plan_source_verified, "copy_sha": report.plan_source_sha256,
-            "copy_name": report.plan_record.get("copy") or "plan.source.yaml",
+            "copy_name": report.plan.copy or "plan.source.yaml",
             "overrides": [reduce_command([o]) for o in report.overrides],
             "resolved_yaml": None if report.plan_source is not None else report.plan_yaml,
-            "resolved_sha": report.plan_record.get("resolved_yaml_sha256")}
+            "resolved_sha": report.plan.resolved_yaml_sha256}

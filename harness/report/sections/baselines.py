@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.formatting import eps_text
+from harness.plan.metrics import METRICS, RATE
 from harness.report.inputs import ReportInput
 from harness.report.text import basename, short_hash
-from harness.results.formatting import eps_text
-from harness.results.metrics import METRICS, RATE
 
 TITLE = "Comparison with the approved run"
 

@@ -6,11 +6,11 @@ from typing import Any
 
 import numpy as np
 
-from harness.data.severities import SEVERITY_LEVELS
+from harness.formatting import pct, severity_text
+from harness.registry.severities import SEVERITY_LEVELS
 from harness.report import plots
 from harness.report.inputs import ROLES, ReportInput
 from harness.report.saved_corruption_examples import CorruptionExamples
-from harness.results.formatting import pct, severity_text
 
 TITLE = "Corruption examples"
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.data.severities import SEVERITY_LEVELS
+from harness.formatting import interval_text, num, pct
+from harness.registry.severities import SEVERITY_LEVELS
 from harness.report import plots
 from harness.report.inputs import ReportInput
-from harness.results.formatting import interval_text, num, pct
 from harness.results.model import CorruptionPoint
 from harness.results.uncertainty import shown
 
@@ -121,7 +121,7 @@ def build(report: ReportInput) -> dict[str, Any] | None:
         return None
     rows = [corruption_row(report, corruption_id) for corruption_id in report.corruption_ids]
     plot = plots.data_uri(plots.severity_panels([_panel(report, c) for c in report.corruption_ids]))
-    context = (report.manifest.get("corruptions") or {}).get("context") or {}
+    context = report.manifest.corruptions.get("context") or {}
     mce = [(role, num(model.mean_corruption_error, 2)) for role in report.roles if (model := report.model(role))]
     dataset = report.run.dataset
     return {"rows": rows, "plot": plot, "roles": report.roles, "levels": SEVERITY_LEVELS,

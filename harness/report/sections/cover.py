@@ -6,13 +6,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from harness.formatting import interval_text, level_text, pct
 from harness.report.inputs import ROLES, ReportInput
 from harness.report.sections.criteria import criterion_row
 from harness.report.sections.warnings import warnings
 from harness.results.warnings import NOT_A_CLASSIFIER
 from harness.report.subject import device_under_test
 from harness.report.text import basename, short_hash, utc_text
-from harness.results.formatting import interval_text, level_text, pct
 from harness.results.status import JUDGED
 from harness.results.uncertainty import shown
 from harness.stats.intervals import METHOD_NAMES
@@ -104,7 +104,7 @@ def _made(report: ReportInput, role: str, info: dict[str, Any]) -> str:
 def models(report: ReportInput) -> list[dict[str, Any]]:
     """Each tested model: how it was made, its file in the run directory (and the original's name), its sha256."""
     out = []
-    recorded = report.manifest.get("models") or {}
+    recorded = report.manifest.models
     for role in ROLES:
         info, model = recorded.get(role) or {}, report.model(role)
         if not info and model is None:
@@ -129,17 +129,17 @@ def _file_hash(report: ReportInput, name: str) -> str | None:
 
 def hashes(report: ReportInput) -> list[dict[str, str]]:
     """The plan's hashes, the results' hashes and the harness revision, each with a one-line explanation."""
-    plan = report.plan_record
-    explained = {**(plan.get("hashes") or {}), "sha256": f"{PLAN_ID_NOTE}: {PLAN_ID_COMMAND}"}
-    rows = [{"what": label, "value": str(plan[key]), "explanation": explained.get(key, "")}
+    plan = report.plan
+    explained = {**plan.hashes, "sha256": f"{PLAN_ID_NOTE}: {PLAN_ID_COMMAND}"}
+    rows = [{"what": label, "value": str(getattr(plan, key)), "explanation": explained.get(key, "")}
             for key, label in (("file_sha256", "plan file"), ("resolved_yaml_sha256", "plan.resolved.yaml"),
-                               ("sha256", "plan id")) if plan.get(key)]
+                               ("sha256", "plan id")) if getattr(plan, key)]
     for name, label, note in (("results.json", "results id", RESULTS_ID_NOTE),
                               ("samples.csv", "samples.csv", "sha256 of samples.csv (one row per image)")):
         digest = _file_hash(report, name)
         if digest:
             rows.append({"what": label, "value": digest, "explanation": note})
-    revision = report.manifest.get("harness_revision")
+    revision = report.manifest.harness_revision
     rows.append({"what": "harness", "value": f"{report.harness_version}, git {revision or 'revision not recorded'}",
                  "explanation": REVISION_NOTE})
     return rows
@@ -179,8 +179,8 @@ def build(report: ReportInput) -> dict[str, Any]:
             f"; then {stopped}" if stopped else "")
     dataset = run.dataset
     return {
-        "plan_name": run.plan_name or report.plan_record.get("name"),
-        "plan_file": basename(str(report.plan_record["source"])) if report.plan_record.get("source") else "n/a",
+        "plan_name": run.plan_name or report.plan.name,
+        "plan_file": basename(str(report.plan.source)) if report.plan.source else "n/a",
         "verdict_word": word, "verdict_css": css, "verdict_detail": detail,
         "failed": [criterion_row(report, c) for c in run.criteria if not c.passed],
         "key": key_numbers(report) if report.roles else None,
@@ -193,6 +193,6 @@ def build(report: ReportInput) -> dict[str, Any]:
         "device": device_under_test(report), "verify": {"command": VERIFY_COMMAND, "note": VERIFY_NOTE},
         "credibility": credibility(report), "n_warnings": len(warnings(report)), "deviations": deviations(report),
         "predictions": [w for w in run.warnings if NOT_A_CLASSIFIER in w],
-        "run_date": utc_text(report.manifest.get("started_at")),
+        "run_date": utc_text(report.manifest.started_at),
         "generated": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
     }

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.formatting import level_text, severity_text
 from harness.plan.criteria import ANY_CORRUPTION
+from harness.plan.metrics import EPSILON, METRICS, RATE, Unit
 from harness.report.inputs import ReportInput
-from harness.results.formatting import level_text, severity_text
-from harness.results.metrics import EPSILON, METRICS, RATE, Unit
 from harness.results.model import CriterionResult
 
 TITLE = "Acceptance criteria"

@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
+from harness.formatting import eps_text, pct
 from harness.report import plots
 from harness.report.inputs import ROLES, ReportInput
 from harness.report.saved_examples import Examples
-from harness.results.formatting import eps_text, pct
 
 TITLE = "Adversarial examples"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.formatting import level_text
 from harness.report.inputs import ReportInput
-from harness.results.formatting import level_text
 from harness.stats.intervals import METHOD_NAMES
 from harness.stats.paired import TEST_NAME
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 
+from harness.formatting import eps_text
 from harness.report import plots
 from harness.report.inputs import ReportInput
-from harness.results.formatting import eps_text
 from harness.results.model import QUANTILES
 from harness.results.samples import SampleOutcome
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.formatting import eps_text, pct
 from harness.report.inputs import ReportInput
-from harness.results.formatting import eps_text, pct
 
 TITLE = "Paired comparison: naive and hardened"
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.formatting import eps_text, interval_text
+from harness.plan.epsilons import EpsilonGrid
+from harness.plan.metrics import CLEAN, POINT, Metric, metrics_in
 from harness.report import plots
 from harness.report.inputs import ReportInput
 from harness.report.sections.per_class import operating_points, per_class
-from harness.results.epsilons import EpsilonGrid
-from harness.results.formatting import eps_text, interval_text
-from harness.results.metrics import CLEAN, POINT, Metric, metrics_in
 from harness.results.model import AttackPoint, CleanMetrics
 from harness.results.uncertainty import shown
 

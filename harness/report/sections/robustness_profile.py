@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.formatting import eps_text, num, pct
 from harness.report import plots
 from harness.report.inputs import ReportInput
 from harness.report.sections.corruptions import hardening_sentence
 from harness.report.worst_case import lowest_accuracy
-from harness.results.formatting import eps_text, num, pct
 
 TITLE = "Robustness profile"
 

@@ -11,5 +11,4 @@ TITLE = "Intended use and scope"
 
 def build(report: ReportInput) -> dict[str, Any]:
     """The plan's intended use and description, as plain text."""
-    return {"intended_use": (report.resolved.get("intended_use") or "").strip(),
-            "description": (report.resolved.get("description") or "").strip()}
+    return {"intended_use": report.plan.intended_use.strip(), "description": report.plan.description.strip()}

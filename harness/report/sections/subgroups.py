@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.formatting import eps_text
+from harness.plan.metrics import CLEAN, METRICS, metrics_in
 from harness.report import plots
 from harness.report.inputs import ReportInput
 from harness.report.sections.results import cell
-from harness.results.formatting import eps_text
-from harness.results.metrics import CLEAN, METRICS, metrics_in
 from harness.results.uncertainty import shown
 
 TITLE = "Subgroups"

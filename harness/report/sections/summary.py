@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.formatting import eps_text, pct
 from harness.report.inputs import ReportInput
 from harness.report.text import join_words
-from harness.results.formatting import eps_text, pct
 from harness.results.model import AttackPoint
 
 TITLE = "Summary"

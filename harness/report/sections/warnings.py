@@ -23,12 +23,12 @@ def warnings(report: ReportInput) -> list[str]:
     if stopped:
         out.append(f"The run did not finish as planned ({stopped}); sections may be missing numbers.")
     if report.plan_source_verified is False:
-        out.append(f"{report.plan_record.get('copy')} no longer hashes to the plan file sha256 the manifest recorded "
+        out.append(f"{report.plan.copy} no longer hashes to the plan file sha256 the manifest recorded "
                    "(it was changed after the run); Appendix A shows the changed copy.")
     if report.overrides:
         out.append("The plan was changed on the command line (recorded in the manifest): "
                    + "; ".join(reduce_command([o]) for o in report.overrides) + ".")
-    for role, info in (manifest.get("models") or {}).items():
+    for role, info in manifest.models.items():
         if isinstance(info, dict) and info.get("cache_hit"):
             out.append(f"The {role} model's weights were loaded from the harness cache (trained earlier from "
                        f"identical settings and data; weights sha256 {short_hash(info.get('weights_sha256'))}).")

@@ -30,12 +30,12 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import torch
 
-from harness.data.deid import SHOW_PATHS_HINT
 from harness.data.leakage import Signatures, digest, thumbnail
 from harness.data.metadata import UNKNOWN
 from harness.data.splits import SPLIT_NAMES, grouped_stratified_split
 from harness.errors import DataError, PlanError
 from harness.registry.contracts import DatasetBundle, DatasetContext, NativeUnits
+from harness.storage.deid import SHOW_PATHS_HINT
 from harness_plugins.datasets.common import class_counts, describe_fractions, fractions_from_list, group_counts
 from harness_plugins.datasets.readers.geometry import Geometry, ResizeParams, resize  # the one resize home
 

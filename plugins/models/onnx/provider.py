@@ -18,6 +18,7 @@ import onnxruntime
 import torch
 from torch import nn
 
+from harness.data.reference_pair import logits_of
 from harness.errors import ModelError, first_line
 from harness.plan.params import plan_path
 from harness.registry.contracts import ModelBundle, ModelContext
@@ -33,7 +34,6 @@ from harness_plugins.models.onnx.graph import (
 )
 from harness_plugins.models.onnx.ops import UnsupportedOnnx
 from harness_plugins.models.onnx.runtime import OnnxRuntimeModule
-from harness_plugins.models.reference import logits_of
 from harness_plugins.models.supplied import (
     SuppliedParams,
     network_shape,
@@ -113,6 +113,14 @@ class OnnxProvider:
                    "checked against onnxruntime, or run by onnxruntime alone (gradient-free attacks only).")
     Params = OnnxParams
     needs_training_data = False
+    model_files = (".onnx",)  # `harness export-reference MODEL.onnx` runs the file as-is through `load_file`
+
+    def load_file(self, path: Path) -> nn.Module:
+        """The trusted model in the file, run by onnxruntime as saved (no declared contract in front)."""
+        try:
+            return OnnxRuntimeModule.from_model(path, read_model(path))
+        except UnsupportedOnnx as exc:
+            raise ModelError(f"{path}: {exc} is not supported") from None
 
     def provide(self, params: OnnxParams, context: ModelContext) -> ModelBundle:
         """Read, convert (or fall back), check against onnxruntime, wrap in the declared contract, bundle."""

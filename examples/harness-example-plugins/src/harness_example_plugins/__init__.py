@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from harness import hookimpl
 from harness_example_plugins.brightness import BrightnessShift
+from harness_example_plugins.contrast import ContrastLoss
 from harness_example_plugins.npy_folder import NpyFolder
 
 
@@ -17,3 +18,9 @@ def harness_register_attacks() -> list[BrightnessShift]:
 def harness_register_datasets() -> list[NpyFolder]:
     """The package's data-set plugins."""
     return [NpyFolder()]
+
+
+@hookimpl
+def harness_register_corruptions() -> list[ContrastLoss]:
+    """The package's corruption plugins."""
+    return [ContrastLoss()]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.formatting import eps_text, num, pct
+from harness.plan.epsilons import EpsilonGrid
 from harness.report.inputs import ROLES, ReportInput
 from harness.report.model_rows import model_contract_rows
 from harness.report.text import basename, cell, mapping_rows, reduce_command, verbatim
-from harness.results.epsilons import EpsilonGrid
-from harness.results.formatting import eps_text, num, pct
 from harness.results.model import thaw
 
 TITLE = "Test plan"
@@ -34,7 +34,8 @@ def attacks(report: ReportInput) -> list[dict[str, Any]]:
     """Each attack's plugin, norm, kind, parameters (verbatim) and epsilon grid."""
     out = []
     planned = {(a.get("id") or a.get("attack")): a for a in report.resolved.get("attacks") or [] if isinstance(a, dict)}
-    default_grid = EpsilonGrid.of(report.resolved.get("epsilons") or [])
+    grids = {a.id: a.epsilons for a in report.plan.attacks}
+    default_grid = EpsilonGrid.of(report.plan.epsilons)
     for attack_id in report.attack_ids:
         result, raw = report.attack(attack_id), planned.get(attack_id, {})
         if result is not None:
@@ -42,7 +43,7 @@ def attacks(report: ReportInput) -> list[dict[str, Any]]:
         else:  # not run yet: show what the plan says
             params = {k: v for k, v in raw.items() if k not in ("attack", "id", "epsilons")}
             epsilons = []
-        epsilons = epsilons or raw.get("epsilons") or report.resolved.get("epsilons") or []
+        epsilons = epsilons or list(grids.get(attack_id, ()))
         kind = result.kind if result else "n/a"
         out.append({"id": attack_id, "attack": (result.attack if result else None) or raw.get("attack") or "n/a",
                     "norm": result.norm if result else "n/a", "kind": kind, "kind_text": KIND_TEXT.get(kind, kind),
@@ -74,7 +75,7 @@ def defence(report: ReportInput) -> dict[str, Any] | None:
 def models(report: ReportInput) -> list[dict[str, Any]]:
     """Each model as provided (manifest): settings, weights file name and training log."""
     out = []
-    recorded = report.manifest.get("models") or {}
+    recorded = report.manifest.models
     for role in sorted(recorded, key=lambda r: (ROLES.index(r) if r in ROLES else len(ROLES), r)):
         info = recorded[role]
         if not isinstance(info, dict):
@@ -95,15 +96,15 @@ def models(report: ReportInput) -> list[dict[str, Any]]:
 
 def build(report: ReportInput) -> dict[str, Any]:
     """Everything the plan set, verbatim, with the epsilons also in native units."""
-    resolved = report.resolved
+    resolved, plan = report.resolved, report.plan
     default_grid = ", ".join(f"{eps_text(e)} = {native}" if (native := report.native_text(e)) else eps_text(e)
-                             for e in resolved.get("epsilons") or [])
-    general = [("seed", verbatim(resolved.get("seed", "n/a"))),
-               ("device requested", verbatim(resolved.get("device", "auto"))),
-               ("batch size", verbatim(resolved.get("batch_size", "n/a"))),
+                             for e in plan.epsilons)
+    general = [("seed", verbatim(plan.seed)),
+               ("device requested", verbatim(plan.device)),
+               ("batch size", verbatim(plan.batch_size)),
                ("default ε grid", default_grid),
                ("susceptibility cutoff", eps_text(report.cutoff)),
-               ("examples per model", verbatim((resolved.get("report") or {}).get("n_examples", 3)))]
+               ("examples per model", verbatim(plan.n_examples))]
     return {"attacks": attacks(report), "defence": defence(report), "general": general,
             "overrides": [reduce_command([o]) for o in report.overrides],
             "dataset_params": mapping_rows(resolved.get("dataset")),

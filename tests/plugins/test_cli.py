@@ -177,3 +177,10 @@ def test_plugins_lists_every_builtin_with_provider_and_version():
                 ("attack", "deepfool_linf"), ("attack", "deepfool_l2"), ("attack", "fmn_linf"), ("attack", "fmn_l2")}
     assert expected <= set(entries)
     assert all(entries[key]["provider"] == "harness" and entries[key]["version"] for key in expected)
+
+
+def test_harness_validate_blames_the_override(capsys):
+    assert main(["validate", str(PLANS / "tiny_phantom.yaml"), "--set", "model.epochs=abc"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("harness: error: --set model.epochs=abc, key 'model.epochs': expected an integer"), error
+    assert "tiny_phantom.yaml" not in error

@@ -19,14 +19,15 @@ from harness.attacks.indicators import (
     check_iterative,
     check_monotone,
     compute_indicators,
-    indicator_criterion_value,
 )
-from harness.attacks.sweep import predict_logits, run_attack
+from harness.attacks.sweep import run_attack
+from harness.data.batches import predict_logits
 from harness.plan.schema import load_plan_text
 from harness.registry.contracts import AttackOutput, TensorSplit
 from harness.registry.hookspecs import hookimpl
 from harness.registry.manager import Registry, default_registry, make_plugin_manager
 from harness.results.build import attack_result
+from harness.results.model import AttackPoint, AttackResult, CleanMetrics, MinEpsilonSummary, ModelResult
 
 CPU = torch.device("cpu")
 PLAN = textwrap.dedent("""\
@@ -102,6 +103,12 @@ def evaluate_section(model: nn.Module, split: TensorSplit, plan, registry) -> di
     return section
 
 
+def typed(section: dict) -> ModelResult:
+    """The section as the typed ModelResult the runner hands the indicators (clean metrics as far as the tests need)."""
+    clean = CleanMetrics(section["clean"]["accuracy"], None, None, None, 0, ())
+    return ModelResult(None, clean, {aid: AttackResult.from_json(a) for aid, a in section["attacks"].items()})
+
+
 def robust(section: dict, attack: str, eps: float) -> float:
     return next(p["robust_accuracy"] for p in section["attacks"][attack]["points"] if p["epsilon"] == eps)
 
@@ -126,7 +133,7 @@ def test_masked_model_looks_robust_but_is_not_credible(models, test_split):
     assert robust(sections["plain"], "pgd_linf", 0.1) <= 0.1
 
     state = torch.get_rng_state()
-    results = {name: compute_indicators(model, test_split, sections[name], plan, registry, CPU, 32, plan.seed,
+    results = {name: compute_indicators(model, test_split, typed(sections[name]), plan, registry, CPU, 32, plan.seed,
                                         class_names=["benign", "malignant"])
                for name, model in (("plain", plain), ("masked", masked))}
     assert torch.equal(state, torch.get_rng_state())  # the run's random streams are untouched
@@ -153,8 +160,7 @@ def test_masked_model_looks_robust_but_is_not_credible(models, test_split):
     assert "benign " in detail and "malignant " in detail
     assert sum(survivors) == round(named_unbounded["value"] * named["n_subset"])
     assert "benign " in named_unbounded["flipped_by"] and "malignant " in named_unbounded["flipped_by"]
-    assert indicator_criterion_value({"indicators": results["plain"]}) == 1.0
-    assert indicator_criterion_value({"indicators": results["masked"]}) == 0.0
+    assert results["plain"]["credible"] is True and results["masked"]["credible"] is False
 
     for indicators in results.values():
         json.dumps(indicators, allow_nan=False)  # JSON-ready
@@ -166,7 +172,7 @@ def test_masked_model_looks_robust_but_is_not_credible(models, test_split):
             assert "\n" not in c["description"] + c["detail"] + c["explanation"]
             assert c["explanation"] == EXPLANATIONS[c["id"]] and c["explanation"].endswith(".")
     # deterministic: the same inputs give the same indicators
-    again = compute_indicators(masked, test_split, sections["masked"], plan, registry, CPU, 32, plan.seed,
+    again = compute_indicators(masked, test_split, typed(sections["masked"]), plan, registry, CPU, 32, plan.seed,
                                class_names=["benign", "malignant"])
     assert [c["value"] for c in again["checks"]] == [c["value"] for c in results["masked"]["checks"]]
 
@@ -216,7 +222,7 @@ def test_raw_rerun_catches_an_attack_whose_accumulated_curve_hides_it():
     split = TensorSplit(x, y, [str(i) for i in range(40)], [str(i) for i in range(40)])
     section = evaluate_section(model, split, plan, registry)
     assert robust(section, "forgetful", 0.2) == robust(section, "forgetful", 0.3)  # accumulated: looks monotone
-    indicators = compute_indicators(model, split, section, plan, registry, CPU, 16, 0)
+    indicators = compute_indicators(model, split, typed(section), plan, registry, CPU, 16, 0)
     monotone = by_id(indicators)["monotone"]
     assert not monotone["passed"] and "subset" in monotone["detail"]
     assert not indicators["credible"] and "robust accuracy rises with epsilon" in indicators["flags"]
@@ -225,48 +231,41 @@ def test_raw_rerun_catches_an_attack_whose_accumulated_curve_hides_it():
 # ------------------------------------------------------------------------------------------------ section checks
 
 
-def point(eps: float, acc: float | None) -> dict:
-    return {"epsilon": eps, "robust_accuracy": acc}
+def point(eps: float, acc: float | None) -> AttackPoint:
+    return AttackPoint(eps, acc, None, None, None, 0, 0)
 
 
-def summary(attack: str, accs: list[float | None], eps=(0.01, 0.02, 0.04), steps: int | None = None) -> dict:
-    return {"attack": attack, "norm": "linf", "kind": "fixed_epsilon",
-            "params": {} if steps is None else {"steps": steps},
-            "points": [point(e, a) for e, a in zip(eps, accs, strict=True)]}
+def summary(attack: str, accs: list[float | None], eps=(0.01, 0.02, 0.04), steps: int | None = None) -> AttackResult:
+    return AttackResult(attack, "linf", "fixed_epsilon", {} if steps is None else {"steps": steps},
+                        tuple(point(e, a) for e, a in zip(eps, accs, strict=True)))
 
 
 def test_monotone_check_on_hand_built_sections():
-    good = {"attacks": {"pgd": summary("pgd_linf", [0.8, 0.5, None], steps=10)}}
+    good = {"pgd": summary("pgd_linf", [0.8, 0.5, None], steps=10)}
     assert check_monotone(good).passed
-    bad = {"attacks": {"pgd": summary("pgd_linf", [0.8, 0.5, 0.6], steps=10)}}
+    bad = {"pgd": summary("pgd_linf", [0.8, 0.5, 0.6], steps=10)}
     result = check_monotone(bad)
     assert not result.passed and "pgd: robust accuracy rises by 0.100 at ε=0.04" in result.detail
-    minimal = {"attacks": {"fmn": {"kind": "minimal", "points": [point(0.01, 0.9), point(0.02, 0.7)],
-                                   "min_epsilon": {"p10": 0.01, "p25": None, "p50": 0.02, "p75": None, "p90": None}}}}
+    minimal = {"fmn": AttackResult("fmn_linf", "linf", "minimal", {}, (point(0.01, 0.9), point(0.02, 0.7)),
+                                   MinEpsilonSummary(10, 5, 0.015, 0.01, None, 0.02, None, None))}
     assert not check_monotone(minimal).passed  # a found ε above a not-found (inf) quantile
-    assert check_monotone({"attacks": {}}, {"pgd": ((0.01, 0.02), (0.5, 0.53))}).passed  # within tolerance
+    assert check_monotone({}, {"pgd": ((0.01, 0.02), (0.5, 0.53))}).passed  # within tolerance
     # 6 of 64 images lost: chance explains it against the tolerated 5 % (one-sided exact binomial, p = 0.1)
-    chance = check_monotone({"attacks": {}}, {"pgd": ((0.01, 0.02), (0.5, 0.6))})
+    chance = check_monotone({}, {"pgd": ((0.01, 0.02), (0.5, 0.6))})
     assert chance.passed and "6 of 64" in chance.rule and "p = 0.1" in chance.rule
-    assert not check_monotone({"attacks": {}}, {"pgd": ((0.01, 0.02), (0.5, 0.7))}).passed
+    assert not check_monotone({}, {"pgd": ((0.01, 0.02), (0.5, 0.7))}).passed
 
 
 def test_iterative_check_on_hand_built_sections():
     fgsm = summary("fgsm", [0.7, 0.5, 0.3])
-    ok = {"attacks": {"fgsm": fgsm, "pgd": summary("pgd_linf", [0.6, 0.3, 0.1], steps=10)}}
+    ok = {"fgsm": fgsm, "pgd": summary("pgd_linf", [0.6, 0.3, 0.1], steps=10)}
     assert check_iterative(ok, default_registry()).passed
-    weak = {"attacks": {"fgsm": fgsm, "bim": summary("bim_linf", [0.6, 0.55, 0.1], steps=10)}}
+    weak = {"fgsm": fgsm, "bim": summary("bim_linf", [0.6, 0.55, 0.1], steps=10)}
     result = check_iterative(weak, default_registry())
     assert not result.passed and "bim vs fgsm at ε=0.02" in result.detail
     assert result.value == pytest.approx(0.05)
-    only_fgsm = check_iterative({"attacks": {"fgsm": fgsm}}, default_registry())
+    only_fgsm = check_iterative({"fgsm": fgsm}, default_registry())
     assert only_fgsm.passed and only_fgsm.detail.startswith("not applicable")
-
-
-def test_criterion_value_accepts_section_or_indicators():
-    assert indicator_criterion_value({"credible": True, "checks": []}) == 1.0
-    assert indicator_criterion_value({"attacks": {}}) == 0.0  # not computed: not shown credible
-    assert indicator_criterion_value({"indicators": {"credible": False}}) == 0.0
 
 
 # ------------------------------------------------------------------------------------------------ attack-side failure
@@ -322,7 +321,7 @@ def test_an_attack_that_overshoots_is_reported_as_an_attack_side_failure_not_rob
     section = evaluate_section(model, split, plan, registry)
     assert section["clean"]["accuracy"] == 1.0
     assert robust(section, "pgd_linf", 0.5) == 0.5  # every malignant image survives the plan's PGD at ε = 0.5
-    indicators = compute_indicators(model, split, section, plan, registry, CPU, 16, plan.seed,
+    indicators = compute_indicators(model, split, typed(section), plan, registry, CPU, 16, plan.seed,
                                     class_names=["benign", "malignant"])
     checks = by_id(indicators)
     # the unbounded budget is reached by converging and trivial probes: the model is not blamed

@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from harness.results.model import CriterionResult
+
+class JudgedEntry(Protocol):
+    """What `judged_text` reads of a judged criterion (harness.results.model.CriterionResult)."""
+
+    measured: float | None
+    subgroup: Mapping[str, str] | None
+    subgroup_rule: str | None
+    corruption: str | None
+    note: str | None
+    bound_value: float | None
+    judged_on: str | None
+    confidence: float | None
+    interval: str | None
+
+    @property
+    def bounded(self) -> bool:
+        """Whether the bound, not the estimate, was compared."""
 
 
 def missing(value: float | None) -> bool:
@@ -66,7 +81,7 @@ def level_text(confidence: float) -> str:
     return f"{100 * confidence:.4g}%"
 
 
-def judged_text(entry: CriterionResult) -> str:
+def judged_text(entry: JudgedEntry) -> str:
     """What was compared with the threshold: 'measured 0.231', or with a bound 'measured 0.713, one-sided lower 95% bound
     0.629 (Wilson score)', and the subgroup or (for `corruption: any`) the corruption it was measured on."""
     text = f"measured {format_value(float(entry.measured))}" if entry.measured is not None else "not measured"

@@ -1,4 +1,5 @@
-"""A complete synthetic run directory (no training, no attacks) for report tests, benchmarks and previews.
+"""A complete synthetic run directory (no training, no attacks): a test fixture for the report tests and
+benchmarks/report_render.py (not part of the product; it lives with the tests).
 
 The per-image outcomes are made up; everything computed from them goes through the runner's own code (the results
 model, metric registry, criteria and samples.csv of harness.results), giving results.json, manifest.json,
@@ -19,11 +20,11 @@ from typing import Any
 import numpy as np
 import yaml
 
-from harness.data.units import NativeUnits
 from harness.plan.criteria import Criterion, criterion_id
+from harness.plan.epsilons import EpsilonGrid
+from harness.registry.units import NativeUnits
 from harness.results.build import attack_result, clean_metrics
 from harness.results.criteria import evaluate
-from harness.results.epsilons import EpsilonGrid
 from harness.results.model import (
     DatasetSummary,
     DefenceResult,
@@ -81,7 +82,7 @@ def write_synthetic_run(run_dir: Path, *, n_test: int = 60, n_eps: int = 5, hard
                         subject: dict[str, Any] | None = None, seal: bool = True) -> Path:
     """Write a complete run directory and return it; `subject` is the plan's `subject:` section (none by default),
     `seal` writes SHA256SUMS last, as a run does."""
-    from harness.attacks.sweep import AttackOutcome  # torch: only when a synthetic run is written
+    from harness.results.attack_outcome import AttackOutcome
     from harness.run.runner import PLAN_HASHES, PLAN_SOURCE_FILE
 
     run_dir = Path(run_dir)

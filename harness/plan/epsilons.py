@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from harness.results.formatting import eps_label
+from harness.formatting import eps_label
 
 SUCCESS_PREFIX = "success@"
 

@@ -79,3 +79,39 @@ def test_reference_files_of_a_supplied_model_are_checked(folder, capsys):
     (folder / "ref.yaml").write_text(text)
     assert main(["validate", str(folder / "ref.yaml")]) == 2
     assert "ref.yaml:11, key 'model.reference.logits': not found: logits.npy" in capsys.readouterr().err
+
+
+def test_validate_prints_the_smallest_decidable_test_split(capsys):
+    from support import REPO
+
+    from harness.cli.main import main
+
+    assert main(["validate", str(REPO / "specs" / "ct_nodule.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "sample size: clean_accuracy>=0.80: decidable from 16 test images (95% wilson)" in out
+
+
+def test_plan_validation_takes_its_rules_from_the_registry():
+    from harness.errors import PlanError
+    from harness.plan.schema import load_plan_text
+    from harness.registry.manager import default_registry
+
+    plan = """
+harness: 1
+name: t
+dataset: {plugin: phantom_ct, n_patients: 40}
+model: {plugin: train, architecture: small_cnn, epochs: 1}
+epsilons: [0.004]
+attacks: [{attack: fgsm}]
+acceptance: [{metric: %s, min: 0}]
+"""
+    registry = default_registry()
+    with pytest.raises(PlanError, match="median_min_epsilon needs a minimal-perturbation attack"):
+        load_plan_text(plan % "median_min_epsilon, attack: fgsm", registry=registry)
+    with pytest.raises(PlanError, match="attack_credible applies to one model"):
+        load_plan_text(plan.replace("model: {", "defence: {plugin: pgd_adversarial_training, epsilon: 0.004}\nmodel: {")
+                       % "attack_credible, model: change", registry=registry)
+    with pytest.raises(PlanError, match=r"epsilon 0.0040001 is not in the grid of attack 'fgsm' \(0.004\)"):
+        load_plan_text(plan % "robust_accuracy, attack: fgsm, epsilon: 0.0040001", registry=registry)
+    accepted = load_plan_text(plan % "robust_accuracy, attack: fgsm, epsilon: 4.0e-3", registry=registry)
+    assert accepted.acceptance[0].epsilon == 0.004

@@ -149,11 +149,11 @@ def _stored_path(out_root: Path, run_dir: Path) -> str:
 
 def entry_values(run: RunResults) -> dict[str, Any]:
     """The columns of one finished run (run_dir aside)."""
-    document, manifest = run.document, run.manifest
+    document, manifest = run.document, run.record
     verdict = document.verdict
     if document.status not in JUDGED or verdict is None:
         raise HistoryError(f"{run.run_dir} has not finished, so it is not recorded in the run history")
-    from harness.results.metrics import CLEAN, metrics_in
+    from harness.plan.metrics import CLEAN, metrics_in
 
     metrics = {"clean": {role: {metric.name: metric.read(model) for metric in metrics_in(CLEAN)}
                          for role, model in document.models.items()},
@@ -162,13 +162,13 @@ def entry_values(run: RunResults) -> dict[str, Any]:
     hardened = document.models.get("hardened")
     naive = document.models.get("naive")
     return {"plan_name": document.plan.name, "plan_sha256": document.plan.sha256,
-            "plan_file_sha256": (manifest.get("plan") or {}).get("file_sha256"),
+            "plan_file_sha256": manifest.plan.file_sha256,
             "data_sha256": document.dataset.content_sha256 if document.dataset else None,
             "model_sha256": naive.weights_sha256 if naive else None,
             "hardened_sha256": hardened.weights_sha256 if hardened else None,
             "status": document.status, "n_passed": verdict.n_passed, "n_criteria": verdict.n_criteria,
-            "started_at": manifest.get("started_at"), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "harness_version": manifest.get("harness_version"), "metrics": json.dumps(metrics, sort_keys=True)}
+            "started_at": manifest.started_at, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "harness_version": manifest.harness_version, "metrics": json.dumps(metrics, sort_keys=True)}
 
 
 def record_run(out_root: Path, run: RunResults) -> Path:

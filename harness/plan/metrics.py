@@ -4,19 +4,45 @@ An entry says how the metric is computed from per-sample outcomes, where the res
 field), how it is named and written, and so how a criterion measures it (which attack and epsilon, or which
 corruption and severity, it needs; 'change' is hardened minus naive). Adding a metric is one entry in METRICS,
 plus a field on the result it is stored in (CleanMetrics, AttackPoint or CorruptionPoint in
-harness.results.model) when it is a new stored value.
+harness.results.model) when it is a new stored value. The registry sits in the plan layer because a plan's criteria
+name metrics and are checked against it; harness.results computes and stores the values.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from harness.results.formatting import eps_text, num, pct, trimmed
-from harness.results.model import WORST_CASE, MetricInterval, ModelResult, ResultsDocument
+from harness.formatting import eps_text, num, pct, trimmed
+from harness.plan.criteria import ANY_ATTACK as WORST_CASE  # the attack name of the worst case over attacks
+
+
+class StoredModel(Protocol):
+    """One model's stored results as a scope reads them (harness.results.model.ModelResult; the results layer sits
+    above the plan, so the registry names the shape, not the class)."""
+
+    @property
+    def clean(self) -> Any: ...
+    @property
+    def attacks(self) -> Any: ...
+    @property
+    def indicators(self) -> Any: ...
+    @property
+    def corruptions(self) -> Any: ...
+    @property
+    def worst_case(self) -> Any: ...
+    @property
+    def certification(self) -> Any: ...
+
+
+class StoredResults(Protocol):
+    """A run's stored results as `Metric.measure` reads them (harness.results.model.ResultsDocument)."""
+
+    @property
+    def models(self) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -142,7 +168,7 @@ class Scope:
     name: str
     needs_attack: bool
     needs_epsilon: bool
-    locate: Callable[[ModelResult, Target], Any]  # (model, what the criterion names) → the result, or None
+    locate: Callable[[StoredModel, Target], Any]  # (model, what the criterion names) → the result, or None
     attack_kind: str | None = None  # the kind of attack required, if any
     per_model: bool = False  # True: measured on one model only, never as 'change'
     needs_corruption: bool = False
@@ -151,19 +177,19 @@ class Scope:
     needs_radius: bool = False  # and a radius (or an ε converted to one)
 
 
-def _corruption_point(model: ModelResult, target: Target) -> Any:
+def _corruption_point(model: StoredModel, target: Target) -> Any:
     corruption = model.corruptions.get(target.corruption) if target.corruption else None
     return None if corruption is None or target.severity is None else corruption.find(target.severity)
 
 
-CLEAN = Scope("clean", False, False, lambda model, t: model.clean)
-def _attack_point(model: ModelResult, t: Target) -> Any:
+def _attack_point(model: StoredModel, t: Target) -> Any:
     """The point of one attack at ε, or of the worst case over attacks (`attack: any`)."""
     if t.attack == WORST_CASE:
         return model.worst_case.find(t.epsilon) if model.worst_case and t.epsilon is not None else None
     return model.attacks[t.attack].find(t.epsilon) if t.attack in model.attacks else None
 
 
+CLEAN = Scope("clean", False, False, lambda model, t: model.clean)
 POINT = Scope("point", True, True, _attack_point)
 MIN_EPSILON = Scope("min_epsilon", True, False, lambda model, t: (
     model.attacks[t.attack].min_epsilon if t.attack in model.attacks else None), attack_kind="minimal")
@@ -179,11 +205,11 @@ DATA = Scope("data", False, False, lambda model, t: model, per_model=True)  # th
 CORRUPTION_SUMMARY = Scope("corruption_summary", False, False, lambda model, t: model if model.corruptions else None)
 
 
-def _smoothed(model: ModelResult, target: Target) -> Any:
+def _smoothed(model: StoredModel, target: Target) -> Any:
     return None if model.certification is None else model.certification.find(target.sigma)
 
 
-def _certified_point(model: ModelResult, target: Target) -> Any:
+def _certified_point(model: StoredModel, target: Target) -> Any:
     found = _smoothed(model, target)
     return None if found is None else found.find(target.radius, target.epsilon)
 
@@ -232,7 +258,7 @@ class Metric:
         """Whether a criterion on this metric names a severity (1-5) the corruption ran at."""
         return self.scope.needs_severity
 
-    def read(self, model: ModelResult, attack: str | None = None, epsilon: float | None = None, *,
+    def read(self, model: StoredModel, attack: str | None = None, epsilon: float | None = None, *,
              corruption: str | None = None, severity: int | None = None, radius: float | None = None,
              sigma: float | None = None) -> float | None:
         """The stored value for one model, or None where it was not measured."""
@@ -240,15 +266,16 @@ class Metric:
         value = None if holder is None else getattr(holder, self.field)
         return None if value is None else float(value)
 
-    def read_interval(self, model: ModelResult, attack: str | None = None, epsilon: float | None = None, *,
+    def read_interval(self, model: StoredModel, attack: str | None = None, epsilon: float | None = None, *,
                       corruption: str | None = None, severity: int | None = None, radius: float | None = None,
-                      sigma: float | None = None) -> MetricInterval | None:
-        """The stored confidence interval for one model, or None (no interval for this metric or this run)."""
+                      sigma: float | None = None) -> Any:
+        """The stored confidence interval (a harness.results.model.MetricInterval) for one model, or None (no interval
+        for this metric or this run)."""
         holder = self.scope.locate(model, Target(attack, epsilon, corruption, severity, radius, sigma))
         intervals = getattr(holder, "intervals", None) or {}
         return intervals.get(self.field)
 
-    def measure(self, results: ResultsDocument, role: str, attack: str | None = None, epsilon: float | None = None,
+    def measure(self, results: StoredResults, role: str, attack: str | None = None, epsilon: float | None = None,
                 *, corruption: str | None = None, severity: int | None = None, radius: float | None = None,
                 sigma: float | None = None) -> float | None:
         """The value for a model role; 'change' is hardened minus naive; None where either was not measured."""
