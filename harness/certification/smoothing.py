@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.attacks.judge import check_finite_logits
+from harness.data.batches import check_finite_logits
 from harness.stats.smoothing import binomial_p_value, gaussian_radius, lower_confidence_bound
 
 ABSTAIN = -1  # the class CERTIFY or PREDICT returns when it abstains

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from harness.results.formatting import eps_text
+from harness.formatting import eps_text
 
 if TYPE_CHECKING:
     from harness.plan.schema import Plan

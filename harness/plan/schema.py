@@ -17,8 +17,8 @@ from harness.plan.architecture import check_architecture
 from harness.plan.certification import CertificationSettings, certification_settings, criterion_certification
 from harness.plan.corruptions import CorruptionSpec, corruption_specs, criterion_corruption
 from harness.plan.criteria import (
-    BOUNDS,
     ANY_ATTACK,
+    BOUNDS,
     JUDGE_ESTIMATE,
     JUDGES,
     LATEST_PASS,

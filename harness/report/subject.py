@@ -27,7 +27,7 @@ def subject_of(report: ReportInput) -> Subject | None:
 
 def trained_by_harness(report: ReportInput) -> bool:
     """Whether the naive model was trained by the harness from the plan (the built-in demonstration model)."""
-    return ((report.manifest.get("models") or {}).get("naive") or {}).get("source") == "trained"
+    return report.manifest.model("naive").get("source") == "trained"
 
 
 def synthetic_data(report: ReportInput) -> bool:

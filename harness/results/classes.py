@@ -12,15 +12,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from harness.data.units import NativeUnits
 from harness.errors import PlanError
 from harness.plan.criteria import Criterion
+from harness.registry.units import NativeUnits
 from harness.results.model import ModelResult
 from harness.results.subgroups import subgroup_model
 from harness.results.uncertainty import IntervalSettings
 
 if TYPE_CHECKING:
-    from harness.attacks.sweep import AttackOutcome
+    from harness.results.attack_outcome import AttackOutcome
 
 
 def class_results(model: ModelResult, class_names: Sequence[str], labels: np.ndarray, logits: np.ndarray,

@@ -107,7 +107,7 @@ def not_a_classifier(results: ResultsDocument, manifest: Mapping[str, Any]) -> I
 
 def training_data_leakage(results: ResultsDocument, manifest: Mapping[str, Any]) -> Iterable[str]:
     """Test images that duplicate an image of the plan's leakage reference (harness.data.fingerprints)."""
-    found = ((manifest.get("dataset") or {}).get("leakage") or {}).get("training_data") or {}
+    found = manifest.leakage.get("training_data") or {}
     if found.get("against") == "reference" and found.get("leaked_images"):
         yield f"data: {found['summary']}"
 

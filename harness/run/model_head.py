@@ -15,7 +15,7 @@ import torch
 from harness.attacks.heads import logits_view, logits_view_at, supplied_module
 from harness.attacks.operating_point import OperatingPoint, choose_point, declared_point
 from harness.attacks.output_checks import check_outputs
-from harness.attacks.sweep import batches, predict_logits
+from harness.data.batches import batches, predict_logits
 from harness.errors import DataError, ModelError, PlanError
 from harness.plan.heads import ModelHead
 from harness.registry.contracts import DatasetBundle, ModelBundle

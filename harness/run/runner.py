@@ -30,7 +30,6 @@ from harness.attacks.sweep import merge_outcomes, run_attack
 from harness.corruptions.fit import check_fit
 from harness.data import batches as batching
 from harness.data.checks import validate_dataset
-from harness.data.deid import FileNamer
 from harness.data.leakage import find_leakage
 from harness.data.loading import load_dataset
 from harness.data.metadata import split_metadata
@@ -73,8 +72,8 @@ from harness.run.corruption_stage import CorruptionStage
 from harness.run.environment import (
     device_info,
     library_versions,
-    plan_threads,
     plan_git_provenance,
+    plan_threads,
     platform_info,
     resolve_device,
     source_revision,
@@ -85,6 +84,7 @@ from harness.run.progress import ProgressMode, ProgressReporter
 from harness.run.reference import training_data_leakage
 from harness.storage.atomic import write_json_atomic, write_text_atomic
 from harness.storage.checksums import write_sums
+from harness.storage.deid import FileNamer
 from harness.storage.filelock import LockTimeout, file_lock
 from harness.storage.hashing import file_sha256
 from harness.storage.model_copy import keep_model

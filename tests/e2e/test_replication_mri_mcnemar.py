@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 from support import PLANS
 
+from harness.plan.epsilons import EpsilonGrid
 from harness.plan.schema import load_plan
 from harness.registry.manager import default_registry
-from harness.results.epsilons import EpsilonGrid
 from harness.results.samples import read_samples
 from harness.run.runner import RunConfig, Runner
 from harness.stats.paired import exact_mcnemar

@@ -4,8 +4,6 @@ probability) through TorchScript: behind the logits view (harness.attacks.heads)
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch

@@ -7,8 +7,6 @@ import dataclasses
 import numpy as np
 import pytest
 
-from harness.results.build import clean_metrics
-from harness.results.certification import CertifiedPoint, SigmaResult
 from harness.plan.metrics import (
     CERTIFIED_POINT,
     CLEAN,
@@ -33,6 +31,7 @@ from harness.plan.metrics import (
     success_rate,
 )
 from harness.results.build import clean_metrics
+from harness.results.certification import CertifiedPoint, SigmaResult
 from harness.results.model import (
     AttackPoint,
     AttackResult,

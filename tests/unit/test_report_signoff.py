@@ -6,11 +6,11 @@ import subprocess
 
 import pytest
 from report_layout import MAX_SMALL_SHARE, read_layout, small_type_share, small_words, tool, type_size
+from synthetic_run import write_synthetic_run
 
 from harness.errors import PlanError
 from harness.plan.subject import Subject, parse_subject
 from harness.report import render_report
-from harness.report.synthetic import write_synthetic_run
 from harness.report.text import breakable_id
 
 SUBJECT = {"name": "NoduleScope", "version": "2.1", "manufacturer": "Example Imaging Ltd",

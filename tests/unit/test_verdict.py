@@ -14,23 +14,25 @@ import torch
 from attack_toys import one_torch_thread  # noqa: F401 (a fixture)
 from fake_plugins import fake_registry
 from rich.console import Console
+from synthetic_run import write_synthetic_run
 from test_indicators import OVERSHOOT_PLAN, Overshoot, overshoot_split
 
 from harness.attacks.indicators import PROBE_BREAKS, compute_indicators
-from harness.attacks.sweep import AttackOutcome, predict_logits, run_attack
+from harness.attacks.sweep import run_attack
 from harness.cli.closing import closing_lines
-from harness.cli.exit_codes import EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_PASS
 from harness.cli.tables import print_summary
+from harness.data.batches import predict_logits
+from harness.errors import EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_PASS
+from harness.plan.metrics import METRICS
 from harness.plan.schema import load_plan_text
 from harness.pytest_plugin.messages import failure_message
 from harness.registry.manager import default_registry
 from harness.report.context import build_context
 from harness.report.load import load_report
 from harness.report.render import render_html
-from harness.report.synthetic import write_synthetic_run
+from harness.results.attack_outcome import AttackOutcome
 from harness.results.build import attack_result, clean_metrics, worst_case
 from harness.results.criteria import evaluate
-from harness.results.metrics import METRICS
 from harness.results.model import (
     WORST_CASE,
     CleanMetrics,
@@ -304,7 +306,7 @@ def test_a_model_that_predicts_one_class_is_warned_with_its_likely_causes():
 
 def test_harness_runs_lists_an_inconclusive_run_as_such(judged, tmp_path, capsys):
     from harness.cli.main import main
-    from harness.storage.history import record_run
+    from harness.results.history import record_run
 
     out = tmp_path / "runs"
     run_dir = out / "overshoot-1"

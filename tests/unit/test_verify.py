@@ -7,9 +7,9 @@ import shutil
 import subprocess
 
 import pytest
+from synthetic_run import write_synthetic_run
 
 from harness.cli.main import main
-from harness.report.synthetic import write_synthetic_run
 from harness.run.verify import verify_run
 from harness.storage.checksums import SUMS_FILE, check_sums, read_sums, update_sums, write_sums
 from harness.storage.hashing import PLAN_ID_COMMAND, canonical_json_sha256

@@ -16,8 +16,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from harness.cli.exit_codes import EXIT_PASS
-from harness.errors import PlanError
+from harness.errors import EXIT_PASS, PlanError
 
 NAME = "fingerprint-data"
 HELP = "write per-image exact and perceptual hashes of a data set, for a plan's leakage: {reference: FILE}"
@@ -38,11 +37,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def execute(args: argparse.Namespace, console: Console) -> int:
     """Load the data, fingerprint the chosen split(s) and write the file atomically."""
-    from harness.data.deid import FileNamer
     from harness.plan.params import build_dataclass
     from harness.registry.contracts import DatasetContext
     from harness.registry.manager import default_registry
     from harness.run.reference import load_reference
+    from harness.storage.deid import FileNamer
     from harness.storage.rundir import default_cache_dir
 
     registry = default_registry()

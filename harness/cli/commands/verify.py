@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from harness.cli.exit_codes import EXIT_FAIL, EXIT_PASS
+from harness.errors import EXIT_FAIL, EXIT_PASS
 
 NAME = "verify"
 HELP = "re-check a run directory: SHA256SUMS, plan hashes, model copies, data content hash"

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.formatting import eps_label, interval_text, pct
 from harness.report import plots
 from harness.report.inputs import ReportInput
 from harness.results.certification import NOISE_TRAINED, CertificationResult, SigmaResult
-from harness.results.formatting import eps_label, interval_text, pct
 from harness.results.uncertainty import shown
 
 TITLE = "Certified robustness (randomized smoothing)"
@@ -27,7 +27,7 @@ def model_kind(result: CertificationResult) -> str:
 
 
 def _cost(report: ReportInput, role: str, sigma: float) -> str:
-    entry = ((report.manifest.get("certification") or {}).get("cost") or {}).get(role, {}).get(f"{sigma:g}") or {}
+    entry = ((report.manifest.extra.get("certification") or {}).get("cost") or {}).get(role, {}).get(f"{sigma:g}") or {}
     rate = entry.get("forward_passes_per_second")
     used = (entry.get("precision") or {}).get("used", "float32")
     return f"{rate:,.0f}/s ({used})" if rate else f"– ({used})"

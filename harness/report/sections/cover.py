@@ -10,11 +10,11 @@ from harness.formatting import interval_text, level_text, pct
 from harness.report.inputs import ROLES, ReportInput
 from harness.report.sections.criteria import criterion_row
 from harness.report.sections.warnings import warnings
-from harness.results.warnings import NOT_A_CLASSIFIER
 from harness.report.subject import device_under_test
 from harness.report.text import basename, short_hash, utc_text
 from harness.results.status import JUDGED
 from harness.results.uncertainty import shown
+from harness.results.warnings import NOT_A_CLASSIFIER
 from harness.stats.intervals import METHOD_NAMES
 from harness.storage.checksums import VERIFY_COMMAND
 from harness.storage.hashing import PLAN_ID_COMMAND, file_sha256

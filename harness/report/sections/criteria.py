@@ -67,8 +67,8 @@ def criterion_row(report: ReportInput, c: CriterionResult) -> dict[str, Any]:
 
 def preregistration(report: ReportInput) -> str:
     """When the criteria were fixed, from git's record of the plan file (manifest `plan.git`)."""
-    git = report.plan_record.get("git")
-    if not isinstance(git, dict):
+    git = report.plan.git
+    if not git:
         return "Version control of the plan file: not recorded by this run."
     if not git.get("tracked"):
         return f"Acceptance criteria: the plan file is {git.get('why') or 'not under version control'}; when the " \

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.formatting import eps_text, level_text, pct
 from harness.report.inputs import ReportInput
 from harness.report.subject import synthetic_data
-from harness.results.formatting import eps_text, level_text, pct
 from harness.stats.intervals import binomial_interval
 
 TITLE = "Limitations"
@@ -104,7 +104,7 @@ def deviations(report: ReportInput) -> list[str]:
     """Resumes, interruptions, overrides, criteria judged on the estimate, cached weights."""
     out = []
     manifest = report.manifest
-    resumed = manifest.get("resumed_at") or []
+    resumed = list(manifest.resumed_at)
     if resumed:
         out.append(f"the run stopped and was resumed {len(resumed)} time{'s' if len(resumed) != 1 else ''} "
                    f"(at {', '.join(map(str, resumed))}); finished work was kept")
@@ -118,8 +118,7 @@ def deviations(report: ReportInput) -> list[str]:
     if estimate:
         out.append(f"{len(estimate)} criteri{'a' if len(estimate) != 1 else 'on'} judged on the point estimate, not a "
                    "confidence bound")
-    cached = [role for role, info in (manifest.get("models") or {}).items()
-              if isinstance(info, dict) and info.get("cache_hit")]
+    cached = [role for role in manifest.models if manifest.model(role).get("cache_hit")]
     if cached:
         out.append(f"weights of the {', '.join(cached)} model loaded from the harness cache (trained earlier from "
                    "identical settings)")

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.formatting import eps_text
+from harness.plan.metrics import METRICS
 from harness.report.inputs import ReportInput
-from harness.results.formatting import eps_text
-from harness.results.metrics import METRICS
 from harness.results.model import AttackPoint, ModelResult
 
 SENSITIVITY, SPECIFICITY = METRICS["clean_sensitivity"], METRICS["clean_specificity"]

@@ -65,6 +65,6 @@ def build(report: ReportInput) -> dict[str, Any]:
                     for s in skipped],
         "other": [(k, verbatim(v)) for k, v in prov.items() if k not in SHOWN_ELSEWHERE],
         "geometry": (prov.get("geometry") or {}).get("summary") if isinstance(prov.get("geometry"), dict) else None,
-        "declared_safe": [verbatim(a) for a in (report.manifest.get("statistics") or {}).get(
+        "declared_safe": [verbatim(a) for a in (report.manifest.extra.get("statistics") or {}).get(
             "declared_not_identifiers") or []],
     }

@@ -14,7 +14,7 @@ def warnings(report: ReportInput) -> list[str]:
     """The run's warnings, then deviations the report finds in the results, manifest and files."""
     run, manifest = report.run, report.manifest
     out = list(run.warnings)
-    resumed = manifest.get("resumed_at") or []
+    resumed = list(manifest.resumed_at)
     if resumed:
         out.append(f"The run stopped (interrupted, killed or an error) and was resumed {len(resumed)} "
                    f"time{'s' if len(resumed) != 1 else ''} (at {', '.join(map(str, resumed))}); the work finished "
