@@ -103,7 +103,8 @@ class PlanRecord:
             "name": self.name, "source": self.source, "sha256": self.sha256, "resolved": dict(self.resolved),
             "overrides": list(self.overrides), "copy": self.copy, "file_sha256": self.file_sha256,
             "resolved_yaml_sha256": self.resolved_yaml_sha256, "hashes": dict(self.hashes),
-            "record_paths": self.record_paths, "git": None if self.git is None else dict(self.git),
+            **({"record_paths": self.record_paths} if self.record_paths != "as_written" else {}),
+            **({"git": dict(self.git)} if self.git is not None else {}),
             "effective": {
                 "description": self.description, "intended_use": self.intended_use, "seed": self.seed,
                 "device": self.device, "batch_size": self.batch_size, "epsilons": list(self.epsilons),

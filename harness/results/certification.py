@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from harness.results.model import Intervals, intervals_json, read_intervals
+from harness.results.intervals import Intervals, intervals_json, read_intervals
 
 Json = dict[str, Any]
 PLAIN, NOISE_TRAINED = "plain", "noise-trained"  # the kinds of model a certificate is for

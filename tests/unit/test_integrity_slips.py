@@ -15,6 +15,7 @@ from harness.errors import PlanError
 from harness.plan.criteria import Criterion
 from harness.report.load import load_report
 from harness.report.sections import baselines as baselines_section
+from harness.results.baselines import check_baselines
 from harness.results.sample_size import undecidable_warnings
 
 
@@ -31,7 +32,8 @@ def failed_run(tmp_path_factory):
 
 def test_a_failed_baseline_is_refused_naming_the_way_to_accept_it(failed_run):
     with pytest.raises(PlanError) as caught:
-        plan_of(gates(f"{{metric: clean_accuracy, baseline: {failed_run}, max_drop: 0.02}}"), failed_run.parent)
+        check_baselines(plan_of(gates(f"{{metric: clean_accuracy, baseline: {failed_run}, max_drop: 0.02}}"),
+                                failed_run.parent))
     line = caught.value.one_line()
     assert line.startswith(f"plan.yaml:{GATE_LINE}, key 'acceptance.2.baseline': baseline ")
     assert "did not pass (its verdict: failed), so it is not an approved run" in line
