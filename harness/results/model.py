@@ -850,6 +850,11 @@ class Verdict:
         """'passed', 'failed' or 'inconclusive' (the run's status once judged)."""
         return "passed" if self.passed else "inconclusive" if self.inconclusive else "failed"
 
+    @property
+    def word(self) -> str:
+        """PASS, FAIL or INCONCLUSIVE, as the console, the cover and pytest say it."""
+        return {"passed": "PASS", "failed": "FAIL"}.get(self.outcome, "INCONCLUSIVE")
+
     @classmethod
     def of(cls, criteria: tuple[CriterionResult, ...] | list[CriterionResult]) -> Verdict:
         """Passed only when every criterion passed (vacuously with none)."""
