@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from harness.data.units import NativeUnits
 from harness.results.formatting import eps_text
-from harness.results.model import AttackPoint, AttackResult, CorruptionResult, ModelResult, thaw
+from harness.results.model import WORST_CASE, AttackPoint, AttackResult, CorruptionResult, ModelResult, thaw
 from harness.results.samples import SampleOutcome
 from harness.results.status import ERROR, JUDGED, RUNNING
 from harness.results.view import RunResults
@@ -136,8 +136,9 @@ class ReportInput:
 
     @functools.cached_property
     def attack_ids(self) -> list[str]:
-        """Attack ids in plan order, then any the results hold that the plan does not list."""
-        ids: list[str] = []
+        """The worst case over attacks first (where a model has one), then attack ids in plan order, then any the
+        results hold that the plan does not list."""
+        ids: list[str] = [WORST_CASE] if any((m := self.model(r)) and m.worst_case for r in self.roles) else []
         for item in self.resolved.get("attacks") or []:
             if isinstance(item, dict):
                 attack_id = item.get("id", item.get("attack"))
@@ -148,17 +149,28 @@ class ReportInput:
         return ids
 
     def attack_result(self, role: str, attack_id: str) -> AttackResult | None:
-        """One attack on one role, or None."""
+        """One attack on one role, or None; WORST_CASE gives the worst case over attacks in an attack's shape."""
         model = self.model(role)
+        if model is not None and attack_id == WORST_CASE:
+            worst = model.worst_case
+            return None if worst is None else AttackResult(attack=worst.label, norm=worst.norm, kind="fixed_epsilon",
+                                                           params={}, points=worst.points)
         return None if model is None else model.attacks.get(attack_id)
+
+    def upper_bound(self, role: str, attack_id: str, epsilon: float) -> bool:
+        """Whether an attack's number at ε is only an upper bound (an indicator shows the attack failed there)."""
+        model = self.model(role)
+        return model is not None and attack_id != WORST_CASE and model.upper_bound(attack_id, epsilon)
 
     def attack(self, attack_id: str) -> AttackResult | None:
         """An attack's plugin, norm, kind and parameters: from the first role it ran on (None if on none)."""
         return first_found(self.attack_result, attack_id)
 
     def attack_label(self, attack_id: str) -> str:
-        """'pgd' or 'strong_pgd (pgd_linf)' when the id is not the plugin's name."""
+        """'pgd' or 'strong_pgd (pgd_linf)' when the id is not the plugin's name; 'worst case of N attacks'."""
         attack = self.attack(attack_id)
+        if attack_id == WORST_CASE and attack is not None:
+            return attack.attack
         return plugin_label(attack_id, attack.attack if attack else None)
 
     def attack_ids_of_kind(self, kind: str) -> list[str]:

@@ -463,6 +463,7 @@ class WorstCase:
     points: tuple[AttackPoint, ...]
     attacks: Mapping[float, tuple[str, ...]]  # ε → the attacks (and probes) the point is the worst case of
     upper_bounds: tuple[str, ...] = ()
+    norm: str = "linf"  # the norm of every attack it combines (a plan's other norms have no worst case)
 
     def __post_init__(self) -> None:
         _set(self, points=tuple(self.points), upper_bounds=tuple(self.upper_bounds),
@@ -480,7 +481,7 @@ class WorstCase:
 
     def to_json(self) -> Json:
         """A model's `worst_case` section."""
-        return {"label": self.label, "points": [p.to_json() for p in self.points],
+        return {"label": self.label, "norm": self.norm, "points": [p.to_json() for p in self.points],
                 "attacks": [{"epsilon": e, "attacks": list(a)} for e, a in self.attacks.items()],
                 "upper_bounds": list(self.upper_bounds)}
 
@@ -489,7 +490,7 @@ class WorstCase:
         """Read a `worst_case` section."""
         return cls(points=tuple(AttackPoint.from_json(p) for p in raw.get("points", ())),
                    attacks={float(a["epsilon"]): tuple(a["attacks"]) for a in raw.get("attacks", ())},
-                   upper_bounds=tuple(raw.get("upper_bounds", ())))
+                   upper_bounds=tuple(raw.get("upper_bounds", ())), norm=raw.get("norm", "linf"))
 
 
 @dataclass(frozen=True)

@@ -313,3 +313,30 @@ def test_harness_runs_lists_an_inconclusive_run_as_such(judged, tmp_path, capsys
     capsys.readouterr()
     assert main(["runs", "--out", str(out)]) == 0
     assert "INCONCLUSIVE 1/2" in capsys.readouterr().out
+
+
+def test_the_report_leads_with_the_worst_case_and_marks_a_failed_attack_as_an_upper_bound(tmp_path):
+    run_dir = tmp_path / "run"
+    write_synthetic_run(run_dir)
+    path = run_dir / "results.json"
+    data = json.loads(path.read_text())
+    naive = data["models"]["naive"]
+    points = naive["attacks"]["pgd_linf"]["points"]
+    cutoff = min((p["epsilon"] for p in points), key=lambda e: abs(e - 0.004))
+    naive["worst_case"] = {"label": "worst case of 2 attacks", "norm": "linf",
+                           "points": [{**p, "robust_accuracy": 0.1234} for p in points],
+                           "attacks": [{"epsilon": p["epsilon"], "attacks": ["pgd_linf", "fgsm"]} for p in points]}
+    checks = naive["indicators"]["checks"]
+    checks[0].update(passed=False, concerns=[{"attack": "pgd_linf", "epsilon": cutoff}])
+    path.write_text(json.dumps(data))
+    html = render_html(build_context(load_report(run_dir)))
+    cover = _cover(run_dir)
+    assert "accuracy under worst case of 2 attacks at ε" in cover and "12.3%" in cover
+    assert "≤ " in cover  # pgd_linf's own number at the cutoff is only an upper bound
+    assert "Under attack: worst case of 2 attacks" in html
+    from harness.report.sections.robustness_profile import profile_rows
+
+    labels = [row.label for row in profile_rows(load_report(run_dir))]
+    assert labels[1].startswith("worst case of 2 attacks, ε = ")  # the profile's first row under attack
+    assert any(label.startswith("pgd_linf") and label.endswith("(upper bound: the attack failed)")
+               for label in labels)
