@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from harness.data.units import NativeUnits
@@ -153,8 +153,10 @@ class ReportInput:
         model = self.model(role)
         if model is not None and attack_id == WORST_CASE:
             worst = model.worst_case
-            return None if worst is None else AttackResult(attack=worst.label, norm=worst.norm, kind="fixed_epsilon",
-                                                           params={}, points=worst.points)
+            if worst is None:
+                return None
+            points = tuple(replace(p, bound_violations=0) for p in worst.points)  # each attack counted its own
+            return AttackResult(attack=worst.label, norm=worst.norm, kind="fixed_epsilon", params={}, points=points)
         return None if model is None else model.attacks.get(attack_id)
 
     def upper_bound(self, role: str, attack_id: str, epsilon: float) -> bool:
