@@ -327,13 +327,19 @@ def test_the_report_leads_with_the_worst_case_and_marks_a_failed_attack_as_an_up
                            "points": [{**p, "robust_accuracy": 0.1234} for p in points],
                            "attacks": [{"epsilon": p["epsilon"], "attacks": ["pgd_linf", "fgsm"]} for p in points]}
     checks = naive["indicators"]["checks"]
-    checks[0].update(passed=False, concerns=[{"attack": "pgd_linf", "epsilon": cutoff}])
+    checks[0].update(passed=False, concerns=[{"attack": "pgd_linf", "epsilon": cutoff}],
+                     rule=exceeds_chance(9, 32, 0.05).rule())
     path.write_text(json.dumps(data))
     html = render_html(build_context(load_report(run_dir)))
     cover = _cover(run_dir)
     assert "accuracy under worst case of 2 attacks at ε" in cover and "12.3%" in cover
     assert "≤ " in cover  # pgd_linf's own number at the cutoff is only an upper bound
     assert "Under attack: worst case of 2 attacks" in html
+    import html as html_lib
+    import re
+
+    text = " ".join(html_lib.unescape(re.sub(r"<[^>]+>", " ", html)).split())
+    assert "rule: 9 of 32, one-sided exact binomial test against a tolerated 5%" in text  # subset size and rule
     from harness.report.sections.robustness_profile import profile_rows
 
     labels = [row.label for row in profile_rows(load_report(run_dir))]
