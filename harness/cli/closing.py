@@ -17,7 +17,7 @@ def closing_lines(view: RunResults) -> list[str]:
     lines = [f"harness: warning: {warning}" for warning in view.warnings]
     if verdict is not None:
         inconclusive = f", {verdict.n_inconclusive} inconclusive" if verdict.n_inconclusive else ""
-        lines.append(f"harness: verdict {verdict.outcome.upper()} "
+        lines.append(f"harness: verdict {verdict.word} "
                      f"({verdict.n_passed} of {verdict.n_criteria} criteria passed{inconclusive})")
     for criterion in view.criteria:
         if criterion.inconclusive and not criterion.passed:

@@ -34,7 +34,7 @@ class RunRecord:
         if self.result is not None:
             verdict = self.result.verdict
             n_passed, n_criteria = (verdict.n_passed, verdict.n_criteria) if verdict else (0, 0)
-            outcome = (f"{verdict.outcome.upper() if verdict else 'FAIL'} ({n_passed}/{n_criteria} criteria "
+            outcome = (f"{verdict.word if verdict else 'FAIL'} ({n_passed}/{n_criteria} criteria "
                        "passed)")
         else:
             outcome = f"run failed: {one_line(self.error)}"

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from harness.formatting import eps_text
 from harness.plan.record import PlanRecord
 from harness.registry.units import NativeUnits
 from harness.results.manifest import Manifest
-from harness.results.model import AttackPoint, AttackResult, CorruptionResult, ModelResult, thaw
+from harness.results.model import WORST_CASE, AttackPoint, AttackResult, CorruptionResult, ModelResult, thaw
 from harness.results.samples import SampleOutcome
 from harness.results.status import ERROR, JUDGED, RUNNING
 from harness.results.view import RunResults
@@ -136,24 +136,39 @@ class ReportInput:
 
     @functools.cached_property
     def attack_ids(self) -> list[str]:
-        """Attack ids in plan order, then any the results hold that the plan does not list."""
-        ids: list[str] = list(dict.fromkeys(self.plan.attack_ids()))
+        """The worst case over attacks first (where a model has one), then attack ids in plan order, then any the
+        results hold that the plan does not list."""
+        ids: list[str] = [WORST_CASE] if any((m := self.model(r)) and m.worst_case for r in self.roles) else []
+        ids += [attack_id for attack_id in dict.fromkeys(self.plan.attack_ids()) if attack_id not in ids]
         for role in self.roles:
             ids += [attack_id for attack_id in self.run.attacks(role) if attack_id not in ids]
         return ids
 
     def attack_result(self, role: str, attack_id: str) -> AttackResult | None:
-        """One attack on one role, or None."""
+        """One attack on one role, or None; WORST_CASE gives the worst case over attacks in an attack's shape."""
         model = self.model(role)
+        if model is not None and attack_id == WORST_CASE:
+            worst = model.worst_case
+            if worst is None:
+                return None
+            points = tuple(replace(p, bound_violations=0) for p in worst.points)  # each attack counted its own
+            return AttackResult(attack=worst.label, norm=worst.norm, kind="fixed_epsilon", params={}, points=points)
         return None if model is None else model.attacks.get(attack_id)
+
+    def upper_bound(self, role: str, attack_id: str, epsilon: float) -> bool:
+        """Whether an attack's number at ε is only an upper bound (an indicator shows the attack failed there)."""
+        model = self.model(role)
+        return model is not None and attack_id != WORST_CASE and model.upper_bound(attack_id, epsilon)
 
     def attack(self, attack_id: str) -> AttackResult | None:
         """An attack's plugin, norm, kind and parameters: from the first role it ran on (None if on none)."""
         return first_found(self.attack_result, attack_id)
 
     def attack_label(self, attack_id: str) -> str:
-        """'pgd' or 'strong_pgd (pgd_linf)' when the id is not the plugin's name."""
+        """'pgd' or 'strong_pgd (pgd_linf)' when the id is not the plugin's name; 'worst case of N attacks'."""
         attack = self.attack(attack_id)
+        if attack_id == WORST_CASE and attack is not None:
+            return attack.attack
         return plugin_label(attack_id, attack.attack if attack else None)
 
     def attack_ids_of_kind(self, kind: str) -> list[str]:

@@ -77,10 +77,10 @@ def attack_points(outcome: AttackOutcome | _Union, labels: np.ndarray, clean_cor
 def worst_case(outcomes: Mapping[str, AttackOutcome], labels: np.ndarray, clean_correct: np.ndarray,
                positive_class: int, native: NativeUnits | None, intervals: IntervalSettings | None = None,
                probes: Mapping[float, tuple[str, np.ndarray]] | None = None,
-               upper_bounds: Iterable[str] = ()) -> WorstCase | None:
+               upper_bounds: Iterable[str] = (), norm: str = "linf") -> WorstCase | None:
     """Per ε of any attack, the per-image worst case: an image counts as broken when any attack run at that ε or a
     smaller one broke it (or a probe in `probes`: ε → (probe name, which test images it broke)); None without
-    attacks. An image is robust only if every one of them failed on it."""
+    attacks. An image is robust only if every one of them failed on it. All outcomes must be of `norm`."""
     labels = np.asarray(labels)
     broken: dict[float, np.ndarray] = {}
     names: dict[float, list[str]] = {}
@@ -104,7 +104,7 @@ def worst_case(outcomes: Mapping[str, AttackOutcome], labels: np.ndarray, clean_
     points = tuple(replace(p, bound_violations=None) for p in attack_points(union, labels, clean_correct,
                                                                            positive_class, native, intervals))
     return WorstCase(points=points, attacks={e: tuple(names[e]) for e in sorted(broken)},
-                     upper_bounds=tuple(upper_bounds))
+                     upper_bounds=tuple(upper_bounds), norm=norm)
 
 
 def _finite_or_none(value: float) -> float | None:

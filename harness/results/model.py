@@ -420,6 +420,7 @@ class WorstCase:
     points: tuple[AttackPoint, ...]
     attacks: Mapping[float, tuple[str, ...]]  # ε → the attacks (and probes) the point is the worst case of
     upper_bounds: tuple[str, ...] = ()
+    norm: str = "linf"  # the norm of every attack it combines (a plan's other norms have no worst case)
 
     def __post_init__(self) -> None:
         _set(self, points=tuple(self.points), upper_bounds=tuple(self.upper_bounds),
@@ -437,7 +438,7 @@ class WorstCase:
 
     def to_json(self) -> Json:
         """A model's `worst_case` section."""
-        return {"label": self.label, "points": [p.to_json() for p in self.points],
+        return {"label": self.label, "norm": self.norm, "points": [p.to_json() for p in self.points],
                 "attacks": [{"epsilon": e, "attacks": list(a)} for e, a in self.attacks.items()],
                 "upper_bounds": list(self.upper_bounds)}
 
@@ -446,7 +447,7 @@ class WorstCase:
         """Read a `worst_case` section."""
         return cls(points=tuple(AttackPoint.from_json(p) for p in raw.get("points", ())),
                    attacks={float(a["epsilon"]): tuple(a["attacks"]) for a in raw.get("attacks", ())},
-                   upper_bounds=tuple(raw.get("upper_bounds", ())))
+                   upper_bounds=tuple(raw.get("upper_bounds", ())), norm=raw.get("norm", "linf"))
 
 
 @dataclass(frozen=True)
@@ -814,6 +815,11 @@ class Verdict:
     def outcome(self) -> str:
         """'passed', 'failed' or 'inconclusive' (the run's status once judged)."""
         return "passed" if self.passed else "inconclusive" if self.inconclusive else "failed"
+
+    @property
+    def word(self) -> str:
+        """PASS, FAIL or INCONCLUSIVE, as the console, the cover and pytest say it."""
+        return {"passed": "PASS", "failed": "FAIL"}.get(self.outcome, "INCONCLUSIVE")
 
     @classmethod
     def of(cls, criteria: tuple[CriterionResult, ...] | list[CriterionResult]) -> Verdict:

@@ -437,15 +437,18 @@ class Runner:
             self.results = self.results.with_warnings(f"{role}: the attack-failure indicators were not computed: "
                                                       "they need input gradients, which the model does not give")
         probes: dict[float, tuple[str, np.ndarray]] = {}
+        norms = [spec.norm for spec in attacks]
+        norm = max(dict.fromkeys(norms), key=norms.count) if norms else "linf"  # the worst case is of one norm
         if self.plan.indicators.enabled and bundle.differentiable:
             found = self._stage(f"{role}:indicators", lambda: distributed.on_main(
                 lambda: compute_indicators(bundle.module, test, model, self.plan, self.registry, self.device,
                                            self.batch_size, self.plan.seed, self.plan.indicators.n_images,
                                            dataset.class_names, outcomes)))
             for entry in found.get(PROBE_BREAKS, ()):
-                hit = np.zeros(len(test), dtype=bool)
-                hit[entry["indices"]] = True
-                probes[float(entry["epsilon"])] = ("the indicators' stronger probes", hit)
+                if entry["norm"] == norm:
+                    hit = np.zeros(len(test), dtype=bool)
+                    hit[entry["indices"]] = True
+                    probes[float(entry["epsilon"])] = ("the indicators' stronger probes", hit)
             indicators = Indicators.from_json(found)
             model = replace(model, indicators=indicators)
             self.results = self.results.with_model(role, model)
@@ -457,8 +460,10 @@ class Runner:
         failed = {a for c in (model.indicators.checks if model.indicators else ()) if not c.passed
                   for a, _ in c.concerns}
         upper = sorted(outcomes) if None in failed else sorted(a for a in failed if a in outcomes)
-        model = replace(model, worst_case=worst_case(outcomes, labels, clean_pred == labels, dataset.positive_class,
-                                                     dataset.native_units, self.intervals, probes, upper))
+        same_norm = {spec.id: outcomes[spec.id] for spec in attacks if spec.norm == norm and spec.id in outcomes}
+        model = replace(model, worst_case=worst_case(same_norm, labels, clean_pred == labels, dataset.positive_class,
+                                                     dataset.native_units, self.intervals, probes,
+                                                     [a for a in upper if a in same_norm], norm))
         self.results = self.results.with_model(role, model)
         self._save()
         settings = self.plan.report

@@ -56,7 +56,7 @@ def runs(tmp_path_factory, session_cache) -> dict[str, Path]:
     found = {"base": base, "out": out}
     for name, seed in (("a", "20221"), ("b", "20222")):
         proc, found[name] = run_plan(DEFAULT_PLAN, out, *TRAIN, f"seed={seed}")
-        assert proc.returncode in (0, 1) and "Traceback" not in proc.stderr, proc.stderr
+        assert proc.returncode in (0, 1, 4) and "Traceback" not in proc.stderr, proc.stderr
     return found
 
 

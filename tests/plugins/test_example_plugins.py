@@ -94,7 +94,7 @@ def test_a_plan_runs_on_the_example_dataset_and_attack_without_leaking_ids(tmp_p
     plan_path.write_text(plan)
     proc = harness(["run", str(plan_path), "--out", str(tmp_path / "runs"), "--no-report", "--threads", "1"],
                    install_example(tmp_path), session_cache)
-    assert proc.returncode in (0, 1), proc.stderr
+    assert proc.returncode in (0, 1, 4), proc.stderr
     run_dir = next(p for p in (tmp_path / "runs").iterdir() if p.is_dir())
     results = json.loads((run_dir / "results.json").read_text())
     assert "brightness_shift_linf" in results["models"]["naive"]["attacks"]

@@ -88,7 +88,7 @@ def test_validate_prints_the_smallest_decidable_test_split(capsys):
 
     assert main(["validate", str(REPO / "specs" / "ct_nodule.yaml")]) == 0
     out = capsys.readouterr().out
-    assert "sample size: clean_accuracy>=0.80: decidable from 16 test images (95% wilson)" in out
+    assert "sample size: clean_accuracy>=0.75: decidable from 9 test images (one-sided 95% wilson)" in out
 
 
 def test_plan_validation_takes_its_rules_from_the_registry():

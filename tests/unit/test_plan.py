@@ -28,7 +28,7 @@ VALID = textwrap.dedent("""\
         epsilons: [0.2]
     acceptance:
       - metric: clean_accuracy
-        min: 0.8
+        min: 0.75
       - metric: robust_accuracy
         attack: shift
         epsilon: 0.004
@@ -47,7 +47,7 @@ def test_valid_plan_is_typed_and_sorted():
     assert plan.dataset.params.n == 30 and plan.dataset.params.size == 8
     assert [a.id for a in plan.attacks] == ["shift", "shift_big"]
     assert plan.attacks[0].params.steps == 2 and plan.attacks[1].epsilons == [0.2]
-    assert [c.id for c in plan.acceptance] == ["clean_accuracy>=0.80", "shift[eps=0.004]::robust_accuracy>=0.60"]
+    assert [c.id for c in plan.acceptance] == ["clean_accuracy>=0.75", "shift[eps=0.004]::robust_accuracy>=0.60"]
 
 
 def test_overrides_are_applied_validated_and_recorded():
@@ -93,7 +93,7 @@ MALFORMED = [
     (("  - metric: clean_accuracy", "  - metric: happiness"), "unknown metric 'happiness'", 17),
     (("harness: 1\n", ""), "not a harness plan", None),
     (("name: toy_plan", "name: [toy"), "invalid YAML", None),
-    (("    min: 0.8", "    min: 0.8\n    max: 0.9"), "give exactly one of 'min' or 'max'", 17),
+    (("    min: 0.75", "    min: 0.75\n    max: 0.9"), "give exactly one of 'min' or 'max'", 17),
     (("seed: 3", "seed: 3\nbatch_size: huge"), "key 'batch_size': batch_size must be a positive integer or 'auto'", 4),
     (("seed: 3", "seed: 3\nbatch_size: 0"), "batch_size must be a positive integer or 'auto', got 0", 4),
     (("  - metric: clean_accuracy", "  - metric: clean_accuracy\n    model: hardened"),

@@ -56,14 +56,15 @@ def compute_indicators(model: nn.Module, split: Any, results: ModelResult, plan:
             (more_iterations.CHECK, lambda: more_iterations.check_more_iterations(ctx)),
             (gradients.CHECK, lambda: gradients.check_gradients(ctx)),
             (noise.CHECK, lambda: noise.check_noise(ctx)))]
-    breaks: dict[float, set[int]] = {}
+    breaks: dict[tuple[str, float], set[int]] = {}
     for r in results:
-        for eps, rows in r.broken.items():
-            breaks.setdefault(eps, set()).update(subset.indices[i] for i in np.flatnonzero(rows))
+        for key, rows in r.broken.items():
+            breaks.setdefault(key, set()).update(subset.indices[i] for i in np.flatnonzero(rows))
     return {"credible": all(r.passed for r in results), "checks": [r.to_json() for r in results],
             "flags": [r.flag for r in results if not r.passed], "n_subset": len(subset),
             "subset": f"≤ {n_images} clean-correct test images in a seeded order",
-            PROBE_BREAKS: [{"epsilon": eps, "indices": sorted(rows)} for eps, rows in sorted(breaks.items())]}
+            PROBE_BREAKS: [{"norm": norm, "epsilon": eps, "indices": sorted(rows)}
+                           for (norm, eps), rows in sorted(breaks.items())]}
 
 
 def _guard(check_id: str, work: Callable[[], CheckResult]) -> CheckResult:

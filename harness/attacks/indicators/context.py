@@ -54,7 +54,8 @@ class CheckResult:
     flag: str
     concerns: list[tuple[str | None, float | None]] = field(default_factory=lambda: [(None, None)])
     rule: str | None = None  # the decision rule with its counts (a count beyond chance, harness.stats.chance)
-    broken: dict[float, np.ndarray] = field(default_factory=dict)  # ε → subset images its probes broke there
+    broken: dict[tuple[str, float], np.ndarray] = field(default_factory=dict)  # (norm, ε) → subset images its
+    # probes broke there
 
     def to_json(self) -> dict[str, Any]:
         """The JSON-ready entry (`flipped_by` only when a probe flipped an image)."""

@@ -56,8 +56,9 @@ def check_more_iterations(ctx: Context) -> CheckResult:
     chance = exceeds_chance(int(extra.sum()), len(ctx.subset), MORE_ITERATIONS_MAX_DROP)
     result = CHECK.result(not chance.beyond_chance, drop, threshold, detail, ctx.flipped_by(hits),
                           concerns=[(spec.id, eps)], rule=f"images the stronger attacks break: {chance.rule()}")
-    for _, _, at, _, broken in drops:  # the worst case over attacks counts what the probes broke (build.worst_case)
-        result.broken[float(at)] = result.broken.get(float(at), np.zeros(len(ctx.subset), dtype=bool)) | broken
+    for _, probed, at, _, broken in drops:  # the worst case over attacks counts what the probes broke
+        key = (probed.norm, float(at))
+        result.broken[key] = result.broken.get(key, np.zeros(len(ctx.subset), dtype=bool)) | broken
     return result
 
 

@@ -1,4 +1,4 @@
-"""`harness run PLAN`: run a plan end to end (exit 0 when every criterion passes, 1 otherwise)."""
+"""`harness run PLAN`: run a plan end to end (exit 0 when every criterion passes, 4 when inconclusive, 1 otherwise)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def execute(args: argparse.Namespace, console: Console) -> int:
-    """Run a plan; exit 0 when every criterion passes, 1 otherwise."""
+    """Run a plan; exit 0 when every criterion passes, 4 when the verdict is inconclusive, 1 otherwise."""
     from harness.cli.closing import closing_lines
     from harness.cli.tables import print_summary
     from harness.plan.schema import load_plan

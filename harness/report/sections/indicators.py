@@ -42,7 +42,8 @@ def build(report: ReportInput) -> dict[str, Any] | None:
             continue
         checks = [{"id": c.id, "description": c.description, "passed": c.passed, "value": cell(c.value),
                    "threshold": cell(c.threshold), "detail": compact_counts(c.detail),
-                   "explanation": threshold_sentence(c), "flipped_by": compact_counts(c.flipped_by)}
+                   "explanation": threshold_sentence(c), "flipped_by": compact_counts(c.flipped_by), "rule": c.rule}
                   for c in indicators.checks]
-        models.append({"role": role, "credible": indicators.credible, "checks": checks, "subset": indicators.subset})
+        models.append({"role": role, "credible": indicators.credible, "checks": checks, "subset": indicators.subset,
+                       "n_subset": indicators.n_subset})
     return {"models": models} if models else None

@@ -43,8 +43,12 @@ def attack_table(report: ReportInput, attack_id: str) -> dict[str, Any]:
     for eps in EpsilonGrid.of(*(a.grid for a in by_role.values())):
         points = [by_role[role].find(eps) if role in by_role else None for role in report.roles]
         first = next(p for p in points if p is not None)
+        cells = [[cell(m, p) for m in metrics_in(POINT)] for p in points]
+        for role_cells, role in zip(cells, report.roles, strict=True):
+            if report.upper_bound(role, attack_id, eps) and role_cells[0]["value"] != "–":
+                role_cells[0]["value"] = f"≤ {role_cells[0]['value']}"  # an upper bound only: the attack failed
         rows.append({"eps": eps_text(eps), "native": report.native_text(eps, first) or "–",
-                     "cells": [[cell(m, p) for m in metrics_in(POINT)] for p in points],
+                     "cells": cells,
                      "violations": sum(p.bound_violations or 0 for p in points if p),
                      "at_cutoff": eps == report.cutoff})
     curves = [plots.Curve(role, [p.epsilon for p in a.points], [p.robust_accuracy for p in a.points],

@@ -30,7 +30,9 @@ def profile_rows(report: ReportInput) -> list[plots.ProfileRow]:
         if first is None:
             continue
         native = report.native_text(first.epsilon, first)
-        label = f"{attack_id}, ε = {eps_text(first.epsilon)}" + (f" ({native})" if native else "")
+        label = f"{report.attack_label(attack_id)}, ε = {eps_text(first.epsilon)}" + (f" ({native})" if native else "")
+        if any(p is not None and report.upper_bound(role, attack_id, p.epsilon) for role, p in points.items()):
+            label += " (upper bound: the attack failed)"
         rows.append(plots.ProfileRow(label, "attack", {role: p.robust_accuracy if p else None
                                                        for role, p in points.items()}))
     for corruption_id in report.corruption_ids:

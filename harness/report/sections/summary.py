@@ -52,15 +52,16 @@ def _attack_sentence(report: ReportInput) -> str | None:
     else:
         lead = "At the grid ε closest to the cutoff"
 
-    def item(attack_id: str, point: AttackPoint) -> str:
+    def item(attack_id: str, point: AttackPoint, role: str = "naive") -> str:
         where = "" if single else f" at ε = {eps_text(point.epsilon)}"
-        return f"{pct(point.robust_accuracy)} under {attack_id}{where}"
+        bound = "at most " if report.upper_bound(role, attack_id, point.epsilon) else ""  # the attack failed there
+        return f"{bound}{pct(point.robust_accuracy)} under {report.attack_label(attack_id)}{where}"
 
     text = (f"{lead}, the naive model's accuracy is " + join_words([item(a, p) for a, p in parts])
             + f", against {pct(naive.clean.accuracy)} without attack")
     if hardened and any(hardened_parts):
         plugin = report.run.defence.plugin if report.run.defence else "the defence"
-        items = [item(a, hp) for (a, _), hp in zip(parts, hardened_parts, strict=True) if hp]
+        items = [item(a, hp, "hardened") for (a, _), hp in zip(parts, hardened_parts, strict=True) if hp]
         text += (f"; the model hardened by {plugin} reaches " + join_words(items)
                  + f" ({pct(hardened.clean.accuracy)} without attack)")
     return text + "."
@@ -73,9 +74,10 @@ def _verdict_sentence(report: ReportInput) -> str:
                 "below are those computed before it stopped.")
     if verdict.n_criteria == 0:
         return "The plan defines no acceptance criteria, so the verdict PASS is vacuous."
-    word = "PASS" if verdict.passed else "FAIL"
-    return (f"{verdict.n_passed} of {verdict.n_criteria} pre-registered acceptance criteria passed: the overall "
-            f"verdict is {word}.")
+    inconclusive = (f" and {verdict.n_inconclusive} {'is' if verdict.n_inconclusive == 1 else 'are'} inconclusive "
+                    "(an attack-failure indicator failed where they judge)") if verdict.n_inconclusive else ""
+    return (f"{verdict.n_passed} of {verdict.n_criteria} pre-registered acceptance criteria passed{inconclusive}: "
+            f"the overall verdict is {verdict.word}.")
 
 
 def build(report: ReportInput) -> dict[str, Any]:
