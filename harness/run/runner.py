@@ -23,8 +23,8 @@ from harness import __version__
 from harness.attacks.engine import auto_batch_size, enable_determinism, prepare_attack_model, resolve_engine
 from harness.attacks.example_images import save_examples
 from harness.attacks.heads import supplied_module
-from harness.attacks.operating_point import OperatingPoint
 from harness.attacks.indicators import compute_indicators
+from harness.attacks.operating_point import OperatingPoint
 from harness.attacks.sweep import AttackOutcome, batches, merge_outcomes, predict_logits, run_attack
 from harness.corruptions.fit import check_fit
 from harness.data.checks import validate_dataset

@@ -12,6 +12,7 @@ import fake_plugins
 import numpy as np
 import pytest
 import torch
+from test_runner_supplied import NoopDefence, TestOnlyData
 from torch import nn
 
 from harness.attacks.operating_point import choose_point
@@ -21,7 +22,6 @@ from harness.registry.contracts import ModelBundle
 from harness.registry.hookspecs import hookimpl
 from harness.registry.manager import Registry, make_plugin_manager
 from harness.run.runner import RunConfig, Runner
-from test_runner_supplied import NoopDefence, TestOnlyData
 
 
 class Head(nn.Module):
