@@ -49,7 +49,9 @@ def judge(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, adversar
           epsilon: float | None) -> Judgement:
     """Check each adversarial against its bound (ε when given, and [0,1]) and classify it with `model`.
 
-    `model` is the float32 eager model: whatever crafted the adversarial, this decides whether it fools.
+    `model` is the float32 eager model behind its logits view (harness.attacks.heads): whatever crafted the
+    adversarial, this decides whether it fools. The argmax of the view is the device's decision, thresholded at
+    its operating point for a binary model, so a success means the thresholded decision left the label.
     """
     if adversarial.shape != images.shape:
         raise AttackError(f"adversarial batch has shape {tuple(adversarial.shape)}, expected {tuple(images.shape)}")

@@ -112,7 +112,10 @@ def print_summary(console: Console, run: RunResults) -> None:
     for role in run.model_roles:
         model = run.model(role)
         clean = ", ".join(f"{m.label} {with_interval(m, model)}" for m in metrics_in(CLEAN))
-        console.print(f"[bold]{role} model[/bold], test n={model.clean.n}: {clean}")
+        point = model.operating_point
+        at = f" (decided at P(positive) ≥ {point['threshold']:.4g})" if point else ""
+        macro = f", macro sensitivity {model.clean.macro_sensitivity:.1%}" if model.clean.macro_sensitivity else ""
+        console.print(f"[bold]{role} model[/bold], test n={model.clean.n}{at}: {clean}{macro}")
         console.print(_robust_accuracy_table(role, model, run))
         if model.corruptions:
             console.print(_corruption_table(role, model))

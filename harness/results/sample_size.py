@@ -65,14 +65,17 @@ def groups_of(criterion: Criterion, labels: np.ndarray,
 
 
 def undecidable_warnings(criteria: Sequence[Criterion], method: str, confidence: float, labels: np.ndarray,
-                         positive_class: int, metadata: Mapping[str, Sequence[str]]) -> list[str]:
-    """One warning per criterion (and subgroup) whose best possible outcome cannot clear its threshold."""
+                         positive_class: int, metadata: Mapping[str, Sequence[str]],
+                         class_names: Sequence[str] = ()) -> list[str]:
+    """One warning per criterion (and subgroup) whose best possible outcome cannot clear its threshold; a criterion
+    naming a class (`class:`) counts that class as the positive one."""
     out = []
     for c in criteria:
         if METRICS[c.metric].counts is None or c.model == "change" or c.threshold is None:  # None: a baseline gate
             continue
         for where, subset in groups_of(c, labels, metadata):
-            n = members(c, subset, positive_class)
+            named = c.class_name is not None and c.class_name in class_names
+            n = members(c, subset, list(class_names).index(c.class_name) if named else positive_class)
             if n == 0 and c.subgroup == WORST:
                 continue  # a subgroup without members has no value, and `worst` judges only those with one
             if can_pass(n, c.threshold, side(c), method, two_sided_level(confidence)):

@@ -315,7 +315,7 @@ class Runner:
         self.results = replace(self.results, statistics=self.intervals.summary(
             options.multiple_comparisons, self.plan.subgroups)).with_warnings(*undecidable_warnings(
                 self.plan.acceptance, options.interval, options.confidence, test.labels, dataset.positive_class,
-                self.metadata))
+                self.metadata, dataset.class_names))
 
     def _trainers(self) -> list[str]:
         """What trains on the data set's train/val splits: a model plugin that trains, and any defence."""

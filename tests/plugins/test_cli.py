@@ -122,6 +122,11 @@ BAD_PLANS = {
                                     "    attack: bim_linf\n    epsilon: 0.03", "key 'acceptance.1.attack'"),
     "not YAML": ("name: tiny_phantom", "name: [tiny", "invalid YAML"),
     "not a plan": ("harness: 1\n", "", "not a harness plan"),
+    "unknown model output": ("  epochs: 4", "  epochs: 4\n  output: softmax", "key 'model.output': output must be"),
+    "threshold outside (0, 1)": ("  epochs: 4", "  epochs: 4\n  decision: {threshold: 1.5}",
+                                 "key 'model.decision.threshold': threshold must be a number strictly between"),
+    "sensitivity on test": ("  epochs: 4", "  epochs: 4\n  decision: {sensitivity: 0.9, on: test}",
+                            "key 'model.decision.on'"),
 }
 
 

@@ -4,6 +4,9 @@ probability) through TorchScript: behind the logits view (harness.attacks.heads)
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -46,6 +49,7 @@ class Net(nn.Module):
         return self.layers(x - 0.5)
 
 
+@functools.lru_cache(maxsize=1)
 def _train() -> nn.Module:
     torch.manual_seed(0)
     net = Net()
@@ -96,6 +100,26 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, nn.Module]:
         bundle = providers.TorchScriptProvider().provide(params, context)
         views[kind] = logits_view(bundle.module, output)
     return views
+
+
+@pytest.mark.parametrize("kind", ["sigmoid_logit", "softmax", "sigmoid_probability"])
+def test_onnx_exports_decide_like_the_torchscript_ones(exported: dict[str, nn.Module], kind: str,
+                                                       tmp_path: Path) -> None:
+    """The same heads exported to ONNX load (converted to torch, with gradients) behind the same view."""
+    from harness_plugins.models.onnx.provider import OnnxProvider
+
+    images, labels = _data(2)
+    torch.onnx.export(Export(_train(), kind), (images[:2],), str(tmp_path / "m.onnx"), dynamo=False,
+                      input_names=["x"], dynamic_axes={"x": {0: "n"}})
+    split = TensorSplit(images, labels.numpy(), [f"s{i}" for i in range(N)], [f"p{i}" for i in range(N)])
+    dataset = DatasetBundle("pattern", ["absent", "present"], {"test": split}, {"content_sha256": "0" * 64})
+    context = ModelContext(dataset=dataset, device=torch.device("cpu"), seed=0, base_dir=tmp_path,
+                           cache_dir=tmp_path, architectures={}, output=EXPORTS[kind])
+    bundle = OnnxProvider().provide(build_dataclass(OnnxProvider.Params, {"path": "m.onnx"}, "model"), context)
+    assert bundle.differentiable
+    with torch.no_grad():
+        decided = logits_view(bundle.module, EXPORTS[kind])(images).argmax(1)
+        assert torch.equal(decided, exported["two_logits"](images).argmax(1))
 
 
 def _success_rate(attack: object, params: object, model: nn.Module, eps: float) -> float:
@@ -170,6 +194,6 @@ def test_the_operating_point_decides_and_judges(exported: dict[str, nn.Module]) 
     assert counted.any()
     with torch.no_grad():
         p_adv = probability(adv)[:, 0]
-    assert torch.equal((p_adv[counted] >= 0.8).long() != labels[counted], torch.ones(int(counted.sum()), dtype=torch.bool))
+    assert bool(((p_adv[counted] >= 0.8).long() != labels[counted]).all())
     assert torch.equal(judge(view, images, labels, adv, "linf", 0.008).fooled,
                        (p_adv >= 0.8).long() != labels)

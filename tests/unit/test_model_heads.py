@@ -144,7 +144,14 @@ def test_the_operating_point_moves_sensitivity_and_specificity(tmp_path):
 
 
 def test_a_threshold_chosen_on_val_reaches_the_sensitivity(tmp_path):
+    from rich.console import Console
+
+    from harness.cli.tables import print_summary
+
     result = run(tmp_path, ["model.decision={sensitivity: 0.9, on: val}"])
+    console = Console(record=True, width=200)
+    print_summary(console, result)
+    assert "naive model, test n=20 (decided at P(positive) ≥ " in console.export_text()
     point = result.raw["models"]["naive"]["operating_point"]
     assert point["method"] == "sensitivity" and point["split"] == "val" and point["split_sensitivity"] >= 0.9
     manifest = json.loads((result.run_dir / "manifest.json").read_text())

@@ -125,3 +125,14 @@ def test_the_report_shows_the_per_class_table(tmp_path):
     text = " ".join(re.sub(r"<[^>]+>", " ", render_html(build_context(load_report(result.run_dir)))).split())
     assert "Per class (one-vs-rest)" in text and "macro sensitivity (balanced accuracy)" in text
     assert "glioma 10 100.0%" in text and "Operating point" not in text
+
+
+def test_a_class_criterion_counts_that_class_when_it_checks_the_sample_size():
+    from harness.plan.criteria import Criterion
+    from harness.results.sample_size import undecidable_warnings
+
+    labels = np.array([0] * 50 + [1] * 50 + [2] * 3)
+    criterion = Criterion(id="c", metric="clean_sensitivity", op=">=", threshold=0.9, bound="lower",
+                          class_name="pituitary")
+    [line] = undecidable_warnings([criterion], "wilson", 0.95, labels, 1, {}, ["glioma", "meningioma", "pituitary"])
+    assert "with 3 positive test images" in line  # the pituitary images, not the data set's positive class
