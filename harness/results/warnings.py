@@ -85,6 +85,17 @@ def training_data_leakage(results: ResultsDocument, manifest: Mapping[str, Any])
         yield f"data: {found['summary']}"
 
 
+def escaping_links(results: ResultsDocument, manifest: Mapping[str, Any]) -> Iterable[str]:
+    """Data files whose real path leaves the data folder (a symlink or '..'), followed because sandbox is off."""
+    links = _provenance(manifest).get("escaping_links") or []
+    if links:
+        shown = ", ".join(str(link) for link in links[:SHOWN_FILES]) + (
+            f" and {len(links) - SHOWN_FILES} more" if len(links) > SHOWN_FILES else "")
+        yield (f"data: {len(links)} file{'s' if len(links) != 1 else ''} of the data folder lead"
+               f"{'' if len(links) != 1 else 's'} outside it (a symlink or '..'): {shown}; they were read because "
+               "sandbox is off (sandbox: true refuses them); all are listed in the manifest")
+
+
 def failed_baselines(results: ResultsDocument, manifest: Mapping[str, Any]) -> Iterable[str]:
     """Regression gates judged against an approved run that did not pass (`allow_failed: true`)."""
     for c in results.criteria:
@@ -93,8 +104,8 @@ def failed_baselines(results: ResultsDocument, manifest: Mapping[str, Any]) -> I
                    "(accepted by allow_failed: true)")
 
 
-CHECKS: tuple[Check, ...] = (skipped_files, small_test_split, leakage, training_data_leakage, undefined_metrics,
-                             failed_baselines)
+CHECKS: tuple[Check, ...] = (skipped_files, escaping_links, small_test_split, leakage, training_data_leakage,
+                             undefined_metrics, failed_baselines)
 
 
 def collect(results: ResultsDocument, manifest: Mapping[str, Any], checks: Iterable[Check] = CHECKS
