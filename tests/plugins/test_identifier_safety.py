@@ -70,9 +70,10 @@ def run(tmp_path: Path, subgroups: str, capsys, report: bool = False) -> tuple[i
 
 
 def outputs(tmp_path: Path) -> dict[str, str]:
-    """Every file under the output folder (run directories, history.sqlite, checkpoints), and the PDF's text."""
+    """Every file under the output and cache folders (run directories, history.sqlite, checkpoints, weights), and
+    the PDF's text."""
     found = {str(p.relative_to(tmp_path)): p.read_bytes().decode("utf-8", errors="replace")
-             for p in (tmp_path / "runs").rglob("*") if p.is_file()}
+             for folder in ("runs", "cache") for p in (tmp_path / folder).rglob("*") if p.is_file()}
     for pdf in (tmp_path / "runs").rglob("report.pdf"):
         found[f"{pdf} (text)"] = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True,
                                                 check=True).stdout
