@@ -68,7 +68,7 @@ def check_input_files(plan: Plan) -> None:
         for key, value in path_fields(params, section):
             problem = _unreadable(plan_path(value, plan.base_dir))
             if problem:
-                raise _located(plan, PlanError(f"{problem}: {value}", key=key))
+                raise _located(plan, PlanError(f"{problem}: {plan.paths.text(str(value))}", key=key))
 
 
 def _unreadable(path: Path) -> str | None:
