@@ -115,6 +115,13 @@ def test_close_to_one_value_per_patient_is_refused_and_a_declaration_allows_it()
     assert split_metadata(split, ["scanner"], "x", declared_safe=["scanner"])["scanner"] == values
 
 
+def test_a_copy_of_the_patient_column_under_another_name_is_refused():
+    groups = [f"p{i // 2}" for i in range(12)]
+    reason = identifier_reason("subject", [f"S-{g}" for g in groups], groups)
+    assert reason == "its values follow the patient grouping one to one (the data set's patient-id column)"
+    assert identifier_reason("site", ["a", "b"] * 6, groups) is None
+
+
 def test_a_declared_subgroup_needs_an_explicit_identifier_false(tmp_path):
     text = PLAN.format(subgroups="[{name: site, identifier: false}, visit]")
     plan = load_plan_text(text, base_dir=tmp_path)
