@@ -68,6 +68,9 @@ def identifier_reason(attribute: str, values: Sequence[str], group_ids: Sequence
     if group_ids is not None and len(group_ids) == len(values):
         patients = len(set(group_ids))
         distinct = len(set(known))
+        pairs = set(zip(values, group_ids, strict=True))
+        if patients >= 5 and distinct == patients == len(pairs):
+            return "its values follow the patient grouping one to one (the data set's patient-id column)"
         if patients >= MIN_PATIENTS and distinct >= PER_PATIENT * patients:
             return f"it has {distinct} distinct values for {patients} patients (close to one per patient)"
     return None

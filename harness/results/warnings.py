@@ -80,7 +80,7 @@ def leakage(results: ResultsDocument, manifest: Manifest) -> Iterable[str]:
         yield f"data: {found['summary']}"
 
 
-def not_a_classifier(results: ResultsDocument, manifest: Mapping[str, Any]) -> Iterable[str]:
+def not_a_classifier(results: ResultsDocument, manifest: Manifest) -> Iterable[str]:
     """A model that predicts one class for every test image, or whose clean accuracy is not above the majority
     class's share of the test split: its predictions cannot be a working classifier's."""
     names = list(results.dataset.class_names) if results.dataset else []
@@ -105,14 +105,25 @@ def not_a_classifier(results: ResultsDocument, manifest: Mapping[str, Any]) -> I
                "another order than the data set's classes)")
 
 
-def training_data_leakage(results: ResultsDocument, manifest: Mapping[str, Any]) -> Iterable[str]:
+def training_data_leakage(results: ResultsDocument, manifest: Manifest) -> Iterable[str]:
     """Test images that duplicate an image of the plan's leakage reference (harness.data.fingerprints)."""
     found = manifest.leakage.get("training_data") or {}
     if found.get("against") == "reference" and found.get("leaked_images"):
         yield f"data: {found['summary']}"
 
 
-def failed_baselines(results: ResultsDocument, manifest: Mapping[str, Any]) -> Iterable[str]:
+def escaping_links(results: ResultsDocument, manifest: Manifest) -> Iterable[str]:
+    """Data files whose real path leaves the data folder (a symlink or '..'), followed because sandbox is off."""
+    links = _provenance(manifest).get("escaping_links") or []
+    if links:
+        shown = ", ".join(str(link) for link in links[:SHOWN_FILES]) + (
+            f" and {len(links) - SHOWN_FILES} more" if len(links) > SHOWN_FILES else "")
+        yield (f"data: {len(links)} file{'s' if len(links) != 1 else ''} of the data folder lead"
+               f"{'' if len(links) != 1 else 's'} outside it (a symlink or '..'): {shown}; they were read because "
+               "sandbox is off (sandbox: true refuses them); all are listed in the manifest")
+
+
+def failed_baselines(results: ResultsDocument, manifest: Manifest) -> Iterable[str]:
     """Regression gates judged against an approved run that did not pass (`allow_failed: true`)."""
     for c in results.criteria:
         if c.baseline is not None and c.baseline.allow_failed and c.baseline.run.passed is not True:
@@ -120,8 +131,8 @@ def failed_baselines(results: ResultsDocument, manifest: Mapping[str, Any]) -> I
                    "(accepted by allow_failed: true)")
 
 
-CHECKS: tuple[Check, ...] = (skipped_files, small_test_split, leakage, training_data_leakage, undefined_metrics,
-                             failed_baselines, not_a_classifier)
+CHECKS: tuple[Check, ...] = (skipped_files, escaping_links, small_test_split, leakage, training_data_leakage,
+                             undefined_metrics, failed_baselines, not_a_classifier)
 
 
 def collect(results: ResultsDocument, manifest: Manifest | Mapping[str, Any], checks: Iterable[Check] = CHECKS

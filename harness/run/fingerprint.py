@@ -31,6 +31,7 @@ LABELS = {
     "device": "the device",
     "torch_threads": "torch's CPU thread count (--threads)",
     "data_sha256": "the data (content sha256)",
+    "leakage_reference": "the leakage reference's images (sha256 of their pixel digests)",
     "batch_size": "the batch size",
     "weights.naive": "the naive model's weights (sha256)",
     "weights.hardened": "the hardened model's weights (sha256)",

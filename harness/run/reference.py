@@ -4,6 +4,7 @@ against the test split (harness.data.fingerprints); also what `harness fingerpri
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,8 @@ def training_data_leakage(plan: Any, registry: Any, dataset: Any, context: Any, 
         found = check_reference(dataset.splits["test"], fingerprint, ref.written)
         if found.n_leaked and plan.leakage == "error":
             raise DataError(f"{found.summary()} (leakage: error)")
-        return {"checked": True, "against": "reference", **found.to_json()}
+        digest = hashlib.sha256(b"".join(fingerprint.signatures.digests)).hexdigest()
+        return {"checked": True, "against": "reference", **found.to_json(), "reference_sha256": digest}
     if trains and "exact_duplicates" in in_manifest:
         pairs = ("train→test", "val→test")
         n = sum(int(in_manifest["exact_duplicates"].get(p, 0)) + int(in_manifest["near_duplicates"].get(p, 0))

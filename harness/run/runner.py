@@ -286,6 +286,8 @@ class Runner:
             context, file_namer=FileNamer(salt, context.show_paths)), self.manifest["dataset"]["leakage"],
             bool(self._trainers()))
         self.manifest["dataset"]["leakage"]["training_data"] = training
+        if training.get("reference_sha256"):
+            self.fingerprint.add("leakage_reference", training["reference_sha256"])
         self.leaked_images = training["leaked_images"]  # what a `leaked_images` criterion reads
         self.results = replace(self.results, dataset=DatasetSummary(
             name=dataset.name, class_names=tuple(dataset.class_names), positive_class=dataset.positive_class,

@@ -70,9 +70,10 @@ def run(tmp_path: Path, subgroups: str, capsys, report: bool = False) -> tuple[i
 
 
 def outputs(tmp_path: Path) -> dict[str, str]:
-    """Every file under the output folder (run directories, history.sqlite, checkpoints), and the PDF's text."""
+    """Every file under the output and cache folders (run directories, history.sqlite, checkpoints, weights), and
+    the PDF's text."""
     found = {str(p.relative_to(tmp_path)): p.read_bytes().decode("utf-8", errors="replace")
-             for p in (tmp_path / "runs").rglob("*") if p.is_file()}
+             for folder in ("runs", "cache") for p in (tmp_path / folder).rglob("*") if p.is_file()}
     for pdf in (tmp_path / "runs").rglob("report.pdf"):
         found[f"{pdf} (text)"] = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True,
                                                 check=True).stdout
@@ -112,6 +113,13 @@ def test_close_to_one_value_per_patient_is_refused_and_a_declaration_allows_it()
     assert "hash it or map it to a category" in message and "identifier: false" in message
     assert "v1" not in message
     assert split_metadata(split, ["scanner"], "x", declared_safe=["scanner"])["scanner"] == values
+
+
+def test_a_copy_of_the_patient_column_under_another_name_is_refused():
+    groups = [f"p{i // 2}" for i in range(12)]
+    reason = identifier_reason("subject", [f"S-{g}" for g in groups], groups)
+    assert reason == "its values follow the patient grouping one to one (the data set's patient-id column)"
+    assert identifier_reason("site", ["a", "b"] * 6, groups) is None
 
 
 def test_a_declared_subgroup_needs_an_explicit_identifier_false(tmp_path):

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from model_files import save_torchscript
@@ -144,3 +145,28 @@ def test_a_leakage_reference_must_exist_and_take_known_keys(tmp_path: Path) -> N
     plan = load_plan_text(PLAN.format(leakage="leakage: {reference: ., check: error}", criterion=""),
                           base_dir=tmp_path)
     assert plan.leakage == "error" and plan.leakage_reference.written == "."
+
+
+def small_folder(root: Path, n: int = 4, size: tuple[int, int] = (20, 20)) -> None:
+    rng = np.random.default_rng(1)
+    for label in ("benign", "malignant"):
+        (root / label).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 255, size, dtype=np.uint8)).save(root / label / f"{i}.png")
+
+
+def test_fingerprint_data_takes_the_plans_pixel_settings_and_a_shape_mismatch_names_the_fix(tmp_path, capsys):
+    small_folder(tmp_path / "train_images")
+    small_folder(tmp_path / "test_only")
+    save_torchscript(Brightness(), torch.rand(2, 1, 64, 64), tmp_path / "model.ts")
+    (tmp_path / "plan.yaml").write_text(PLAN.format(leakage="", criterion=""))
+    assert main(["fingerprint-data", str(tmp_path / "train_images"), "--out", str(tmp_path / "a.fp"), "--plan",
+                 str(tmp_path / "plan.yaml")]) == 0
+    assert read_fingerprint(tmp_path / "a.fp", "a.fp").image_shape == (1, 64, 64)  # the plan's image_size
+    assert main(["fingerprint-data", str(tmp_path / "train_images"), "--out", str(tmp_path / "b.fp")]) == 0
+    capsys.readouterr()
+    (tmp_path / "plan.yaml").write_text(PLAN.format(leakage="leakage: {reference: b.fp}", criterion=""))
+    code = main(["run", str(tmp_path / "plan.yaml"), "--out", str(tmp_path / "runs"), "--no-report"])
+    error = capsys.readouterr().err
+    assert code == 2 and "leakage reference b.fp holds images of shape 1×20×20" in error
+    assert "harness fingerprint-data DATA --plan PLAN" in error

@@ -121,3 +121,13 @@ def test_paths_relative_to_the_plan_stay_relative_and_absolute_is_opt_in(tmp_pat
 def test_the_recorder_rewrites_variables_and_the_plan_folder(text, expected):
     assert PathRecorder(Path("/plans"), {"DATA_DIR": "/x/Study_DOE"}).text(text) == expected
     assert PathRecorder(Path("/plans"), {"DATA_DIR": "/x/Study_DOE"}, "absolute").text(text) == text
+
+
+def test_validate_names_a_missing_file_as_the_plan_wrote_it(tmp_path, capsys, monkeypatch):
+    root = study(tmp_path / "Study_DOE^JANE")
+    monkeypatch.setenv("DATA_DIR", str(root))
+    (tmp_path / "plan.yaml").write_text(PLAN.format(data="${DATA_DIR}/missing", model="${DATA_DIR}/model.ts",
+                                                    extra=""))
+    assert main(["validate", str(tmp_path / "plan.yaml")]) == 2
+    error = capsys.readouterr().err
+    assert "not found: ${DATA_DIR}/missing" in error and "DOE" not in error

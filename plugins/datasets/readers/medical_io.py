@@ -375,6 +375,7 @@ class Files:
     reader: Reader
     pipeline: Pipeline
     context: DatasetContext
+    escaping: set[str] = field(default_factory=set)  # files whose real path leaves the data folder (symlinks)
 
     def name(self, rel: str) -> str:
         """The file's de-identified label (with its folder-relative path only when the plan says show_paths)."""
@@ -383,9 +384,12 @@ class Files:
     def path(self, rel: str) -> Path:
         """The file's real path; DataError when the plan's sandbox is on and it leads outside (never skipped)."""
         try:
-            return self.context.check_file(self.root / rel, rel)
+            real = self.context.check_file(self.root / rel, rel)
         except DataError as exc:
             raise DataError(f"{self.plugin}: {exc}") from None
+        if not Path(real).is_relative_to(os.path.realpath(self.root)):
+            self.escaping.add(rel)  # followed (no sandbox): recorded in provenance and warned about
+        return real
 
     def inspect(self, rel: str) -> FileInfo:
         """The reader's look at the file's header."""
@@ -584,6 +588,7 @@ def load_bundle(plugin: str, params: MedicalParams, context: DatasetContext, rea
         "n_skipped": len(result.skipped),
         "cache_decoded": result.cache is not None,
         "geometry": resized,
+        "escaping_links": sorted(files.name(rel) for rel in files.escaping),
         **extra,
     }
     return DatasetBundle(name=params.name or plugin, class_names=list(listing.class_names), splits=splits,
