@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from harness.certification.evaluate import certify_split, image_indices
-from harness.certification.precision import choose_bf16
+from harness.certification.precision import choose_engine
 from harness.certification.summary import certification_result, coverage_warnings, radius_grid, sigma_result
 from harness.plan.schema import Plan
 from harness.registry.contracts import DatasetBundle, ModelBundle
@@ -75,12 +75,12 @@ class CertificationStage:
     def _sigma(self, role: str, bundle: ModelBundle, clean_pred: np.ndarray, sigma: float, run_fingerprint: str,
                manifest: dict[str, Any]) -> dict[str, Any]:
         classes = len(self.dataset.class_names)
-        bf16, choice = choose_bf16(bundle.module, self.test, self.indices, sigma, self.settings, classes,
-                                   self.device, self.plan.seed)
+        engine, choice = choose_engine(bundle.module, self.test, self.indices, sigma, self.settings, classes,
+                                       self.device, self.plan.seed)
         bar = self.progress(f"{role}: certify σ={sigma:g}", len(self.indices))
         checkpoint = self.run_dir / "checkpoints" / "certification" / f"{role}__sigma{sigma:g}.npz"
         outcome = certify_split(bundle.module, self.test, self.indices, sigma, self.settings, classes, self.device,
-                                self.plan.seed, bf16, checkpoint, bar.advance, run_fingerprint)
+                                self.plan.seed, engine, checkpoint, bar.advance, run_fingerprint)
         bar.close()
         update_certification_samples(self.run_dir / FILE_NAME, certification_rows(
             role, sigma, outcome.indices, outcome.certified, outcome.radius, outcome.p_lower, outcome.top_count,

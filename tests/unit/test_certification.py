@@ -133,6 +133,9 @@ def test_a_run_certifies_below_the_exact_radius_of_the_linear_model_and_records_
     for index, row in enumerate(rows[:10]):
         exact = abs(float(test.images[index].mean()) - threshold) * math.sqrt(64)  # |w·x + b| / ‖w‖
         assert float(row["radius"]) <= exact
+    cost = run.manifest["certification"]["cost"]["naive"]["0.25"]
+    assert cost["precision"]["used"] == "float32, channels-last" == result.sigmas[1].precision  # it agreed exactly
+    assert cost["forward_passes"] == 10 * 220 and cost["forward_passes_per_second"] > 0
     judged = {c.id: c for c in run.document.criteria}
     assert "ε 0.01 (L∞) → L2 radius ε·√d = 0.01·√64 = 0.08" in judged[
         "smoothed[sigma=0.25,eps=0.01]::certified_accuracy>=0.50"].note
