@@ -179,3 +179,16 @@ def test_a_subset_of_images_is_evenly_spaced():
     assert image_indices(10, None).tolist() == list(range(10))
     assert image_indices(10, 4).tolist() == [0, 3, 6, 9]
     assert np.array_equal(image_indices(5, 50), np.arange(5))
+
+
+def test_the_report_section_shows_each_sigma_and_is_left_out_without_certification(tmp_path):
+    from harness.report.inputs import ReportInput
+    from harness.report.sections import certification
+
+    run, _ = run_plan(tmp_path)
+    section = certification.build(ReportInput(run=run))
+    assert [(row["role"], row["sigma"]) for row in section["rows"]] == [("naive", "0.12"), ("naive", "0.25")]
+    assert section["conversions"][0] == {"eps": "0.004", "native": "0.4 HU", "radius": "0.032"}
+    assert section["models"][0]["kind"].startswith("plain")
+    plain, _ = run_plan(tmp_path / "plain", text=VALID)
+    assert certification.build(ReportInput(run=plain)) is None
