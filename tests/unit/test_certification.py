@@ -108,6 +108,8 @@ def test_a_run_certifies_below_the_exact_radius_of_the_linear_model_and_records_
     assert isinstance(result, CertificationResult) and result.model_kind == PLAIN
     assert result.dimension == 64 and result.n_images == result.n_test == 10
     assert any("ε 0.01 (L∞) is covered by the L2 radius ε·√d = 0.01·√64 = 0.08" in line for line in lines)
+    assert sum(line.startswith("harness: naive: smoothed at σ=") and "at r=0.08 (ε 0.01)" in line
+               for line in lines) == 2
     rows = list(csv.DictReader((run.run_dir / "certification_samples.csv").open()))
     assert len(rows) == 20 and {r["sigma"] for r in rows} == {"0.12", "0.25"}
     images = {r["sample_id"]: r for r in rows}
