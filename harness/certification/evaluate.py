@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from harness.attacks.sweep import batch_seed
+from harness.certification.precision import EAGER, SmoothingEngine
 from harness.certification.smoothing import certify_image
 from harness.plan.certification import CertificationSettings
 from harness.registry.contracts import Split
@@ -57,14 +58,14 @@ def noise_generator(seed: int, sigma: float, index: int) -> torch.Generator:
 
 def certify_split(model: nn.Module, split: Split, indices: np.ndarray, sigma: float,
                   settings: CertificationSettings, num_classes: int, device: torch.device, seed: int,
-                  bf16: bool = False, checkpoint: Path | None = None,
+                  engine: SmoothingEngine = EAGER, checkpoint: Path | None = None,
                   on_image: Callable[[int], None] | None = None, run_fingerprint: str = "") -> SigmaOutcome:
     """CERTIFY and PREDICT every image of `indices` at `sigma`; continued from `checkpoint` when it was made under
     the same settings and `run_fingerprint` (harness.run.fingerprint)."""
     m = len(indices)
     which = hashlib.sha256(np.asarray(indices, dtype=np.int64).tobytes()).hexdigest()[:16]
     fingerprint = (f"images={m}:{which};sigma={sigma!r};n0={settings.n0};n={settings.n};alpha={settings.alpha!r};"
-                   f"batch={settings.batch_size};bf16={bf16};seed={seed};run={run_fingerprint}")
+                   f"batch={settings.batch_size};engine={engine.name};seed={seed};run={run_fingerprint}")
     saved = load_arrays(checkpoint, fingerprint)
     state = saved or {"next": np.array(0), "certified": np.full(m, NOT_RUN, dtype=np.int64),
                       "radius": np.zeros(m), "p_lower": np.zeros(m), "top_count": np.zeros(m, dtype=np.int64),
@@ -73,11 +74,12 @@ def certify_split(model: nn.Module, split: Split, indices: np.ndarray, sigma: fl
     if on_image and start:
         on_image(start)
     began = time.perf_counter()
+    prepared = engine.prepare(model) if start < m else model
     for position in range(start, m):
         index = int(indices[position])
-        certificate = certify_image(model, split[index][0], sigma, settings.n0, settings.n, settings.alpha,
+        certificate = certify_image(prepared, split[index][0], sigma, settings.n0, settings.n, settings.alpha,
                                     settings.batch_size, noise_generator(seed, sigma, index), num_classes, device,
-                                    bf16)
+                                    engine.bf16, engine.channels_last)
         state["certified"][position] = certificate.certified_class
         state["radius"][position] = certificate.radius
         state["p_lower"][position] = certificate.p_lower

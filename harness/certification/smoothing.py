@@ -68,14 +68,15 @@ def noise_batches(image: torch.Tensor, sigma: float, total: int, batch_size: int
 
 def class_counts(model: nn.Module, image: torch.Tensor, sigma: float, total: int, batch_size: int,
                  generator: torch.Generator, num_classes: int, device: torch.device,
-                 bf16: bool = False) -> np.ndarray:
+                 bf16: bool = False, channels_last: bool = False) -> np.ndarray:
     """How many of `total` noisy copies of `image` the model gives each class (int64 [num_classes]); forward passes
-    batched in inference mode, under bf16 autocast when `bf16` (CUDA)."""
+    batched in inference mode, under bf16 autocast when `bf16` (CUDA), in channels-last layout when asked."""
     counts = np.zeros(num_classes, dtype=np.int64)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     with torch.inference_mode(), autocast:
         for batch in noise_batches(image, sigma, total, batch_size, generator):
-            logits = model(batch.to(device)).float()
+            batch = batch.to(device)
+            logits = model(batch.contiguous(memory_format=torch.channels_last) if channels_last else batch).float()
             check_finite_logits(logits, "noisy copies of a test image (randomized smoothing)")
             classes = logits.argmax(dim=1).cpu().numpy()
             counts += np.bincount(classes, minlength=num_classes)[:num_classes]
@@ -84,8 +85,8 @@ def class_counts(model: nn.Module, image: torch.Tensor, sigma: float, total: int
 
 def certify_image(model: nn.Module, image: torch.Tensor, sigma: float, n0: int, n: int, alpha: float,
                   batch_size: int, generator: torch.Generator, num_classes: int, device: torch.device,
-                  bf16: bool = False) -> Certificate:
+                  bf16: bool = False, channels_last: bool = False) -> Certificate:
     """CERTIFY (and PREDICT) for one image: n0 selection samples, then n estimation samples, from `generator`."""
-    selection = class_counts(model, image, sigma, n0, batch_size, generator, num_classes, device, bf16)
-    estimation = class_counts(model, image, sigma, n, batch_size, generator, num_classes, device, bf16)
+    selection = class_counts(model, image, sigma, n0, batch_size, generator, num_classes, device, bf16, channels_last)
+    estimation = class_counts(model, image, sigma, n, batch_size, generator, num_classes, device, bf16, channels_last)
     return certify(selection, estimation, sigma, alpha)

@@ -67,7 +67,7 @@ class SigmaResult:
     max_radius: float  # σ·Φ⁻¹(α^(1/n)): no image can be certified beyond it
     median_radius: float | None  # of the images certified correct
     forward_passes: int  # the base model's forward passes (n0 + n per image)
-    precision: str = "float32"  # float32 or bf16 (CUDA, when it agreed with float32)
+    precision: str = "float32"  # the options the samples ran under: float32 or bf16, channels-last (where they agreed)
     intervals: Intervals = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -495,7 +495,8 @@ class Runner:
         """The plan's randomized-smoothing certification of this model (harness.run.certification_stage)."""
         if self.plan.certification is None:
             return
-        stage = CertificationStage(self.plan, dataset, self.run_dir, self.device, self.progress, self.intervals)
+        stage = CertificationStage(self.plan, dataset, self.run_dir, self.device, self.progress, self.intervals,
+                                   self.echo)
         if "certification" not in self.manifest:
             self.manifest["certification"] = {**describe_certification(stage), "cost": {}}
             for line in stage.conversions():

@@ -57,6 +57,7 @@ def test_the_report_explains_the_guarantee_for_the_smoothed_classifier(tiny_run)
     assert "no L2 perturbation of norm less than R changes the prediction of" in html
     assert "noise-trained (Gaussian noise augmentation at σ = 0.25)" in html
     assert "ε 0.008 (12 HU) → r = 0.256" in html
+    assert "Training with noise made the smoothed classifier both accurate and certifiable." in html
     assert (tiny_run.run_dir / "certification_samples.csv").read_text().count("\n") == 1 + 2 * 2 * 24
 
 

@@ -108,6 +108,8 @@ def test_a_run_certifies_below_the_exact_radius_of_the_linear_model_and_records_
     assert isinstance(result, CertificationResult) and result.model_kind == PLAIN
     assert result.dimension == 64 and result.n_images == result.n_test == 10
     assert any("ε 0.01 (L∞) is covered by the L2 radius ε·√d = 0.01·√64 = 0.08" in line for line in lines)
+    assert sum(line.startswith("harness: naive: smoothed at σ=") and "at r=0.08 (ε 0.01)" in line
+               for line in lines) == 2
     rows = list(csv.DictReader((run.run_dir / "certification_samples.csv").open()))
     assert len(rows) == 20 and {r["sigma"] for r in rows} == {"0.12", "0.25"}
     images = {r["sample_id"]: r for r in rows}
@@ -133,6 +135,9 @@ def test_a_run_certifies_below_the_exact_radius_of_the_linear_model_and_records_
     for index, row in enumerate(rows[:10]):
         exact = abs(float(test.images[index].mean()) - threshold) * math.sqrt(64)  # |w·x + b| / ‖w‖
         assert float(row["radius"]) <= exact
+    cost = run.manifest["certification"]["cost"]["naive"]["0.25"]
+    assert cost["precision"]["used"] == "float32, channels-last" == result.sigmas[1].precision  # it agreed exactly
+    assert cost["forward_passes"] == 10 * 220 and cost["forward_passes_per_second"] > 0
     judged = {c.id: c for c in run.document.criteria}
     assert "ε 0.01 (L∞) → L2 radius ε·√d = 0.01·√64 = 0.08" in judged[
         "smoothed[sigma=0.25,eps=0.01]::certified_accuracy>=0.50"].note
@@ -176,3 +181,16 @@ def test_a_subset_of_images_is_evenly_spaced():
     assert image_indices(10, None).tolist() == list(range(10))
     assert image_indices(10, 4).tolist() == [0, 3, 6, 9]
     assert np.array_equal(image_indices(5, 50), np.arange(5))
+
+
+def test_the_report_section_shows_each_sigma_and_is_left_out_without_certification(tmp_path):
+    from harness.report.inputs import ReportInput
+    from harness.report.sections import certification
+
+    run, _ = run_plan(tmp_path)
+    section = certification.build(ReportInput(run=run))
+    assert [(row["role"], row["sigma"]) for row in section["rows"]] == [("naive", "0.12"), ("naive", "0.25")]
+    assert section["conversions"][0] == {"eps": "0.004", "native": "0.4 HU", "radius": "0.032"}
+    assert section["models"][0]["kind"].startswith("plain")
+    plain, _ = run_plan(tmp_path / "plain", text=VALID)
+    assert certification.build(ReportInput(run=plain)) is None

@@ -103,3 +103,21 @@ def test_the_noise_does_not_depend_on_the_noise_batch_size_beyond_the_stream():
     b = certify_image(model, x, SIGMA, 100, 1000, ALPHA, 1100, torch.Generator().manual_seed(3), 2,
                       torch.device("cpu"))
     assert a == b and math.isfinite(a.radius)
+
+
+def test_the_speed_options_are_used_only_where_their_classes_agree_with_float32_eager():
+    from harness.certification.precision import EAGER, choose_engine
+    from harness.plan.certification import CertificationSettings
+    from harness.registry.contracts import TensorSplit
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(64, 2)).eval()
+    images = torch.rand((6, 1, 4, 4), generator=torch.Generator().manual_seed(2))
+    split = TensorSplit(images, np.zeros(6, dtype=np.int64), [f"s{i}" for i in range(6)], [f"g{i}" for i in range(6)])
+    settings = CertificationSettings(sigma=[0.25], n0=50, n=100)
+    engine, record = choose_engine(model, split, np.arange(6), 0.25, settings, 2, torch.device("cpu"), 0)
+    assert engine.channels_last and not engine.bf16 and record["used"] == "float32, channels-last"
+    assert record["candidates"][0]["worst_difference_points"] <= 1.0 and record["probe_images"] == 4
+    pinned, why = choose_engine(model, split, np.arange(6), 0.25, CertificationSettings(precision="float32"), 2,
+                                torch.device("cpu"), 0)
+    assert pinned == EAGER and why["reason"] == "precision: float32 in the plan"
