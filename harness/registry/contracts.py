@@ -228,13 +228,14 @@ class Architecture(Protocol):
 
     Options are the plan's `architecture: {name: ..., option: value}`; an architecture that takes options also
     has `check_options(options, key)` and `describe(in_channels, num_classes, image_size, options)` (every
-    constructor argument in effect, for the manifest and the weight cache).
+    constructor argument in effect, for the manifest and the weight cache). `image_size` is (H, W), or (D, H, W)
+    for volumes; an architecture that cannot take the rank raises ModelError.
     """
 
     name: str
     description: str
 
-    def build(self, in_channels: int, num_classes: int, image_size: tuple[int, int],
+    def build(self, in_channels: int, num_classes: int, image_size: tuple[int, ...],
               **options: Any) -> nn.Module: ...
 
 
