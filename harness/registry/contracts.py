@@ -283,8 +283,7 @@ class CorruptionContext:
 
     native_offset is the native value of pixel 0.0 (e.g. -1350 HU for a lung window W1500 L-600); pixel_spacing_mm
     is the in-plane pixel size of the images as the model sees them (voxel_spacing_mm: D, H, W of a volume). None
-    means unknown: a corruption that needs it
-    raises DataError instead of guessing.
+    means unknown: a corruption that needs it raises DataError instead of guessing.
     """
 
     seed: int
