@@ -9,9 +9,9 @@ import torch
 
 from harness.errors import DataError, ModelError, PlanError
 from harness.registry.contracts import CorruptionContext, DatasetBundle, DatasetContext, NativeUnits
-from harness_plugins.corruptions.ct import CTBlur, CTNoise, CTRing
+from harness_plugins.corruptions.ct import CTBlur, CTNoise, CTNPSNoise, CTQuantumNoise, CTRing, CTWindowShift
 from harness_plugins.corruptions.general import GaussianBlur
-from harness_plugins.corruptions.mri import MRIBiasField, MRIGhosting, MRIMotion, MRISpike
+from harness_plugins.corruptions.mri import MRIBiasField, MRIGhosting, MRIMotion, MRIRicianNoise, MRISpike
 from harness_plugins.corruptions.volume import SliceThickness, thick_slices
 from harness_plugins.datasets.phantoms.ct3d import Phantom3DCT, Phantom3DParams, generate
 from harness_plugins.models.architectures import MonaiDenseNet121, MonaiResNet18, SmallCNN, SmallCNN3D
@@ -90,8 +90,9 @@ def test_training_helpers_take_volumes() -> None:
     assert out.shape == volumes.shape
 
 
-@pytest.mark.parametrize("plugin", [CTNoise(), CTBlur(), CTRing(), SliceThickness(), MRIMotion(), MRIGhosting(),
-                                    MRISpike(), MRIBiasField()], ids=lambda p: p.name)
+@pytest.mark.parametrize("plugin", [CTNoise(), CTNPSNoise(), CTQuantumNoise(), CTWindowShift(), CTBlur(), CTRing(),
+                                    SliceThickness(), MRIMotion(), MRIGhosting(), MRISpike(), MRIBiasField(),
+                                    MRIRicianNoise()], ids=lambda p: p.name)
 def test_3d_corruptions_corrupt_whole_volumes_more_at_each_severity(plugin, phantom) -> None:  # noqa: ANN001
     images = torch.from_numpy(phantom[0][:2])
     change = []
