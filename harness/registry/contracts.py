@@ -227,13 +227,14 @@ class Architecture(Protocol):
 
     Options are the plan's `architecture: {name: ..., option: value}`; an architecture that takes options also
     has `check_options(options, key)` and `describe(in_channels, num_classes, image_size, options)` (every
-    constructor argument in effect, for the manifest and the weight cache).
+    constructor argument in effect, for the manifest and the weight cache). `image_size` is (H, W), or (D, H, W)
+    for volumes; an architecture that cannot take the rank raises ModelError.
     """
 
     name: str
     description: str
 
-    def build(self, in_channels: int, num_classes: int, image_size: tuple[int, int],
+    def build(self, in_channels: int, num_classes: int, image_size: tuple[int, ...],
               **options: Any) -> nn.Module: ...
 
 
@@ -281,8 +282,7 @@ class CorruptionContext:
 
     native_offset is the native value of pixel 0.0 (e.g. -1350 HU for a lung window W1500 L-600); pixel_spacing_mm
     is the in-plane pixel size of the images as the model sees them (voxel_spacing_mm: D, H, W of a volume). None
-    means unknown: a corruption that needs it
-    raises DataError instead of guessing.
+    means unknown: a corruption that needs it raises DataError instead of guessing.
     """
 
     seed: int

@@ -319,7 +319,8 @@ PLANE_GAP = 2  # pixels of white between the panels of a volume's strip
 
 
 def side_by_side(panels: list[np.ndarray], fill: float = 1.0) -> np.ndarray:
-    """2-D (or C×H×W) panels in one row, each top-aligned, separated by PLANE_GAP columns of `fill`."""
+    """2-D (or C×H×W) panels in one row, each top-aligned (padded below with `fill`), PLANE_GAP white columns
+    apart."""
     panels = [p if p.ndim == 3 else p[None] for p in panels]
     height = max(p.shape[1] for p in panels)
     parts = []
@@ -328,7 +329,7 @@ def side_by_side(panels: list[np.ndarray], fill: float = 1.0) -> np.ndarray:
         padded[:, :panel.shape[1]] = panel
         parts.append(padded)
         if k < len(panels) - 1:
-            parts.append(np.full((panel.shape[0], height, PLANE_GAP), fill))
+            parts.append(np.full((panel.shape[0], height, PLANE_GAP), 1.0))  # white gaps
     return np.concatenate(parts, axis=2)
 
 

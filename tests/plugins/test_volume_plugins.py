@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from harness.errors import DataError, ModelError, PlanError
-from harness.registry.contracts import CorruptionContext, DatasetContext, NativeUnits
-from harness_plugins.corruptions.ct import CTBlur, CTNoise, CTRing
+from harness.registry.contracts import CorruptionContext, DatasetBundle, DatasetContext, NativeUnits
+from harness_plugins.corruptions.ct import CTBlur, CTNoise, CTNPSNoise, CTQuantumNoise, CTRing, CTWindowShift
 from harness_plugins.corruptions.general import GaussianBlur
-from harness_plugins.corruptions.mri import MRIBiasField, MRIGhosting, MRIMotion, MRISpike
+from harness_plugins.corruptions.mri import MRIBiasField, MRIGhosting, MRIMotion, MRIRicianNoise, MRISpike
 from harness_plugins.corruptions.volume import SliceThickness, thick_slices
 from harness_plugins.datasets.phantoms.ct3d import Phantom3DCT, Phantom3DParams, generate
 from harness_plugins.models.architectures import MonaiDenseNet121, MonaiResNet18, SmallCNN, SmallCNN3D
@@ -90,8 +90,9 @@ def test_training_helpers_take_volumes() -> None:
     assert out.shape == volumes.shape
 
 
-@pytest.mark.parametrize("plugin", [CTNoise(), CTBlur(), CTRing(), SliceThickness(), MRIMotion(), MRIGhosting(),
-                                    MRISpike(), MRIBiasField()], ids=lambda p: p.name)
+@pytest.mark.parametrize("plugin", [CTNoise(), CTNPSNoise(), CTQuantumNoise(), CTWindowShift(), CTBlur(), CTRing(),
+                                    SliceThickness(), MRIMotion(), MRIGhosting(), MRISpike(), MRIBiasField(),
+                                    MRIRicianNoise()], ids=lambda p: p.name)
 def test_3d_corruptions_corrupt_whole_volumes_more_at_each_severity(plugin, phantom) -> None:  # noqa: ANN001
     images = torch.from_numpy(phantom[0][:2])
     change = []
@@ -126,3 +127,33 @@ def test_a_2d_only_corruption_or_slice_thickness_on_the_wrong_data_is_refused() 
     thick = CorruptionContext(seed=0, voxel_spacing_mm=(2.0, 1.0, 1.0))
     with pytest.raises(DataError, match="not thicker than the volume's 2 mm slices"):
         SliceThickness().apply(volume, [0], SliceThickness().params_for(1), thick)
+
+
+@pytest.mark.parametrize("name", ["pgd_adversarial_training", "trades"])
+def test_defences_fine_tune_a_3d_model(name: str, tmp_path) -> None:  # noqa: ANN001
+    from harness.plan.params import build_dataclass
+    from harness.registry.contracts import DefenceContext, ModelBundle, TensorSplit
+    from harness.registry.manager import default_registry
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+
+    def split(n: int, prefix: str) -> TensorSplit:
+        labels = np.arange(n) % 2
+        images = (0.5 + 0.05 * rng.standard_normal((n, 1, 8, 8, 8)) + 0.1 * labels[:, None, None, None, None])
+        ids = [f"{prefix}{i}" for i in range(n)]
+        return TensorSplit(torch.from_numpy(np.clip(images, 0, 1).astype(np.float32)), labels, ids, ids)
+
+    data = DatasetBundle("toy3d", ["a", "b"], {"train": split(16, "tr"), "val": split(8, "va"),
+                                               "test": split(4, "te")}, {"content_sha256": "toy3d"})
+    torch.manual_seed(0)
+    module = NormalizedClassifier(SmallCNN3D().build(1, 2, (8, 8, 8)), 1, spatial_dims=3).eval()
+    naive = ModelBundle(module=module, provenance={"architecture": "small_cnn_3d", "weights_sha256": "0" * 64})
+    plugin = default_registry().get("defence", name)
+    params = build_dataclass(plugin.Params, {"epsilon": 0.03, "epochs": 1, "steps": 2, "batch_size": 8,
+                                             "selection_steps": 2, "mixed_precision": False}, "defence")
+    context = DefenceContext(dataset=data, device=torch.device("cpu"), seed=1, cache_dir=tmp_path / "c",
+                             checkpoint_dir=tmp_path / "k")
+    hardened = plugin.harden(naive, params, context)
+    assert hardened.module(torch.rand(2, 1, 8, 8, 8)).shape == (2, 2)
+    assert [e["round"] for e in hardened.provenance["training_log"]] == [0, 1]

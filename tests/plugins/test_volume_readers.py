@@ -146,6 +146,7 @@ def test_roi_is_resampled_to_the_grid_and_refused_outside_the_volume(tmp_path: P
 
 def _manifest(tmp_path: Path, n: int = 12) -> tuple[Path, np.ndarray]:
     hu, labels = phantom_hu(n)
+    tmp_path.mkdir(parents=True, exist_ok=True)
     lines = ["path,label,patient_id"]
     for i in range(n):
         if i % 2:
@@ -226,3 +227,16 @@ def test_npz_volumes_are_read_as_n_c_d_h_w(tmp_path: Path) -> None:
     params = build_dataclass(NpzDataset.Params, {"path": "flat.npz", "volumes": True}, "dataset")
     with pytest.raises(DataError, match="must be N×D×H×W or N×C×D×H×W volumes"):
         NpzDataset().load(params, DatasetContext(seed=0, base_dir=tmp_path, cache_dir=tmp_path))
+
+
+def test_a_series_file_linking_out_of_the_sandbox_is_refused(tmp_path: Path) -> None:
+    manifest, _ = _manifest(tmp_path / "data", 6)
+    outside = tmp_path / "outside.dcm"
+    first = sorted((tmp_path / "data" / "series1").iterdir())[0]
+    first.rename(outside)
+    first.symlink_to(outside)
+    params = VolumeParams(path=str(manifest), class_names=["benign", "malignant"], roi_grid=[12, 12, 12])
+    context = DatasetContext(seed=0, base_dir=tmp_path, cache_dir=tmp_path, sandbox_roots=(tmp_path / "data",))
+    with pytest.raises(DataError, match="resolves outside the sandbox") as info:
+        VolumesDataset().load(params, context)
+    assert first.name not in info.value.one_line()

@@ -91,8 +91,10 @@ def write_nifti(path: Path, values: np.ndarray, spacing_mm: Sequence[float]) -> 
 # ------------------------------------------------------------------------------------------------ DICOM series
 
 
-def read_series(folder: Path, rel: str, name: Namer) -> Volume:
-    """The one DICOM series in `folder` as a Volume in HU (modality LUT applied), sorted along the slice normal."""
+def read_series(folder: Path, rel: str, name: Namer,
+                check: Callable[[Path, str], Path] | None = None) -> Volume:
+    """The one DICOM series in `folder` as a Volume in HU (modality LUT applied), sorted along the slice normal;
+    `check(path, relative path)` vets each file first (the plan's sandbox)."""
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -102,6 +104,8 @@ def read_series(folder: Path, rel: str, name: Namer) -> Volume:
     headers = []
     for path in files:
         shown = name(f"{rel}/{path.name}")
+        if check is not None:
+            check(path, f"{rel}/{path.name}")
         try:
             headers.append((path, pydicom.dcmread(path)))
         except (InvalidDicomError, OSError, ValueError):

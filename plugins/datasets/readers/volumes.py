@@ -107,7 +107,7 @@ def read_volume(root: Path, rel: str, context: DatasetContext) -> Volume:
     shown = context.name_file(rel)
     path = context.check_file(root / rel, rel)
     if path.is_dir():
-        return read_series(path, rel, context.name_file)
+        return read_series(path, rel, context.name_file, context.check_file)
     if path.is_file() and is_nifti(path):
         return read_nifti(path, shown)
     if not path.exists():
