@@ -58,7 +58,7 @@ def test_a_supplied_model_without_subject_says_not_stated_in_red(tmp_path):
 def test_the_harness_trained_model_is_called_a_demonstration_model(demo):
     cover = _one_line(demo["text"].split("1. Summary")[0])
     assert "demonstration model: a network trained by the harness" in cover
-    assert "this run's test images are a generated phantom" in cover
+    assert "test images are a generated phantom: its results describe the model on the phantom" in cover
 
 
 def test_limitations_are_built_from_the_run(demo):
