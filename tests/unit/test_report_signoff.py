@@ -37,7 +37,8 @@ def test_a_stated_subject_is_the_title_block_and_in_results(tmp_path):
     run = write_synthetic_run(tmp_path / "run", n_test=30, subject=SUBJECT, examples=False)
     html, _ = render_report(run)
     page = html.read_text()
-    assert "NoduleScope version 2.1" in page and "Example Imaging Ltd" in page
+    assert '<h1 class="cover-title">NoduleScope</h1>' in page and "version 2.1 ·" in page
+    assert "Example Imaging Ltd" in page
     assert "adults with an incidental solid nodule of 6-30 mm" in page and "paediatric patients" in page
     import json
     assert json.loads((run / "results.json").read_text())["plan"]["subject"]["name"] == "NoduleScope"
@@ -148,3 +149,24 @@ def test_plan_git_provenance_is_recorded_and_reported(tmp_path):
     assert section["preregistration"] == (f"Acceptance criteria fixed in commit {found['commit'][:12]} on "
                                           f"{found['date'][:10]} by QA Lead; the plan file was unmodified since.")
     assert section["n_without_rationale"] == 3  # the synthetic plan gives one of its four criteria a reason
+
+
+def test_training_settings_read_plainly():
+    from harness.report.model_rows import model_contract_rows
+    from harness.report.sections.test_plan import training_rows
+
+    info = {"seed": 20221, "training": {"epochs": 12, "seed": None, "num_threads": None},
+            "architecture_arguments": {"name": "small_cnn", "arguments": {"widths": [16]}, "from_plan": []},
+            "normalization": {"mean": [0.4], "std": [0.1], "source": "computed by training"}}
+    assert training_rows(info) == [("epochs", "12"), ("seed", "not set: the plan's seed (20221)"),
+                                   ("num_threads", "not set: the run's --threads (torch's default without it)")]
+    rows = dict(model_contract_rows(info))
+    assert rows["arguments set by the plan"].startswith("none: the architecture's defaults")
+    assert rows["normalisation"] == "mean [0.4], std [0.1]; source: computed by training"
+    assert "null" not in " ".join(v for _, v in training_rows(info))
+
+
+def test_the_ids_claim_follows_the_plugin(demo):
+    text = _one_line((demo["run"] / "report.html").read_text())
+    assert "the data set plugin declares them synthetic" in text  # the synthetic run's ids are generated
+    assert "Sample and patient ids in outputs are keyed hashes" not in text
