@@ -170,3 +170,13 @@ def test_the_ids_claim_follows_the_plugin(demo):
     text = _one_line((demo["run"] / "report.html").read_text())
     assert "the data set plugin declares them synthetic" in text  # the synthetic run's ids are generated
     assert "Sample and patient ids in outputs are keyed hashes" not in text
+
+
+def test_indicator_thresholds_carry_their_direction():
+    from harness.report.sections.indicators import threshold_text
+    from harness.results.model import IndicatorCheck
+
+    assert threshold_text(IndicatorCheck("monotone", "", True, 0.0, 0.05, "")) == "≤ 0.05"
+    assert threshold_text(IndicatorCheck("more_iterations", "", False, 0.156, 0.05, "")) == "≤ 0.05"
+    assert threshold_text(IndicatorCheck("box", "", True, 0.95, 0.9, "")) == "≥ 0.9"
+    assert threshold_text(IndicatorCheck("box", "", False, 0.5, 0.9, "")) == "≥ 0.9"
