@@ -40,6 +40,8 @@ def test_a_stated_subject_is_the_title_block_and_in_results(tmp_path):
     assert '<h1 class="cover-title">NoduleScope</h1>' in page and "version 2.1 ·" in page
     assert "Example Imaging Ltd" in page
     assert "adults with an incidental solid nodule of 6-30 mm" in page and "paediatric patients" in page
+    assert page.count("Characterise solid pulmonary nodules on chest CT.") == 3  # cover, Intended use, Appendix A
+    assert "does not state an intended use" not in page
     import json
     assert json.loads((run / "results.json").read_text())["plan"]["subject"]["name"] == "NoduleScope"
 
