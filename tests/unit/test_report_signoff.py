@@ -182,3 +182,22 @@ def test_indicator_thresholds_carry_their_direction():
     assert threshold_text(IndicatorCheck("more_iterations", "", False, 0.156, 0.05, "")) == "≤ 0.05"
     assert threshold_text(IndicatorCheck("box", "", True, 0.95, 0.9, "")) == "≥ 0.9"
     assert threshold_text(IndicatorCheck("box", "", False, 0.5, 0.9, "")) == "≥ 0.9"
+
+
+def test_the_corruption_strip_shows_the_image_whose_prediction_changes_most():
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from harness.corruptions.examples import example_index, prediction_changes
+
+    split = SimpleNamespace(labels=np.array([0, 1, 1, 0]), sample_ids=["a", "b", "c", "d"])
+    rows = [{"model": "naive", "corruption": "noise", "sample_id": sid, "clean_prediction": "1",
+             **{f"prediction@{k}": p for k, p in zip(range(1, 6), preds, strict=True)}}
+            for sid, preds in (("a", "11111"), ("b", "11100"), ("c", "11110"), ("d", "00000"))]
+    rows.append({"model": "hardened", "sample_id": "a", "clean_prediction": "1", "prediction@1": "0"})
+    changes = prediction_changes(rows)
+    assert changes == {"a": 0, "b": 2, "c": 1, "d": 5}
+    assert example_index(split, 1, changes) == 3  # d changes at every severity
+    assert example_index(split, 1, {"a": 2, "c": 2}) == 2  # a tie goes to the positive class first
+    assert example_index(split, 1, {}) == 1  # no change anywhere: the first positive image
