@@ -1,9 +1,21 @@
-"""A closed stdout (`harness compare A B | head`): stop printing quietly, as coreutils do, not with exit 1."""
+"""A closed stdout (`harness compare A B | head`): stop printing quietly with exit 0, as coreutils do.
+
+rich answers a BrokenPipeError by pointing stdout at /dev/null and raising SystemExit(1) (`Console.on_broken_pipe`);
+`closed_pipe_is_quiet` swaps that for an exception the command catches.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
+
+from rich.console import Console
+
+
+class ClosedPipe(Exception):
+    """The reader of stdout went away."""
 
 
 def quiet_closed_stdout() -> None:
@@ -15,3 +27,20 @@ def quiet_closed_stdout() -> None:
         pass
     finally:
         os.close(devnull)
+
+
+@contextlib.contextmanager
+def closed_pipe_is_quiet(console: Console) -> Iterator[None]:
+    """Within the block, a closed stdout ends the printing quietly (the command then returns its own exit code)."""
+
+    def on_broken_pipe() -> None:
+        console.quiet = True
+        quiet_closed_stdout()
+        raise ClosedPipe
+
+    console.on_broken_pipe = on_broken_pipe  # type: ignore[method-assign]
+    try:
+        yield
+    except (ClosedPipe, BrokenPipeError):
+        console.quiet = True
+        quiet_closed_stdout()

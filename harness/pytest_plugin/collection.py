@@ -135,6 +135,7 @@ class CriterionItem(pytest.Item):
         if record.error is not None:
             self._fail_run(record)
         entry = _criterion_entry(record.result, self.criterion.id)  # type: ignore[arg-type]
+        record.checked[self.criterion.id] = entry.passed
         self.user_properties += [(f"{PROPERTY_PREFIX}measured", entry.measured),
                                  (f"{PROPERTY_PREFIX}threshold", entry.threshold)]
         session = harness_session(self.config)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,14 +29,21 @@ class RunRecord:
     shown_dir: str = "-"
     report_error: str | None = None
     error_shown: bool = False
+    checked: dict[str, bool] = field(default_factory=dict)  # criterion id → passed, for the items run (-k, -x)
 
     def summary(self) -> dict[str, str]:
-        """A JSON-able line for the terminal summary (sent from xdist workers to the controller)."""
+        """A JSON-able line for the terminal summary (sent from xdist workers to the controller): the criteria this
+        session checked, and the run's own verdict when that was a selection."""
         if self.result is not None:
             verdict = self.result.verdict
             n_passed, n_criteria = (verdict.n_passed, verdict.n_criteria) if verdict else (0, 0)
-            outcome = (f"{verdict.word if verdict else 'FAIL'} ({n_passed}/{n_criteria} criteria "
-                       "passed)")
+            run_word = verdict.word if verdict else "FAIL"
+            outcome = f"{run_word} ({n_passed}/{n_criteria} criteria passed)"
+            if self.checked and len(self.checked) < n_criteria:
+                passed = sum(self.checked.values())
+                word = "PASS" if passed == len(self.checked) else "FAIL"
+                outcome = (f"{word} ({passed}/{len(self.checked)} selected criteria passed; the run's verdict: "
+                           f"{run_word}, {n_passed}/{n_criteria})")
         else:
             outcome = f"run failed: {one_line(self.error)}"
         if self.report_error:
@@ -99,8 +107,9 @@ class HarnessSession:
 
         label = plan.source + (f" (overrides: {' '.join(plan.overrides)})" if plan.overrides else "")
         record = RunRecord(label=label)
-        config = RunConfig(out_root=self.out_root, device=self.device, progress=False,
-                           echo=lambda message: print(message, file=sys.stderr))
+        piped = sys.__stdout__ is None or not sys.__stdout__.isatty()
+        config = RunConfig(out_root=self.out_root, device=self.device, progress="lines" if piped else False,
+                           echo=self.echo if piped else lambda message: print(message, file=sys.stderr))
         runner = Runner(plan, default_registry(), config)
         try:
             record.result = runner.run()
@@ -112,6 +121,12 @@ class HarnessSession:
         if record.result is not None and self.render:
             record.report_error = render_pdf(record.result.run_dir)
         return record
+
+    def echo(self, message: str) -> None:
+        """A status or progress line on stderr past pytest's capture, as `harness run` prints it in a CI log."""
+        capture = self.config.pluginmanager.getplugin("capturemanager")
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            print(message, file=sys.stderr, flush=True)
 
     def summaries(self) -> list[dict[str, str]]:
         """Every run of this session: this process's and those reported by xdist workers."""

@@ -12,13 +12,15 @@ def model_contract_rows(info: dict[str, Any]) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
     arch = info.get("architecture_arguments")
     if isinstance(arch, dict):
-        plan_set = ", ".join(arch.get("from_plan") or []) or "none (the library's defaults)"
+        plan_set = ", ".join(arch.get("from_plan") or []) or ("none: the architecture's defaults (the training "
+                                                               "settings the plan sets are listed below)")
         rows += [("constructor", str(arch.get("constructor") or arch.get("name", "n/a"))),
-                 ("constructor arguments", verbatim(arch.get("arguments") or {})), ("set by the plan", plan_set)]
+                 ("constructor arguments", verbatim(arch.get("arguments") or {})),
+                 ("arguments set by the plan", plan_set)]
     norm = info.get("normalization")
     if isinstance(norm, dict):
         values = f"mean {verbatim(norm['mean'])}, std {verbatim(norm['std'])}; " if "mean" in norm else ""
-        rows.append(("normalisation", f"{values}from {norm.get('source', 'n/a')}"))
+        rows.append(("normalisation", f"{values}source: {norm.get('source', 'n/a')}"))
     contract = info.get("input")
     if isinstance(contract, dict):
         shapes = "×".join(map(str, contract.get("data_shape", []))) + " → " + \

@@ -30,6 +30,7 @@ class CorruptionExamples:
     ran: np.ndarray  # bool [n_corruptions, 5]
     preds: np.ndarray  # int [n_corruptions, 5]
     confs: np.ndarray  # float [n_corruptions, 5]
+    rule: str | None = None  # how the image was chosen (harness.corruptions.examples.EXAMPLE_RULE); None: older runs
 
 
 def read_corruption_examples(path: Path) -> CorruptionExamples:
@@ -40,7 +41,8 @@ def read_corruption_examples(path: Path) -> CorruptionExamples:
             clean=np.asarray(data["clean"], dtype=np.float32), clean_pred=int(data["clean_pred"]),
             clean_conf=float(data["clean_conf"]), ids=[str(i) for i in data["ids"]],
             images=np.asarray(data["images"], dtype=np.float32), ran=np.asarray(data["ran"], dtype=bool),
-            preds=np.asarray(data["preds"]), confs=np.asarray(data["confs"]))
+            preds=np.asarray(data["preds"]), confs=np.asarray(data["confs"]),
+            rule=str(data["rule"]) if "rule" in data.files else None)
     if examples.images.shape[:2] != (len(examples.ids), LEVELS) \
             or examples.images.shape[2:] != examples.clean.shape:
         raise ValueError(f"images {examples.images.shape} do not match {len(examples.ids)} corruptions of "

@@ -44,7 +44,8 @@ def device_under_test(report: ReportInput) -> dict[str, Any]:
             for key in ("name", "version", "manufacturer")]
     title = " ".join(part for part in (subject.name, subject.version and f"version {subject.version}") if part)
     return {
-        "title": title or None, "manufacturer": subject.manufacturer or None, "rows": rows,
+        "title": title or None, "name": subject.name or None, "version": subject.version or None,
+        "manufacturer": subject.manufacturer or None, "rows": rows,
         "stated": any(getattr(subject, k) for k in SUBJECT_KEYS if k != "intended_use"),
         "demonstration": DEMONSTRATION if demonstration else None,
         "intended_use": subject.intended_use or None,

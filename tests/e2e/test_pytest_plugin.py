@@ -172,15 +172,17 @@ def test_failing_gate_failed_run_k_selection_and_override(gate_dir: pytest.Pytes
     (gate_dir.path / "boom.yaml").write_text(PLAN.replace("name: toy_plan", "name: boom_plan")
                                              .replace("  n: 30", "  n: 30\n  fail: internal"))
     result = gate_dir.runpytest_subprocess("plan.yaml", "crash.yaml", "boom.yaml", "-k", "robust or clean_acc",
-                                           "--harness-set", "acceptance.1.min=1.01", "--harness-out", "out",
+                                           "--harness-set", "acceptance.1.attack=shift_big", "--harness-set",
+                                           "acceptance.1.epsilon=0.2", "--harness-out", "out",
                                            "--junitxml=j.xml")
     result.assert_outcomes(passed=1, failed=5, deselected=6)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     out = {d.name.split("-")[0]: d.name for d in run_dirs(gate_dir.path / "out")}
     assert set(out) == {"toy_plan", "crash_plan", "boom_plan"}  # each plan ran once for its two selected items
-    gate = "shift[eps=0.004]::robust_accuracy>=1.01"
-    measured = f"{gate}: measured 1.000 < 1.01 (run directory: out/{out['toy_plan']})"
-    crash = ("the run of crash.yaml (overrides: acceptance.1.min=1.01) failed: toy data set: simulated unreadable "
+    gate = "shift_big[eps=0.2]::robust_accuracy>=0.60"  # a threshold above 1 is refused: a stronger attack fails it
+    measured = f"{gate}: measured 0.000 < 0.60 (run directory: out/{out['toy_plan']})"
+    overrides = "acceptance.1.attack=shift_big acceptance.1.epsilon=0.2"
+    crash = (f"the run of crash.yaml (overrides: {overrides}) failed: toy data set: simulated unreadable "
              f"file (run directory: out/{out['crash_plan']})")
     sections = [line.strip("_ ") for line in result.stdout.lines if line.startswith("___")]
     assert sections == [f"{gate} (plan.yaml)", "clean_accuracy>=0.75 (crash.yaml)", f"{gate} (crash.yaml)",
@@ -189,7 +191,7 @@ def test_failing_gate_failed_run_k_selection_and_override(gate_dir: pytest.Pytes
     # an internal error shows its traceback once, on the plan's first item; the others get one line
     errors = [line for line in result.stdout.lines if line.startswith("E") and line.endswith("simulated bug")]
     assert errors == ["E   RuntimeError: simulated bug"] and len(result.stdout.lines) < 150
-    assert (f"{gate}: the run of boom.yaml (overrides: acceptance.1.min=1.01) failed: RuntimeError: simulated bug "
+    assert (f"{gate}: the run of boom.yaml (overrides: {overrides}) failed: RuntimeError: simulated bug "
             f"(run directory: out/{out['boom_plan']})") in result.stdout.lines
     cases = junit_cases(gate_dir.path / "j.xml")
     assert cases["plan.yaml", gate].find("failure").get("message") == measured  # named by the criterion id
@@ -205,7 +207,9 @@ def test_xdist_summary_and_node_id_selection(gate_dir: pytest.Pytester) -> None:
     result.assert_outcomes(passed=2)
     dirs = run_dirs(gate_dir.path / "runs")
     assert len(dirs) == 1
-    result.stdout.fnmatch_lines([f"plan.yaml: PASS (4/4 criteria passed) -> run directory: runs/{dirs[0].name}"])
+    # the closing line counts the two selected criteria, and gives the run's own verdict beside them
+    result.stdout.fnmatch_lines([f"plan.yaml: PASS (2/2 selected criteria passed; the run's verdict: PASS, 4/4) -> "
+                                 f"run directory: runs/{dirs[0].name}"])
 
 
 def test_verbose_lines_setup_duration_and_a_plan_needing_an_unset_variable(gate_dir: pytest.Pytester) -> None:
@@ -223,6 +227,8 @@ def test_verbose_lines_setup_duration_and_a_plan_needing_an_unset_variable(gate_
     assert max(setups, key=setups.get) == f"plan.yaml::{IDS[0]}" and max(calls.values()) < 0.5
     result.stdout.fnmatch_lines(["SKIPPED [[]1] needs_var.yaml: ${HARNESS_TEST_UNSET} is not set (line *, key "
                                  "'dataset.fail'): set HARNESS_TEST_UNSET to run this plan's gates"])
+    # stdout is a pipe here, as in CI: the run's progress lines reach the log as `harness run` prints them
+    result.stderr.fnmatch_lines(["harness: dataset ...", "harness: naive: clean test done: *"], consecutive=False)
 
 
 # -- helpers, in process ---------------------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """The default CT plan's report as a reviewer receives it (issue 15): the real run of specs/ct_nodule.yaml.
 
-At most 12 pages, its eight natural corruptions included; nothing runs past the margins;
+At most 16 pages, its eight natural corruptions included; legible type (issue 25); nothing runs past the margins;
 no heading is left at a page bottom; no page but the body's last and the appendix's last is mostly blank; every
 figure has axis labels with units; the cover says the data are a generated phantom and names the failed criteria
-(none here); Appendix A is the plan file as written.
+(none here); Appendix A is the plan file as written. The run directory verifies with `harness verify` and fails,
+naming the file, once one byte of results.json changes.
 """
 
 from __future__ import annotations
@@ -12,16 +13,19 @@ import pytest
 import torch
 from report_layout import (
     MAX_PAGES,
+    MAX_SMALL_SHARE,
     MIN_FILL,
     figures_without_units,
     ink_in_margins,
     orphaned_headings,
     read_layout,
     short_pages,
+    small_type_share,
     words_past_margins,
 )
 from support import REPO
 
+from harness.cli.main import main
 from harness.plan.schema import load_plan
 from harness.registry.manager import default_registry
 from harness.report import render_report
@@ -44,6 +48,33 @@ def test_default_ct_report_fits_its_page_budget_with_filled_pages(ct_report):
     layout = ct_report["layout"]
     assert layout.n_pages <= MAX_PAGES, layout.n_pages
     assert not short_pages(layout, MIN_FILL), "mostly blank pages (page: fill)"
+
+
+def test_default_ct_report_type_is_legible_and_it_states_subject_and_limits(ct_report):
+    layout = ct_report["layout"]
+    assert small_type_share(layout) <= MAX_SMALL_SHARE
+    text = " ".join(" ".join(layout.page_texts).replace("\u200b", "").split())
+    assert "CT lung-nodule classifier (demonstration) version trained from this plan" in text  # the title block
+    assert "Intended use Demonstration only" in text
+    assert "Limitations What this run cannot show" in text and "ε = 0.004 is 6 HU per pixel" in text
+
+
+def test_default_run_verifies_and_one_changed_byte_is_named(ct_report, tmp_path, capsys):
+    import shutil
+    import subprocess
+
+    run_dir = ct_report["run_dir"]
+    subprocess.run(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=run_dir, check=True)
+    assert main(["verify", str(run_dir)]) == 0  # the data are regenerated and their content hash re-checked
+    copy = shutil.copytree(run_dir, tmp_path / "copy")
+    data = bytearray((copy / "results.json").read_bytes())
+    digit = next(i for i, byte in enumerate(data) if chr(byte) in "123456789")
+    data[digit] = ord("1" if data[digit] != ord("1") else "2")
+    (copy / "results.json").write_bytes(bytes(data))
+    capsys.readouterr()
+    assert main(["verify", str(copy), "--no-data"]) == 1
+    out = capsys.readouterr().out
+    assert "MISMATCH results.json: content changed since SHA256SUMS was written" in out
 
 
 def test_default_ct_report_layout_is_clean(ct_report):

@@ -37,8 +37,11 @@ def test_a_stated_subject_is_the_title_block_and_in_results(tmp_path):
     run = write_synthetic_run(tmp_path / "run", n_test=30, subject=SUBJECT, examples=False)
     html, _ = render_report(run)
     page = html.read_text()
-    assert "NoduleScope version 2.1" in page and "Example Imaging Ltd" in page
+    assert '<h1 class="cover-title">NoduleScope</h1>' in page and "version 2.1 ·" in page
+    assert "Example Imaging Ltd" in page
     assert "adults with an incidental solid nodule of 6-30 mm" in page and "paediatric patients" in page
+    assert page.count("Characterise solid pulmonary nodules on chest CT.") == 3  # cover, Intended use, Appendix A
+    assert "does not state an intended use" not in page
     import json
     assert json.loads((run / "results.json").read_text())["plan"]["subject"]["name"] == "NoduleScope"
 
@@ -58,7 +61,7 @@ def test_a_supplied_model_without_subject_says_not_stated_in_red(tmp_path):
 def test_the_harness_trained_model_is_called_a_demonstration_model(demo):
     cover = _one_line(demo["text"].split("1. Summary")[0])
     assert "demonstration model: a network trained by the harness" in cover
-    assert "this run's test images are a generated phantom" in cover
+    assert "test images are a generated phantom: its results describe the model on the phantom" in cover
 
 
 def test_limitations_are_built_from_the_run(demo):
@@ -74,7 +77,8 @@ def test_limitations_are_built_from_the_run(demo):
 def test_type_is_legible(demo):
     layout = demo["layout"]
     assert small_type_share(layout) <= MAX_SMALL_SHARE, [w.text for w in small_words(layout)][:20]
-    assert not small_words(layout, 7.5), [(w.page, w.text, round(type_size(w), 2)) for w in small_words(layout, 7.5)][:20]
+    smaller = small_words(layout, 7.5)  # nothing under the table size of 7.5 pt
+    assert not smaller, [(w.page, w.text, round(type_size(w), 2)) for w in smaller][:20]
     sizes = sorted(type_size(w) for w in layout.words)
     assert sizes[len(sizes) // 2] >= 7.45  # half of all words at table size or larger
 
@@ -147,3 +151,53 @@ def test_plan_git_provenance_is_recorded_and_reported(tmp_path):
     assert section["preregistration"] == (f"Acceptance criteria fixed in commit {found['commit'][:12]} on "
                                           f"{found['date'][:10]} by QA Lead; the plan file was unmodified since.")
     assert section["n_without_rationale"] == 3  # the synthetic plan gives one of its four criteria a reason
+
+
+def test_training_settings_read_plainly():
+    from harness.report.model_rows import model_contract_rows
+    from harness.report.sections.test_plan import training_rows
+
+    info = {"seed": 20221, "training": {"epochs": 12, "seed": None, "num_threads": None},
+            "architecture_arguments": {"name": "small_cnn", "arguments": {"widths": [16]}, "from_plan": []},
+            "normalization": {"mean": [0.4], "std": [0.1], "source": "computed by training"}}
+    assert training_rows(info) == [("epochs", "12"), ("seed", "not set: the plan's seed (20221)"),
+                                   ("num_threads", "not set: the run's --threads (torch's default without it)")]
+    rows = dict(model_contract_rows(info))
+    assert rows["arguments set by the plan"].startswith("none: the architecture's defaults")
+    assert rows["normalisation"] == "mean [0.4], std [0.1]; source: computed by training"
+    assert "null" not in " ".join(v for _, v in training_rows(info))
+
+
+def test_the_ids_claim_follows_the_plugin(demo):
+    text = _one_line((demo["run"] / "report.html").read_text())
+    assert "the data set plugin declares them synthetic" in text  # the synthetic run's ids are generated
+    assert "Sample and patient ids in outputs are keyed hashes" not in text
+
+
+def test_indicator_thresholds_carry_their_direction():
+    from harness.report.sections.indicators import threshold_text
+    from harness.results.model import IndicatorCheck
+
+    assert threshold_text(IndicatorCheck("monotone", "", True, 0.0, 0.05, "")) == "≤ 0.05"
+    assert threshold_text(IndicatorCheck("more_iterations", "", False, 0.156, 0.05, "")) == "≤ 0.05"
+    assert threshold_text(IndicatorCheck("box", "", True, 0.95, 0.9, "")) == "≥ 0.9"
+    assert threshold_text(IndicatorCheck("box", "", False, 0.5, 0.9, "")) == "≥ 0.9"
+
+
+def test_the_corruption_strip_shows_the_image_whose_prediction_changes_most():
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from harness.corruptions.examples import example_index, prediction_changes
+
+    split = SimpleNamespace(labels=np.array([0, 1, 1, 0]), sample_ids=["a", "b", "c", "d"])
+    rows = [{"model": "naive", "corruption": "noise", "sample_id": sid, "clean_prediction": "1",
+             **{f"prediction@{k}": p for k, p in zip(range(1, 6), preds, strict=True)}}
+            for sid, preds in (("a", "11111"), ("b", "11100"), ("c", "11110"), ("d", "00000"))]
+    rows.append({"model": "hardened", "sample_id": "a", "clean_prediction": "1", "prediction@1": "0"})
+    changes = prediction_changes(rows)
+    assert changes == {"a": 0, "b": 2, "c": 1, "d": 5}
+    assert example_index(split, 1, changes) == 3  # d changes at every severity
+    assert example_index(split, 1, {"a": 2, "c": 2}) == 2  # a tie goes to the positive class first
+    assert example_index(split, 1, {}) == 1  # no change anywhere: the first positive image

@@ -60,7 +60,7 @@ def test_a_passing_run_ends_passed_with_exit_code_0_in_results_and_manifest(tmp_
     assert manifest["status"] == {"status": "passed", "stage": None, "error": None, "exit_code": 0}
     assert manifest["process"]["pid"] > 0 and manifest["process"]["host"]
     assert RunResults.load(result.run_dir).status == "passed" and not run_in_progress(result.run_dir)
-    failing = runner(tmp_path / "f", ["acceptance.1.min=1.01"]).run()
+    failing = runner(tmp_path / "f", ["acceptance.1.attack=shift_big", "acceptance.1.epsilon=0.2"]).run()
     assert (failing.status, failing.exit_code) == ("failed", 1)
 
 

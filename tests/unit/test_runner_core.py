@@ -59,10 +59,11 @@ def test_batch_size_auto_is_resolved_and_recorded(tmp_path):
 
 
 def test_failed_criterion_gives_fail_verdict(tmp_path):
-    result = run_toy(tmp_path, ["acceptance.1.min=1.01"])
+    # a threshold above 1 is refused (issue 25), so the gate moves to the attack that breaks every image
+    result = run_toy(tmp_path, ["acceptance.1.attack=shift_big", "acceptance.1.epsilon=0.2"])
     assert not result.passed
     entry = result.criteria[1]
-    assert entry.measured == 1.0 and entry.passed is False
+    assert entry.measured == 0.0 and entry.passed is False
 
 
 def test_nan_or_inf_is_reported_not_averaged():

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.markup import escape
 
-from harness.cli.pipes import quiet_closed_stdout
+from harness.cli.pipes import closed_pipe_is_quiet
 from harness.errors import EXIT_PASS
 
 if TYPE_CHECKING:
@@ -45,12 +45,10 @@ def execute(args: argparse.Namespace, console: Console) -> int:
     write_text_atomic(markdown_path, markdown(comparison))
     if args.out is None:  # inside run B: its SHA256SUMS (when sealed) lists them
         update_sums(Path(args.run_b), [f"{FOLDER}/{json_path.name}", f"{FOLDER}/{markdown_path.name}"])
-    try:
+    with closed_pipe_is_quiet(console):
         _print(console, comparison)
         console.print(escape(f"harness: comparison written to {json_path} and {markdown_path}"), soft_wrap=True)
         console.file.flush()
-    except BrokenPipeError:
-        quiet_closed_stdout()
     return EXIT_PASS
 
 

@@ -4,7 +4,7 @@ Each section is a module here and a template `templates/sections/<module name>.h
 
 - ``TITLE``: the heading, numbered ("5. Results") and listed in the contents; ``None`` for the cover and for a
   part that continues the section before it (its template then starts at ``<h3>``).
-- ``APPENDIX = True`` (optional): lettered "Appendix A." instead of numbered; appendices start a new page, other
+- ``APPENDIX = True`` (optional): lettered "Appendix A." instead of numbered; appendices, like other
   sections follow on the page of the one before (wrap a block that must stay together in ``<div class="keep">``).
   A ``<table class="data">`` stays on one page; give one that can run longer than half a page the class ``long``
   so that it splits between rows instead.

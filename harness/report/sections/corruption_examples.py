@@ -55,4 +55,5 @@ def build(report: ReportInput) -> dict[str, Any] | None:
     clean = {"uri": plots.data_uri(plots.image_png(np.asarray(first.clean), min_side=96, max_side=128)),
              "predictions": _predictions(report, examples, None, None)}
     return {"rows": rows, "clean": clean, "label": report.class_name(first.label), "sample_id": first.sample_id,
-            "levels": list(SEVERITY_LEVELS), "roles": list(examples)}
+            "levels": list(SEVERITY_LEVELS), "roles": list(examples),
+            "rule": first.rule or "the first test image of the positive class (runs made before the rule below)"}

@@ -28,6 +28,15 @@ def threshold_sentence(check: IndicatorCheck) -> str | None:
     return f"Passes at values {side} {threshold}, the threshold set by the rule above."
 
 
+def threshold_text(check: IndicatorCheck) -> str:
+    """The threshold with the side a passing value lies on ('≤ 0.05', '≥ 0.9'), read from the value and verdict."""
+    threshold = cell(check.threshold)
+    if not isinstance(check.value, (int, float)) or not isinstance(check.threshold, (int, float)):
+        return threshold
+    below = check.value < check.threshold or (check.value == check.threshold and check.passed)
+    return f"{'≤' if below == check.passed else '≥'} {threshold}"
+
+
 def compact_counts(text: str | None) -> str | None:
     """Per-class counts written short: 'benign 18 of 18, malignant 0 of 14' becomes 'benign 18/18, malignant 0/14'."""
     return None if text is None else COUNT.sub(r"\1/\2", text)
@@ -41,7 +50,7 @@ def build(report: ReportInput) -> dict[str, Any] | None:
         if indicators is None:
             continue
         checks = [{"id": c.id, "description": c.description, "passed": c.passed, "value": cell(c.value),
-                   "threshold": cell(c.threshold), "detail": compact_counts(c.detail),
+                   "threshold": threshold_text(c), "detail": compact_counts(c.detail),
                    "explanation": threshold_sentence(c), "flipped_by": compact_counts(c.flipped_by), "rule": c.rule}
                   for c in indicators.checks]
         models.append({"role": role, "credible": indicators.credible, "checks": checks, "subset": indicators.subset,

@@ -14,9 +14,9 @@ TITLE = "Limitations"
 
 # Typical image noise by native unit, with where the figure comes from (shown beside ε in native units).
 NOISE_REFERENCES = {
-    "HU": ("image noise of roughly σ 10–40 HU in soft tissue on clinical CT, depending on dose, kernel and patient "
-           "size", "an order of magnitude from CT practice, not a measurement of this data; measure σ in a uniform "
-           "region of your own scans (e.g. the water section of the ACR CT accreditation phantom)"),
+    "HU": (10.0, "image noise of roughly σ 10–40 HU in soft tissue on clinical CT, depending on dose, kernel and "
+           "patient size", "an order of magnitude from CT practice, not a measurement of this data; measure σ in a "
+           "uniform region of your own scans (e.g. the water section of the ACR CT accreditation phantom)"),
 }
 
 
@@ -67,8 +67,11 @@ def epsilon_limits(report: ReportInput) -> str:
     if reference is None:
         return text + f"; no reference noise level is known to the harness for {native.unit}: compare it with the " \
                       "noise of your own images."
-    typical, source = reference
-    return text + f", against {typical} (source: {source}). An attack this size is below the noise a reader sees."
+    low, typical, source = reference
+    size = cutoff * native.per_unit
+    relation = ("smaller than that noise: a perturbation a reader cannot see" if size < low else
+                "comparable to or larger than that noise")
+    return text + f", against {typical} (source: {source}); the attack is {relation}."
 
 
 def threat_model(report: ReportInput) -> str:

@@ -72,6 +72,14 @@ def defence(report: ReportInput) -> dict[str, Any] | None:
             "weights": weights, "log": rows}
 
 
+def training_rows(info: dict[str, Any]) -> list[tuple[str, str]]:
+    """The training settings verbatim, with what an unset (null) setting means instead of 'null'."""
+    unset = {"seed": f"not set: the plan's seed ({verbatim(info.get('seed', 'n/a'))})",
+             "num_threads": "not set: the run's --threads (torch's default without it)"}
+    return [(key, unset.get(key, "not set") if value == "null" else value)
+            for key, value in mapping_rows(info.get("training"))]
+
+
 def models(report: ReportInput) -> list[dict[str, Any]]:
     """Each model as provided (manifest): settings, weights file name and training log."""
     out = []
@@ -89,7 +97,7 @@ def models(report: ReportInput) -> list[dict[str, Any]]:
             if log and isinstance(log[0], dict) else []
         table = [[_log_eps(report, entry.get(c)) if c == "epsilon" else cell(entry.get(c)) for c in columns]
                  for entry in log[:MAX_TRAINING_LOG_ROWS]] if columns else []
-        out.append({"role": role, "rows": rows, "training": mapping_rows(info.get("training")),
+        out.append({"role": role, "rows": rows, "training": training_rows(info),
                     "log_columns": columns, "log": table, "log_truncated": max(0, len(log) - MAX_TRAINING_LOG_ROWS)})
     return out
 

@@ -45,6 +45,7 @@ def build(report: ReportInput) -> dict[str, Any]:
     summary = report.run.dataset
     leakage = dataset.get("leakage") or {}
     return {
+        "synthetic_ids": dataset.get("identifiers") == "synthetic",
         "leakage": leakage.get("summary") or (f"none found ({leakage['method']})" if leakage.get("method") else
                                               "not recorded"),
         "training_data": (leakage.get("training_data") or {}).get("summary"),
