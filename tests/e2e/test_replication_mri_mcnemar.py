@@ -80,8 +80,8 @@ def test_hardened_beats_naive_under_pgd_by_mcnemar(tmp_path, shared_datasets, mo
     assert all(v == 0 for v in leakage["exact_duplicates"].values()), leakage
     assert all(v == 0 for v in leakage["near_duplicates"].values()), leakage
     hardened = results["models"]["hardened"]
-    assert manifest["models"]["hardened"]["selection"]["split"] == "val" if "selection" in manifest["models"].get(
-        "hardened", {}) else True
+    selection = results["defence"]["selection"]  # the round is chosen on val images, never on test
+    assert selection["split"] == "val" and selection["n_images"] == sum(dataset["provenance"]["counts"]["val"].values())
 
     # The exact McNemar test on the same 521 test images, naive vs hardened, correct under PGD at 0.004.
     samples = read_samples(run_dir / "samples.csv", EpsilonGrid.of([0.004]))
