@@ -544,6 +544,9 @@ class _PlanBuilder:
             subgroup = self.criterion_subgroup(item.get("subgroup"), subgroups, f"{path}.subgroup")
             if subgroup is not None and (scope.per_model or scope.needs_corruption):
                 raise self.error(f"{metric} is not measured per subgroup", f"{path}.subgroup")
+            if subgroup is not None and any_attack:
+                raise self.error("the worst case over attacks (attack: any) is not measured per subgroup; name one "
+                                 "attack", f"{path}.subgroup")
             if baseline is not None and corruption is not None:
                 raise self.error("regression gates ('baseline') apply to clean and attack metrics, not to "
                                  "corruptions", f"{path}.baseline")
