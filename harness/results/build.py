@@ -104,7 +104,8 @@ def worst_case(outcomes: Mapping[str, AttackOutcome], labels: np.ndarray, clean_
     points = tuple(replace(p, bound_violations=None) for p in attack_points(union, labels, clean_correct,
                                                                            positive_class, native, intervals))
     return WorstCase(points=points, attacks={e: tuple(names[e]) for e in sorted(broken)},
-                     upper_bounds=tuple(upper_bounds), norm=norm)
+                     upper_bounds=tuple(upper_bounds), norm=norm,
+                     probes=tuple(dict.fromkeys(name for name, _ in (probes or {}).values())))
 
 
 def _finite_or_none(value: float) -> float | None:

@@ -421,16 +421,18 @@ class WorstCase:
     attacks: Mapping[float, tuple[str, ...]]  # ε → the attacks (and probes) the point is the worst case of
     upper_bounds: tuple[str, ...] = ()
     norm: str = "linf"  # the norm of every attack it combines (a plan's other norms have no worst case)
+    probes: tuple[str, ...] = ()  # the names in `attacks` that are the indicators' probes, not the plan's attacks
 
     def __post_init__(self) -> None:
-        _set(self, points=tuple(self.points), upper_bounds=tuple(self.upper_bounds),
+        _set(self, points=tuple(self.points), upper_bounds=tuple(self.upper_bounds), probes=tuple(self.probes),
              attacks=MappingProxyType({float(e): tuple(a) for e, a in self.attacks.items()}))
 
     @property
     def label(self) -> str:
-        """'worst case of 4 attacks' (the most at any ε)."""
-        n = max((len(a) for a in self.attacks.values()), default=0)
-        return f"worst case of {n} attack{'s' if n != 1 else ''}"
+        """'worst case of 4 attacks' (the most at any ε), '… and the indicators' probes' where they count."""
+        n = max((len([x for x in a if x not in self.probes]) for a in self.attacks.values()), default=0)
+        probes = any(x in self.probes for a in self.attacks.values() for x in a)
+        return f"worst case of {n} attack{'s' if n != 1 else ''}" + (" and the indicators' probes" if probes else "")
 
     def find(self, epsilon: float) -> AttackPoint | None:
         """The point at ε, or None."""
@@ -438,7 +440,8 @@ class WorstCase:
 
     def to_json(self) -> Json:
         """A model's `worst_case` section."""
-        return {"label": self.label, "norm": self.norm, "points": [p.to_json() for p in self.points],
+        return {"label": self.label, "norm": self.norm, "probes": list(self.probes),
+                "points": [p.to_json() for p in self.points],
                 "attacks": [{"epsilon": e, "attacks": list(a)} for e, a in self.attacks.items()],
                 "upper_bounds": list(self.upper_bounds)}
 
@@ -447,7 +450,8 @@ class WorstCase:
         """Read a `worst_case` section."""
         return cls(points=tuple(AttackPoint.from_json(p) for p in raw.get("points", ())),
                    attacks={float(a["epsilon"]): tuple(a["attacks"]) for a in raw.get("attacks", ())},
-                   upper_bounds=tuple(raw.get("upper_bounds", ())), norm=raw.get("norm", "linf"))
+                   upper_bounds=tuple(raw.get("upper_bounds", ())), norm=raw.get("norm", "linf"),
+                   probes=tuple(raw.get("probes", ())))
 
 
 @dataclass(frozen=True)

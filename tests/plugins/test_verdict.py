@@ -219,7 +219,7 @@ def test_two_attacks_breaking_disjoint_images_give_their_union_per_image():
     found = worst_case({"a": a, "b": b}, labels, clean, 1, None, IntervalSettings(), {0.04: ("probe", probe)})
     assert [p.epsilon for p in found.points] == [0.01, 0.02, 0.04]
     assert dict(found.attacks) == {0.01: ("a",), 0.02: ("a", "b"), 0.04: ("a", "b", "probe")}
-    assert found.label == "worst case of 3 attacks"
+    assert found.label == "worst case of 2 attacks and the indicators' probes"
     # ε = 0.02: a breaks images 0 and 1, b breaks 2 and 3: four of the seven clean-correct images fall
     by_eps = {p.epsilon: p for p in found.points}
     assert by_eps[0.02].robust_accuracy == (clean & ~np.array([1, 1, 1, 1, 0, 0, 0, 0], bool)).mean() == 3 / 8
