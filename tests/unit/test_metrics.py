@@ -7,8 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from harness.results.certification import CertifiedPoint, SigmaResult
 from harness.results.build import clean_metrics
+from harness.results.certification import CertifiedPoint, SigmaResult
 from harness.results.metrics import (
     CERTIFIED_POINT,
     CLEAN,
