@@ -98,3 +98,17 @@ def test_torchscript_volumes(tmp_path: Path) -> None:
     x = volumes().splits["test"].images
     with torch.no_grad():
         torch.testing.assert_close(bundle.module(x), model(x))
+
+
+def test_state_dict_volumes_with_the_declared_normalisation(tmp_path: Path) -> None:
+    from harness_plugins.models.providers import StateDictProvider
+
+    torch.manual_seed(0)
+    network = architectures.SmallCNN3D().build(1, 2, (SIZE,) * 3).eval()
+    torch.save(network.state_dict(), tmp_path / "w.pt")
+    bundle = provide(StateDictProvider(), tmp_path, architecture="small_cnn_3d", weights="w.pt",
+                     normalization={"mean": 0.5, "std": 0.25})
+    x = volumes().splits["test"].images
+    with torch.no_grad():
+        torch.testing.assert_close(bundle.module(x), network((x - 0.5) / 0.25))
+    assert bundle.provenance["architecture_arguments"]["name"] == "small_cnn_3d"

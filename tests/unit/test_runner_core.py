@@ -50,7 +50,9 @@ def test_core_run_writes_complete_run_directory(tmp_path):
 def test_batch_size_auto_is_resolved_and_recorded(tmp_path):
     fixed = run_toy(tmp_path / "fixed")
     auto = run_toy(tmp_path / "auto", ["batch_size=auto"])
-    assert json.loads((fixed.run_dir / "manifest.json").read_text())["batch_size"] == {"requested": 64, "used": 64}
+    fixed_record = json.loads((fixed.run_dir / "manifest.json").read_text())["batch_size"]
+    assert {k: fixed_record[k] for k in ("requested", "used")} == {"requested": 64, "used": 64}
+    assert fixed_record["input_mib_per_batch"] > 0  # the float32 inputs of one batch
     recorded = json.loads((auto.run_dir / "manifest.json").read_text())["batch_size"]
     # on CPU the choice follows the image size, capped at the power of two covering the test set
     n_test = auto.dataset.n_test
