@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.errors import ModelError, PlanError
+from harness_plugins.datasets.readers.geometry import aspect_differs
 
 RESIZE_METHOD = "bilinear (torch.nn.functional.interpolate, align_corners=False, antialiased when shrinking)"
 TRILINEAR_METHOD = "trilinear (torch.nn.functional.interpolate, align_corners=False)"  # volumes
@@ -134,9 +135,15 @@ def describe_input(data_shape: Sequence[int], contract: InputParams | None) -> d
     channels, *spatial = model_input_shape(data_shape, contract)
     lo, hi = (0.0, 1.0) if contract is None else (float(contract.scale[0]), float(contract.scale[1]))
     resized = list(spatial) != [int(v) for v in data_shape[1:]]
+    resize = (RESIZE_METHOD if len(spatial) == 2 else TRILINEAR_METHOD) if resized else None
+    if resized and len(spatial) == 2 and aspect_differs(int(data_shape[1]), int(data_shape[2]), *spatial):
+        height, width = spatial
+        resize = (f"{RESIZE_METHOD}; stretched: the aspect ratio changes from {data_shape[2]}×{data_shape[1]} to "
+                  f"{width}×{height} (width×height); to keep it, letterbox the data first (dataset image_size with "
+                  "resize: {mode: pad})")
     return {
         "data_shape": [int(v) for v in data_shape], "model_shape": [channels, *spatial],
-        "resize": (RESIZE_METHOD if len(spatial) == 2 else TRILINEAR_METHOD) if resized else None,
+        "resize": resize,
         "channels_replicated": channels != int(data_shape[0]), "scale": [lo, hi],
         "epsilon_units": ("ε is on the data's [0,1] pixels" if (lo, hi) == (0.0, 1.0) else
                           f"ε is on the data's [0,1] pixels; the model sees ε × {hi - lo:g} on its [{lo:g}, {hi:g}] "

@@ -100,3 +100,11 @@ def test_a_3_to_2_run_through_a_square_model_is_padded_and_the_report_says_so(tm
     pdf = " ".join(subprocess.run(["pdftotext", str(run_dir / "report.pdf"), "-"], capture_output=True, text=True,
                                   check=True).stdout.split())
     assert "image geometry" in pdf and "20 padded (letterboxed with black bars, aspect ratio kept)" in pdf
+
+
+def test_a_model_input_contract_that_stretches_says_so():
+    from harness_plugins.models.model_input import InputParams, describe_input
+
+    stretched = describe_input([1, 20, 30], InputParams(size=[16, 16]))["resize"]
+    assert "stretched: the aspect ratio changes from 30×20 to 16×16" in stretched
+    assert "stretched" not in describe_input([1, 32, 32], InputParams(size=[16, 16]))["resize"]
