@@ -1,6 +1,6 @@
 """A preview image of a rendered report: chosen pages side by side (docs/report-preview.png).
 
-    .venv/bin/python -m harness.report.preview RUN_DIR docs/report-preview.png --pages 1 4
+    .venv/bin/python -m harness.report.preview RUN_DIR docs/report-preview.png --pages 1 3
 
 Pages are rasterised by pdftoppm (poppler-utils, installed by install.sh) from RUN_DIR/report.pdf.
 """
