@@ -170,9 +170,10 @@ def _rich_results() -> dict:
         return {"low": low, "high": high, "method": "wilson", "confidence": 0.95}
 
     def model(clean: float, robust: float, ce: float, mce: float, sub: bool = True) -> dict:
-        point = {"epsilon": 0.004, "robust_accuracy": robust, "intervals": {"robust_accuracy": interval(robust - 0.05,
-                                                                                                          robust + 0.04)}}
-        out = {"clean": {"accuracy": clean, "n": 100, "intervals": {"accuracy": interval(clean - 0.03, clean + 0.02)}},
+        intervals = {"robust_accuracy": interval(robust - 0.05, robust + 0.04)}
+        point = {"epsilon": 0.004, "robust_accuracy": robust, "intervals": intervals}
+        clean_intervals = {"accuracy": interval(clean - 0.03, clean + 0.02)}
+        out = {"clean": {"accuracy": clean, "n": 100, "intervals": clean_intervals},
                "attacks": {"pgd_linf": {"kind": "fixed_epsilon", "norm": "linf", "points": [point]}},
                "corruptions": {"jpeg": {"corruption_error": ce}}, "mean_corruption_error": mce}
         if sub:
