@@ -92,9 +92,9 @@ def not_a_classifier(results: ResultsDocument, manifest: Manifest) -> Iterable[s
         predicted = [sum(row[k] for row in rows) for k in range(len(rows))]
         majority = max(sum(row) for row in rows) / n
         used = [k for k, count in enumerate(predicted) if count]
-        name = (lambda k: names[k] if k < len(names) else f"class {k}")
         if len(used) == 1:
-            what = f"predicts {name(used[0])!r} for every one of the {n} test images"
+            only = names[used[0]] if used[0] < len(names) else f"class {used[0]}"
+            what = f"predicts {only!r} for every one of the {n} test images"
         elif model.clean.accuracy <= majority:
             what = (f"has clean accuracy {model.clean.accuracy:.3f}, not above the majority class's share of the "
                     f"test split ({majority:.3f})")
