@@ -79,7 +79,7 @@ def check_input_files(plan: Plan) -> None:
             path = plan_path(value, plan.base_dir)
             problem = _unreadable(path)
             if problem:
-                relative = "" if Path(str(value)).is_absolute() else " (relative to the plan's folder)"
+                relative = "" if Path(str(value)).is_absolute() else f" (relative to the plan's folder {plan.base_dir})"
                 raise _located(plan, PlanError(f"{problem}: {plan.paths.text(str(value))}{relative}", key=key))
 
 
