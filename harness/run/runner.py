@@ -345,8 +345,8 @@ class Runner:
             raise ModelError(f"defence '{self.plan.defence.plugin}' fine-tunes the model with gradients, but the "
                              "model runs without them (e.g. an ONNX model through onnxruntime)")
         self.manifest["models"] = {"naive": {"plugin": self.plan.model.plugin, **bundle.provenance}}
-        bundle = self._head("naive", bundle, dataset)
-        self.fingerprint.add("weights.naive", bundle.provenance.get("weights_sha256"))
+        self.fingerprint.add("weights.naive", bundle.provenance.get("weights_sha256"))  # a resume refuses other weights
+        bundle = self._head("naive", bundle, dataset)  # before the output checks
         self._begin_writing()  # a resumed run: its data and model are those it was started with
         distributed.on_main(lambda: self._keep_model("naive", bundle), share=False)
         return bundle
