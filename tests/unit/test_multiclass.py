@@ -76,7 +76,7 @@ PLAN = textwrap.dedent("""\
     attacks:
       - attack: shift
     acceptance:
-      - {metric: clean_sensitivity, class: pituitary, min: 0.9}
+      - {metric: clean_sensitivity, class: pituitary, min: 0.7}
       - {metric: robust_sensitivity, class: glioma, attack: shift, epsilon: 0.1, min: 0.5}
       - {metric: clean_macro_sensitivity, min: 0.9}
     """)
@@ -102,7 +102,11 @@ def test_three_classes_give_per_class_results_and_macro_metrics(tmp_path):
     assert [p["robust_sensitivity"] for p in points] == [1.0, 1.0]
     assert "robust_macro_sensitivity" in naive["attacks"]["shift"]["points"][0]
     ids = [c["id"] for c in result.raw["criteria"]]
-    assert ids[0] == "class[pituitary]::clean_sensitivity>=0.90" and result.passed
+    assert ids[0] == "class[pituitary]::clean_sensitivity>=0.70"
+    clean, robust, macro = result.raw["criteria"]
+    assert clean["passed"] and macro["passed"]
+    # the toy shift cannot move glioma images, and the unbounded-budget indicator says so: inconclusive, not PASS
+    assert not robust["passed"] and robust["inconclusive"].startswith("inconclusive: unbounded_budget")
 
 
 def test_a_class_the_data_set_lacks_stops_with_one_line(tmp_path):

@@ -155,7 +155,7 @@ def test_plan_git_provenance_is_recorded_and_reported(tmp_path):
 
 def test_training_settings_read_plainly():
     from harness.report.model_rows import model_contract_rows
-    from harness.report.sections.test_plan import training_rows
+    from harness.report.sections.plan_summary import training_rows
 
     info = {"seed": 20221, "training": {"epochs": 12, "seed": None, "num_threads": None},
             "architecture_arguments": {"name": "small_cnn", "arguments": {"widths": [16]}, "from_plan": []},
