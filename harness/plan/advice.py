@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+<<<<<<< HEAD
 from harness.formatting import eps_text
 
+=======
+>>>>>>> signoff
 if TYPE_CHECKING:
     from harness.plan.schema import Plan
 
@@ -37,7 +40,7 @@ def percent_like_epsilons(plan: Plan) -> list[str]:
         large = [e for e in spec.epsilons if e > PERCENT_LIKE]
         if large:
             eps = max(large)
-            out.append(f"attack {spec.id}: ε {eps_text(eps)} is {eps * 100:g} % of the [0,1] pixel range"
+            out.append(f"attack {spec.id}: ε {eps:g} is {eps * 100:g} % of the [0,1] pixel range"
                        f"{_native(plan, eps)}; ε is a fraction of the range, not a percent (the study's "
                        "0.004 is 0.4 %)")
     return out

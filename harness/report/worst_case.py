@@ -1,7 +1,8 @@
 """The one source of a model's lowest accuracy under attack, for every section that states it.
 
-Today it is the lowest accuracy over the plan's attacks (fixed-ε and minimal alike) at the grid ε closest to the
-susceptibility cutoff; a per-image worst case over the attacks, when the results carry one, belongs here too.
+It is the lowest accuracy at the grid ε closest to the susceptibility cutoff over the report's attack ids: the
+per-image worst case over attacks (`attack: any`, first when the results carry one, never above any single attack
+at its ε) and each of the plan's attacks, fixed-ε and minimal alike.
 """
 
 from __future__ import annotations
