@@ -5,11 +5,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-<<<<<<< HEAD
-from harness.formatting import eps_text
-
-=======
->>>>>>> signoff
 if TYPE_CHECKING:
     from harness.plan.schema import Plan
 
