@@ -16,8 +16,8 @@ from harness.errors import PlanError
 from harness.plan.architecture import check_architecture
 from harness.plan.corruptions import CorruptionSpec, corruption_specs, criterion_corruption
 from harness.plan.criteria import (
-    BOUNDS,
     ANY_ATTACK,
+    BOUNDS,
     JUDGE_ESTIMATE,
     JUDGES,
     LATEST_PASS,

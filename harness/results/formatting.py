@@ -67,8 +67,8 @@ def level_text(confidence: float) -> str:
 
 
 def judged_text(entry: CriterionResult) -> str:
-    """What was compared with the threshold: 'measured 0.231', or with a bound 'measured 0.713, one-sided lower 95% bound
-    0.629 (Wilson score)', and the subgroup or (for `corruption: any`) the corruption it was measured on."""
+    """What was compared with the threshold: 'measured 0.231', or with a bound 'measured 0.713, one-sided lower 95%
+    bound 0.629 (Wilson score)', and the subgroup or (for `corruption: any`) the corruption it was measured on."""
     text = f"measured {format_value(float(entry.measured))}" if entry.measured is not None else "not measured"
     if entry.subgroup:
         where = ", ".join(f"{k}={v}" for k, v in entry.subgroup.items())

@@ -79,6 +79,10 @@ def leakage(results: ResultsDocument, manifest: Mapping[str, Any]) -> Iterable[s
         yield f"data: {found['summary']}"
 
 
+def _class_name(names: list[str], k: int) -> str:
+    return names[k] if k < len(names) else f"class {k}"
+
+
 def not_a_classifier(results: ResultsDocument, manifest: Mapping[str, Any]) -> Iterable[str]:
     """A model that predicts one class for every test image, or whose clean accuracy is not above the majority
     class's share of the test split: its predictions cannot be a working classifier's."""
@@ -91,9 +95,8 @@ def not_a_classifier(results: ResultsDocument, manifest: Mapping[str, Any]) -> I
         predicted = [sum(row[k] for row in rows) for k in range(len(rows))]
         majority = max(sum(row) for row in rows) / n
         used = [k for k, count in enumerate(predicted) if count]
-        name = (lambda k: names[k] if k < len(names) else f"class {k}")
         if len(used) == 1:
-            what = f"predicts {name(used[0])!r} for every one of the {n} test images"
+            what = f"predicts {_class_name(names, used[0])!r} for every one of the {n} test images"
         elif model.clean.accuracy <= majority:
             what = (f"has clean accuracy {model.clean.accuracy:.3f}, not above the majority class's share of the "
                     f"test split ({majority:.3f})")

@@ -9,7 +9,6 @@ import numpy as np
 import torch
 
 from harness.attacks.indicators.context import CheckInfo, CheckResult, Context, allowance, plugin_fooled
-from harness.stats.chance import exceeds_chance
 from harness.attacks.indicators.probes import (
     CONVERGING,
     CONVERGING_STEPS,
@@ -17,6 +16,7 @@ from harness.attacks.indicators.probes import (
     trivial_names,
     trivial_perturbations,
 )
+from harness.stats.chance import exceeds_chance
 
 MORE_ITERATIONS_MAX_DROP = 0.05
 STEPS_FACTOR, MORE_RESTARTS = 5, 2

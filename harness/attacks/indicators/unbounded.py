@@ -6,7 +6,6 @@ from __future__ import annotations
 import torch
 
 from harness.attacks.indicators.context import CheckInfo, CheckResult, Context
-from harness.stats.chance import exceeds_chance
 from harness.attacks.indicators.probes import (
     CONVERGING,
     CONVERGING_STEPS,
@@ -15,6 +14,7 @@ from harness.attacks.indicators.probes import (
     converging_attacks,
     trivial_perturbations,
 )
+from harness.stats.chance import exceeds_chance
 
 UNBOUNDED_EPSILON = 1.0  # the whole [0,1] box: every classifier that uses its input can be fooled
 UNBOUNDED_MAX_ACCURACY = 0.05

@@ -9,11 +9,11 @@ from typing import Any
 from harness.report.inputs import ROLES, ReportInput
 from harness.report.sections.criteria import criterion_row
 from harness.report.sections.warnings import warnings
-from harness.results.warnings import NOT_A_CLASSIFIER
 from harness.report.text import basename, short_hash, utc_text
 from harness.results.formatting import interval_text, level_text, pct
 from harness.results.status import JUDGED
 from harness.results.uncertainty import shown
+from harness.results.warnings import NOT_A_CLASSIFIER
 from harness.stats.intervals import METHOD_NAMES
 
 TITLE = None
