@@ -155,6 +155,10 @@ class ReportInput:
             return AttackResult(attack=worst.label, norm=worst.norm, kind="fixed_epsilon", params={}, points=points)
         return None if model is None else model.attacks.get(attack_id)
 
+    def attack_name(self, attack_id: str) -> str:
+        """How headlines name an attack: its id, or 'worst case of N attacks' for the worst case."""
+        return self.attack_label(attack_id) if attack_id == WORST_CASE else attack_id
+
     def upper_bound(self, role: str, attack_id: str, epsilon: float) -> bool:
         """Whether an attack's number at ε is only an upper bound (an indicator shows the attack failed there)."""
         model = self.model(role)

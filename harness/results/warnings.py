@@ -80,6 +80,10 @@ def leakage(results: ResultsDocument, manifest: Manifest) -> Iterable[str]:
         yield f"data: {found['summary']}"
 
 
+def _class_name(names: list[str], k: int) -> str:
+    return names[k] if k < len(names) else f"class {k}"
+
+
 def not_a_classifier(results: ResultsDocument, manifest: Manifest) -> Iterable[str]:
     """A model that predicts one class for every test image, or whose clean accuracy is not above the majority
     class's share of the test split: its predictions cannot be a working classifier's."""
@@ -93,8 +97,7 @@ def not_a_classifier(results: ResultsDocument, manifest: Manifest) -> Iterable[s
         majority = max(sum(row) for row in rows) / n
         used = [k for k, count in enumerate(predicted) if count]
         if len(used) == 1:
-            only = names[used[0]] if used[0] < len(names) else f"class {used[0]}"
-            what = f"predicts {only!r} for every one of the {n} test images"
+            what = f"predicts {_class_name(names, used[0])!r} for every one of the {n} test images"
         elif model.clean.accuracy <= majority:
             what = (f"has clean accuracy {model.clean.accuracy:.3f}, not above the majority class's share of the "
                     f"test split ({majority:.3f})")

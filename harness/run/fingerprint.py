@@ -1,10 +1,10 @@
-"""The resume fingerprint: everything that decides a run's numbers, recorded in the manifest as it becomes known.
-
-At the start: the resolved plan (seeds, attacks, engine options and overrides included), how attack batches are
-seeded, the determinism settings applied, the device, torch's thread count (the plan's `threads`) and the versions
-of the libraries that compute the numbers. Later: the data's content hash once loaded, the batch size once chosen, each model's
-weights sha256 once provided, the attack engine options used for it (engine: auto's choice), and the corruption
-stage's inputs (corruption ids, plugins, severities, parameters, what they know of the data) when it starts.
+"""The resume fingerprint: everything that decides a run's numbers, recorded in the manifest as it becomes known. At
+the start: torch's thread count (the plan's `threads`), the resolved plan (seeds, attacks, engine options and
+overrides included), how attack batches are seeded, the determinism settings applied, the device and the versions of
+the libraries that compute the numbers. Later: the data's content hash once loaded, the batch size once chosen, each
+model's weights sha256 once provided, the attack engine options used for it (engine: auto's choice), and the
+corruption stage's inputs (corruption ids, plugins, severities, parameters, what they know of the data) when it
+starts.
 `--resume` compares every part with the attempt that made the run directory as soon as the part is known, and
 refuses at the first difference with one line naming it. Each attack's and each corruption's per-batch checkpoint
 stores the digest of the parts known when its stage started and is reused only under the same digest, so results

@@ -63,7 +63,7 @@ def key_numbers(report: ReportInput) -> dict[str, Any]:
         for cell, role, p in zip(cells, report.roles, points, strict=True):
             if p is not None and report.upper_bound(role, attack_id, p.epsilon):
                 cell["value"] = f"≤ {cell['value']}"  # the attack failed there: an upper bound, not robustness
-        rows.append({"what": f"accuracy under {report.attack_label(attack_id)} at ε = "
+        rows.append({"what": f"accuracy under {report.attack_name(attack_id)} at ε = "
                              f"{report.eps_native(first.epsilon, first)}", "cells": cells})
     notes = [f"[ ]: {level_text(level)} confidence interval ({METHOD_NAMES.get(method, method)}"
              + (", widened for patients with several images)" if clustered else ")")

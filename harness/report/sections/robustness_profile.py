@@ -30,7 +30,7 @@ def profile_rows(report: ReportInput) -> list[plots.ProfileRow]:
         if first is None:
             continue
         native = report.native_text(first.epsilon, first)
-        label = f"{report.attack_label(attack_id)}, ε = {eps_text(first.epsilon)}" + (f" ({native})" if native else "")
+        label = f"{report.attack_name(attack_id)}, ε = {eps_text(first.epsilon)}" + (f" ({native})" if native else "")
         if any(p is not None and report.upper_bound(role, attack_id, p.epsilon) for role, p in points.items()):
             label += " (upper bound: the attack failed)"
         rows.append(plots.ProfileRow(label, "attack", {role: p.robust_accuracy if p else None

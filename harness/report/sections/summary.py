@@ -55,7 +55,7 @@ def _attack_sentence(report: ReportInput) -> str | None:
     def item(attack_id: str, point: AttackPoint, role: str = "naive") -> str:
         where = "" if single else f" at ε = {eps_text(point.epsilon)}"
         bound = "at most " if report.upper_bound(role, attack_id, point.epsilon) else ""  # the attack failed there
-        return f"{bound}{pct(point.robust_accuracy)} under {report.attack_label(attack_id)}{where}"
+        return f"{bound}{pct(point.robust_accuracy)} under {report.attack_name(attack_id)}{where}"
 
     text = (f"{lead}, the naive model's accuracy is " + join_words([item(a, p) for a, p in parts])
             + f", against {pct(naive.clean.accuracy)} without attack")
