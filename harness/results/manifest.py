@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import Any
 
 from harness.plan.record import PlanRecord
+from harness.results.model import thaw
 
 Json = dict[str, Any]
 
@@ -35,15 +36,7 @@ def _records(value: Any) -> tuple[Mapping[str, Any], ...]:
     return tuple(_mapping(v) for v in value if isinstance(v, Mapping)) if isinstance(value, (list, tuple)) else ()
 
 
-def _thaw(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _thaw(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_thaw(v) for v in value]
-    return value
-
-
-def stored(decode: Callable[[Any], Any], *, key: str | None = None, encode: Callable[[Any], Any] = _thaw,
+def stored(decode: Callable[[Any], Any], *, key: str | None = None, encode: Callable[[Any], Any] = thaw,
            default: Any = None, factory: Callable[[], Any] | None = None) -> Any:
     """A stored field: how its JSON value is decoded and encoded, and its JSON key when not the field's name."""
     metadata = {"decode": decode, "encode": encode, "key": key}
@@ -105,7 +98,7 @@ class Manifest:
             if key not in self.present and (value is None or (not value and f.name != "plan")):
                 continue  # not written by the run: left out, as the run left it out
             out[key] = f.metadata["encode"](value)
-        out.update(_thaw(self.extra))
+        out.update(thaw(self.extra))
         return out
 
     # -- what readers ask of it ------------------------------------------------------------------------------

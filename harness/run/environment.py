@@ -34,9 +34,12 @@ def resolve_device(requested: str) -> torch.device:
 
 
 @contextlib.contextmanager
-def plan_threads(n: int) -> Iterator[None]:
+def plan_threads(n: int | None) -> Iterator[None]:
     """torch uses the plan's `n` CPU threads inside the block (CPU kernels split sums by thread, so the count decides
-    numbers; the machine's core count must not); the previous count is restored after."""
+    numbers; the machine's core count must not); the previous count is restored after. None leaves it unchanged."""
+    if n is None:
+        yield
+        return
     previous = torch.get_num_threads()
     torch.set_num_threads(n)
     try:

@@ -44,14 +44,17 @@ def build_splits(images: np.ndarray, labels: np.ndarray, sample_ids: Sequence[st
     return splits
 
 
-def content_sha256(splits: Mapping[str, TensorSplit]) -> str:
-    """SHA-256 over each split's name, image bytes (float32) and label bytes (int64), in split order."""
+def content_sha256(splits: Mapping[str, TensorSplit], with_ids: bool = False) -> str:
+    """SHA-256 over each split's name, image bytes (float32) and label bytes (int64), in split order; `with_ids`
+    adds the sample and patient ids (a reader whose ids come from its manifest)."""
     digest = hashlib.sha256()
     for name in SPLITS:
         split = splits[name]
         digest.update(name.encode())
         digest.update(np.ascontiguousarray(split.images.numpy()).tobytes())
         digest.update(np.ascontiguousarray(split.labels, dtype=np.int64).tobytes())
+        if with_ids:
+            digest.update("\n".join(split.sample_ids).encode() + b"\0" + "\n".join(split.group_ids).encode())
     return digest.hexdigest()
 
 

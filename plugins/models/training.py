@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.errors import DataError, ModelError
+from harness.run.environment import plan_threads
 from harness.storage.atomic import write_bytes_atomic
 from harness_plugins.models.weights import cpu_state_dict, file_sha256, non_finite_entries, sha256_bytes
 
@@ -90,18 +91,7 @@ def isolated_rng(seed: int, device: torch.device) -> Iterator[None]:
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
 
 
-@contextlib.contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Use `n` intra-op threads for the block (unchanged when None)."""
-    if n is None:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+torch_threads = plan_threads  # the run's one thread-count context (harness.run.environment)
 
 
 # --------------------------------------------------------------------------- batches

@@ -11,7 +11,6 @@ Ids come from the source, so the core replaces them by keyed hashes; messages na
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -23,7 +22,13 @@ from harness.data.splits import grouped_stratified_split
 from harness.errors import DataError, PlanError
 from harness.registry.contracts import DatasetBundle, DatasetContext, NativeUnits, TensorSplit
 from harness.registry.hookspecs import hookimpl
-from harness_plugins.datasets.common import class_counts, describe_fractions, fractions_from_list, group_counts
+from harness_plugins.datasets.common import (
+    class_counts,
+    content_sha256,
+    describe_fractions,
+    fractions_from_list,
+    group_counts,
+)
 from harness_plugins.datasets.readers.dicom import DICOM_MODALITIES, WindowParams, linear_window
 from harness_plugins.datasets.readers.medical_io import _label, _read_csv, _relative, _split_value
 from harness_plugins.datasets.readers.volume_io import Volume, is_nifti, read_nifti, read_series, roi_grid
@@ -170,7 +175,7 @@ class VolumesDataset:
         provenance = {
             "source": "harness_plugins.datasets.readers.volumes (DICOM series / NIfTI volumes)",
             "manifest": context.name_file(manifest.name),
-            "content_sha256": _content_sha256(splits),
+            "content_sha256": content_sha256(splits, with_ids=True),
             "counts": class_counts(splits, params.class_names), "patients": group_counts(splits),
             "n_samples": len(rows), "image_shape": [1, *params.roi_grid],
             "roi": {"grid": list(params.roi_grid), "spacing_mm": list(spacing), "centre_unit": params.roi_unit,
@@ -199,18 +204,6 @@ class VolumesDataset:
         assignment = grouped_stratified_split(labels.tolist(), groups, split_seed, fractions)
         return assignment, (f"patient-grouped, label-stratified (seed {split_seed}, fractions "
                             f"{describe_fractions(fractions)})")
-
-
-def _content_sha256(splits: dict[str, TensorSplit]) -> str:
-    """sha256 over each split's name, float32 volumes, int64 labels and sample and patient ids."""
-    digest = hashlib.sha256()
-    for name in SPLITS:
-        split = splits[name]
-        digest.update(name.encode())
-        digest.update(np.ascontiguousarray(split.images.numpy()).tobytes())
-        digest.update(np.ascontiguousarray(split.labels, dtype=np.int64).tobytes())
-        digest.update("\n".join(split.sample_ids).encode() + b"\0" + "\n".join(split.group_ids).encode())
-    return digest.hexdigest()
 
 
 @hookimpl
