@@ -55,7 +55,7 @@ def test_profile_sets_attacks_and_corruptions_side_by_side(toy_run):
     profile = sections["robustness_profile"]
     labels = [row["label"] for row in profile["rows"]]
     assert labels == ["clean", "worst case of 2 attacks, ε = 0.004 (0.4 HU)",  # the headline: every attack per image
-                      "shift, ε = 0.004 (0.4 HU)", "shift_big (shift), ε = 0.2 (20 HU)",
+                      "shift, ε = 0.004 (0.4 HU)", "shift_big, ε = 0.2 (20 HU)",
                       "darken, severities 1–5", "darken_steady, severities 1, 4"]
     darken = next(row for row in profile["rows"] if row["label"].startswith("darken,"))
     assert darken["change"] == "-6.0"  # severity 5 fell from 50 % to 20 %: -30 points over 5 severities
