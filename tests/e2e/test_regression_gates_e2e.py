@@ -130,9 +130,12 @@ def test_the_kept_model_itself_passes_with_no_drop_and_latest_pass_is_the_newest
     for gate in (clean, pgd):  # same weights, data, seed and attacks: the approved numbers, image by image
         assert gate.passed and gate.baseline.drop == 0.0
         assert (gate.baseline.paired.only_a, gate.baseline.paired.only_b) == (0, 0)
-    assert latest.baseline.run.run_dir == str(newest_pass)
+    # outputs name a run directory under the plan's folder as the plan would write it: relative to that folder
+    recorded = newest_pass.resolve().relative_to(plan.parent.resolve()).as_posix()
+    assert latest.baseline.run.run_dir == recorded
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert [b["run"]["run_dir"] for b in manifest["baselines"]] == [str(runs["a"])] * 2 + [str(newest_pass)]
+    approved = runs["a"].resolve().relative_to(plan.parent.resolve()).as_posix()
+    assert [b["run"]["run_dir"] for b in manifest["baselines"]] == [approved] * 2 + [recorded]
 
 
 def test_bad_baselines_end_with_exit_2_and_one_line_naming_them(runs):
@@ -144,4 +147,5 @@ def test_bad_baselines_end_with_exit_2_and_one_line_naming_them(runs):
     plan = gate_plan(runs, kept_model(runs["a"]), "other_data")
     proc, _ = run_plan(plan, runs["out"], "dataset.n_patients=200")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
-    assert f"baseline {runs['a']} was measured on another data set" in proc.stderr
+    written = runs["a"].resolve().relative_to(plan.parent.resolve()).as_posix()  # as the plan's folder sees it
+    assert f"baseline {written} was measured on another data set" in proc.stderr

@@ -30,7 +30,7 @@ def _run(name: str, tmp_path: Path, shared_datasets: Path, monkeypatch: pytest.M
     monkeypatch.setenv("HARNESS_SHARED_DATASETS", str(shared_datasets))
     registry = default_registry()
     plan = load_plan(PLANS / name, registry=registry)
-    config = RunConfig(out_root=tmp_path, progress=False, report=False, echo=lambda message: None)
+    config = RunConfig(out_root=tmp_path, progress=False, report=None, echo=lambda message: None)
     result = Runner(plan, registry, config).run()
     return json.loads((result.run_dir / "results.json").read_text())
 

@@ -67,7 +67,7 @@ def test_hardened_beats_naive_under_pgd_by_mcnemar(tmp_path, shared_datasets, mo
     monkeypatch.setenv("HARNESS_SHARED_DATASETS", str(tmp_path / "data"))
     registry = default_registry()
     plan = load_plan(PLANS / "replication_mri_mcnemar.yaml", registry=registry)
-    config = RunConfig(out_root=tmp_path / "runs", progress=False, report=False, echo=lambda message: None)
+    config = RunConfig(out_root=tmp_path / "runs", progress=False, report=None, echo=lambda message: None)
     run_dir = Runner(plan, registry, config).run().run_dir
     results = json.loads((run_dir / "results.json").read_text())
     manifest = json.loads((run_dir / "manifest.json").read_text())

@@ -141,7 +141,8 @@ def test_a_model_swapped_between_kill_and_resume_is_refused(reference_run, tmp_p
                           timeout=300)
     assert proc.returncode == 2, proc.stderr
     line = proc.stderr.strip().splitlines()[-1]
-    assert line.startswith(f"harness: error: cannot resume {run_dir}: the naive model's weights (sha256) changed "
+    shown = run_dir.relative_to(tmp_path).as_posix()  # error lines name paths as the plan's folder sees them
+    assert line.startswith(f"harness: error: cannot resume {shown}: the naive model's weights (sha256) changed "
                            "since it was started (") and line.endswith("; start a fresh run (the same command "
                                                                     "without --resume)")
     assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before  # untouched

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -54,7 +55,10 @@ def texts(run_dir: Path) -> dict[str, str]:
         if not path.is_file():
             continue
         data = path.read_bytes()
-        out[str(path)] = data.decode("utf-8", errors="replace")
+        text = data.decode("utf-8", errors="replace")
+        if path.suffix == ".html":  # embedded images: base64 text is random letters ('MRN' can occur by chance)
+            text = re.sub(r"data:image/[a-z+]+;base64,[A-Za-z0-9+/=]+", "data:image", text)
+        out[str(path)] = text
         if path.suffix == ".npz":
             with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
                 out[f"{path}:arrays"] = " ".join(str(arrays[k].tolist()) for k in arrays.files)
