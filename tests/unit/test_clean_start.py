@@ -66,7 +66,8 @@ def test_the_worst_case_counts_the_breaks_a_clean_start_finds_and_the_attacks_ow
     assert own.robust_accuracy == naive.clean.accuracy > 0.5  # the random start hid every break: its own number
     worst = naive.worst_case
     assert worst.find(0.2).robust_accuracy == 0.0  # from the clean image, a shift of 0.2 breaks every image
-    assert "hide from the clean image" in dict(worst.attacks)[0.2] and worst.clean_starts == ("hide from the clean image",)
+    assert "hide from the clean image" in dict(worst.attacks)[0.2]
+    assert worst.clean_starts == ("hide from the clean image",)
     assert worst.label.startswith("worst case of 2 attacks") and "their clean-start runs" in worst.label
     assert worst.find(0.004).robust_accuracy == own.robust_accuracy  # nothing breaks at 0.004 either way
     saved = json.loads((run.run_dir / "results.json").read_text())["models"]["naive"]
