@@ -77,10 +77,12 @@ def attack_points(outcome: AttackOutcome | _Union, labels: np.ndarray, clean_cor
 def worst_case(outcomes: Mapping[str, AttackOutcome], labels: np.ndarray, clean_correct: np.ndarray,
                positive_class: int, native: NativeUnits | None, intervals: IntervalSettings | None = None,
                probes: Mapping[float, tuple[str, np.ndarray]] | None = None,
-               upper_bounds: Iterable[str] = (), norm: str = "linf") -> WorstCase | None:
+               upper_bounds: Iterable[str] = (), norm: str = "linf",
+               clean_starts: Mapping[str, AttackOutcome] | None = None) -> WorstCase | None:
     """Per ε of any attack, the per-image worst case: an image counts as broken when any attack run at that ε or a
-    smaller one broke it (or a probe in `probes`: ε → (probe name, which test images it broke)); None without
-    attacks. An image is robust only if every one of them failed on it. All outcomes must be of `norm`."""
+    smaller one broke it (or a probe in `probes`: ε → (probe name, which test images it broke), or a clean-start run
+    in `clean_starts`: name → outcome); None without attacks. An image is robust only if every one of them failed on
+    it. All outcomes must be of `norm`."""
     labels = np.asarray(labels)
     broken: dict[float, np.ndarray] = {}
     names: dict[float, list[str]] = {}
@@ -89,6 +91,11 @@ def worst_case(outcomes: Mapping[str, AttackOutcome], labels: np.ndarray, clean_
             eps = float(eps)
             broken[eps] = broken.get(eps, np.zeros(len(labels), dtype=bool)) | np.asarray(outcome.success[k], bool)
             names.setdefault(eps, []).append(attack_id)
+    for name, outcome in (clean_starts or {}).items():
+        for k, eps in enumerate(outcome.epsilons):
+            if float(eps) in broken:
+                broken[float(eps)] |= np.asarray(outcome.success[k], bool)
+                names[float(eps)].append(name)
     for eps, (name, hit) in (probes or {}).items():
         if float(eps) in broken and np.asarray(hit).any():
             broken[float(eps)] |= np.asarray(hit, dtype=bool)
@@ -105,7 +112,8 @@ def worst_case(outcomes: Mapping[str, AttackOutcome], labels: np.ndarray, clean_
                                                                            positive_class, native, intervals))
     return WorstCase(points=points, attacks={e: tuple(names[e]) for e in sorted(broken)},
                      upper_bounds=tuple(upper_bounds), norm=norm,
-                     probes=tuple(dict.fromkeys(name for name, _ in (probes or {}).values())))
+                     probes=tuple(dict.fromkeys(name for name, _ in (probes or {}).values())),
+                     clean_starts=tuple(clean_starts or ()))
 
 
 def _finite_or_none(value: float) -> float | None:

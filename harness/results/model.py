@@ -413,26 +413,34 @@ WORST_CASE = "any"  # the attack name of the worst case over attacks (criteria: 
 
 @dataclass(frozen=True)
 class WorstCase:
-    """Per ε, the per-image worst case over every attack run at that ε (and the indicators' probes there): an image
-    counts as robust only if every one of them failed on it. `attacks` names the attacks per point; `upper_bounds`
-    the attack ids whose own numbers are only upper bounds (an attack-failure indicator failed for them)."""
+    """Per ε, the per-image worst case over every attack run at that ε (with the clean-start runs of the random-start
+    attacks and the indicators' probes there): an image counts as robust only if every one of them failed on it.
+    `attacks` names the attacks per point; `upper_bounds` the attack ids whose own numbers are only upper bounds (an
+    attack-failure indicator failed for them)."""
 
     points: tuple[AttackPoint, ...]
     attacks: Mapping[float, tuple[str, ...]]  # ε → the attacks (and probes) the point is the worst case of
     upper_bounds: tuple[str, ...] = ()
     norm: str = "linf"  # the norm of every attack it combines (a plan's other norms have no worst case)
     probes: tuple[str, ...] = ()  # the names in `attacks` that are the indicators' probes, not the plan's attacks
+    clean_starts: tuple[str, ...] = ()  # the names in `attacks` that are clean-start runs ('pgd from the clean image')
 
     def __post_init__(self) -> None:
         _set(self, points=tuple(self.points), upper_bounds=tuple(self.upper_bounds), probes=tuple(self.probes),
+             clean_starts=tuple(self.clean_starts),
              attacks=MappingProxyType({float(e): tuple(a) for e, a in self.attacks.items()}))
 
     @property
     def label(self) -> str:
-        """'worst case of 4 attacks' (the most at any ε), '… and the indicators' probes' where they count."""
-        n = max((len([x for x in a if x not in self.probes]) for a in self.attacks.values()), default=0)
-        probes = any(x in self.probes for a in self.attacks.values() for x in a)
-        return f"worst case of {n} attack{'s' if n != 1 else ''}" + (" and the indicators' probes" if probes else "")
+        """'worst case of 4 attacks' (the most at any ε), '…, their clean-start runs and the indicators' probes' where
+        they count."""
+        extra = (*self.probes, *self.clean_starts)
+        n = max((len([x for x in a if x not in extra]) for a in self.attacks.values()), default=0)
+        used = {x for a in self.attacks.values() for x in a}
+        parts = [f"worst case of {n} attack{'s' if n != 1 else ''}"]
+        parts += ["their clean-start runs"] if used & set(self.clean_starts) else []
+        parts += ["the indicators' probes"] if used & set(self.probes) else []
+        return ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
 
     def find(self, epsilon: float) -> AttackPoint | None:
         """The point at ε, or None."""
@@ -441,6 +449,7 @@ class WorstCase:
     def to_json(self) -> Json:
         """A model's `worst_case` section."""
         return {"label": self.label, "norm": self.norm, "probes": list(self.probes),
+                "clean_starts": list(self.clean_starts),
                 "points": [p.to_json() for p in self.points],
                 "attacks": [{"epsilon": e, "attacks": list(a)} for e, a in self.attacks.items()],
                 "upper_bounds": list(self.upper_bounds)}
@@ -451,7 +460,7 @@ class WorstCase:
         return cls(points=tuple(AttackPoint.from_json(p) for p in raw.get("points", ())),
                    attacks={float(a["epsilon"]): tuple(a["attacks"]) for a in raw.get("attacks", ())},
                    upper_bounds=tuple(raw.get("upper_bounds", ())), norm=raw.get("norm", "linf"),
-                   probes=tuple(raw.get("probes", ())))
+                   probes=tuple(raw.get("probes", ())), clean_starts=tuple(raw.get("clean_starts", ())))
 
 
 @dataclass(frozen=True)

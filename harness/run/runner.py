@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from harness import __version__
+from harness.attacks.clean_start import clean_start_name, clean_start_specs
 from harness.attacks.engine import auto_batch_size, enable_determinism, prepare_attack_model, resolve_engine
 from harness.attacks.engine.batch_size import input_mib_per_batch
 from harness.attacks.example_images import save_examples
@@ -410,19 +411,12 @@ class Runner:
         self.results = self.results.with_model(role, model)
         self._save()
         attack_model = self._stage(f"{role}:engine", lambda: self._attack_model(role, bundle, test))
-        shard = (self.rank, self.world)
         fingerprint = self.fingerprint.digest()  # what the attack checkpoints of this model are valid for
         attacks = self._possible_attacks(role, bundle)
         outcomes: dict[str, AttackOutcome] = {}  # per attack: the subgroups and the indicators reuse them
         for spec in attacks:
-            plugin = self.registry.get("attack", spec.attack)
-            bar = self.progress(f"{role}: {spec.id}", batching.shard_size(len(test), self.batch_size, *shard))
-            local = self._stage(f"{role}:attack:{spec.id}", lambda spec=spec, plugin=plugin, bar=bar: run_attack(
-                attack_model, test, spec, plugin, clean_pred, self.batch_size, self.device,
-                self.plan.seed, role, bar.advance, self._attack_checkpoint(role, spec.id),
-                judge=bundle.module, shard=shard, run_fingerprint=fingerprint))
-            bar.close()
-            outcome = outcomes[spec.id] = merge_outcomes(distributed.all_gather(local), self.batch_size)
+            outcome = outcomes[spec.id] = self._sweep(role, attack_model, bundle, test, spec, spec.id, clean_pred,
+                                                      fingerprint)
             model = self._record_attack(role, model, spec, outcome, dataset, clean_pred)
         if needs_classes(dataset.class_names, [c.class_name for c in self.plan.acceptance if c.class_name]):
             model = replace(model, classes=class_results(model, dataset.class_names, labels, logits, outcomes,
@@ -463,9 +457,12 @@ class Runner:
                   for a, _ in c.concerns}
         upper = sorted(outcomes) if None in failed else sorted(a for a in failed if a in outcomes)
         same_norm = {spec.id: outcomes[spec.id] for spec in attacks if spec.norm == norm and spec.id in outcomes}
+        clean_starts = {clean_start_name(spec): self._sweep(role, attack_model, bundle, test, spec,
+                                                            clean_start_name(spec), clean_pred, fingerprint)
+                        for spec in clean_start_specs(s for s in attacks if s.norm == norm)}  # the worst case's only
         model = replace(model, worst_case=worst_case(same_norm, labels, clean_pred == labels, dataset.positive_class,
                                                      dataset.native_units, self.intervals, probes,
-                                                     [a for a in upper if a in same_norm], norm))
+                                                     [a for a in upper if a in same_norm], norm, clean_starts))
         self.results = self.results.with_model(role, model)
         self._save()
         settings = self.plan.report
@@ -474,6 +471,20 @@ class Runner:
             self.batch_size, settings.n_examples, settings.susceptibility_cutoff, self.plan.seed), share=False))
         self._corruptions(role, bundle, dataset, clean_pred)
         self._certification(role, bundle, dataset, clean_pred)
+
+    def _sweep(self, role: str, attack_model: Any, bundle: ModelBundle, test: Any, spec: AttackSpec, shown: str,
+               clean_pred: np.ndarray, fingerprint: str) -> AttackOutcome:
+        """One attack's sweep over the test split (harness.attacks.sweep), this rank's shard, merged; resumable from
+        its checkpoint `<role>__<spec id>`."""
+        shard = (self.rank, self.world)
+        plugin = self.registry.get("attack", spec.attack)
+        bar = self.progress(f"{role}: {shown}", batching.shard_size(len(test), self.batch_size, *shard))
+        local = self._stage(f"{role}:attack:{spec.id}", lambda: run_attack(
+            attack_model, test, spec, plugin, clean_pred, self.batch_size, self.device,
+            self.plan.seed, role, bar.advance, self._attack_checkpoint(role, spec.id),
+            judge=bundle.module, shard=shard, run_fingerprint=fingerprint))
+        bar.close()
+        return merge_outcomes(distributed.all_gather(local), self.batch_size)
 
     def _corruptions(self, role: str, bundle: ModelBundle, dataset: DatasetBundle, clean_pred: np.ndarray) -> None:
         """The plan's natural corruptions judged by this model (harness.run.corruption_stage), saved after each."""
