@@ -81,8 +81,9 @@ def criterion_row(report: ReportInput, c: CriterionResult) -> dict[str, Any]:
                   + (f" ({c.interval})" if c.interval else ""))
     if c.deviation:
         judged += " — DEVIATION: not the default one-sided bound (judge: estimate)"
+    threshold = threshold_text(c.op, c.threshold, unit, c.model == "change", write(c.threshold))
     return {"id": c.id, "what": what, "judged": judged, "model": "hardened − naive" if c.model == "change" else c.model,
-            "description": c.description.strip(), "threshold": threshold_text(c.op, c.threshold, unit, c.model == "change", write(c.threshold)),
+            "description": c.description.strip(), "threshold": threshold,
             "measured": write(c.measured), "note": c.note, "verdict": verdict, "css": css,
             "inconclusive": c.inconclusive, "deviation": c.deviation}
 

@@ -60,7 +60,8 @@ def build(report: ReportInput) -> dict[str, Any] | None:
         indicators = report.model(role).indicators  # type: ignore[union-attr]
         if indicators is None:
             continue
-        checks = [{"id": c.id, "description": c.description, "passed": c.passed, "value": value_text(c, indicators.n_subset),
+        n = indicators.n_subset
+        checks = [{"id": c.id, "description": c.description, "passed": c.passed, "value": value_text(c, n),
                    "threshold": threshold_text(c), "detail": compact_counts(c.detail),
                    "explanation": threshold_sentence(c), "flipped_by": compact_counts(c.flipped_by), "rule": c.rule}
                   for c in indicators.checks]
