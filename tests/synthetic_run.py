@@ -225,13 +225,16 @@ def _indicators(role: str) -> Indicators:
     checks = (
         IndicatorCheck("monotone", "Robust accuracy never rises with epsilon.", True, 0.0, 0.05,
                        "largest rise 0 in the results", explanation="A rise of more than 0.05 (about two images) "
-                       "would mean the attack found fewer adversarials at a larger budget."),
+                       "would mean the attack found fewer adversarials at a larger budget.",
+                       quantity="largest rise of robust accuracy with ε (fraction of images)"),
         IndicatorCheck("iterative_vs_single_step", "Iterative attacks are at least as strong as FGSM at each ε "
-                       "(tolerance 0.02 plus one image).", True, 0.0, 0.0367, "largest excess +0.000"),
+                       "(tolerance 0.02 plus one image).", True, 0.0, 0.0367, "largest excess +0.000",
+                       quantity="largest excess of iterative over FGSM accuracy (fraction of the test set)"),
         IndicatorCheck("more_iterations", "5× the steps and 3 restarts lower PGD accuracy by ≤ 0.05.",
                        role == "naive", 0.0 if role == "naive" else 0.156, 0.05, "pgd_linf at ε=0.016",
                        flipped_by=None if role == "naive" else "more steps: benign 2 of 9, malignant 3 of 7",
-                       concerns=(("pgd_linf", 0.016),)),
+                       concerns=(("pgd_linf", 0.016),), quantity="accuracy drop under the stronger attacks",
+                       on_subset=True),
     )
     return Indicators(credible=all(c.passed for c in checks), checks=checks,
                       flags=tuple(c.id for c in checks if not c.passed), n_subset=16,

@@ -238,6 +238,12 @@ class ReportInput:
         dataset = self.run.dataset
         return dataset.positive_class if dataset else self.manifest_dataset.get("positive_class", 1)
 
+    @property
+    def modality(self) -> str | None:
+        """The data set's imaging modality as recorded in the manifest ('CT', 'MRI', ...), or None when unknown."""
+        found = self.manifest_dataset.get("modality")
+        return found if isinstance(found, str) and found else None
+
     @functools.cached_property
     def native(self) -> NativeUnits | None:
         """The data's native intensity units (from the results, else the manifest)."""

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from harness.errors import HarnessError
 from harness.results.status import JUDGED, PASSED
 from harness.storage.filelock import file_lock, lock_path_for
+from harness.storage.hashing import file_sha256
 
 if TYPE_CHECKING:
     from harness.results.view import RunResults
@@ -43,7 +44,8 @@ CREATE TABLE IF NOT EXISTS runs (
     finished_at TEXT NOT NULL,      -- UTC, when the run was recorded
     harness_version TEXT,
     metrics TEXT NOT NULL           -- JSON: clean metrics per model role, each criterion's measured value, and
-                                    -- `subject`: the device under test the plan states (or null)
+                                    -- `subject`: the device under test the plan states (or null), and
+                                    -- `results_sha256`: the results id, sha256 of results.json (absent before)
 );
 CREATE INDEX IF NOT EXISTS runs_by_plan_data ON runs (plan_name, data_sha256, status, finished_at);
 """
@@ -74,6 +76,12 @@ class HistoryEntry:
     finished_at: str
     harness_version: str | None
     metrics: dict[str, Any]
+
+    @property
+    def results_sha256(self) -> str | None:
+        """The results id (sha256 of the run's results.json when recorded); None for runs recorded before it was."""
+        found = self.metrics.get("results_sha256")
+        return found if isinstance(found, str) else None
 
     @property
     def passed(self) -> bool:
@@ -158,7 +166,8 @@ def entry_values(run: RunResults) -> dict[str, Any]:
     metrics = {"clean": {role: {metric.name: metric.read(model) for metric in metrics_in(CLEAN)}
                          for role, model in document.models.items()},
                "criteria": {c.id: c.measured for c in document.criteria},
-               "subject": dict(document.plan.subject) if document.plan.subject else None}
+               "subject": dict(document.plan.subject) if document.plan.subject else None,
+               "results_sha256": _results_id(run)}
     hardened = document.models.get("hardened")
     naive = document.models.get("naive")
     return {"plan_name": document.plan.name, "plan_sha256": document.plan.sha256,
@@ -169,6 +178,14 @@ def entry_values(run: RunResults) -> dict[str, Any]:
             "status": document.status, "n_passed": verdict.n_passed, "n_criteria": verdict.n_criteria,
             "started_at": manifest.started_at, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "harness_version": manifest.harness_version, "metrics": json.dumps(metrics, sort_keys=True)}
+
+
+def _results_id(run: RunResults) -> str | None:
+    """sha256 of the run directory's results.json as written, or None where the file cannot be read."""
+    try:
+        return file_sha256(Path(run.run_dir) / "results.json")
+    except OSError:
+        return None
 
 
 def record_run(out_root: Path, run: RunResults) -> Path:

@@ -273,6 +273,8 @@ class IndicatorCheck:
     concerns: tuple[tuple[str | None, float | None], ...] | None = None  # (attack id, ε) it speaks about (None
     # in a pair: every attack or every ε; None for the whole: not recorded, so every attack and ε of the model)
     rule: str | None = None  # the decision rule with its counts (harness.stats.chance)
+    quantity: str | None = None  # what the value is, with its unit ('accuracy'); None in results from before
+    on_subset: bool = False  # the value is measured on the probe subset (Indicators.n_subset images)
 
     def __post_init__(self) -> None:
         if self.concerns is not None:
@@ -288,7 +290,9 @@ class IndicatorCheck:
         """One entry of `checks` (explanation and flipped_by only when set)."""
         return {"id": self.id, "description": self.description, "passed": self.passed, "value": self.value,
                 "threshold": self.threshold, "detail": self.detail,
+                **({"on_subset": True} if self.on_subset else {}),
                 **_present(explanation=self.explanation, flipped_by=self.flipped_by, rule=self.rule,
+                           quantity=self.quantity,
                            concerns=None if self.concerns is None else [{"attack": a, "epsilon": e}
                                                                        for a, e in self.concerns])}
 
@@ -300,7 +304,8 @@ class IndicatorCheck:
         return cls(id=raw["id"], description=raw.get("description", ""), passed=bool(raw["passed"]),
                    value=raw.get("value"), threshold=raw.get("threshold"), detail=raw.get("detail") or "",
                    explanation=raw.get("explanation"), flipped_by=raw.get("flipped_by"), concerns=concerns,
-                   rule=raw.get("rule"))
+                   rule=raw.get("rule"), quantity=raw.get("quantity") or None,
+                   on_subset=raw.get("on_subset") is True)
 
 
 @dataclass(frozen=True)

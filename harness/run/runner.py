@@ -281,7 +281,8 @@ class Runner:
                                     "image_shape": list(dataset.image_shape),
                                     "input_shape": list(dataset.image_shape),  # [C, H, W] or [C, D, H, W]
                                     **_spacing(dataset),
-                                    "native_units": _native(dataset), "provenance": dataset.provenance,
+                                    "native_units": _native(dataset), "modality": dataset.modality,
+                                    "provenance": dataset.provenance,
                                     "leakage": self._leakage(dataset)}
         training = training_data_leakage(self.plan, self.registry, dataset, dataclasses.replace(
             context, file_namer=FileNamer(salt, context.show_paths)), self.manifest["dataset"]["leakage"],

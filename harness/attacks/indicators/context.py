@@ -26,6 +26,8 @@ class CheckInfo:
     description: str
     explanation: str  # one sentence: what the threshold means
     flag: str
+    quantity: str = ""  # what the value is, in words with its unit: 'accuracy', 'fooling rate of random noise'
+    on_subset: bool = True  # the value is measured on the probe subset (the report adds 'on N images')
 
     def result(self, passed: bool, value: Any, threshold: Any, detail: str, flipped_by: str | None = None,
                flag: str | None = None, concerns: list[tuple[str | None, float | None]] | None = None,
@@ -61,7 +63,7 @@ class CheckResult:
         """The JSON-ready entry (`flipped_by` only when a probe flipped an image)."""
         entry = {"id": self.info.id, "description": self.info.description, "explanation": self.info.explanation,
                  "passed": self.passed, "value": _jsonable(self.value), "threshold": _jsonable(self.threshold),
-                 "detail": self.detail,
+                 "detail": self.detail, "quantity": self.info.quantity, "on_subset": self.info.on_subset,
                  "concerns": [{"attack": attack, "epsilon": eps} for attack, eps in self.concerns],
                  **({"rule": self.rule} if self.rule else {})}
         return entry if self.flipped_by is None else {**entry, "flipped_by": self.flipped_by}

@@ -15,7 +15,8 @@ CHECK = CheckInfo(
     f"Gradient attacks follow the input gradient, so zero or non-finite gradients on more than "
     f"{1 - GRADIENT_MIN_FRACTION:.0%} of images mean gradient masking: gradient-based robust accuracy then says "
     "little about robustness.",
-    "zero or non-finite input gradients (gradient masking)")
+    "zero or non-finite input gradients (gradient masking)",
+    "fraction of inputs with a finite, non-zero gradient")
 
 
 def check_gradients(ctx: Context) -> CheckResult:

@@ -19,7 +19,8 @@ CHECK = CheckInfo(
     f"(tolerance {ITERATIVE_TOLERANCE:g} plus one image).",
     "An iterative attack takes the single-step attack's direction first and then improves on it, so being weaker "
     "by more than the tolerance means it is misconfigured or not converging.",
-    "iterative attack weaker than single-step FGSM")
+    "iterative attack weaker than single-step FGSM",
+    "largest excess of iterative over FGSM accuracy (fraction of the test set)", on_subset=False)
 
 
 def check_iterative(attacks: Mapping[str, AttackResult], registry: Any, ctx: Context | None = None) -> CheckResult:

@@ -23,7 +23,8 @@ CHECK = CheckInfo(
     "Robust accuracy never rises with epsilon (results, minimal-epsilon quantiles, raw subset re-runs).",
     "A larger budget contains every smaller one, so accuracy that rises with ε by more than a few images means the "
     "attack fails at larger ε.",
-    "robust accuracy rises with epsilon")
+    "robust accuracy rises with epsilon",
+    "largest rise of robust accuracy with ε (fraction of images)", on_subset=False)
 
 
 def raw_runs_then_monotone(ctx: Context, attacks: Mapping[str, AttackResult]) -> CheckResult:

@@ -29,7 +29,8 @@ CHECK = CheckInfo(
     "If stronger or simpler attacks break noticeably more images at the same ε, the plan's attack has not "
     "converged and its robust accuracy overstates the model's robustness.",
     "the attack is too weak for this model: stronger or trivial attacks break more images at its largest ε "
-    "(attack not converged; an attack-side failure, not model robustness)")
+    "(attack not converged; an attack-side failure, not model robustness)",
+    "accuracy drop under the stronger attacks (fraction of images)")
 
 
 def check_more_iterations(ctx: Context) -> CheckResult:

@@ -12,7 +12,8 @@ CHECK = CheckInfo(
     "noise_vs_attack", "Random noise of the same norm and ε is much weaker than the attack.",
     f"An attack that uses the model should beat random noise of the same size by a wide margin (the smaller of "
     f"{NOISE_MARGIN * 100:g} points and half its own success rate); if it does not, it is not exploiting the model.",
-    "random noise about as effective as the attack")
+    "random noise about as effective as the attack",
+    "fooling rate of random noise")
 
 
 def check_noise(ctx: Context) -> CheckResult:

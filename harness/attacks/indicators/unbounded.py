@@ -30,7 +30,8 @@ CHECK = CheckInfo(
     f"{UNBOUNDED_MAX_ACCURACY:.0%} of images surviving attacks that converge at any budget means the attack, not the "
     "model, has failed.",
     "unbounded attack does not reach ~0% accuracy, and no trivial perturbation flips the survivors either "
-    "(gradient masking, a model that ignores its input, or a broken attack)")
+    "(gradient masking, a model that ignores its input, or a broken attack)",
+    "accuracy under the unbounded attacks")
 
 
 def check_unbounded(ctx: Context) -> CheckResult:

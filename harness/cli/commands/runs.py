@@ -34,15 +34,17 @@ def execute(args: argparse.Namespace, console: Console) -> int:
     entries = list_runs(args.out, args.plan)
     if args.json:
         console.print_json(json.dumps([{**{k: v for k, v in vars(e).items() if k != "path"}, "run_dir": str(e.path),
-                                        "exists": e.path.is_dir()} for e in entries]))
+                                        "exists": e.path.is_dir(), "results_sha256": e.results_sha256}
+                                       for e in entries]))
         return EXIT_PASS
     if not entries:
         which = f" of plan '{args.plan}'" if args.plan else ""
         console.print(escape(f"harness: no runs{which} recorded in {history_path(args.out)}"), soft_wrap=True)
         return EXIT_PASS
-    table = Table(title=f"Runs recorded in {history_path(args.out)} (data and model: sha256, first 8 digits)",
-                  title_justify="left")
-    for column in ("finished (UTC)", "plan", "verdict", "clean acc.", "data", "model", "run directory"):
+    table = Table(title=f"Runs recorded in {history_path(args.out)} (data, model and results id: sha256, first 8 "
+                  "digits)", title_justify="left")
+    for column in ("finished (UTC)", "plan", "verdict", "clean acc.", "data", "model", "results id",
+                   "run directory"):
         table.add_column(column, justify="right" if column == "clean acc." else "left", overflow="fold",
                          no_wrap=column in ("finished (UTC)", "run directory"))
     for e in entries:
@@ -52,6 +54,7 @@ def execute(args: argparse.Namespace, console: Console) -> int:
         shown = e.path.name if e.path.parent == args.out else str(e.path)  # the title names the folder
         where = shown + ("" if e.path.is_dir() else " (missing)")
         table.add_row(e.finished_at.replace("T", " ")[:16], escape(e.plan_name), verdict, accuracy,
-                      short_hash(e.data_sha256, 8), short_hash(e.model_sha256, 8), escape(where))
+                      short_hash(e.data_sha256, 8), short_hash(e.model_sha256, 8), short_hash(e.results_sha256, 8),
+                      escape(where))
     console.print(table)
     return EXIT_PASS

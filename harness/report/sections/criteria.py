@@ -6,7 +6,7 @@ from typing import Any
 
 from harness.formatting import level_text, severity_text
 from harness.plan.criteria import ANY_CORRUPTION
-from harness.plan.metrics import EPSILON, METRICS, RATE, Unit
+from harness.plan.metrics import COUNT, EPSILON, METRICS, RATE, Unit
 from harness.report.inputs import ReportInput
 from harness.results.model import CriterionResult
 
@@ -23,6 +23,28 @@ def corruption_text(report: ReportInput, corruption: str, severity: int | None) 
     point = found.find(severity) if found and severity is not None else None
     if severity is not None:
         text += f" at severity {severity}" + (f" ({severity_text(point.value, found.unit)})" if point else "")
+    return text
+
+
+def percent(value: float) -> str:
+    """A proportion as a percentage with at most 3 significant digits: 0.9 → '90%', 0.656 → '65.6%'."""
+    return f"{100 * value:.3g}%"
+
+
+def threshold_text(op: str, threshold: float | None, unit: Unit, change: bool, written: str) -> str:
+    """The threshold with its direction and its unit where the metric has one: a proportion also as a percentage
+    (or percentage points for a change), a count in images; an ε is already written in native units where known,
+    else on the [0,1] pixel scale; a score or flag has no unit."""
+    text = f"{OPERATORS.get(op, op)} {written}"
+    if threshold is None:
+        return text
+    if unit is RATE:
+        return text + (f" ({100 * threshold:+.3g} percentage points)" if change else
+                       f" ({percent(threshold)})")
+    if unit is COUNT:
+        return text + f" image{'s' if threshold != 1 else ''}"
+    if unit is EPSILON and "(" not in written:
+        return text + " (on the [0,1] pixel scale)"
     return text
 
 
@@ -59,8 +81,9 @@ def criterion_row(report: ReportInput, c: CriterionResult) -> dict[str, Any]:
                   + (f" ({c.interval})" if c.interval else ""))
     if c.deviation:
         judged += " — DEVIATION: not the default one-sided bound (judge: estimate)"
+    threshold = threshold_text(c.op, c.threshold, unit, c.model == "change", write(c.threshold))
     return {"id": c.id, "what": what, "judged": judged, "model": "hardened − naive" if c.model == "change" else c.model,
-            "description": c.description.strip(), "threshold": f"{OPERATORS.get(c.op, c.op)} {write(c.threshold)}",
+            "description": c.description.strip(), "threshold": threshold,
             "measured": write(c.measured), "note": c.note, "verdict": verdict, "css": css,
             "inconclusive": c.inconclusive, "deviation": c.deviation}
 

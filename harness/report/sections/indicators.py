@@ -37,6 +37,17 @@ def threshold_text(check: IndicatorCheck) -> str:
     return f"{'≤' if below == check.passed else '≥'} {threshold}"
 
 
+def value_text(check: IndicatorCheck, n_subset: int) -> str:
+    """The value with its meaning and unit ('accuracy under the unbounded attacks 0.028 on 32 images'); a check
+    from results written before checks stated their quantity reads 'measured value 0.028'; no value reads 'n/a'."""
+    if check.value is None:
+        return "n/a (not computed)"
+    text = f"{check.quantity or 'measured value'} {cell(check.value)}"
+    if check.on_subset and n_subset:
+        text += f" on {n_subset} image{'s' if n_subset != 1 else ''}"
+    return text
+
+
 def compact_counts(text: str | None) -> str | None:
     """Per-class counts written short: 'benign 18 of 18, malignant 0 of 14' becomes 'benign 18/18, malignant 0/14'."""
     return None if text is None else COUNT.sub(r"\1/\2", text)
@@ -49,7 +60,8 @@ def build(report: ReportInput) -> dict[str, Any] | None:
         indicators = report.model(role).indicators  # type: ignore[union-attr]
         if indicators is None:
             continue
-        checks = [{"id": c.id, "description": c.description, "passed": c.passed, "value": cell(c.value),
+        n = indicators.n_subset
+        checks = [{"id": c.id, "description": c.description, "passed": c.passed, "value": value_text(c, n),
                    "threshold": threshold_text(c), "detail": compact_counts(c.detail),
                    "explanation": threshold_sentence(c), "flipped_by": compact_counts(c.flipped_by), "rule": c.rule}
                   for c in indicators.checks]

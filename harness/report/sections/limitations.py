@@ -18,6 +18,11 @@ NOISE_REFERENCES = {
            "patient size", "an order of magnitude from CT practice, not a measurement of this data; measure σ in a "
            "uniform region of your own scans (e.g. the water section of the ACR CT accreditation phantom)"),
 }
+# MRI intensities have no physical unit, so its noise is related to the signal (SNR), not to a native unit.
+MRI_SNR = (20.0, 40.0)  # clinical brain MRI at 1.5–3 T, white-matter signal over noise σ
+MRI_NOISE_SOURCE = ("an order of magnitude from MRI practice, not a measurement of this data; measure the SNR of your "
+                    "own scans, e.g. the mean of a white-matter region over the background noise σ corrected for its "
+                    "Rician distribution (NEMA MS 1)")
 
 
 def data_limits(report: ReportInput) -> list[str]:
@@ -56,22 +61,40 @@ def resolution(report: ReportInput) -> str | None:
 
 
 def epsilon_limits(report: ReportInput) -> str:
-    """The headline ε in native units beside the modality's typical noise, with the source of that figure."""
-    cutoff, native = report.cutoff, report.native
+    """The headline ε in native units beside the modality's typical noise (CT: HU σ; MRI: SNR), with the source of
+    that figure, or a plain statement that the harness knows no reference for the modality."""
+    cutoff, native, modality = report.cutoff, report.native, report.modality
+    if modality == "MRI":
+        return mri_noise(cutoff)
     if native is None or not native.per_unit:
         return (f"Perturbation size: ε = {eps_text(cutoff)} on [0,1] images; the data declare no native units, so "
-                "it cannot be set against the images' own noise.")
+                "it cannot be set against the images' own noise"
+                + (f", and the harness knows no reference noise level for {modality} images." if modality
+                   else "; the data do not state their modality, so no reference noise level applies."))
     text = (f"Perturbation size: ε = {eps_text(cutoff)} is {report.native_text(cutoff)} per pixel "
             f"({report.native_note()})")
     reference = NOISE_REFERENCES.get(native.unit)
     if reference is None:
-        return text + f"; no reference noise level is known to the harness for {native.unit}: compare it with the " \
-                      "noise of your own images."
+        which = f"{modality} images" if modality else f"the data (modality not stated; unit {native.unit})"
+        return text + f"; the harness knows no reference noise level for {which}: compare ε with the noise of " \
+                      "your own images."
     low, typical, source = reference
     size = cutoff * native.per_unit
     relation = ("smaller than that noise: a perturbation a reader cannot see" if size < low else
                 "comparable to or larger than that noise")
     return text + f", against {typical} (source: {source}); the attack is {relation}."
+
+
+def mri_noise(cutoff: float) -> str:
+    """ε as a share of the [0,1] intensity range beside the noise of clinical brain MRI (SNR 20–40: σ 2.5–5 % of
+    the white-matter signal); MRI intensities have no physical unit, so the comparison is relative to the signal."""
+    high, low = (100 / snr for snr in MRI_SNR)  # noise σ in % of the white-matter signal: 5 % at SNR 20
+    relation = ("smaller than that noise" if cutoff * 100 < low else "comparable to or larger than that noise")
+    return (f"Perturbation size: ε = {eps_text(cutoff)} is {cutoff * 100:.3g}% of the images' [0,1] intensity range. "
+            f"Clinical brain MRI at 1.5–3 T has an SNR of roughly {MRI_SNR[0]:g}–{MRI_SNR[1]:g}, so its noise σ is "
+            f"about {low:.3g}–{high:.3g}% of the white-matter signal (source: {MRI_NOISE_SOURCE}). With white "
+            f"matter near the top of the intensity range the attack is {relation}; where white matter lies lower in "
+            "the range, the noise is smaller in the same proportion.")
 
 
 def threat_model(report: ReportInput) -> str:
