@@ -167,8 +167,9 @@ def test_masked_model_looks_robust_but_is_not_credible(models, test_split):
         assert indicators["n_subset"] == 64
         assert [c["id"] for c in indicators["checks"]] == list(DESCRIPTIONS)
         for c in indicators["checks"]:
-            assert set(c) - {"flipped_by", "rule"} == {"id", "description", "explanation", "passed", "value",
-                                                       "threshold", "detail", "concerns"}
+            assert set(c) - {"flipped_by", "rule", "on_subset"} == {"id", "description", "explanation", "passed",
+                                                                   "value", "threshold", "detail", "concerns",
+                                                                   "quantity"}
             assert "\n" not in c["description"] + c["detail"] + c["explanation"]
             assert c["explanation"] == EXPLANATIONS[c["id"]] and c["explanation"].endswith(".")
     # deterministic: the same inputs give the same indicators
