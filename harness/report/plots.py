@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+import textwrap
 from dataclasses import dataclass
 
 import numpy as np
@@ -205,6 +206,16 @@ class ProfileRow:
     accuracy: dict[str, float | None]  # by model role
 
 
+def _tick_label(label: str) -> str:
+    """A profile row's label as its tick: the worst case named short, at most two lines (the table beside the
+    figure gives each label in full); a long label would squeeze the axes to nothing."""
+    head, sep, tail = label.partition(", ε = ")
+    if head.startswith("worst case of"):
+        head = "worst case"
+    lines = textwrap.wrap(head + sep + tail, 36)
+    return "\n".join(lines[:2]) + ("…" if len(lines) > 2 else "")
+
+
 def profile_plot(rows: list[ProfileRow]) -> bytes:
     """Accuracy of each model under each condition (clean, attacks, corruptions) as dots on one axis per row."""
     from matplotlib.ticker import PercentFormatter
@@ -224,7 +235,7 @@ def profile_plot(rows: list[ProfileRow]) -> bytes:
         if row.kind != below.kind:  # a thin line between the clean, attack and corruption groups
             ax.axhline(y - 0.5, color="#cccccc", linewidth=0.6)
     ax.set_yticks(ys)
-    ax.set_yticklabels([row.label for row in rows], fontsize=7)
+    ax.set_yticklabels([_tick_label(row.label) for row in rows], fontsize=7)
     ax.set_ylim(-0.7, len(rows) - 0.3)
     ax.set_xlim(-3, 103)
     ax.xaxis.set_major_formatter(PercentFormatter(decimals=0))
