@@ -23,7 +23,7 @@ import yaml
 from harness.plan.criteria import Criterion, criterion_id
 from harness.plan.epsilons import EpsilonGrid
 from harness.registry.units import NativeUnits
-from harness.results.build import attack_result, clean_metrics
+from harness.results.build import attack_result, clean_metrics, worst_case
 from harness.results.criteria import evaluate
 from harness.results.model import (
     DatasetSummary,
@@ -79,9 +79,9 @@ def write_synthetic_run(run_dir: Path, *, n_test: int = 60, n_eps: int = 5, hard
                         intended_use: str = "Decision support for characterising pulmonary nodules on CT.",
                         criterion_description: str = "Pre-registered floor for PGD at 0.004 (6 HU).",
                         examples: bool = True, warnings: list[str] | None = None, seed: int = 0,
-                        subject: dict[str, Any] | None = None, seal: bool = True) -> Path:
+                        subject: dict[str, Any] | None = None, seal: bool = True, worst: bool = False) -> Path:
     """Write a complete run directory and return it; `subject` is the plan's `subject:` section (none by default),
-    `seal` writes SHA256SUMS last, as a run does."""
+    `seal` writes SHA256SUMS last, as a run does; `worst` adds each model's worst case over the fixed-ε attacks."""
     from harness.results.attack_outcome import AttackOutcome
     from harness.run.runner import PLAN_HASHES, PLAN_SOURCE_FILE
 
@@ -105,6 +105,7 @@ def write_synthetic_run(run_dir: Path, *, n_test: int = 60, n_eps: int = 5, hard
         clean_pred = np.where(clean_correct, labels, 1 - labels)
         model = ModelResult(weights_sha256=("e1" if role == "naive" else "f2") * 32,
                             clean=clean_metrics(labels, _logits(labels, clean_pred, confidence_rng), 1, intervals))
+        fixed: dict[str, AttackOutcome] = {}
         for attack_id, spec in ATTACKS.items():
             minimal = spec["kind"] == "minimal"
             threshold = margin / STRENGTH[attack_id]
@@ -118,6 +119,10 @@ def write_synthetic_run(run_dir: Path, *, n_test: int = 60, n_eps: int = 5, hard
                                    clean_correct, 1, NATIVE, intervals)
             model = model.with_attack(attack_id, result)
             samples += sample_outcomes(role, attack_id, outcome, sample_ids, labels, clean_pred)
+            if not minimal:
+                fixed[attack_id] = outcome
+        if worst:
+            model = replace(model, worst_case=worst_case(fixed, labels, clean_correct, 1, NATIVE, intervals))
         document = document.with_model(role, replace(model, indicators=_indicators(role)))
     if hardened:
         document = replace(document, comparisons=compare_roles(samples, "naive", "hardened"), defence=DefenceResult(

@@ -144,6 +144,11 @@ class ReportInput:
             ids += [attack_id for attack_id in self.run.attacks(role) if attack_id not in ids]
         return ids
 
+    @functools.cached_property
+    def run_attack_ids(self) -> list[str]:
+        """The attacks that were planned or run, without the worst case over them (which is not an attack)."""
+        return [attack_id for attack_id in self.attack_ids if attack_id != WORST_CASE]
+
     def attack_result(self, role: str, attack_id: str) -> AttackResult | None:
         """One attack on one role, or None; WORST_CASE gives the worst case over attacks in an attack's shape."""
         model = self.model(role)

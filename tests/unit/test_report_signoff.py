@@ -201,3 +201,16 @@ def test_the_corruption_strip_shows_the_image_whose_prediction_changes_most():
     assert example_index(split, 1, changes) == 3  # d changes at every severity
     assert example_index(split, 1, {"a": 2, "c": 2}) == 2  # a tie goes to the positive class first
     assert example_index(split, 1, {}) == 1  # no change anywhere: the first positive image
+
+
+def test_the_worst_case_is_not_listed_as_a_planned_attack(tmp_path):
+    """The worst case over attacks is a result, not an attack: the test plan and the threat model name only attacks."""
+    from harness.report.load import load_report
+    from harness.report.sections.limitations import threat_model
+    from harness.report.sections.plan_summary import attacks
+
+    run = write_synthetic_run(tmp_path / "run", n_test=30, examples=False, worst=True)
+    report = load_report(run)
+    assert report.attack_ids[0] == "any"  # the results tables lead with it
+    assert [a["id"] for a in attacks(report)] == ["fgsm", "pgd_linf", "fmn_linf"]
+    assert "(fgsm, pgd_linf, fmn_linf)" in threat_model(report) and "any" not in threat_model(report).split(")")[0]

@@ -99,7 +99,7 @@ def mri_noise(cutoff: float) -> str:
 
 def threat_model(report: ReportInput) -> str:
     """What the attacks assume and what they cannot show."""
-    attacks = ", ".join(report.attack_ids) or "none"
+    attacks = ", ".join(report.run_attack_ids) or "none"
     hardened = " and the hardened model" if "hardened" in report.roles else ""
     return (f"Threat model: the attacks ({attacks}) are run on the tested model{hardened} alone, with full knowledge "
             "of its weights and gradients (white-box), within an L-norm bound on [0,1] images. No transfer attacks "

@@ -36,7 +36,7 @@ def attacks(report: ReportInput) -> list[dict[str, Any]]:
     planned = {(a.get("id") or a.get("attack")): a for a in report.resolved.get("attacks") or [] if isinstance(a, dict)}
     grids = {a.id: a.epsilons for a in report.plan.attacks}
     default_grid = EpsilonGrid.of(report.plan.epsilons)
-    for attack_id in report.attack_ids:
+    for attack_id in report.run_attack_ids:
         result, raw = report.attack(attack_id), planned.get(attack_id, {})
         if result is not None:
             params, epsilons = thaw(result.params), [p.epsilon for p in result.points]
