@@ -214,3 +214,29 @@ def test_the_worst_case_is_not_listed_as_a_planned_attack(tmp_path):
     assert report.attack_ids[0] == "any"  # the results tables lead with it
     assert [a["id"] for a in attacks(report)] == ["fgsm", "pgd_linf", "fmn_linf"]
     assert "(fgsm, pgd_linf, fmn_linf)" in threat_model(report) and "any" not in threat_model(report).split(")")[0]
+
+
+def test_a_failed_bound_criterion_on_the_cover_stays_inside_the_page(tmp_path):
+    """A real run's failed criterion (long id, one-sided bound with a clustered interval) once ran past the margin."""
+    import json
+
+    from report_layout import words_past_margins
+
+    run = write_synthetic_run(tmp_path / "run", n_test=30, examples=False, seal=False)
+    results = json.loads((run / "results.json").read_text())
+    failed = next(c for c in results["criteria"] if not c["passed"])
+    failed.update(judged_on="lower", bound_value=0.271, confidence=0.95,
+                  interval="Wilson score, patient-clustered, design effect 1.04",
+                  id="pgd_linf[eps=0.004]::lower(robust_accuracy)>=0.60")
+    (run / "results.json").write_text(json.dumps(results))
+    _, pdf = render_report(run)
+    layout = read_layout(pdf, tmp_path / "pages")
+    cover = pdftotext_page(pdf, 1)
+    assert "design effect 1.04" in _one_line(cover) and "(60%)" in cover.replace(" ", "")
+    assert not [w for w in words_past_margins(layout) if w.startswith("page 1")], words_past_margins(layout)
+
+
+def pdftotext_page(pdf, page: int) -> str:  # noqa: ANN001
+    """One page's text."""
+    return subprocess.run([tool("pdftotext"), "-layout", "-f", str(page), "-l", str(page), str(pdf), "-"],
+                          capture_output=True, text=True, check=True).stdout
