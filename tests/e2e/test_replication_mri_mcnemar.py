@@ -1,7 +1,7 @@
 """The study's MRI claim on real data at CI size: adversarial training beats the naive model under PGD at 0.004.
 
 tests/plans/replication_mri_mcnemar.yaml trains specs/real/brain_mri.yaml's naive recipe on brain_mri_4class
-(binary: tumour vs no tumour; train 2504, val 538, test 521), hardens it with 2 rounds of the study's iterative
+(binary: tumour vs no tumour; train 2504, val 538, test 521), hardens it with 1 round of the study's iterative
 adversarial training at ε = 0.004 (round chosen on val), and attacks both with the study's PGD at 0.004 only.
 Asserted: the hardened model is right under attack on more of the same test images than the naive one, by an
 exact McNemar test (harness.stats.paired) at α = 0.05 on samples.csv, agreeing with the run's own paired
