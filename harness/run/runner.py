@@ -57,6 +57,7 @@ from harness.results.model import (
     PlanRef,
     ResultsDocument,
     Verdict,
+    WorstCase,
 )
 from harness.results.paired import compare_roles
 from harness.results.sample_size import undecidable_warnings
@@ -461,9 +462,16 @@ class Runner:
         clean_starts = {clean_start_name(spec): self._sweep(role, attack_model, bundle, test, spec,
                                                             clean_start_name(spec), clean_pred, fingerprint)
                         for spec in clean_start_specs(s for s in attacks if s.norm == norm)}  # the worst case's only
-        model = replace(model, worst_case=worst_case(same_norm, labels, clean_pred == labels, dataset.positive_class,
-                                                     dataset.native_units, self.intervals, probes,
-                                                     [a for a in upper if a in same_norm], norm, clean_starts))
+        def worst_for(positive_class: int) -> WorstCase | None:
+            """The worst case over attacks with `positive_class` as the positive one (its sensitivity is that
+            class's recall)."""
+            return worst_case(same_norm, labels, clean_pred == labels, positive_class, dataset.native_units,
+                              self.intervals, probes, [a for a in upper if a in same_norm], norm, clean_starts)
+
+        model = replace(model, worst_case=worst_for(dataset.positive_class))
+        if model.classes:  # each class one-vs-rest, as its attacks are
+            model = replace(model, classes={name: replace(one, worst_case=worst_for(k))
+                                            for k, (name, one) in enumerate(model.classes.items())})
         self.results = self.results.with_model(role, model)
         self._save()
         settings = self.plan.report

@@ -101,6 +101,12 @@ def test_three_classes_give_per_class_results_and_macro_metrics(tmp_path):
     # the shift darkens glioma (label 0) by ε: still nearest 0.2, never fooled, while brighter classes move
     assert [p["robust_sensitivity"] for p in points] == [1.0, 1.0]
     assert "robust_macro_sensitivity" in naive["attacks"]["shift"]["points"][0]
+    # each class has its own worst case over attacks, one-vs-rest like its attacks
+    for name in ("glioma", "meningioma", "pituitary"):
+        worst = naive["classes"][name]["worst_case"]["points"]
+        assert [p["robust_sensitivity"] for p in worst] == [
+            p["robust_sensitivity"] for p in naive["classes"][name]["attacks"]["shift"]["points"]]
+    assert naive["classes"]["glioma"]["worst_case"]["points"][-1]["robust_sensitivity"] == 1.0
     ids = [c["id"] for c in result.raw["criteria"]]
     assert ids[0] == "class[pituitary]::clean_sensitivity>=0.70"
     clean, robust, macro = result.raw["criteria"]
@@ -129,6 +135,9 @@ def test_the_report_shows_the_per_class_table(tmp_path):
     text = " ".join(re.sub(r"<[^>]+>", " ", render_html(build_context(load_report(result.run_dir)))).split())
     assert "Per class (one-vs-rest)" in text and "macro sensitivity (balanced accuracy)" in text
     assert "glioma 10 100.0%" in text and "Operating point" not in text
+    assert "sens. under the worst case at ε ≈ 0.004" in text
+    row = text[text.index("glioma 10 100.0%"):text.index("meningioma 10")]
+    assert " – " not in f" {row} "  # the worst case has a value per class, not a bare dash
 
 
 def test_a_class_criterion_counts_that_class_when_it_checks_the_sample_size():

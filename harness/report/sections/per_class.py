@@ -7,9 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 from harness.formatting import eps_text
+from harness.plan.epsilons import EpsilonGrid
 from harness.plan.metrics import METRICS
 from harness.report.inputs import ReportInput
-from harness.results.model import AttackPoint, ModelResult
+from harness.results.model import WORST_CASE, AttackPoint, ModelResult
 
 SENSITIVITY, SPECIFICITY = METRICS["clean_sensitivity"], METRICS["clean_specificity"]
 ROBUST_SENSITIVITY, MACRO = METRICS["robust_sensitivity"], METRICS["clean_macro_sensitivity"]
@@ -17,9 +18,9 @@ ROBUST_MACRO = METRICS["robust_macro_sensitivity"]
 
 
 def _near_cutoff(model: ModelResult, attack_id: str, cutoff: float) -> AttackPoint | None:
-    """A model's point of an attack at the grid epsilon closest to the cutoff."""
-    attack = model.attacks.get(attack_id)
-    eps = None if attack is None else attack.grid.closest(cutoff)
+    """A model's point of an attack (or of its worst case over attacks) at the grid epsilon closest to the cutoff."""
+    attack = model.worst_case if attack_id == WORST_CASE else model.attacks.get(attack_id)
+    eps = None if attack is None else EpsilonGrid.of([p.epsilon for p in attack.points]).closest(cutoff)
     return None if eps is None else attack.find(eps)  # type: ignore[union-attr]
 
 
@@ -52,5 +53,6 @@ def per_class(report: ReportInput, cell: Any) -> dict[str, Any] | None:
         blocks.append({"role": role, "rows": rows, "macro": cell(MACRO, model.clean), "macro_robust": macro_robust})
     if not blocks:
         return None
-    return {"blocks": blocks, "attacks": [report.attack_label(a) for a in report.attack_ids],
+    return {"blocks": blocks,
+            "attacks": ["the worst case" if a == WORST_CASE else report.attack_label(a) for a in report.attack_ids],
             "cutoff": eps_text(report.cutoff)}
