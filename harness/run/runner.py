@@ -470,8 +470,8 @@ class Runner:
 
         model = replace(model, worst_case=worst_for(dataset.positive_class))
         if model.classes:  # each class one-vs-rest, as its attacks are
-            model = replace(model, classes={name: replace(one, worst_case=worst_for(k))
-                                            for k, (name, one) in enumerate(model.classes.items())})
+            model = replace(model, classes={name: replace(one, worst_case=worst_for(dataset.class_names.index(name)))
+                                            for name, one in model.classes.items()})
         self.results = self.results.with_model(role, model)
         self._save()
         settings = self.plan.report

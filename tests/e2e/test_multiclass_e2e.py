@@ -6,13 +6,14 @@ from __future__ import annotations
 import re
 
 import pytest
+from report_layout import read_layout, words_past_margins
 from support import REPO
 
 from harness.plan.schema import load_plan
 from harness.registry.manager import default_registry
 from harness.report.context import build_context
 from harness.report.load import load_report
-from harness.report.render import render_html
+from harness.report.render import render_html, render_report
 from harness.run.runner import RunConfig, Runner
 
 pytestmark = pytest.mark.slow  # trains a model
@@ -33,3 +34,12 @@ def test_the_four_class_spec_runs_end_to_end(tmp_path):
     assert "class[glioma]::pgd_linf[eps=0.002]::robust_sensitivity>=0.30" in ids
     text = " ".join(re.sub(r"<[^>]+>", " ", render_html(build_context(load_report(result.run_dir)))).split())
     assert "Per class (one-vs-rest)" in text and "meningioma" in text
+    # the per-class table follows the data set's class order and counts each class's own test images (results.json
+    # stores `classes` with sorted keys, which once shifted every count by one row of the confusion matrix)
+    table = text[text.index("naive: class test images"):]
+    counts = {name: sum(row) for name, row in zip(naive["classes"], naive["clean"]["confusion_matrix"], strict=True)}
+    starts = [table.index(f" {name} {counts[name]} ") for name in ("no_tumour", "glioma", "meningioma", "pituitary")]
+    assert starts == sorted(starts), counts
+    _, pdf = render_report(result.run_dir)
+    layout = read_layout(pdf, tmp_path / "pages")
+    assert not words_past_margins(layout)  # a four-class confusion matrix once ran past the right margin

@@ -24,6 +24,11 @@ def _near_cutoff(model: ModelResult, attack_id: str, cutoff: float) -> AttackPoi
     return None if eps is None else attack.find(eps)  # type: ignore[union-attr]
 
 
+def _position(names: list[str], name: str) -> int:
+    """A class's index in the data set's class order (past the end when the run does not name it)."""
+    return names.index(name) if name in names else len(names) + 1_000_000
+
+
 def operating_points(report: ReportInput) -> list[dict[str, str]]:
     """Per model that decides at a threshold: its role and how the threshold was chosen."""
     out = []
@@ -42,7 +47,10 @@ def per_class(report: ReportInput, cell: Any) -> dict[str, Any] | None:
         if model is None or not model.classes:
             continue
         rows = []
-        for k, (name, one) in enumerate(model.classes.items()):
+        names = report.class_names  # the data set's class order: the confusion matrix's (results.json sorts keys)
+        ordered = sorted(model.classes.items(), key=lambda item: _position(names, item[0]))
+        for name, one in ordered:
+            k = _position(names, name)
             n = sum(model.clean.confusion_matrix[k]) if k < len(model.clean.confusion_matrix) else None
             robust = [cell(ROBUST_SENSITIVITY, _near_cutoff(one, attack_id, report.cutoff))
                       for attack_id in report.attack_ids]
