@@ -662,9 +662,6 @@ class _PlanBuilder:
             if subgroup is not None and (scope.per_model or scope.needs_corruption or scope.certified):
                 raise self.error(f"{metric} is not measured per subgroup", f"{path}.subgroup")
             class_name = self.criterion_class(item, scope, model, subgroup, baseline, path)
-            if subgroup is not None and any_attack:
-                raise self.error("the worst case over attacks (attack: any) is not measured per subgroup; name one "
-                                 "attack", f"{path}.subgroup")
             if baseline is not None and (corruption is not None or sigma is not None):
                 raise self.error("regression gates ('baseline') apply to clean and attack metrics, not to "
                                  "corruptions or certification", f"{path}.baseline")

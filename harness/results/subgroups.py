@@ -1,13 +1,14 @@
 """Every metric per subgroup of the test split (plan `subgroups`), from the same per-sample outcomes as the whole.
 
 A subgroup's results are a ModelResult on its test images alone: clean metrics and every attack's points with
-their intervals, and minimal-epsilon quantiles. Bound violations are counted over the whole test split only
-(None here), and the attack-failure indicators are not repeated per subgroup.
+their intervals, minimal-epsilon quantiles, and the worst case over attacks (`subgroup_worst_case`). Bound
+violations are counted over the whole test split only (None here), and the attack-failure indicators are not
+repeated per subgroup (their probes' breaks count in the worst case, on the subgroup's images).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -15,7 +16,7 @@ import numpy as np
 from harness.registry.units import NativeUnits
 from harness.results.attack_outcome import AttackOutcome
 from harness.results.build import attack_result, clean_metrics
-from harness.results.model import ModelResult
+from harness.results.model import ModelResult, WorstCase
 from harness.results.uncertainty import IntervalSettings
 
 
@@ -48,10 +49,25 @@ def subgroup_results(model: ModelResult, attributes: Sequence[str], metadata: Ma
                      positive_class: int, native: NativeUnits | None,
                      intervals: IntervalSettings | None) -> dict[str, dict[str, ModelResult]]:
     """attribute → value → the model's results on that subgroup, values in sorted order."""
+    return {attribute: {value: subgroup_model(model, mask, labels, logits, outcomes, positive_class, native,
+                                              intervals)
+                        for value, mask in subgroup_masks(attribute, metadata).items()}
+            for attribute in attributes}
+
+
+def subgroup_masks(attribute: str, metadata: Mapping[str, Sequence[str]]) -> dict[str, np.ndarray]:
+    """value → which test images have it, values in sorted order (as subgroup_results keys them)."""
+    values = np.asarray(metadata[attribute])
+    return {str(value): values == value for value in sorted(set(values.tolist()))}
+
+
+def with_subgroup_worst_cases(subgroups: Mapping[str, Mapping[str, ModelResult]],
+                              metadata: Mapping[str, Sequence[str]],
+                              worst: Callable[[np.ndarray], WorstCase | None]) -> dict[str, dict[str, ModelResult]]:
+    """Each subgroup's results with its worst case over attacks, `worst(mask)` computed on its images alone."""
     out: dict[str, dict[str, ModelResult]] = {}
-    for attribute in attributes:
-        values = np.asarray(metadata[attribute])
-        out[attribute] = {str(value): subgroup_model(model, values == value, labels, logits, outcomes,
-                                                     positive_class, native, intervals)
-                          for value in sorted(set(values.tolist()))}
+    for attribute, values in subgroups.items():
+        masks = subgroup_masks(attribute, metadata)
+        out[attribute] = {value: replace(sub, worst_case=worst(masks[value])) if value in masks else sub
+                          for value, sub in values.items()}
     return out

@@ -63,7 +63,7 @@ from harness.results.paired import compare_roles
 from harness.results.sample_size import undecidable_warnings
 from harness.results.samples import SampleOutcome, sample_outcomes, write_samples
 from harness.results.status import ERROR, INTERRUPTED, RUNNING
-from harness.results.subgroups import subgroup_results
+from harness.results.subgroups import outcome_subset, subgroup_results, with_subgroup_worst_cases
 from harness.results.uncertainty import IntervalSettings
 from harness.results.view import RunResults
 from harness.results.warnings import collect as collect_warnings
@@ -468,7 +468,18 @@ class Runner:
             return worst_case(same_norm, labels, clean_pred == labels, positive_class, dataset.native_units,
                               self.intervals, probes, [a for a in upper if a in same_norm], norm, clean_starts)
 
+        def subgroup_worst(mask: np.ndarray) -> WorstCase | None:
+            """The worst case over attacks on one subgroup's test images."""
+            return worst_case({a: outcome_subset(o, mask) for a, o in same_norm.items()}, labels[mask],
+                              (clean_pred == labels)[mask], dataset.positive_class, dataset.native_units,
+                              self.intervals.subset(mask) if self.intervals else None,
+                              {e: (name, np.asarray(hit)[mask]) for e, (name, hit) in probes.items()},
+                              [a for a in upper if a in same_norm], norm,
+                              {n: outcome_subset(o, mask) for n, o in clean_starts.items()})
+
         model = replace(model, worst_case=worst_for(dataset.positive_class))
+        if model.subgroups:
+            model = replace(model, subgroups=with_subgroup_worst_cases(model.subgroups, self.metadata, subgroup_worst))
         if model.classes:  # each class one-vs-rest, as its attacks are
             model = replace(model, classes={name: replace(one, worst_case=worst_for(dataset.class_names.index(name)))
                                             for name, one in model.classes.items()})

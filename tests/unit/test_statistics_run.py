@@ -314,3 +314,34 @@ def test_run_results_expose_statistics_and_comparisons(clinic_run):
     loaded = RunResults.load(clinic_run.run_dir)
     assert loaded.statistics == clinic_run.document.statistics and loaded.statistics.clustered
     assert loaded.comparisons == clinic_run.document.comparisons and len(loaded.comparisons) == 3
+
+
+def test_the_worst_case_over_attacks_is_measured_per_subgroup(tmp_path):
+    """`attack: any` with `subgroup:` is judged on each subgroup's own worst case, which the report's table shows."""
+    from harness.report.load import load_report
+    from harness.report.sections.subgroups import build
+
+    text = PLAN.split("acceptance:")[0] + textwrap.dedent("""\
+        acceptance:
+          - metric: robust_accuracy
+            attack: any
+            epsilon: 0.1
+            model: hardened
+            subgroup: worst
+            min: 0.2
+        """)
+    result = run(tmp_path, text)
+    (criterion,) = result.criteria
+    hardened = result.model("hardened")
+    worst = []
+    for values in hardened.subgroups.values():
+        for sub in values.values():
+            assert sub.worst_case is not None
+            point = sub.worst_case.find(0.1)
+            assert point.n == sub.clean.n and point.robust_accuracy <= sub.attack("shift").point(0.1).robust_accuracy
+            worst.append(point.robust_accuracy)
+    assert criterion.subgroup_rule == "worst" and criterion.measured == min(worst)
+    section = build(load_report(result.run_dir))
+    for block in section["blocks"]:
+        assert block["robust_label"].startswith("accuracy under worst case of 1 attack")
+        assert all(row["robust"] is not None for row in block["rows"])  # not a dash for every subgroup

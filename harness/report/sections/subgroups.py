@@ -9,6 +9,7 @@ from harness.plan.metrics import CLEAN, METRICS, metrics_in
 from harness.report import plots
 from harness.report.inputs import ReportInput
 from harness.report.sections.results import cell
+from harness.results.model import WORST_CASE
 from harness.results.uncertainty import shown
 
 TITLE = "Subgroups"
@@ -33,14 +34,15 @@ def role_block(report: ReportInput, role: str) -> dict[str, Any] | None:
     rows, plotted = [], []
     for attribute, values in model.subgroups.items():
         for value, sub in values.items():
-            robust = cell(ROBUST, sub.attacks[at[0]].find(at[1])) if at and at[0] in sub.attacks else None
+            attack = None if at is None else sub.worst_case if at[0] == WORST_CASE else sub.attacks.get(at[0])
+            robust = cell(ROBUST, attack.find(at[1])) if attack is not None else None
             rows.append({"attribute": attribute, "value": value, "n": sub.clean.n,
                          "clean": [cell(m, sub.clean) for m in metrics_in(CLEAN)], "robust": robust})
             plotted.append((f"{attribute}={value} (n={sub.clean.n})", sub.clean.accuracy,
                             shown(sub.clean.intervals.get("accuracy"))))
     plot = plots.subgroup_plot(plotted, "accuracy without attack")
     return {"role": role, "rows": rows, "plot": plot and plots.data_uri(plot),
-            "robust_label": f"accuracy under {at[0]} at ε = {eps_text(at[1])}" if at else None}
+            "robust_label": f"accuracy under {report.attack_name(at[0])} at ε = {eps_text(at[1])}" if at else None}
 
 
 def build(report: ReportInput) -> dict[str, Any] | None:
