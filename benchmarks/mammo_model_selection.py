@@ -28,7 +28,7 @@ from harness.registry.contracts import DatasetContext, ModelContext
 from harness.registry.manager import default_registry
 from harness.stats.auc import delong_auc
 from harness.stats.intervals import binomial_interval
-from harness_plugins.models import architectures, providers, training
+from harness_plugins.models import providers, training
 
 SEED = 20221  # the plan's seed
 AUGMENT = {"hflip": True, "vflip": True, "rotate90": True, "intensity_jitter": 0.1}  # the plan's augmentation
@@ -43,19 +43,6 @@ RECIPES: dict[str, dict[str, Any]] = {  # name → image size, architecture, epo
                                                      "arch": {"name": "small_cnn", "widths": [16, 32, 64, 128, 128]},
                                                      "epochs": 80},
 }
-
-
-class _Quiet:
-    """A progress sink that shows nothing."""
-
-    def progress(self, *_: Any, **__: Any) -> _Quiet:
-        return self
-
-    def advance(self, n: int = 1) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 def data_path() -> Path:
@@ -74,9 +61,8 @@ def train_recipe(recipe: dict[str, Any], epochs: int, cache: Path) -> dict[str, 
               "channels": 1, "group_column": "patient_id"}
     bundle = load_dataset(plugin, build_dataclass(plugin.Params, params, key="dataset"),
                           DatasetContext(seed=SEED, base_dir=Path("."), cache_dir=cache), "mammo_cbis_mass_roi")
-    archs = {a.name: a for a in architectures.harness_register_architectures()}
     context = ModelContext(dataset=bundle, device=torch.device("cpu"), seed=SEED, base_dir=cache, cache_dir=cache,
-                           architectures=archs, progress=_Quiet().progress, log=lambda _: None)
+                           architectures=registry.of_kind("architecture"), log=lambda _: None)
     train_params = build_dataclass(training.TrainParams, {
         "architecture": recipe["arch"], "epochs": epochs, "learning_rate": 1e-3, "batch_size": 32,
         "select_metric": "auc", "num_threads": 1, "augment": AUGMENT}, key="model")

@@ -47,6 +47,14 @@ class ToyData:
                              NativeUnits(100.0, "HU"), modality=params.modality)
 
 
+class Brightness(nn.Module):
+    """A model to save as TorchScript: class 1 for images brighter than mid-grey, with confident logits."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = x.mean(dim=(1, 2, 3))
+        return torch.stack([0.5 - m, m - 0.5], dim=1) * 10
+
+
 @dataclass
 class MeanModelParams:
     threshold: float = 0.55

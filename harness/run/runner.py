@@ -462,27 +462,25 @@ class Runner:
         clean_starts = {clean_start_name(spec): self._sweep(role, attack_model, bundle, test, spec,
                                                             clean_start_name(spec), clean_pred, fingerprint)
                         for spec in clean_start_specs(s for s in attacks if s.norm == norm)}  # the worst case's only
-        def worst_for(positive_class: int) -> WorstCase | None:
-            """The worst case over attacks with `positive_class` as the positive one (its sensitivity is that
-            class's recall)."""
-            return worst_case(same_norm, labels, clean_pred == labels, positive_class, dataset.native_units,
-                              self.intervals, probes, [a for a in upper if a in same_norm], norm, clean_starts)
 
-        def subgroup_worst(mask: np.ndarray) -> WorstCase | None:
-            """The worst case over attacks on one subgroup's test images."""
-            return worst_case({a: outcome_subset(o, mask) for a, o in same_norm.items()}, labels[mask],
-                              (clean_pred == labels)[mask], dataset.positive_class, dataset.native_units,
-                              self.intervals.subset(mask) if self.intervals else None,
-                              {e: (name, np.asarray(hit)[mask]) for e, (name, hit) in probes.items()},
+        def worst_for(positive_class: int, mask: np.ndarray | None = None) -> WorstCase | None:
+            """The worst case over attacks with `positive_class` as the positive one (for a class, its sensitivity is
+            that class's recall), on the test images in `mask` (all by default)."""
+            keep = np.ones(len(labels), dtype=bool) if mask is None else mask
+            return worst_case({a: outcome_subset(o, keep) for a, o in same_norm.items()}, labels[keep],
+                              (clean_pred == labels)[keep], positive_class, dataset.native_units,
+                              self.intervals.subset(mask) if self.intervals and mask is not None else self.intervals,
+                              {e: (name, np.asarray(hit)[keep]) for e, (name, hit) in probes.items()},
                               [a for a in upper if a in same_norm], norm,
-                              {n: outcome_subset(o, mask) for n, o in clean_starts.items()})
+                              {n: outcome_subset(o, keep) for n, o in clean_starts.items()})
 
         model = replace(model, worst_case=worst_for(dataset.positive_class))
-        if model.subgroups:
-            model = replace(model, subgroups=with_subgroup_worst_cases(model.subgroups, self.metadata, subgroup_worst))
         if model.classes:  # each class one-vs-rest, as its attacks are
             model = replace(model, classes={name: replace(one, worst_case=worst_for(dataset.class_names.index(name)))
                                             for name, one in model.classes.items()})
+        if model.subgroups:
+            model = replace(model, subgroups=with_subgroup_worst_cases(
+                model.subgroups, self.metadata, lambda mask: worst_for(dataset.positive_class, mask)))
         self.results = self.results.with_model(role, model)
         self._save()
         settings = self.plan.report

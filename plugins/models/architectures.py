@@ -23,41 +23,33 @@ from harness_plugins.models.model_input import NormalizedClassifier  # noqa: F40
 class SmallCNNNet(nn.Module):
     """Three conv blocks (16/32/64 channels, BatchNorm, ReLU, max-pool), global average pool, linear head."""
 
+    conv, norm, max_pool, global_pool = nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d
+
     def __init__(self, in_channels: int, num_classes: int, widths: Sequence[int] = (16, 32, 64)) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         previous = in_channels
         for width in widths:
-            layers += [nn.Conv2d(previous, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
-                       nn.ReLU(), nn.MaxPool2d(2)]
+            layers += [self.conv(previous, width, 3, padding=1, bias=False), self.norm(width),
+                       nn.ReLU(), self.max_pool(2)]
             previous = width
         self.features = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.pool = self.global_pool(1)
         self.head = nn.Linear(previous, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits for normalised images."""
+        """Logits for normalised images (or volumes)."""
         return self.head(torch.flatten(self.pool(self.features(x)), 1))
 
 
-class SmallCNN3DNet(nn.Module):
-    """SmallCNNNet for volumes: three Conv3d blocks (BatchNorm3d, ReLU, 3-D max-pool), global average pool, linear."""
+class SmallCNN3DNet(SmallCNNNet):
+    """SmallCNNNet for volumes: three Conv3d blocks (8/16/32 channels, BatchNorm3d, ReLU, 3-D max-pool), global
+    average pool, linear head."""
+
+    conv, norm, max_pool, global_pool = nn.Conv3d, nn.BatchNorm3d, nn.MaxPool3d, nn.AdaptiveAvgPool3d
 
     def __init__(self, in_channels: int, num_classes: int, widths: Sequence[int] = (8, 16, 32)) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        previous = in_channels
-        for width in widths:
-            layers += [nn.Conv3d(previous, width, 3, padding=1, bias=False), nn.BatchNorm3d(width),
-                       nn.ReLU(), nn.MaxPool3d(2)]
-            previous = width
-        self.features = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool3d(1)
-        self.head = nn.Linear(previous, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits for normalised volumes."""
-        return self.head(torch.flatten(self.pool(self.features(x)), 1))
+        super().__init__(in_channels, num_classes, widths)
 
 
 class VGGStyleNet(nn.Module):

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from fake_plugins import Brightness
 from model_files import save_torchscript
 from PIL import Image
-from torch import nn
 
 from harness.cli.main import main
 
@@ -30,12 +30,6 @@ acceptance:
   - metric: clean_accuracy
     min: 0.0
 """
-
-
-class Brightness(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        m = x.mean(dim=(1, 2, 3))
-        return torch.stack([0.5 - m, m - 0.5], dim=1) * 10
 
 
 def test_an_escaping_symlink_is_recorded_and_warned_about_without_the_sandbox(tmp_path: Path, capsys) -> None:

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fake_plugins import Brightness
 from model_files import save_torchscript
 from PIL import Image
 from support import SHARED_DATASETS, require_shared
-from torch import nn
 
 from harness.cli.main import main
 from harness.data.fingerprints import NOT_PROVIDED, read_fingerprint
@@ -71,12 +71,6 @@ def write_test_only_folder(root: Path, out: Path) -> None:
             Image.open(root / row["path"]).save(target.with_suffix(".png"))
         else:
             Image.open(root / row["path"]).save(target.with_suffix(".jpg"), quality=95)
-
-
-class Brightness(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        m = x.mean(dim=(1, 2, 3))
-        return torch.stack([0.5 - m, m - 0.5], dim=1) * 10
 
 
 def run(tmp_path: Path, leakage: str, criterion: str = "", report: bool = True) -> tuple[int, Path, str]:

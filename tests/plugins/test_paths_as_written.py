@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fake_plugins import Brightness
 from model_files import save_torchscript
 from PIL import Image
-from torch import nn
 
 from harness.cli.main import main
 from harness.plan.paths import PathRecorder
@@ -35,12 +35,6 @@ acceptance:
   - metric: clean_accuracy
     min: 0.0
 """
-
-
-class Brightness(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        m = x.mean(dim=(1, 2, 3))
-        return torch.stack([0.5 - m, m - 0.5], dim=1) * 10
 
 
 def study(root: Path) -> Path:

@@ -24,11 +24,6 @@ def _near_cutoff(model: ModelResult, attack_id: str, cutoff: float) -> AttackPoi
     return None if eps is None else attack.find(eps)  # type: ignore[union-attr]
 
 
-def _position(names: list[str], name: str) -> int:
-    """A class's index in the data set's class order (past the end when the run does not name it)."""
-    return names.index(name) if name in names else len(names) + 1_000_000
-
-
 def operating_points(report: ReportInput) -> list[dict[str, str]]:
     """Per model that decides at a threshold: its role and how the threshold was chosen."""
     out = []
@@ -48,10 +43,11 @@ def per_class(report: ReportInput, cell: Any) -> dict[str, Any] | None:
             continue
         rows = []
         names = report.class_names  # the data set's class order: the confusion matrix's (results.json sorts keys)
-        ordered = sorted(model.classes.items(), key=lambda item: _position(names, item[0]))
-        for name, one in ordered:
-            k = _position(names, name)
-            n = sum(model.clean.confusion_matrix[k]) if k < len(model.clean.confusion_matrix) else None
+        ordered = [n for n in names if n in model.classes] + [n for n in model.classes if n not in names]
+        for name in ordered:
+            one, k = model.classes[name], names.index(name) if name in names else None
+            n = sum(model.clean.confusion_matrix[k]) if k is not None and k < len(model.clean.confusion_matrix) \
+                else None
             robust = [cell(ROBUST_SENSITIVITY, _near_cutoff(one, attack_id, report.cutoff))
                       for attack_id in report.attack_ids]
             rows.append({"name": name, "n": n, "sensitivity": cell(SENSITIVITY, one.clean),
